@@ -1,0 +1,260 @@
+//! Events: the only thing signoff stores as truth. Each event is sealed into a per-request
+//! hash chain: its `hash` is sha256 over its canonical JSON (without `hash`, with `prev_hash`).
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::canonical;
+use crate::policy::{Quorum, Separation, TimeoutAction};
+use crate::state::{RequestStatus, StepStatus};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub step: Option<String>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Identifies the exact policy a request was planned with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRef {
+    pub id: String,
+    pub version: u64,
+    pub hash: String,
+}
+
+/// A step as planned at submission; what the fold needs to know without the policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub after: Vec<String>,
+    pub quorum: Quorum,
+    pub rejections: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_acks: Vec<String>,
+    #[serde(default)]
+    pub on_timeout: TimeoutAction,
+}
+
+/// An out-of-office substitution applied while resolving approvers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Substitution {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum EventKind {
+    Submitted {
+        id: String,
+        policy: PolicyRef,
+        requester: String,
+        #[serde(default)]
+        title: Option<String>,
+        #[serde(default)]
+        subject: Option<String>,
+        context: Value,
+        #[serde(default)]
+        evidence: Vec<Value>,
+        #[serde(default)]
+        lineage: Option<String>,
+        #[serde(default)]
+        resubmits: Option<String>,
+        #[serde(default)]
+        expires_at: Option<Timestamp>,
+        #[serde(default)]
+        separation: Separation,
+        steps: Vec<PlannedStep>,
+    },
+    AutoApproved {
+        conditions: Vec<String>,
+    },
+    StepSkipped {
+        because: String,
+    },
+    StepActivated {
+        approvers: Vec<String>,
+        quorum: u32,
+        #[serde(default)]
+        due_at: Option<Timestamp>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        substitutions: Vec<Substitution>,
+    },
+    Approved {
+        #[serde(default)]
+        comment: Option<String>,
+        #[serde(default)]
+        edits: Option<Value>,
+    },
+    Rejected {
+        comment: String,
+    },
+    Acknowledged {
+        item: String,
+    },
+    EditsRefused {
+        code: String,
+        detail: String,
+        edits: Value,
+    },
+    Delegated {
+        from: String,
+        to: String,
+    },
+    Commented {
+        comment: String,
+    },
+    Escalated {
+        level: u32,
+        added: Vec<String>,
+    },
+    Reminded {
+        to: Vec<String>,
+    },
+    StepTimedOut {
+        action: TimeoutAction,
+    },
+    StepDecided {
+        outcome: StepStatus,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Cancelled {
+        #[serde(default)]
+        comment: Option<String>,
+    },
+    Expired {
+        reason: String,
+    },
+    Completed {
+        status: RequestStatus,
+        #[serde(default)]
+        reason: Option<String>,
+    },
+    Refused {
+        action: String,
+        code: String,
+        detail: String,
+    },
+}
+
+impl EventKind {
+    /// The wire name of this event's type (`step_activated`, …).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::Submitted { .. } => "submitted",
+            EventKind::AutoApproved { .. } => "auto_approved",
+            EventKind::StepSkipped { .. } => "step_skipped",
+            EventKind::StepActivated { .. } => "step_activated",
+            EventKind::Approved { .. } => "approved",
+            EventKind::Rejected { .. } => "rejected",
+            EventKind::Acknowledged { .. } => "acknowledged",
+            EventKind::EditsRefused { .. } => "edits_refused",
+            EventKind::Delegated { .. } => "delegated",
+            EventKind::Commented { .. } => "commented",
+            EventKind::Escalated { .. } => "escalated",
+            EventKind::Reminded { .. } => "reminded",
+            EventKind::StepTimedOut { .. } => "step_timed_out",
+            EventKind::StepDecided { .. } => "step_decided",
+            EventKind::Cancelled { .. } => "cancelled",
+            EventKind::Expired { .. } => "expired",
+            EventKind::Completed { .. } => "completed",
+            EventKind::Refused { .. } => "refused",
+        }
+    }
+}
+
+impl Event {
+    /// Builds an event at `seq` after `prev_hash` and computes its hash.
+    pub fn sealed(seq: u64, at: Timestamp, actor: &str, step: Option<&str>, kind: EventKind, prev_hash: &str) -> Event {
+        let mut event = Event {
+            seq,
+            at,
+            actor: actor.to_string(),
+            step: step.map(str::to_string),
+            kind,
+            prev_hash: prev_hash.to_string(),
+            hash: String::new(),
+        };
+        event.hash = event.compute_hash();
+        event
+    }
+
+    /// sha256 over the canonical JSON of this event without its `hash` field.
+    pub fn compute_hash(&self) -> String {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut value {
+            map.remove("hash");
+        }
+        canonical::digest(&value)
+    }
+}
+
+/// Why a history does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("event {seq}: expected seq {expected}")]
+    Gap { seq: u64, expected: u64 },
+    #[error("event {seq}: prev_hash does not match the previous event's hash")]
+    Broken { seq: u64 },
+    #[error("event {seq}: hash does not match its content")]
+    Tampered { seq: u64 },
+}
+
+/// Checks that `events` are numbered 1.., each linked to the one before and hashed correctly.
+pub fn verify_chain(events: &[Event]) -> Result<(), ChainError> {
+    let mut prev = canonical::GENESIS_HASH.to_string();
+    for (i, e) in events.iter().enumerate() {
+        let expected = i as u64 + 1;
+        if e.seq != expected {
+            return Err(ChainError::Gap { seq: e.seq, expected });
+        }
+        if e.prev_hash != prev {
+            return Err(ChainError::Broken { seq: e.seq });
+        }
+        if e.compute_hash() != e.hash {
+            return Err(ChainError::Tampered { seq: e.seq });
+        }
+        prev = e.hash.clone();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_shape_is_flat_with_type_and_data() {
+        let e = Event::sealed(
+            1,
+            "2026-11-22T10:00:00Z".parse().unwrap(),
+            "mark",
+            Some("manager"),
+            EventKind::Approved { comment: Some("ok".into()), edits: None },
+            canonical::GENESIS_HASH,
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "approved");
+        assert_eq!(v["data"]["comment"], "ok");
+        assert_eq!(v["step"], "manager");
+        let back: Event = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+        assert!(verify_chain(&[e.clone()]).is_ok());
+        let mut tampered = e;
+        tampered.actor = "mallory".into();
+        assert_eq!(verify_chain(&[tampered]), Err(ChainError::Tampered { seq: 1 }));
+    }
+}

@@ -1,0 +1,522 @@
+//! The state machine: a submission or a command, the current state and the time in; events
+//! and the resulting state out. Refusals are decisions too: they are recorded as events so the
+//! history shows every attempt, and they never change a request's status or steps.
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use crate::canonical::{self, GENESIS_HASH};
+use crate::condition::Vars;
+use crate::directory::Directory;
+use crate::event::{Event, EventKind, PlannedStep, PolicyRef};
+use crate::planner::{self, ResolveError};
+use crate::policy::{EditRules, Policy};
+use crate::state::{RequestState, RequestStatus, StepState, StepStatus};
+use crate::SYSTEM_ACTOR;
+
+/// What a requester submits.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub id: String,
+    pub requester: String,
+    pub title: Option<String>,
+    pub subject: Option<String>,
+    pub context: Value,
+    pub evidence: Vec<Value>,
+    pub lineage: Option<String>,
+    pub resubmits: Option<String>,
+}
+
+/// Why a submission was refused; nothing is stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the context does not satisfy the policy's context_schema: {}", .0.join("; "))]
+    InvalidContext(Vec<String>),
+    #[error("{}", .0.detail())]
+    Plan(ResolveError),
+}
+
+impl SubmitError {
+    /// The stable error code of the API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SubmitError::InvalidContext(_) => "invalid_context",
+            SubmitError::Plan(e) => e.code(),
+        }
+    }
+}
+
+/// A person (or the system) acting on a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub actor: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Approve { step: String, comment: Option<String>, edits: Option<Value> },
+    Reject { step: String, comment: Option<String> },
+    Acknowledge { step: String, item: String },
+    Delegate { step: String, to: String },
+    Comment { step: Option<String>, comment: String },
+    Cancel { comment: Option<String> },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Approve { .. } => "approve",
+            Action::Reject { .. } => "reject",
+            Action::Acknowledge { .. } => "acknowledge",
+            Action::Delegate { .. } => "delegate",
+            Action::Comment { .. } => "comment",
+            Action::Cancel { .. } => "cancel",
+        }
+    }
+
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Action::Approve { step, .. }
+            | Action::Reject { step, .. }
+            | Action::Acknowledge { step, .. }
+            | Action::Delegate { step, .. } => Some(step),
+            Action::Comment { step, .. } => step.as_deref(),
+            Action::Cancel { .. } => None,
+        }
+    }
+}
+
+/// A refusal with its stable code (`step_not_active`, `not_an_approver`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command changed the request.
+    Applied,
+    /// The command repeated something already done (a second approval by the same person).
+    Unchanged,
+    /// The command was refused; the refusal is recorded as an event.
+    Refused(Refusal),
+    /// The command was malformed for this request; nothing is recorded.
+    Invalid(Refusal),
+}
+
+/// The result of deciding a command.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub events: Vec<Event>,
+    pub state: RequestState,
+    pub outcome: Outcome,
+}
+
+/// Plans a submission: validates the context, evaluates `auto_approve` and every `when`, and
+/// activates the steps that can start at once.
+pub fn submit(policy: &Policy, dir: &Directory, sub: Submission, now: Timestamp) -> Result<(Vec<Event>, RequestState), SubmitError> {
+    if !sub.context.is_object() {
+        return Err(SubmitError::InvalidContext(vec!["the context must be a JSON object".into()]));
+    }
+    if let Some(schema) = &policy.context_schema {
+        schema.check(&sub.context).map_err(SubmitError::InvalidContext)?;
+    }
+    let vars = planner::request_vars(dir, &sub.context, &sub.requester);
+    let planning = |what: String, e: crate::condition::EvalError| {
+        SubmitError::Plan(ResolveError::Planning(format!("{what} {e}")))
+    };
+    let mut auto = !policy.auto_approve.is_empty();
+    for cond in &policy.auto_approve {
+        auto &= cond.eval_bool(&vars).map_err(|e| planning("auto_approve".into(), e))?;
+    }
+    let mut skipped = Vec::new();
+    if !auto {
+        for step in &policy.steps {
+            if let Some(when) = &step.when {
+                if !when.eval_bool(&vars).map_err(|e| planning(format!("step `{}`: when", step.id), e))? {
+                    skipped.push((step.id.clone(), format!("`{}` is false", when.source())));
+                }
+            }
+        }
+    }
+    let submitted = EventKind::Submitted {
+        id: sub.id,
+        policy: PolicyRef { id: policy.id.clone(), version: policy.version, hash: policy.hash.clone() },
+        requester: sub.requester.clone(),
+        title: sub.title,
+        subject: sub.subject,
+        context: sub.context,
+        evidence: sub.evidence,
+        lineage: sub.lineage,
+        resubmits: sub.resubmits,
+        expires_at: policy.expires_in.and_then(|d| now.checked_add(d).ok()),
+        separation: policy.separation,
+        steps: if auto {
+            Vec::new()
+        } else {
+            policy
+                .steps
+                .iter()
+                .map(|s| PlannedStep {
+                    id: s.id.clone(),
+                    title: s.title.clone(),
+                    reason: s.reason.clone(),
+                    after: s.after.clone(),
+                    quorum: s.quorum,
+                    rejections: s.rejections,
+                    require_acks: s.require_acks.clone(),
+                    on_timeout: s.on_timeout,
+                })
+                .collect()
+        },
+    };
+    let first = Event::sealed(1, now, &sub.requester, None, submitted, GENESIS_HASH);
+    let state = RequestState::start(&first).expect("a submitted event starts a request");
+    let mut tx = Tx { policy, dir, now, state, events: vec![first], vars: Some(vars) };
+    if auto {
+        let conditions = policy.auto_approve.iter().map(|c| c.source().to_string()).collect();
+        tx.emit(SYSTEM_ACTOR, None, EventKind::AutoApproved { conditions });
+        tx.emit(SYSTEM_ACTOR, None, EventKind::Completed {
+            status: RequestStatus::Approved,
+            reason: Some("auto-approved".into()),
+        });
+    } else {
+        for (step, because) in skipped {
+            tx.emit(SYSTEM_ACTOR, Some(&step), EventKind::StepSkipped { because });
+        }
+        tx.settle(true).map_err(SubmitError::Plan)?;
+    }
+    Ok((tx.events, tx.state))
+}
+
+/// Decides a command against the current state.
+pub fn decide(policy: &Policy, dir: &Directory, state: &RequestState, cmd: &Command, now: Timestamp) -> Decision {
+    let mut tx = Tx { policy, dir, now, state: state.clone(), events: Vec::new(), vars: None };
+    let outcome = tx.run(cmd);
+    if let Outcome::Refused(r) = &outcome {
+        if tx.events.is_empty() {
+            let kind = EventKind::Refused { action: cmd.action.name().into(), code: r.code.into(), detail: r.detail.clone() };
+            tx.emit(&cmd.actor, cmd.action.step(), kind);
+        }
+    }
+    Decision { events: tx.events, state: tx.state, outcome }
+}
+
+fn refuse(code: &'static str, detail: impl Into<String>) -> Outcome {
+    Outcome::Refused(Refusal { code, detail: detail.into() })
+}
+
+fn invalid(code: &'static str, detail: impl Into<String>) -> Outcome {
+    Outcome::Invalid(Refusal { code, detail: detail.into() })
+}
+
+fn blank(s: &Option<String>) -> bool {
+    s.as_deref().is_none_or(|c| c.trim().is_empty())
+}
+
+/// One decision in progress: events emitted so far and the state they fold to.
+struct Tx<'a> {
+    policy: &'a Policy,
+    dir: &'a Directory,
+    now: Timestamp,
+    state: RequestState,
+    events: Vec<Event>,
+    vars: Option<Vars>,
+}
+
+impl Tx<'_> {
+    fn emit(&mut self, actor: &str, step: Option<&str>, kind: EventKind) {
+        let event = Event::sealed(self.state.version + 1, self.now, actor, step, kind, &self.state.head_hash);
+        self.state.apply(&event).expect("the machine only emits events for steps of the request");
+        self.events.push(event);
+    }
+
+    fn run(&mut self, cmd: &Command) -> Outcome {
+        let actor = cmd.actor.as_str();
+        if self.state.status.is_terminal() {
+            return refuse("request_closed", format!("the request is {}", self.state.status.as_str()));
+        }
+        match &cmd.action {
+            Action::Cancel { comment } => {
+                if actor != self.state.requester && !self.dir.is_admin(actor) {
+                    return refuse("forbidden", "only the requester or an admin may cancel a request");
+                }
+                self.emit(actor, None, EventKind::Cancelled { comment: comment.clone() });
+                Outcome::Applied
+            }
+            Action::Comment { step, comment } => {
+                if comment.trim().is_empty() {
+                    return invalid("comment_required", "a comment must not be empty");
+                }
+                if let Some(id) = step {
+                    if self.state.step(id).is_none() {
+                        return invalid("not_found", format!("the request has no step `{id}`"));
+                    }
+                }
+                self.emit(actor, step.as_deref(), EventKind::Commented { comment: comment.clone() });
+                Outcome::Applied
+            }
+            Action::Approve { step, comment, edits } => self.approve(actor, step, comment, edits),
+            Action::Reject { step, comment } => self.reject(actor, step, comment),
+            Action::Acknowledge { step, item } => self.acknowledge(actor, step, item),
+            Action::Delegate { step, to } => self.delegate(actor, step, to),
+        }
+    }
+
+    /// The checks every step action shares: the step exists and is active, and the actor may
+    /// act on it.
+    fn gate(&self, actor: &str, step_id: &str) -> Result<&StepState, Outcome> {
+        let step = self
+            .state
+            .step(step_id)
+            .ok_or_else(|| invalid("not_found", format!("the request has no step `{step_id}`")))?;
+        let sep = self.state.separation;
+        if actor == self.state.requester && !sep.requester_can_approve {
+            return Err(refuse("separation_of_duties", "the requester cannot act on their own request's steps"));
+        }
+        if step.status != StepStatus::Active {
+            return Err(refuse(
+                "step_not_active",
+                format!("step `{step_id}` is {}", serde_json::to_value(step.status).unwrap_or_default().as_str().unwrap_or("")),
+            ));
+        }
+        if sep.one_step_per_approver && self.state.decided_other_step(actor, step_id) {
+            return Err(refuse("separation_of_duties", format!("{actor} already decided another step of this request")));
+        }
+        if !step.approvers.iter().any(|a| a == actor) {
+            return Err(refuse("not_an_approver", format!("{actor} is not an approver of step `{step_id}`")));
+        }
+        Ok(step)
+    }
+
+    fn approve(&mut self, actor: &str, step_id: &str, comment: &Option<String>, edits: &Option<Value>) -> Outcome {
+        let step = match self.gate(actor, step_id) {
+            Ok(s) => s,
+            Err(o) => return o,
+        };
+        if step.has_approved(actor) {
+            return Outcome::Unchanged;
+        }
+        if step.has_rejected(actor) {
+            return refuse("already_voted", format!("{actor} already rejected step `{step_id}`"));
+        }
+        let pending = step.pending_acks();
+        if !pending.is_empty() {
+            return refuse("acks_pending", format!("acknowledge first: {}", pending.join(", ")));
+        }
+        let edits = edits.clone().filter(|e| e.as_object().is_none_or(|m| !m.is_empty()));
+        if let Some(edits) = &edits {
+            let rules = self.policy.step(step_id).and_then(|s| s.edits.as_ref());
+            if let Err(r) = check_edits(rules, edits, &self.state.effective_context) {
+                self.emit(actor, Some(step_id), EventKind::EditsRefused {
+                    code: r.code.into(),
+                    detail: r.detail.clone(),
+                    edits: edits.clone(),
+                });
+                return Outcome::Refused(r);
+            }
+            // Later activations see the edited context.
+            self.vars = None;
+        }
+        self.emit(actor, Some(step_id), EventKind::Approved { comment: comment.clone(), edits });
+        self.tally(step_id);
+        Outcome::Applied
+    }
+
+    fn reject(&mut self, actor: &str, step_id: &str, comment: &Option<String>) -> Outcome {
+        let step = match self.gate(actor, step_id) {
+            Ok(s) => s,
+            Err(o) => return o,
+        };
+        if blank(comment) {
+            return invalid("comment_required", "a rejection needs a comment");
+        }
+        if step.has_rejected(actor) {
+            return Outcome::Unchanged;
+        }
+        if step.has_approved(actor) {
+            return refuse("already_voted", format!("{actor} already approved step `{step_id}`"));
+        }
+        let comment = comment.clone().unwrap_or_default();
+        self.emit(actor, Some(step_id), EventKind::Rejected { comment });
+        self.tally(step_id);
+        Outcome::Applied
+    }
+
+    fn acknowledge(&mut self, actor: &str, step_id: &str, item: &str) -> Outcome {
+        let step = match self.gate(actor, step_id) {
+            Ok(s) => s,
+            Err(o) => return o,
+        };
+        if !step.require_acks.iter().any(|i| i == item) {
+            return invalid(
+                "bad_parameter",
+                format!("step `{step_id}` has no acknowledgement `{item}` (it has: {})", step.require_acks.join(", ")),
+            );
+        }
+        if step.acks.iter().any(|a| a.item == item && a.by == actor) {
+            return Outcome::Unchanged;
+        }
+        self.emit(actor, Some(step_id), EventKind::Acknowledged { item: item.to_string() });
+        Outcome::Applied
+    }
+
+    fn delegate(&mut self, actor: &str, step_id: &str, to: &str) -> Outcome {
+        let step = match self.gate(actor, step_id) {
+            Ok(s) => s,
+            Err(o) => return o,
+        };
+        if self.dir.user(to).is_none() {
+            return invalid("unknown_user", format!("no user `{to}` in the directory"));
+        }
+        let to = match self.dir.final_delegate(to, self.now) {
+            Ok(t) => t,
+            Err(c) => return invalid("delegation_cycle", c.to_string()),
+        };
+        if to == actor {
+            return invalid("bad_parameter", "cannot delegate to yourself");
+        }
+        if step.has_approved(actor) || step.has_rejected(actor) {
+            return refuse("already_voted", format!("{actor} already decided step `{step_id}`"));
+        }
+        let sep = self.state.separation;
+        if (to == self.state.requester && !sep.requester_can_approve)
+            || (sep.one_step_per_approver && self.state.decided_other_step(&to, step_id))
+        {
+            return refuse("separation_of_duties", format!("{to} may not approve this step (separation of duties)"));
+        }
+        if step.approvers.contains(&to) {
+            return refuse("already_an_approver", format!("{to} is already an approver of step `{step_id}`"));
+        }
+        self.emit(actor, Some(step_id), EventKind::Delegated { from: actor.to_string(), to });
+        Outcome::Applied
+    }
+
+    /// Decides the step if its votes reach a threshold, then moves the request on.
+    fn tally(&mut self, step_id: &str) {
+        let Some(step) = self.state.step(step_id) else { return };
+        let approvals = step.approvals.len() as u32;
+        let rejections = step.rejections.len() as u32;
+        let open = step.open_approvers().count() as u32;
+        let quorum = step.quorum_needed();
+        let verdict = if approvals >= quorum {
+            Some((StepStatus::Approved, None))
+        } else if rejections >= step.rejections_needed {
+            Some((StepStatus::Rejected, None))
+        } else if approvals + open < quorum {
+            Some((StepStatus::Rejected, Some("quorum can no longer be reached".to_string())))
+        } else {
+            None
+        };
+        match verdict {
+            Some((StepStatus::Approved, _)) => {
+                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Approved, reason: None });
+                // Activation failures after submission reject the request; they are recorded.
+                let _ = self.settle(false);
+            }
+            Some((outcome, reason)) => {
+                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome, reason: reason.clone() });
+                self.emit(SYSTEM_ACTOR, None, EventKind::Completed {
+                    status: RequestStatus::Rejected,
+                    reason: Some(reason.unwrap_or_else(|| format!("step `{step_id}` was rejected"))),
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// Activates every step that has become ready, repeatedly, and completes the request when
+    /// nothing is left open. At submission an activation failure is returned (and nothing is
+    /// stored); later it rejects the request.
+    fn settle(&mut self, at_submission: bool) -> Result<(), ResolveError> {
+        while !self.state.status.is_terminal() {
+            let ready = planner::ready_steps(&self.state);
+            if ready.is_empty() {
+                break;
+            }
+            for id in ready {
+                self.activate(&id, at_submission)?;
+                if self.state.status.is_terminal() {
+                    return Ok(());
+                }
+            }
+        }
+        let all_done = self
+            .state
+            .steps
+            .iter()
+            .all(|s| matches!(s.status, StepStatus::Approved | StepStatus::Skipped));
+        if !self.state.status.is_terminal() && all_done {
+            let reason = self.state.steps.is_empty().then(|| "no step applies".to_string()).or_else(|| {
+                self.state.steps.iter().all(|s| s.status == StepStatus::Skipped).then(|| "every step was skipped".to_string())
+            });
+            self.emit(SYSTEM_ACTOR, None, EventKind::Completed { status: RequestStatus::Approved, reason });
+        }
+        Ok(())
+    }
+
+    fn activate(&mut self, step_id: &str, at_submission: bool) -> Result<(), ResolveError> {
+        let Some(step) = self.policy.step(step_id) else {
+            return Err(ResolveError::Planning(format!("step `{step_id}` is not in policy {}", self.policy.id)));
+        };
+        let vars = self.vars.get_or_insert_with(|| {
+            planner::request_vars(self.dir, &self.state.effective_context, &self.state.requester)
+        });
+        match planner::resolve(self.policy, step, self.dir, &self.state, vars, self.now) {
+            Ok(r) => {
+                let due_at = step.sla.and_then(|d| self.now.checked_add(d).ok());
+                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepActivated {
+                    approvers: r.approvers,
+                    quorum: r.quorum,
+                    due_at,
+                    substitutions: r.substitutions,
+                });
+                Ok(())
+            }
+            Err(e) if at_submission => Err(e),
+            Err(e) => {
+                let reason = format!("{}: {}", e.code(), e.detail());
+                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided {
+                    outcome: StepStatus::Rejected,
+                    reason: Some(reason.clone()),
+                });
+                self.emit(SYSTEM_ACTOR, None, EventKind::Completed { status: RequestStatus::Rejected, reason: Some(reason) });
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Checks approve-with-edits against a step's rules.
+fn check_edits(rules: Option<&EditRules>, edits: &Value, context: &Value) -> Result<(), Refusal> {
+    let refusal = |code, detail: String| Refusal { code, detail };
+    let Value::Object(map) = edits else {
+        return Err(refusal("edit_schema_invalid", "edits must be an object of top-level context keys".into()));
+    };
+    let Some(rules) = rules else {
+        return Err(refusal("edit_key_not_allowed", "this step does not allow edits".into()));
+    };
+    let outside: Vec<&str> = map.keys().filter(|k| !rules.allowed_keys.contains(k)).map(String::as_str).collect();
+    if !outside.is_empty() {
+        return Err(refusal(
+            "edit_key_not_allowed",
+            format!("not editable: {} (allowed: {})", outside.join(", "), rules.allowed_keys.join(", ")),
+        ));
+    }
+    if let Some(schema) = &rules.schema {
+        schema.check(edits).map_err(|m| refusal("edit_schema_invalid", m.join("; ")))?;
+    }
+    if let Some(max) = rules.max_diff_chars {
+        let changed: usize = map
+            .iter()
+            .filter(|(k, v)| context.get(k.as_str()) != Some(v))
+            .map(|(_, v)| canonical::to_string(v).len())
+            .sum();
+        if changed > max {
+            return Err(refusal("edit_diff_too_large", format!("the edits change {changed} characters; at most {max} are allowed")));
+        }
+    }
+    Ok(())
+}
