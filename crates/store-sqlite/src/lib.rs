@@ -1,1 +1,411 @@
-//! placeholder
+//! The embedded store: one SQLite file in WAL mode. All writes go through one writer thread
+//! that commits in groups: every commit waiting while the previous transaction was being
+//! fsynced joins the next transaction, so durability costs one fsync per group, not per call.
+//! Reads use a small pool of separate connections and never wait for the writer.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use signoff_engine::{Event, RequestState};
+use signoff_store::{
+    Commit, CommitOutcome, KeyMatch, ListQuery, Page, PolicyRecord, Result, SavedResponse, Store, StoreError, Task,
+    tasks_of,
+};
+use tokio::sync::oneshot;
+
+/// At most this many commits share one transaction.
+const MAX_GROUP: usize = 512;
+
+enum WriteOp {
+    Commit(Box<Commit>, oneshot::Sender<Result<CommitOutcome>>),
+    PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<WriteOp>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path).map_err(unavailable)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;
+             PRAGMA foreign_keys = ON;",
+        )
+        .map_err(unavailable)?;
+        schema::migrate(&mut conn).map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("signoff-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(unavailable)?;
+        Ok(SqliteStore { path, writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())) })
+    }
+
+    fn send(&self, op: WriteOp) -> Result<()> {
+        self.writer
+            .lock()
+            .map_err(unavailable)?
+            .send(op)
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking thread pool.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().map_err(unavailable)?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(unavailable)?;
+                    c.busy_timeout(std::time::Duration::from_secs(5)).map_err(unavailable)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            if let Ok(mut pool) = pool.lock() {
+                if pool.len() < 16 {
+                    pool.push(conn);
+                }
+            }
+            out
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let results = write_group(&mut conn, &batch);
+        for (op, result) in batch.into_iter().zip(results) {
+            match (op, result) {
+                (WriteOp::Commit(_, reply), r) => {
+                    let _ = reply.send(r);
+                }
+                (WriteOp::PutPolicy(_, reply), r) => {
+                    let _ = reply.send(r.map(|_| ()));
+                }
+            }
+        }
+    }
+}
+
+/// Applies a group of writes in one transaction; each write is isolated by a savepoint so one
+/// failing write does not undo the others. If the final COMMIT fails, every write fails.
+fn write_group(conn: &mut Connection, batch: &[WriteOp]) -> Vec<Result<CommitOutcome>> {
+    let fail_all = |e: rusqlite::Error| batch.iter().map(|_| Err(unavailable(&e))).collect();
+    let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for op in batch {
+        let result = (|| {
+            let sp = tx.savepoint().map_err(unavailable)?;
+            let out = match op {
+                WriteOp::Commit(c, _) => apply_commit(&sp, c)?,
+                WriteOp::PutPolicy(p, _) => {
+                    put_policy(&sp, p)?;
+                    CommitOutcome::Committed
+                }
+            };
+            sp.commit().map_err(unavailable)?;
+            Ok(out)
+        })();
+        results.push(result);
+    }
+    if let Err(e) = tx.commit() {
+        return fail_all(e);
+    }
+    results
+}
+
+fn put_policy(tx: &Connection, p: &PolicyRecord) -> Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO policies (hash, id, version, source) VALUES (?1, ?2, ?3, ?4)")
+        .and_then(|mut s| s.execute(params![p.hash, p.id, p.version as i64, p.source.to_string()]))
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+fn key_match(stored_fingerprint: &str, fingerprint: &str, status: i64, body: &str) -> Result<KeyMatch> {
+    if stored_fingerprint != fingerprint {
+        return Ok(KeyMatch::Different);
+    }
+    Ok(KeyMatch::Same(SavedResponse { status: status as u16, body: serde_json::from_str(body).map_err(corrupt)? }))
+}
+
+fn apply_commit(tx: &Connection, c: &Commit) -> Result<CommitOutcome> {
+    if let Some(idem) = &c.idempotency {
+        let found: Option<(String, i64, String)> = tx
+            .prepare_cached("SELECT fingerprint, status, body FROM idempotency WHERE scope = ?1 AND key = ?2")
+            .and_then(|mut s| s.query_row(params![idem.scope, idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+            .map_err(unavailable)?;
+        if let Some((fp, status, body)) = found {
+            return Ok(CommitOutcome::KeyUsed(key_match(&fp, &idem.fingerprint, status, &body)?));
+        }
+    }
+    let state = &c.state;
+    let current: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT n, version FROM requests WHERE id = ?1")
+        .and_then(|mut s| s.query_row(params![state.id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(unavailable)?;
+    let state_json = serde_json::to_string(state).map_err(corrupt)?;
+    let n = match (current, c.expected_version) {
+        (None, 0) => {
+            tx.prepare_cached(
+                "INSERT INTO requests (id, status, policy_id, requester, subject, created_at, updated_at, version, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    state.id,
+                    state.status.as_str(),
+                    state.policy.id,
+                    state.requester,
+                    state.subject,
+                    state.created_at.to_string(),
+                    state.updated_at.to_string(),
+                    state.version as i64,
+                    state_json
+                ])
+            })
+            .map_err(unavailable)?;
+            tx.last_insert_rowid()
+        }
+        (Some((n, version)), expected) if expected != 0 && version as u64 == expected => {
+            tx.prepare_cached("UPDATE requests SET status = ?2, updated_at = ?3, version = ?4, state = ?5 WHERE n = ?1")
+                .and_then(|mut s| {
+                    s.execute(params![n, state.status.as_str(), state.updated_at.to_string(), state.version as i64, state_json])
+                })
+                .map_err(unavailable)?;
+            n
+        }
+        _ => return Ok(CommitOutcome::VersionConflict),
+    };
+    {
+        let mut insert = tx
+            .prepare_cached("INSERT INTO events (request_id, seq, type, at, body) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .map_err(unavailable)?;
+        for e in &c.events {
+            let body = serde_json::to_string(e).map_err(corrupt)?;
+            insert
+                .execute(params![state.id, e.seq as i64, e.kind.type_name(), e.at.to_string(), body])
+                .map_err(unavailable)?;
+        }
+    }
+    tx.prepare_cached("DELETE FROM tasks WHERE request_n = ?1")
+        .and_then(|mut s| s.execute(params![n]))
+        .map_err(unavailable)?;
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO tasks (approver, request_n, step_id, due_at, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(unavailable)?;
+        for (approver, task) in tasks_of(state) {
+            let due = task.due_at.map(|d| d.as_millisecond());
+            let body = serde_json::to_string(&task).map_err(corrupt)?;
+            insert.execute(params![approver, n, task.step, due, body]).map_err(unavailable)?;
+        }
+        let mut participant = tx
+            .prepare_cached("INSERT OR IGNORE INTO participants (user_id, request_n) VALUES (?1, ?2)")
+            .map_err(unavailable)?;
+        for user in state.participants() {
+            participant.execute(params![user, n]).map_err(unavailable)?;
+        }
+    }
+    if let Some(idem) = &c.idempotency {
+        tx.prepare_cached("INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut s| {
+                s.execute(params![
+                    idem.scope,
+                    idem.key,
+                    idem.fingerprint,
+                    idem.response.status as i64,
+                    idem.response.body.to_string(),
+                    idem.at.to_string()
+                ])
+            })
+            .map_err(unavailable)?;
+    }
+    Ok(CommitOutcome::Committed)
+}
+
+fn decode_state(text: &str) -> Result<RequestState> {
+    serde_json::from_str(text).map_err(corrupt)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable)).await
+    }
+
+    async fn put_policy(&self, policy: &PolicyRecord) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriteOp::PutPolicy(policy.clone(), tx))?;
+        rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
+    }
+
+    async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>> {
+        let hash = hash.to_string();
+        self.read(move |c| {
+            let row: Option<(String, String, i64, String)> = c
+                .prepare_cached("SELECT hash, id, version, source FROM policies WHERE hash = ?1")
+                .and_then(|mut s| s.query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
+                .map_err(unavailable)?;
+            row.map(|(hash, id, version, source)| {
+                Ok(PolicyRecord { hash, id, version: version as u64, source: serde_json::from_str(&source).map_err(corrupt)? })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<RequestState>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let text: Option<String> = c
+                .prepare_cached("SELECT state FROM requests WHERE id = ?1")
+                .and_then(|mut s| s.query_row(params![id], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            text.map(|t| decode_state(&t)).transpose()
+        })
+        .await
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT body FROM events WHERE request_id = ?1 ORDER BY seq")
+                .map_err(unavailable)?;
+            let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0)).map_err(unavailable)?;
+            rows.map(|r| serde_json::from_str(&r.map_err(unavailable)?).map_err(corrupt)).collect()
+        })
+        .await
+    }
+
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriteOp::Commit(Box::new(commit), tx))?;
+        rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut sql = String::from("SELECT r.n, r.state FROM requests r WHERE 1=1");
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+            };
+            if let Some(cursor) = &q.cursor {
+                let n: i64 = cursor.parse().map_err(|_| StoreError::Corrupt("bad cursor".into()))?;
+                arg(&mut sql, " AND r.n < ?", n.into());
+            }
+            if let Some(s) = q.status {
+                arg(&mut sql, " AND r.status = ?", s.as_str().to_string().into());
+            }
+            if let Some(p) = &q.policy {
+                arg(&mut sql, " AND r.policy_id = ?", p.clone().into());
+            }
+            if let Some(r) = &q.requester {
+                arg(&mut sql, " AND r.requester = ?", r.clone().into());
+            }
+            if let Some(s) = &q.subject {
+                arg(&mut sql, " AND r.subject = ?", s.clone().into());
+            }
+            if let Some(a) = &q.approver {
+                arg(&mut sql, " AND r.n IN (SELECT request_n FROM tasks WHERE approver = ?)", a.clone().into());
+            }
+            if let Some(u) = &q.visible_to {
+                arg(&mut sql, " AND r.n IN (SELECT request_n FROM participants WHERE user_id = ?)", u.clone().into());
+            }
+            let limit = q.limit.clamp(1, 500) as i64;
+            arg(&mut sql, " ORDER BY r.n DESC LIMIT ?", (limit + 1).into());
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .map_err(unavailable)?;
+            let mut items = Vec::new();
+            let mut last = None;
+            let mut more = false;
+            for row in rows {
+                let (n, text) = row.map_err(unavailable)?;
+                if items.len() as i64 == limit {
+                    more = true;
+                    break;
+                }
+                items.push(decode_state(&text)?);
+                last = Some(n);
+            }
+            Ok(Page { items, next_cursor: if more { last.map(|n| n.to_string()) } else { None } })
+        })
+        .await
+    }
+
+    async fn inbox(&self, user: &str) -> Result<Vec<Task>> {
+        let user = user.to_string();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT body FROM tasks WHERE approver = ?1 ORDER BY due_at IS NULL, due_at, request_n LIMIT 1000",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt.query_map(params![user], |r| r.get::<_, String>(0)).map_err(unavailable)?;
+            rows.map(|r| serde_json::from_str(&r.map_err(unavailable)?).map_err(corrupt)).collect()
+        })
+        .await
+    }
+
+    async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {
+        let (scope, key, fingerprint) = (scope.to_string(), key.to_string(), fingerprint.to_string());
+        self.read(move |c| {
+            let found: Option<(String, i64, String)> = c
+                .prepare_cached("SELECT fingerprint, status, body FROM idempotency WHERE scope = ?1 AND key = ?2")
+                .and_then(|mut s| s.query_row(params![scope, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+                .map_err(unavailable)?;
+            found.map(|(fp, status, body)| key_match(&fp, &fingerprint, status, &body)).transpose()
+        })
+        .await
+    }
+}

@@ -1,1 +1,167 @@
-//! placeholder
+//! The storage contract. A `Store` keeps each request's events (the truth), its current state
+//! beside them for fast reads, the indexes behind inboxes and lists, idempotency records and
+//! the exact policies requests were planned with. Implementations: SQLite (embedded) and, later,
+//! PostgreSQL; both must pass the shared `conformance` suite.
+//!
+//! A commit is all-or-nothing and durable when it returns: a caller may answer 2xx right after.
+//! Concurrency is optimistic: a commit names the version it was decided against and fails with
+//! `VersionConflict` if another commit got there first, so the caller re-decides on fresh state.
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use signoff_engine::{Event, RequestState, RequestStatus};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or refused the operation.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A response kept under an idempotency key, replayed on a retry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedResponse {
+    pub status: u16,
+    pub body: Value,
+}
+
+/// An idempotency key, scoped to the caller, and the fingerprint of the call it was used for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: String,
+    pub response: SavedResponse,
+    pub at: Timestamp,
+}
+
+/// What a stored idempotency key says about a new call with that key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyMatch {
+    /// Same call: here is the first response again.
+    Same(SavedResponse),
+    /// The key was used for a different call.
+    Different,
+}
+
+/// Events to append to one request, with the state they fold to.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The version the events were decided against; 0 creates the request.
+    pub expected_version: u64,
+    pub events: Vec<Event>,
+    pub state: RequestState,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommitOutcome {
+    Committed,
+    /// Another commit changed the request first (or the id already exists for a create).
+    VersionConflict,
+    /// The idempotency key was already used: nothing was written.
+    KeyUsed(KeyMatch),
+}
+
+/// A policy document as planned with, kept by hash for as long as requests may need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyRecord {
+    pub hash: String,
+    pub id: String,
+    pub version: u64,
+    pub source: Value,
+}
+
+/// Filters of `GET /v1/requests`. Newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub status: Option<RequestStatus>,
+    pub policy: Option<String>,
+    pub requester: Option<String>,
+    /// Requests with a step this user can act on now.
+    pub approver: Option<String>,
+    pub subject: Option<String>,
+    /// Only requests this user may see (requester or on the plan); `None` for admins.
+    pub visible_to: Option<String>,
+    pub limit: u32,
+    /// Opaque position from a previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub items: Vec<RequestState>,
+    pub next_cursor: Option<String>,
+}
+
+/// An open task in someone's inbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub request: String,
+    pub step: String,
+    pub title: Option<String>,
+    pub reason: Option<String>,
+    pub due_at: Option<Timestamp>,
+    pub policy: String,
+}
+
+/// An inbox row for each open approver slot of a state; what every store indexes.
+pub fn tasks_of(state: &RequestState) -> Vec<(String, Task)> {
+    state
+        .open_tasks()
+        .into_iter()
+        .map(|(step, approver)| {
+            (
+                approver.to_string(),
+                Task {
+                    request: state.id.clone(),
+                    step: step.id.clone(),
+                    title: state.title.clone(),
+                    reason: step.reason.clone().or_else(|| step.title.clone()),
+                    due_at: step.due_at,
+                    policy: state.policy.id.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Keeps a policy document by hash (idempotent).
+    async fn put_policy(&self, policy: &PolicyRecord) -> Result<()>;
+
+    /// A policy document by hash.
+    async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>>;
+
+    /// The current state of a request.
+    async fn load(&self, id: &str) -> Result<Option<RequestState>>;
+
+    /// A request's whole history, oldest first.
+    async fn events(&self, id: &str) -> Result<Vec<Event>>;
+
+    /// Appends events atomically and durably; see `CommitOutcome`.
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome>;
+
+    /// Requests matching `query`, newest first.
+    async fn list(&self, query: &ListQuery) -> Result<Page>;
+
+    /// The open tasks of `user`, soonest due first (undated last).
+    async fn inbox(&self, user: &str) -> Result<Vec<Task>>;
+
+    /// What an idempotency key already holds, if anything.
+    async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>>;
+}

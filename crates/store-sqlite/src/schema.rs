@@ -1,0 +1,78 @@
+//! The SQLite schema and its migrations, tracked with `PRAGMA user_version`: each entry of
+//! `MIGRATIONS` runs once, in order, inside one transaction.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE requests (
+    n          INTEGER PRIMARY KEY,          -- insertion order: newest first, and the list cursor
+    id         TEXT NOT NULL UNIQUE,
+    status     TEXT NOT NULL,
+    policy_id  TEXT NOT NULL,
+    requester  TEXT NOT NULL,
+    subject    TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    state      TEXT NOT NULL                 -- the fold of the events, as JSON
+);
+CREATE INDEX requests_status ON requests (status, n);
+CREATE INDEX requests_policy ON requests (policy_id, n);
+CREATE INDEX requests_requester ON requests (requester, n);
+CREATE INDEX requests_subject ON requests (subject, n);
+
+CREATE TABLE events (
+    request_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    type       TEXT NOT NULL,
+    at         TEXT NOT NULL,
+    body       TEXT NOT NULL,                -- the whole event, hash included
+    PRIMARY KEY (request_id, seq)
+) WITHOUT ROWID;
+
+-- Open approver slots, rebuilt from the state on every commit of a request.
+CREATE TABLE tasks (
+    approver  TEXT NOT NULL,
+    request_n INTEGER NOT NULL,
+    step_id   TEXT NOT NULL,
+    due_at    INTEGER,                      -- unix milliseconds, for ordering
+    body      TEXT NOT NULL,
+    PRIMARY KEY (approver, request_n, step_id)
+) WITHOUT ROWID;
+CREATE INDEX tasks_request ON tasks (request_n);
+
+-- Who may see a request: its requester and everyone ever on its plan.
+CREATE TABLE participants (
+    user_id   TEXT NOT NULL,
+    request_n INTEGER NOT NULL,
+    PRIMARY KEY (user_id, request_n)
+) WITHOUT ROWID;
+
+CREATE TABLE idempotency (
+    scope       TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status      INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+
+CREATE TABLE policies (
+    hash    TEXT PRIMARY KEY,
+    id      TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    source  TEXT NOT NULL
+);
+"#];
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

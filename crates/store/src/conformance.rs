@@ -1,0 +1,219 @@
+//! The conformance suite every `Store` implementation must pass. Each check takes a fresh,
+//! empty store; implementations call `run_all` from their own tests.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use signoff_engine::event::verify_chain;
+use signoff_engine::machine::{self, Action, Command, Submission};
+use signoff_engine::{Directory, Policy, RequestState, RequestStatus};
+
+use crate::*;
+
+const DIRECTORY: &str = "users: [{id: alice}, {id: bob}, {id: mark}, {id: fiona}, {id: frank}]\ngroups: {finance: [fiona, frank]}\n";
+const POLICY: &str = "id: conf\nsteps:\n  - {id: manager, after: [], approvers: {users: [mark]}, sla: 1h}\n  - {id: finance, after: [], approvers: {groups: [finance]}, sla: 30m}\n";
+
+fn t0() -> Timestamp {
+    "2026-11-22T09:00:00Z".parse().unwrap()
+}
+
+struct Fixture {
+    policy: Policy,
+    dir: Directory,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture { policy: Policy::from_yaml(POLICY).unwrap(), dir: Directory::from_yaml(DIRECTORY).unwrap() }
+    }
+
+    fn submit(&self, id: &str, requester: &str, subject: &str, at: Timestamp) -> Commit {
+        let sub = Submission {
+            id: id.into(),
+            requester: requester.into(),
+            title: Some(format!("title {id}")),
+            subject: Some(subject.into()),
+            context: json!({"n": 1}),
+            evidence: vec![],
+            lineage: None,
+            resubmits: None,
+        };
+        let (events, state) = machine::submit(&self.policy, &self.dir, sub, at).unwrap();
+        Commit { expected_version: 0, events, state, idempotency: None }
+    }
+
+    fn act(&self, state: &RequestState, actor: &str, action: Action) -> Commit {
+        let d = machine::decide(&self.policy, &self.dir, state, &Command { actor: actor.into(), action }, t0());
+        Commit { expected_version: state.version, events: d.events, state: d.state, idempotency: None }
+    }
+}
+
+fn approve(step: &str) -> Action {
+    Action::Approve { step: step.into(), comment: None, edits: None }
+}
+
+async fn committed(store: &dyn Store, c: Commit) -> RequestState {
+    let state = c.state.clone();
+    assert_eq!(store.commit(c).await.unwrap(), CommitOutcome::Committed);
+    state
+}
+
+/// Runs every check, each on a store from `fresh`.
+pub async fn run_all<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Store>>,
+{
+    round_trip(&*fresh().await).await;
+    optimistic_concurrency(&*fresh().await).await;
+    idempotency_keys(&*fresh().await).await;
+    inbox_follows_open_tasks(&*fresh().await).await;
+    list_filters_and_pages(&*fresh().await).await;
+    policies_by_hash(&*fresh().await).await;
+    concurrent_commits(fresh().await).await;
+}
+
+pub async fn round_trip(store: &dyn Store) {
+    let f = Fixture::new();
+    store.ping().await.unwrap();
+    assert!(store.load("req_missing").await.unwrap().is_none());
+    assert!(store.events("req_missing").await.unwrap().is_empty());
+    let c = f.submit("req_a", "alice", "S-1", t0());
+    let state = committed(store, c.clone()).await;
+    assert_eq!(store.load("req_a").await.unwrap().unwrap(), state);
+    let s2 = committed(store, f.act(&state, "mark", approve("manager"))).await;
+    let events = store.events("req_a").await.unwrap();
+    assert_eq!(events.len() as u64, s2.version);
+    verify_chain(&events).unwrap();
+    assert_eq!(RequestState::fold(&events).unwrap(), s2);
+    assert_eq!(store.load("req_a").await.unwrap().unwrap(), s2);
+}
+
+pub async fn optimistic_concurrency(store: &dyn Store) {
+    let f = Fixture::new();
+    let c = f.submit("req_b", "alice", "S-1", t0());
+    let state = committed(store, c.clone()).await;
+    assert_eq!(store.commit(c).await.unwrap(), CommitOutcome::VersionConflict, "an id is created once");
+    let first = f.act(&state, "mark", approve("manager"));
+    let second = f.act(&state, "fiona", approve("finance"));
+    committed(store, first).await;
+    assert_eq!(store.commit(second).await.unwrap(), CommitOutcome::VersionConflict);
+    let events = store.events("req_b").await.unwrap();
+    verify_chain(&events).unwrap();
+    assert_eq!(store.load("req_b").await.unwrap().unwrap().version, events.len() as u64);
+}
+
+pub async fn idempotency_keys(store: &dyn Store) {
+    let f = Fixture::new();
+    assert_eq!(store.idempotency("alice", "k1", "fp1").await.unwrap(), None);
+    let mut c = f.submit("req_c", "alice", "S-1", t0());
+    let saved = SavedResponse { status: 201, body: json!({"id": "req_c"}) };
+    c.idempotency = Some(IdempotencyRecord {
+        scope: "alice".into(),
+        key: "k1".into(),
+        fingerprint: "fp1".into(),
+        response: saved.clone(),
+        at: t0(),
+    });
+    committed(store, c).await;
+    assert_eq!(store.idempotency("alice", "k1", "fp1").await.unwrap(), Some(KeyMatch::Same(saved.clone())));
+    assert_eq!(store.idempotency("alice", "k1", "fp2").await.unwrap(), Some(KeyMatch::Different));
+    assert_eq!(store.idempotency("bob", "k1", "fp1").await.unwrap(), None, "keys are scoped to the caller");
+    // A racing commit with a used key writes nothing and reports the key.
+    let mut again = f.submit("req_c2", "alice", "S-1", t0());
+    again.idempotency = Some(IdempotencyRecord {
+        scope: "alice".into(),
+        key: "k1".into(),
+        fingerprint: "fp1".into(),
+        response: SavedResponse { status: 201, body: json!({"id": "req_c2"}) },
+        at: t0(),
+    });
+    assert_eq!(store.commit(again).await.unwrap(), CommitOutcome::KeyUsed(KeyMatch::Same(saved)));
+    assert!(store.load("req_c2").await.unwrap().is_none());
+}
+
+pub async fn inbox_follows_open_tasks(store: &dyn Store) {
+    let f = Fixture::new();
+    let s = committed(store, f.submit("req_d", "alice", "S-1", t0())).await;
+    let later = committed(store, f.submit("req_e", "alice", "S-2", t0() - SignedDuration::from_mins(50))).await;
+    let inbox = store.inbox("fiona").await.unwrap();
+    let ids: Vec<&str> = inbox.iter().map(|t| t.request.as_str()).collect();
+    assert_eq!(ids, ["req_e", "req_d"], "soonest due first");
+    assert_eq!(inbox[0].step, "finance");
+    assert_eq!(inbox[0].policy, "conf");
+    assert_eq!(store.inbox("mark").await.unwrap().len(), 2);
+    committed(store, f.act(&s, "frank", approve("finance"))).await;
+    let ids: Vec<String> = store.inbox("fiona").await.unwrap().into_iter().map(|t| t.request).collect();
+    assert_eq!(ids, ["req_e"], "a decided step leaves every inbox");
+    let closed = f.act(&later, "alice", Action::Cancel { comment: None });
+    assert_eq!(closed.state.status, RequestStatus::Cancelled);
+    committed(store, closed).await;
+    assert!(store.inbox("fiona").await.unwrap().is_empty());
+    assert_eq!(store.inbox("mark").await.unwrap().len(), 1);
+}
+
+pub async fn list_filters_and_pages(store: &dyn Store) {
+    let f = Fixture::new();
+    let mut states = Vec::new();
+    for i in 0..7 {
+        let requester = if i % 2 == 0 { "alice" } else { "bob" };
+        let at = t0() + SignedDuration::from_secs(i);
+        states.push(committed(store, f.submit(&format!("req_l{i}"), requester, &format!("S-{}", i % 3), at)).await);
+    }
+    committed(store, f.act(&states[0], "alice", Action::Cancel { comment: None })).await;
+    committed(store, f.act(&states[1], "mark", approve("manager"))).await;
+
+    let ids = |p: &Page| p.items.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+    let q = ListQuery { limit: 3, ..ListQuery::default() };
+    let p1 = store.list(&q).await.unwrap();
+    assert_eq!(ids(&p1), ["req_l6", "req_l5", "req_l4"], "newest first");
+    let p2 = store.list(&ListQuery { cursor: p1.next_cursor.clone(), ..q.clone() }).await.unwrap();
+    assert_eq!(ids(&p2), ["req_l3", "req_l2", "req_l1"]);
+    let p3 = store.list(&ListQuery { cursor: p2.next_cursor.clone(), ..q.clone() }).await.unwrap();
+    assert_eq!(ids(&p3), ["req_l0"]);
+    assert_eq!(p3.next_cursor, None);
+
+    let all = ListQuery { limit: 50, ..ListQuery::default() };
+    let cancelled = store.list(&ListQuery { status: Some(RequestStatus::Cancelled), ..all.clone() }).await.unwrap();
+    assert_eq!(ids(&cancelled), ["req_l0"]);
+    let bobs = store.list(&ListQuery { requester: Some("bob".into()), ..all.clone() }).await.unwrap();
+    assert_eq!(ids(&bobs), ["req_l5", "req_l3", "req_l1"]);
+    let s1 = store.list(&ListQuery { subject: Some("S-1".into()), ..all.clone() }).await.unwrap();
+    assert_eq!(ids(&s1), ["req_l4", "req_l1"]);
+    let marks = store.list(&ListQuery { approver: Some("mark".into()), ..all.clone() }).await.unwrap();
+    assert_eq!(ids(&marks), ["req_l6", "req_l5", "req_l4", "req_l3", "req_l2"], "mark can act on pending ones he has not decided");
+    let by_policy = store.list(&ListQuery { policy: Some("other".into()), ..all.clone() }).await.unwrap();
+    assert!(by_policy.items.is_empty());
+    let visible = store.list(&ListQuery { visible_to: Some("bob".into()), ..all.clone() }).await.unwrap();
+    assert_eq!(ids(&visible), ["req_l5", "req_l3", "req_l1"]);
+    let visible = store.list(&ListQuery { visible_to: Some("fiona".into()), ..all.clone() }).await.unwrap();
+    assert_eq!(visible.items.len(), 7, "approvers on the plan see the request");
+}
+
+pub async fn policies_by_hash(store: &dyn Store) {
+    let p = PolicyRecord { hash: "sha256:abc".into(), id: "conf".into(), version: 2, source: json!({"id": "conf"}) };
+    assert_eq!(store.policy("sha256:abc").await.unwrap(), None);
+    store.put_policy(&p).await.unwrap();
+    store.put_policy(&p).await.unwrap();
+    assert_eq!(store.policy("sha256:abc").await.unwrap(), Some(p));
+}
+
+pub async fn concurrent_commits(store: Arc<dyn Store>) {
+    let f = Arc::new(Fixture::new());
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let (store, f) = (store.clone(), f.clone());
+        tasks.push(tokio::spawn(async move {
+            let s = committed(&*store, f.submit(&format!("req_x{i}"), "alice", "S", t0())).await;
+            committed(&*store, f.act(&s, "mark", approve("manager"))).await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for i in 0..40 {
+        let s = store.load(&format!("req_x{i}")).await.unwrap().unwrap();
+        assert_eq!(s.version, store.events(&s.id).await.unwrap().len() as u64);
+    }
+}
