@@ -1,1 +1,161 @@
-fn main(){}
+//! The `signoff` command: the server (`serve`), its client (`submit`, `status`, `action`,
+//! `history`, `inbox`, `policy`) and a self-contained `demo`. Exit codes: 0 success, 1 the
+//! server refused, 2 usage or configuration error, 3 the server cannot be reached.
+
+mod client;
+mod demo;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "signoff", version, about = "Policy-driven approval workflows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the client finds the server, and who it is.
+#[derive(Args, Clone)]
+pub struct Remote {
+    /// The server's base URL.
+    #[arg(long, env = "SIGNOFF_URL", default_value = "http://127.0.0.1:7800", global = true)]
+    pub url: String,
+    /// Bearer token of the acting user.
+    #[arg(long, env = "SIGNOFF_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the API's JSON instead of key=value lines.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Submit a request.
+    Submit {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        policy: String,
+        /// A JSON file with the context (`-` for stdin).
+        #[arg(long)]
+        context: PathBuf,
+        #[arg(long)]
+        subject: Option<String>,
+        #[arg(long)]
+        title: Option<String>,
+        /// An earlier rejected, expired or cancelled request this one re-submits.
+        #[arg(long)]
+        resubmits: Option<String>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// Show a request.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+    },
+    /// Act on a request.
+    Action {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+        /// approve, reject, acknowledge, delegate, comment or cancel.
+        #[arg(long)]
+        action: String,
+        #[arg(long)]
+        step: Option<String>,
+        #[arg(long)]
+        comment: Option<String>,
+        /// The item to acknowledge.
+        #[arg(long)]
+        item: Option<String>,
+        /// The user to delegate to.
+        #[arg(long)]
+        to: Option<String>,
+        /// Approve with edits: a JSON object of top-level context keys.
+        #[arg(long)]
+        edits: Option<String>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+    /// A request's history, one line per event.
+    History {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+    },
+    /// The caller's open tasks.
+    Inbox {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Check policies offline, or ask the server for a plan.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Run the golden path against a temporary server and print the transcript.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files; every problem is listed.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// What submitting a context would produce.
+    Plan {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        policy: String,
+        #[arg(long)]
+        context: PathBuf,
+        #[arg(long)]
+        requester: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Submit { remote, policy, context, subject, title, resubmits, idempotency_key } => {
+                client::submit(&remote, &policy, &context, subject, title, resubmits, idempotency_key).await
+            }
+            Command::Status { remote, id } => client::status(&remote, &id).await,
+            Command::Action { remote, id, action, step, comment, item, to, edits, idempotency_key } => {
+                client::action(&remote, &id, client::ActionArgs { action, step, comment, item, to, edits }, idempotency_key).await
+            }
+            Command::History { remote, id } => client::history(&remote, &id).await,
+            Command::Inbox { remote } => client::inbox(&remote).await,
+            Command::Policy(PolicyCommand::Check { files }) => client::policy_check(&files),
+            Command::Policy(PolicyCommand::Plan { remote, policy, context, requester }) => {
+                client::plan(&remote, &policy, &context, requester).await
+            }
+            Command::Demo => demo::run().await,
+        }
+    });
+    ExitCode::from(code)
+}

@@ -13,16 +13,20 @@ use crate::state::{RequestStatus, StepStatus};
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     pub seq: u64,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     pub actor: String,
     pub step: Option<String>,
+    /// `type` (e.g. `approved`) and `data`, the event's own fields.
     #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub kind: EventKind,
     pub prev_hash: String,
     pub hash: String,
 }
 
 /// Identifies the exact policy a request was planned with.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyRef {
     pub id: String,

@@ -10,6 +10,7 @@ use crate::canonical::GENESIS_HASH;
 use crate::event::{Event, EventKind, PolicyRef};
 use crate::policy::{Quorum, Separation, TimeoutAction};
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
@@ -47,6 +48,7 @@ impl RequestStatus {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
@@ -65,37 +67,47 @@ impl StepStatus {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Vote {
     pub by: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub edits: Option<Value>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ack {
     pub item: String,
     pub by: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delegation {
     pub from: String,
     pub to: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comment {
     pub by: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     pub step: Option<String>,
     pub comment: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
     pub id: String,
@@ -107,6 +119,7 @@ pub struct StepState {
     pub skipped_because: Option<String>,
     pub after: Vec<String>,
     pub approvers: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub quorum: Quorum,
     pub rejections_needed: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -116,10 +129,14 @@ pub struct StepState {
     pub acks: Vec<Ack>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegations: Vec<Delegation>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub on_timeout: TimeoutAction,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub activated_at: Option<Timestamp>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub due_at: Option<Timestamp>,
     pub escalation_level: u32,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub decided_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decision_reason: Option<String>,
@@ -163,6 +180,7 @@ impl StepState {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestState {
     pub id: String,
@@ -171,9 +189,13 @@ pub struct RequestState {
     pub title: Option<String>,
     pub subject: Option<String>,
     pub requester: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub context: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub effective_context: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
     pub evidence: Vec<Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub separation: Separation,
     pub steps: Vec<StepState>,
     pub current_tasks: Vec<String>,
@@ -181,10 +203,14 @@ pub struct RequestState {
     pub comments: Vec<Comment>,
     pub lineage: Option<String>,
     pub resubmits: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub decided_at: Option<Timestamp>,
     pub decision_reason: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
     pub version: u64,
     /// The hash of the last event: the head of the request's chain.

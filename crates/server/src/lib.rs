@@ -1,1 +1,85 @@
-//! placeholder
+//! signoff's server: configuration, the HTTP API and the entry point `run`, which starts the
+//! whole service on a listener the caller bound (so tests run the real thing on port 0).
+
+pub mod catalog;
+pub mod clock;
+pub mod error;
+pub mod http;
+pub mod service;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use signoff_store::Store;
+use signoff_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+pub use catalog::Sources;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use service::Service;
+
+/// Where the data lives, from `--database-url` or `--data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+}
+
+impl Database {
+    /// `sqlite://PATH` (or a bare path); `postgres://` is refused until the PostgreSQL store lands.
+    pub fn parse(url: &str) -> Result<Database, String> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err("database-url: `sqlite://` needs a file path, e.g. sqlite://./signoff-data/signoff.db".into());
+            }
+            return Ok(Database::Sqlite(path.into()));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err("database-url: PostgreSQL is not supported by this build yet; use sqlite://PATH".into());
+        }
+        Err(format!("database-url: `{url}` must start with sqlite:// (or postgres:// in a later release)"))
+    }
+
+    pub fn open(&self) -> Result<Arc<dyn Store>, String> {
+        match self {
+            Database::Sqlite(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| format!("data: cannot create {}: {e}", parent.display()))?;
+                }
+                let store = SqliteStore::open(path).map_err(|e| format!("database: {}: {e}", path.display()))?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: Database,
+    pub sources: Sources,
+}
+
+/// Opens the store and loads the catalog.
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, String> {
+    let store = config.database.open()?;
+    Ok(Arc::new(Service::start(store, config.sources.clone(), clock).await?))
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then drains in-flight calls.
+/// SIGHUP reloads policies and directory.
+pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let s = service.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                match s.reload().await {
+                    Ok(c) => tracing::info!(policies = c.policies.len(), "reloaded policies and directory"),
+                    Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous policies and directory"),
+                }
+            }
+        });
+    }
+    axum::serve(listener, http::router(service)).with_graceful_shutdown(shutdown).await
+}

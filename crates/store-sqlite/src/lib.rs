@@ -339,7 +339,9 @@ impl Store for SqliteStore {
                 sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
             };
             if let Some(cursor) = &q.cursor {
-                let n: i64 = cursor.parse().map_err(|_| StoreError::Corrupt("bad cursor".into()))?;
+                let n: i64 = cursor
+                    .parse()
+                    .map_err(|_| StoreError::Invalid(format!("`{cursor}` is not a cursor this server issued")))?;
                 arg(&mut sql, " AND r.n < ?", n.into());
             }
             if let Some(s) = q.status {

@@ -21,6 +21,9 @@ pub enum StoreError {
     /// The database cannot be reached or refused the operation.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The caller passed something the store cannot use (e.g. a cursor it never issued).
+    #[error("{0}")]
+    Invalid(String),
     /// Stored data could not be decoded.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

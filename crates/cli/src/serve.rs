@@ -1,0 +1,186 @@
+//! `signoff serve`: settings layered flag > environment (`SIGNOFF_<FLAG>`) > config file >
+//! default, checked before anything starts, each problem reported as one line naming the
+//! setting. Prints `listening on http://…` as its first line on stdout.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use serde::Deserialize;
+use signoff_server::{Config, Database, Sources, SystemClock};
+
+#[derive(Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:7800]; port 0 picks a free port.
+    #[arg(long, env = "SIGNOFF_LISTEN")]
+    listen: Option<String>,
+    /// Directory of the embedded database [default: ./signoff-data].
+    #[arg(long, env = "SIGNOFF_DATA")]
+    data: Option<PathBuf>,
+    /// sqlite://PATH (default: <data>/signoff.db).
+    #[arg(long, env = "SIGNOFF_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Directory of *.yaml / *.yml policies [default: the built-in examples].
+    #[arg(long, env = "SIGNOFF_POLICIES")]
+    policies: Option<PathBuf>,
+    /// Directory file [default: the built-in demo directory, with demo tokens].
+    #[arg(long, env = "SIGNOFF_DIRECTORY")]
+    directory: Option<PathBuf>,
+    /// A TOML file with any of: listen, data, database_url, policies, directory.
+    #[arg(long, env = "SIGNOFF_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    data: Option<PathBuf>,
+    database_url: Option<String>,
+    policies: Option<PathBuf>,
+    directory: Option<PathBuf>,
+}
+
+/// The resolved settings.
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub config: Config,
+}
+
+pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
+    let file: FileConfig = match &args.config {
+        None => FileConfig::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("config: {}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("config: {}: {}", path.display(), e.message()))?
+        }
+    };
+    let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7800".into());
+    let listen: SocketAddr = listen
+        .parse()
+        .map_err(|_| format!("listen: `{listen}` is not an address like 127.0.0.1:7800"))?;
+    let data = args.data.or(file.data).unwrap_or_else(|| PathBuf::from("signoff-data"));
+    let database = match args.database_url.or(file.database_url) {
+        Some(url) => Database::parse(&url)?,
+        None => Database::Sqlite(data.join("signoff.db")),
+    };
+    let policies = args.policies.or(file.policies);
+    if let Some(p) = &policies {
+        if !p.is_dir() {
+            return Err(format!("policies: {} is not a directory", p.display()));
+        }
+    }
+    let directory = args.directory.or(file.directory);
+    if let Some(d) = &directory {
+        if !d.is_file() {
+            return Err(format!("directory: {} is not a file", d.display()));
+        }
+    }
+    Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory } } })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub async fn run(args: ServeArgs) -> u8 {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match resolve(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let service = match signoff_server::build(&settings.config, Arc::new(SystemClock)).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: listen: cannot bind {}: {e}", settings.listen);
+            return 2;
+        }
+    };
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{addr}");
+        let catalog = service.catalog();
+        if !catalog.demo_tokens.is_empty() {
+            let _ = writeln!(out, "demo directory loaded; tokens (export SIGNOFF_TOKEN=...):");
+            for (user, token) in &catalog.demo_tokens {
+                let _ = writeln!(out, "  {user}: {token}");
+            }
+        }
+        let _ = writeln!(out, "policies: {}", catalog.policies.keys().cloned().collect::<Vec<_>>().join(", "));
+        let _ = out.flush();
+    }
+    match signoff_server::serve(service, listener, shutdown_signal()).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let s = resolve(ServeArgs::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:7800");
+        assert_eq!(s.config.database, Database::Sqlite(PathBuf::from("signoff-data/signoff.db")));
+    }
+
+    #[test]
+    fn flag_beats_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("signoff.toml");
+        std::fs::write(&cfg, "listen = \"127.0.0.1:9000\"\ndata = \"/tmp/x\"\n").unwrap();
+        let s = resolve(ServeArgs { listen: Some("127.0.0.1:0".into()), config: Some(cfg), ..ServeArgs::default() }).unwrap();
+        assert_eq!(s.listen.port(), 0);
+        assert_eq!(s.config.database, Database::Sqlite(PathBuf::from("/tmp/x/signoff.db")));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let err = resolve(ServeArgs { listen: Some("nope".into()), ..ServeArgs::default() }).err().unwrap();
+        assert!(err.starts_with("listen:"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("signoff.toml");
+        std::fs::write(&cfg, "colour = 1\n").unwrap();
+        let err = resolve(ServeArgs { config: Some(cfg), ..ServeArgs::default() }).err().unwrap();
+        assert!(err.starts_with("config:") && err.contains("colour"), "{err}");
+        let err = resolve(ServeArgs { database_url: Some("mysql://x".into()), ..ServeArgs::default() }).err().unwrap();
+        assert!(err.starts_with("database-url:"), "{err}");
+    }
+}

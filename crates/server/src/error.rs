@@ -1,0 +1,113 @@
+//! The one error type at the HTTP edge: a status, a stable `code` and a human `detail`,
+//! rendered as `application/problem+json` (RFC 9457). Internal failures are logged and answered
+//! without their details.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use signoff_store::StoreError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+    /// Extra members of the problem object (e.g. `errors`).
+    pub extra: Option<Value>,
+}
+
+/// The HTTP status of every stable error code.
+pub fn status_of(code: &str) -> StatusCode {
+    match code {
+        "malformed_json" | "bad_parameter" => StatusCode::BAD_REQUEST,
+        "unauthenticated" => StatusCode::UNAUTHORIZED,
+        "not_an_approver" | "separation_of_duties" | "forbidden" => StatusCode::FORBIDDEN,
+        "not_found" => StatusCode::NOT_FOUND,
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "step_not_active" | "request_closed" | "acks_pending" | "idempotency_conflict" | "not_terminal"
+        | "already_voted" | "already_an_approver" => StatusCode::CONFLICT,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "invalid_context" | "invalid_policy" | "planning_error" | "no_eligible_approvers"
+        | "edit_key_not_allowed" | "edit_schema_invalid" | "edit_diff_too_large" | "delegation_cycle"
+        | "unknown_policy" | "comment_required" | "unknown_user" => StatusCode::UNPROCESSABLE_ENTITY,
+        "rate_limited" | "resubmit_cooldown" | "lineage_limit" => StatusCode::TOO_MANY_REQUESTS,
+        "unavailable" | "busy" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ApiError {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError { status: status_of(code), code, detail: detail.into(), extra: None }
+    }
+
+    pub fn with(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    pub fn bad_parameter(detail: impl Into<String>) -> Self {
+        Self::new("bad_parameter", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new("not_found", detail)
+    }
+
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            detail: "an internal error occurred; it has been logged".into(),
+            extra: None,
+        }
+    }
+
+    /// The problem object.
+    pub fn body(&self) -> Value {
+        let mut body = json!({
+            "type": format!("https://signoff.dev/problems/{}", self.code.replace('_', "-")),
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let (Some(Value::Object(extra)), Value::Object(map)) = (&self.extra, &mut body) {
+            map.extend(extra.clone());
+        }
+        body
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => {
+                tracing::error!(error = %m, "store unavailable");
+                ApiError::new("unavailable", "the database is unavailable; retry shortly")
+            }
+            StoreError::Invalid(m) => ApiError::bad_parameter(m),
+            StoreError::Corrupt(m) => ApiError::internal(m),
+        }
+    }
+}
+
+/// Renders a problem body with its status.
+pub fn problem_response(status: StatusCode, body: Value) -> Response {
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = problem_response(self.status, self.body());
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,383 @@
+//! HTTP handlers: parse, authenticate, call the service, render. Every failure, including a
+//! malformed body, an unknown route or a panic, leaves as `application/problem+json`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use signoff_engine::{Event, Policy, RequestState, RequestStatus, canonical};
+use signoff_store::{ListQuery, Task};
+use utoipa::OpenApi;
+
+use crate::error::{ApiError, problem_response};
+use crate::service::{ActionBody, Caller, IdempotencyKey, PlanBody, Reply, Service, SubmitBody};
+
+/// Bodies above this size are refused with 413 `too_large`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+type AppState = Arc<Service>;
+
+pub fn router(service: Arc<Service>) -> Router {
+    let v1 = Router::new()
+        .route("/requests", post(submit).get(list))
+        .route("/requests/{id}", get(request))
+        .route("/requests/{id}/actions", post(act))
+        .route("/requests/{id}/events", get(events))
+        .route("/inbox", get(inbox))
+        .route("/policies", get(policies))
+        .route("/policies/validate", post(validate_policy))
+        .route("/policies/{id}", get(policy))
+        .route("/policies/{id}/plan", post(plan))
+        .route("/admin/reload", post(reload));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::internal("a handler panicked").into_response()
+        }))
+        .with_state(service)
+}
+
+// ---- extractors -------------------------------------------------------------------------
+
+/// The caller, from `Authorization: Bearer <token>`.
+pub struct Auth(pub Caller);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, service: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::new("unauthenticated", "send Authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::new("unauthenticated", "the Authorization header must be `Bearer <token>`"))?;
+        service
+            .authenticate(token)
+            .map(Auth)
+            .ok_or_else(|| ApiError::new("unauthenticated", "unknown token"))
+    }
+}
+
+/// A JSON body: syntax errors are `malformed_json`, wrong shapes `bad_parameter`, oversized
+/// bodies `too_large`. Keeps the parsed value for the idempotency fingerprint.
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: Value,
+}
+
+fn body_error(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new("too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes"))
+    } else {
+        ApiError::bad_parameter(format!("the body could not be read: {e}"))
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        let raw: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::new("malformed_json", format!("the body is not valid JSON: {e}")))?;
+        let value = T::deserialize(&raw).map_err(|e| ApiError::bad_parameter(format!("the body is not valid: {e}")))?;
+        Ok(JsonBody { value, raw })
+    }
+}
+
+/// The `Idempotency-Key` header with the fingerprint of this call.
+fn idempotency(headers: &HeaderMap, route: &str, body: &Value) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| ApiError::bad_parameter("Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+    let fingerprint = canonical::digest(&json!({ "route": route, "body": body }));
+    Ok(Some(IdempotencyKey { key: key.to_string(), fingerprint }))
+}
+
+fn reply(r: Reply) -> Response {
+    if r.status.is_client_error() || r.status.is_server_error() {
+        problem_response(r.status, r.body)
+    } else {
+        (r.status, Json(r.body)).into_response()
+    }
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(t)| t).map_err(|e| ApiError::bad_parameter(e.body_text()))
+}
+
+// ---- requests ---------------------------------------------------------------------------
+
+/// Submit a request.
+#[utoipa::path(post, path = "/v1/requests", tag = "requests", request_body = SubmitBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
+    responses((status = 201, body = RequestState), (status = 422, body = Problem)))]
+async fn submit(State(s): State<AppState>, Auth(caller): Auth, headers: HeaderMap, body: JsonBody<SubmitBody>) -> Result<Response, ApiError> {
+    let key = idempotency(&headers, "POST /v1/requests", &body.raw)?;
+    Ok(reply(s.submit(&caller, body.value, key).await?))
+}
+
+/// Act on a request: approve, reject, acknowledge, delegate, comment or cancel.
+#[utoipa::path(post, path = "/v1/requests/{id}/actions", tag = "requests", request_body = ActionBody,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = RequestState), (status = 403, body = Problem), (status = 409, body = Problem)))]
+async fn act(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>, headers: HeaderMap, body: JsonBody<ActionBody>) -> Result<Response, ApiError> {
+    let key = idempotency(&headers, &format!("POST /v1/requests/{id}/actions"), &body.raw)?;
+    Ok(reply(s.act(&caller, &id, body.value, key).await?))
+}
+
+/// One request.
+#[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", params(("id" = String, Path)),
+    responses((status = 200, body = RequestState), (status = 404, body = Problem)))]
+async fn request(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<RequestState>, ApiError> {
+    Ok(Json(s.visible(&caller, &id).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct ListParams {
+    status: Option<String>,
+    policy: Option<String>,
+    requester: Option<String>,
+    /// A user id, or `me`: requests with a step that user can act on now.
+    approver: Option<String>,
+    subject: Option<String>,
+    /// 1 to 500; 50 by default.
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct RequestPage {
+    items: Vec<RequestState>,
+    next_cursor: Option<String>,
+}
+
+/// Requests visible to the caller, newest first.
+#[utoipa::path(get, path = "/v1/requests", tag = "requests", params(ListParams),
+    responses((status = 200, body = RequestPage), (status = 400, body = Problem)))]
+async fn list(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<ListParams>, QueryRejection>) -> Result<Json<RequestPage>, ApiError> {
+    let q = query(q)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|st| RequestStatus::parse(st).ok_or_else(|| ApiError::bad_parameter(format!("unknown status `{st}`"))))
+        .transpose()?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_parameter("limit must be between 1 and 500"));
+    }
+    let page = s
+        .list(&caller, ListQuery {
+            status,
+            policy: q.policy,
+            requester: q.requester,
+            approver: q.approver,
+            subject: q.subject,
+            visible_to: None,
+            limit,
+            cursor: q.cursor,
+        })
+        .await?;
+    Ok(Json(RequestPage { items: page.items, next_cursor: page.next_cursor }))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct EventList {
+    items: Vec<Event>,
+}
+
+/// A request's full history, oldest first.
+#[utoipa::path(get, path = "/v1/requests/{id}/events", tag = "requests", params(("id" = String, Path)),
+    responses((status = 200, body = EventList), (status = 404, body = Problem)))]
+async fn events(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<EventList>, ApiError> {
+    Ok(Json(EventList { items: s.events(&caller, &id).await? }))
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct Inbox {
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<Task>,
+}
+
+/// The caller's open tasks, soonest due first.
+#[utoipa::path(get, path = "/v1/inbox", tag = "requests", responses((status = 200, body = Inbox)))]
+async fn inbox(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Inbox>, ApiError> {
+    Ok(Json(Inbox { items: s.inbox(&caller).await? }))
+}
+
+// ---- policies ---------------------------------------------------------------------------
+
+fn summary(p: &Policy) -> Value {
+    json!({ "id": p.id, "title": p.title, "version": p.version, "hash": p.hash })
+}
+
+/// The loaded policies.
+#[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, body = Object)))]
+async fn policies(State(s): State<AppState>, Auth(_caller): Auth) -> Json<Value> {
+    let items: Vec<Value> = s.catalog().policies.values().map(|p| summary(p)).collect();
+    Json(json!({ "items": items }))
+}
+
+/// One policy, as JSON, with its hash.
+#[utoipa::path(get, path = "/v1/policies/{id}", tag = "policies", params(("id" = String, Path)),
+    responses((status = 200, body = Object), (status = 404, body = Problem)))]
+async fn policy(State(s): State<AppState>, Auth(_caller): Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let catalog = s.catalog();
+    let p = catalog.policies.get(&id).ok_or_else(|| ApiError::not_found(format!("no policy `{id}`")))?;
+    let mut doc = p.source.clone();
+    if let Value::Object(map) = &mut doc {
+        map.insert("hash".into(), json!(p.hash));
+        map.insert("version".into(), json!(p.version));
+    }
+    Ok(Json(doc))
+}
+
+/// Validate a policy (YAML or JSON body), listing every problem.
+#[utoipa::path(post, path = "/v1/policies/validate", tag = "policies", request_body(content = String, content_type = "application/yaml"),
+    responses((status = 200, body = Object), (status = 422, body = Problem)))]
+async fn validate_policy(Auth(_caller): Auth, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let bytes = body.map_err(body_error)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_parameter("the body must be UTF-8 text"))?;
+    match Policy::from_yaml(text) {
+        Ok(p) => Ok(Json(json!({ "valid": true, "id": p.id, "hash": p.hash })).into_response()),
+        Err(problems) => {
+            let n = problems.len();
+            Ok(ApiError::new("invalid_policy", format!("the policy has {n} problem(s)"))
+                .with(json!({ "valid": false, "errors": problems }))
+                .into_response())
+        }
+    }
+}
+
+/// The plan a submission would produce; nothing is stored.
+#[utoipa::path(post, path = "/v1/policies/{id}/plan", tag = "policies", params(("id" = String, Path)), request_body = PlanBody,
+    responses((status = 200, body = RequestState), (status = 422, body = Problem)))]
+async fn plan(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>, body: JsonBody<PlanBody>) -> Result<Json<RequestState>, ApiError> {
+    Ok(Json(s.plan(&caller, &id, body.value)?))
+}
+
+/// Reload policies and directory from disk (admins). An invalid file keeps the previous set.
+#[utoipa::path(post, path = "/v1/admin/reload", tag = "admin",
+    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 422, body = Problem)))]
+async fn reload(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Value>, ApiError> {
+    if !caller.admin {
+        return Err(ApiError::new("forbidden", "only admins may reload"));
+    }
+    match s.reload().await {
+        Ok(c) => Ok(Json(json!({ "reloaded": true, "policies": c.policies.values().map(|p| summary(p)).collect::<Vec<_>>() }))),
+        Err(e) => Err(ApiError::new("invalid_policy", format!("kept the previous policies and directory: {e}"))
+            .with(json!({ "file": e.file, "errors": e.problems }))),
+    }
+}
+
+// ---- operations -------------------------------------------------------------------------
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    s.store().ping().await?;
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (several servers in one test process).
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+async fn metrics_text() -> Response {
+    let mut resp = prometheus().render().into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    prometheus();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("signoff_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("signoff_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// An RFC 9457 problem.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct Problem {
+    r#type: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Stable snake_case code, e.g. `step_not_active`.
+    code: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "signoff", description = "Policy-driven approval workflows. See spec/api.md."),
+    paths(submit, act, request, list, events, inbox, policies, policy, validate_policy, plan, reload),
+    components(schemas(Problem, SubmitBody, ActionBody, PlanBody, RequestState, Event)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

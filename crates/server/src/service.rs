@@ -1,0 +1,396 @@
+//! The service: what every entry point (HTTP, CLI, tests) does with a call. It authorizes,
+//! asks the pure engine to decide, and commits the events through the store, re-deciding on
+//! fresh state when another commit to the same request got there first. Handlers stay thin.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use signoff_engine::machine::{self, Action, Command, Outcome, Submission};
+use signoff_engine::{Event, Policy, RequestState, RequestStatus};
+use signoff_store::{
+    Commit, CommitOutcome, IdempotencyRecord, KeyMatch, ListQuery, Page, PolicyRecord, SavedResponse, Store, Task,
+};
+
+use crate::catalog::{Catalog, CatalogError, Sources};
+use crate::clock::Clock;
+use crate::error::ApiError;
+
+/// How many times a command is re-decided after losing a race before the caller is told to retry.
+const MAX_ATTEMPTS: usize = 32;
+
+/// The authenticated user of a call.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub id: String,
+    pub admin: bool,
+}
+
+/// An `Idempotency-Key` and the fingerprint of the call it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub fingerprint: String,
+}
+
+/// A response: status and JSON body (a problem when the status is an error).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Reply {
+    fn from_saved(saved: SavedResponse) -> Reply {
+        Reply { status: StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK), body: saved.body }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitBody {
+    pub policy: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[schema(value_type = Object)]
+    pub context: Value,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub evidence: Vec<Value>,
+    #[serde(default)]
+    pub resubmits: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// approve | reject | acknowledge | delegate | comment | cancel
+    pub action: String,
+    #[serde(default)]
+    pub step: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub edits: Option<Value>,
+    /// The acknowledged item, for `acknowledge`.
+    #[serde(default)]
+    pub item: Option<String>,
+    /// The delegate, for `delegate`.
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+impl ActionBody {
+    fn into_action(self) -> Result<Action, ApiError> {
+        let need = |v: Option<String>, what: &str| {
+            v.ok_or_else(|| ApiError::bad_parameter(format!("`{what}` is required for action `{}`", self.action)))
+        };
+        Ok(match self.action.as_str() {
+            "approve" => Action::Approve { step: need(self.step.clone(), "step")?, comment: self.comment, edits: self.edits },
+            "reject" => Action::Reject { step: need(self.step.clone(), "step")?, comment: self.comment },
+            "acknowledge" => Action::Acknowledge { step: need(self.step.clone(), "step")?, item: need(self.item.clone(), "item")? },
+            "delegate" => Action::Delegate { step: need(self.step.clone(), "step")?, to: need(self.to.clone(), "to")? },
+            "comment" => Action::Comment { step: self.step.clone(), comment: need(self.comment.clone(), "comment")? },
+            "cancel" => Action::Cancel { comment: self.comment },
+            other => {
+                return Err(ApiError::bad_parameter(format!(
+                    "unknown action `{other}` (approve, reject, acknowledge, delegate, comment, cancel)"
+                )));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanBody {
+    #[schema(value_type = Object)]
+    pub context: Value,
+    /// Plan as this requester; the caller by default.
+    #[serde(default)]
+    pub requester: Option<String>,
+}
+
+pub struct Service {
+    store: Arc<dyn Store>,
+    sources: Sources,
+    catalog: ArcSwap<Catalog>,
+    clock: Arc<dyn Clock>,
+    /// Policies requests were planned with that are no longer (or not yet) in the catalog.
+    pinned: Mutex<HashMap<String, Arc<Policy>>>,
+}
+
+fn refusal_error(r: machine::Refusal) -> ApiError {
+    ApiError::new(r.code, r.detail)
+}
+
+impl Service {
+    /// Loads the catalog and records its policies in the store.
+    pub async fn start(store: Arc<dyn Store>, sources: Sources, clock: Arc<dyn Clock>) -> Result<Service, String> {
+        let catalog = Catalog::load(&sources).map_err(|e| e.to_string())?;
+        let service = Service {
+            store,
+            sources,
+            catalog: ArcSwap::from_pointee(catalog),
+            clock,
+            pinned: Mutex::new(HashMap::new()),
+        };
+        service.record_policies().await.map_err(|e| e.detail)?;
+        Ok(service)
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    async fn record_policies(&self) -> Result<(), ApiError> {
+        for p in self.catalog().policies.values() {
+            let record = PolicyRecord { hash: p.hash.clone(), id: p.id.clone(), version: p.version, source: p.source.clone() };
+            self.store.put_policy(&record).await?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads policies and directory; on any error the previous catalog stays in force.
+    pub async fn reload(&self) -> Result<Arc<Catalog>, CatalogError> {
+        let fresh = Arc::new(Catalog::load(&self.sources)?);
+        let previous = self.catalog.swap(fresh.clone());
+        if let Err(e) = self.record_policies().await {
+            self.catalog.store(previous);
+            return Err(CatalogError { file: "(store)".into(), problems: vec![e.detail] });
+        }
+        Ok(fresh)
+    }
+
+    pub fn authenticate(&self, token: &str) -> Option<Caller> {
+        let catalog = self.catalog.load();
+        let user = catalog.directory.authenticate(token)?;
+        Some(Caller { id: user.id.clone(), admin: catalog.directory.is_admin(&user.id) })
+    }
+
+    /// The exact policy a request was planned with.
+    async fn policy_for(&self, state: &RequestState) -> Result<Arc<Policy>, ApiError> {
+        let hash = &state.policy.hash;
+        if let Some(p) = self.catalog.load().policies.get(&state.policy.id).filter(|p| &p.hash == hash) {
+            return Ok(p.clone());
+        }
+        if let Some(p) = self.pinned.lock().map_err(ApiError::internal)?.get(hash) {
+            return Ok(p.clone());
+        }
+        let record = self
+            .store
+            .policy(hash)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("policy {hash} of request {} is missing", state.id)))?;
+        let policy = Arc::new(Policy::from_value(record.source).map_err(|e| ApiError::internal(format!("{e:?}")))?);
+        self.pinned.lock().map_err(ApiError::internal)?.insert(hash.clone(), policy.clone());
+        Ok(policy)
+    }
+
+    async fn check_key(&self, caller: &Caller, idem: &Option<IdempotencyKey>) -> Result<Option<Reply>, ApiError> {
+        let Some(k) = idem else { return Ok(None) };
+        match self.store.idempotency(&caller.id, &k.key, &k.fingerprint).await? {
+            None => Ok(None),
+            Some(m) => key_reply(m).map(Some),
+        }
+    }
+
+    fn record(caller: &Caller, idem: &Option<IdempotencyKey>, reply: &Reply, now: jiff::Timestamp) -> Option<IdempotencyRecord> {
+        idem.as_ref().map(|k| IdempotencyRecord {
+            scope: caller.id.clone(),
+            key: k.key.clone(),
+            fingerprint: k.fingerprint.clone(),
+            response: SavedResponse { status: reply.status.as_u16(), body: reply.body.clone() },
+            at: now,
+        })
+    }
+
+    pub async fn submit(&self, caller: &Caller, body: SubmitBody, idem: Option<IdempotencyKey>) -> Result<Reply, ApiError> {
+        if let Some(reply) = self.check_key(caller, &idem).await? {
+            return Ok(reply);
+        }
+        let catalog = self.catalog();
+        let policy = catalog
+            .policies
+            .get(&body.policy)
+            .ok_or_else(|| ApiError::new("unknown_policy", format!("no policy `{}` is loaded", body.policy)))?
+            .clone();
+        let lineage = match &body.resubmits {
+            None => format!("lin_{}", uuid::Uuid::now_v7().simple()),
+            Some(earlier) => self.lineage_of(caller, earlier, &policy).await?,
+        };
+        let now = self.clock.now();
+        let sub = Submission {
+            id: format!("req_{}", uuid::Uuid::now_v7().simple()),
+            requester: caller.id.clone(),
+            title: body.title,
+            subject: body.subject,
+            context: body.context,
+            evidence: body.evidence,
+            lineage: Some(lineage),
+            resubmits: body.resubmits,
+        };
+        let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(|e| {
+            let extra = match &e {
+                machine::SubmitError::InvalidContext(errors) => Some(json!({ "errors": errors })),
+                _ => None,
+            };
+            let err = ApiError::new(e.code(), e.to_string());
+            match extra {
+                Some(x) => err.with(x),
+                None => err,
+            }
+        })?;
+        let reply = Reply { status: StatusCode::CREATED, body: to_json(&state)? };
+        let commit = Commit { expected_version: 0, events, state, idempotency: Self::record(caller, &idem, &reply, now) };
+        match self.store.commit(commit).await? {
+            CommitOutcome::Committed => {
+                metrics::counter!("signoff_requests_submitted_total", "policy" => policy.id.clone()).increment(1);
+                Ok(reply)
+            }
+            CommitOutcome::KeyUsed(m) => key_reply(m),
+            CommitOutcome::VersionConflict => Err(ApiError::internal("request id collision")),
+        }
+    }
+
+    /// The lineage a resubmission joins: the earlier request must be closed without approval.
+    async fn lineage_of(&self, caller: &Caller, earlier: &str, policy: &Policy) -> Result<String, ApiError> {
+        let prev = self.visible(caller, earlier).await?;
+        if prev.policy.id != policy.id {
+            return Err(ApiError::new("not_terminal", format!("{earlier} is a request of policy `{}`", prev.policy.id)));
+        }
+        if !prev.status.is_terminal() || prev.status == RequestStatus::Approved {
+            return Err(ApiError::new(
+                "not_terminal",
+                format!("{earlier} is {}; only rejected, expired or cancelled requests can be resubmitted", prev.status.as_str()),
+            ));
+        }
+        Ok(prev.lineage.unwrap_or_else(|| format!("lin_{}", prev.id.trim_start_matches("req_"))))
+    }
+
+    pub async fn act(&self, caller: &Caller, id: &str, body: ActionBody, idem: Option<IdempotencyKey>) -> Result<Reply, ApiError> {
+        if let Some(reply) = self.check_key(caller, &idem).await? {
+            return Ok(reply);
+        }
+        let action = body.into_action()?;
+        let command = Command { actor: caller.id.clone(), action };
+        for _ in 0..MAX_ATTEMPTS {
+            let state = self.visible(caller, id).await?;
+            let policy = self.policy_for(&state).await?;
+            let directory = self.catalog.load().directory.clone();
+            let now = self.clock.now();
+            let decision = machine::decide(&policy, &directory, &state, &command, now);
+            let reply = match decision.outcome {
+                Outcome::Invalid(r) => return Err(refusal_error(r)),
+                Outcome::Unchanged => return Ok(Reply { status: StatusCode::OK, body: to_json(&decision.state)? }),
+                Outcome::Applied => Reply { status: StatusCode::OK, body: to_json(&decision.state)? },
+                Outcome::Refused(r) => {
+                    let e = refusal_error(r);
+                    Reply { status: e.status, body: e.body() }
+                }
+            };
+            let commit = Commit {
+                expected_version: state.version,
+                events: decision.events,
+                state: decision.state,
+                idempotency: Self::record(caller, &idem, &reply, now),
+            };
+            match self.store.commit(commit).await? {
+                CommitOutcome::Committed => {
+                    metrics::counter!("signoff_actions_total", "action" => command.action.name(), "status" => reply.status.as_u16().to_string()).increment(1);
+                    return Ok(reply);
+                }
+                CommitOutcome::KeyUsed(m) => return key_reply(m),
+                CommitOutcome::VersionConflict => {
+                    metrics::counter!("signoff_commit_conflicts_total").increment(1);
+                    continue;
+                }
+            }
+        }
+        Err(ApiError::new("busy", "the request is changing too fast; retry"))
+    }
+
+    /// The request if `caller` may see it: its requester, anyone on its plan, or an admin.
+    /// Anyone else is told it does not exist.
+    pub async fn visible(&self, caller: &Caller, id: &str) -> Result<RequestState, ApiError> {
+        let state = self.store.load(id).await?.ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))?;
+        if caller.admin || state.participants().contains(&caller.id.as_str()) {
+            Ok(state)
+        } else {
+            Err(ApiError::not_found(format!("no request `{id}`")))
+        }
+    }
+
+    pub async fn events(&self, caller: &Caller, id: &str) -> Result<Vec<Event>, ApiError> {
+        self.visible(caller, id).await?;
+        Ok(self.store.events(id).await?)
+    }
+
+    pub async fn list(&self, caller: &Caller, mut query: ListQuery) -> Result<Page, ApiError> {
+        if query.approver.as_deref() == Some("me") {
+            query.approver = Some(caller.id.clone());
+        }
+        if !caller.admin {
+            query.visible_to = Some(caller.id.clone());
+        }
+        Ok(self.store.list(&query).await?)
+    }
+
+    pub async fn inbox(&self, caller: &Caller) -> Result<Vec<Task>, ApiError> {
+        Ok(self.store.inbox(&caller.id).await?)
+    }
+
+    /// What submitting `context` under `policy_id` would produce, without storing anything.
+    pub fn plan(&self, caller: &Caller, policy_id: &str, body: PlanBody) -> Result<RequestState, ApiError> {
+        let catalog = self.catalog();
+        let policy = catalog
+            .policies
+            .get(policy_id)
+            .ok_or_else(|| ApiError::not_found(format!("no policy `{policy_id}`")))?;
+        let requester = body.requester.unwrap_or_else(|| caller.id.clone());
+        if catalog.directory.user(&requester).is_none() {
+            return Err(ApiError::new("unknown_user", format!("no user `{requester}` in the directory")));
+        }
+        let sub = Submission {
+            id: "req_plan".into(),
+            requester,
+            title: None,
+            subject: None,
+            context: body.context,
+            evidence: vec![],
+            lineage: None,
+            resubmits: None,
+        };
+        machine::submit(policy, &catalog.directory, sub, self.clock.now())
+            .map(|(_, state)| state)
+            .map_err(|e| ApiError::new(e.code(), e.to_string()))
+    }
+}
+
+fn key_reply(m: KeyMatch) -> Result<Reply, ApiError> {
+    match m {
+        KeyMatch::Same(saved) => Ok(Reply::from_saved(saved)),
+        KeyMatch::Different => Err(ApiError::new(
+            "idempotency_conflict",
+            "this Idempotency-Key was already used with a different request",
+        )),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
+    serde_json::to_value(v).map_err(ApiError::internal)
+}
