@@ -235,6 +235,15 @@ impl Tx<'_> {
 
     fn run(&mut self, cmd: &Command) -> Outcome {
         let actor = cmd.actor.as_str();
+        // A repeated click is harmless, even after the step or the request was decided.
+        let repeated = match &cmd.action {
+            Action::Approve { step, .. } => self.state.step(step).is_some_and(|s| s.has_approved(actor)),
+            Action::Reject { step, .. } => self.state.step(step).is_some_and(|s| s.has_rejected(actor)),
+            _ => false,
+        };
+        if repeated {
+            return Outcome::Unchanged;
+        }
         if self.state.status.is_terminal() {
             return refuse("request_closed", format!("the request is {}", self.state.status.as_str()));
         }
@@ -296,9 +305,6 @@ impl Tx<'_> {
             Ok(s) => s,
             Err(o) => return o,
         };
-        if step.has_approved(actor) {
-            return Outcome::Unchanged;
-        }
         if step.has_rejected(actor) {
             return refuse("already_voted", format!("{actor} already rejected step `{step_id}`"));
         }
@@ -326,16 +332,13 @@ impl Tx<'_> {
     }
 
     fn reject(&mut self, actor: &str, step_id: &str, comment: &Option<String>) -> Outcome {
+        if blank(comment) {
+            return invalid("comment_required", "a rejection needs a comment");
+        }
         let step = match self.gate(actor, step_id) {
             Ok(s) => s,
             Err(o) => return o,
         };
-        if blank(comment) {
-            return invalid("comment_required", "a rejection needs a comment");
-        }
-        if step.has_rejected(actor) {
-            return Outcome::Unchanged;
-        }
         if step.has_approved(actor) {
             return refuse("already_voted", format!("{actor} already approved step `{step_id}`"));
         }
