@@ -1,0 +1,192 @@
+//! Tests through the real `signoff` binary: the server's start-up contract, the client
+//! commands and their exit codes, and a kill -9 right after acknowledged writes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_signoff");
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(data: &std::path::Path) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env_remove("SIGNOFF_LISTEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().unwrap().unwrap();
+        let url = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("first line was {first:?}")).to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url }
+    }
+
+    fn client(&self, token: &str, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("SIGNOFF_URL", &self.url)
+            .env("SIGNOFF_TOKEN", token)
+            .output()
+            .unwrap();
+        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace().find_map(|kv| kv.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+#[test]
+fn cli_golden_path_and_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let quote = dir.path().join("quote.json");
+    std::fs::write(&quote, include_str!("../../../examples/quote.json")).unwrap();
+    let quote = quote.to_str().unwrap();
+
+    let (code, out, err) = server.client("alice-token", &["submit", "--policy", "quote-discount", "--subject", "Q-2026-0120", "--context", quote]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with("status=pending steps=2\n"), "{out}");
+    let id = field(&out, "request").to_string();
+
+    let (code, out, _) = server.client("alice-token", &["status", &id]);
+    assert_eq!(code, 0);
+    assert!(out.contains("current_tasks=[manager,finance]\n"), "{out}");
+    assert!(out.contains("pending_reasons=[discount above 10%,margin below floor]\n"), "{out}");
+
+    let (code, out, _) = server.client("mark-token", &["inbox"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("request={id} step=manager")), "{out}");
+
+    let (code, out, _) = server.client("mark-token", &["action", &id, "--step", "manager", "--action", "approve", "--comment", "ok"]);
+    assert_eq!((code, out.trim()), (0, format!("request={id} status=pending step=manager step_status=approved").as_str()));
+    let (code, _, err) = server.client("mark-token", &["action", &id, "--step", "finance", "--action", "approve"]);
+    assert_eq!(code, 1, "a refusal exits 1");
+    assert!(err.contains("separation_of_duties"), "{err}");
+    let (code, out, _) = server.client("fiona-token", &["action", &id, "--step", "finance", "--action", "approve"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("status=approved"), "{out}");
+
+    let (code, out, _) = server.client("alice-token", &["history", &id]);
+    assert_eq!(code, 0);
+    let types: Vec<&str> = out.lines().map(|l| l.split_whitespace().nth(2).unwrap()).collect();
+    assert_eq!(types.first(), Some(&"submitted"));
+    assert_eq!(types.last(), Some(&"completed"));
+    assert!(types.contains(&"refused"));
+
+    let (code, out, _) = server.client("alice-token", &["status", &id, "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["status"], "approved");
+
+    let (code, out, _) = server.client("alice-token", &["policy", "plan", "--policy", "quote-discount", "--context", quote]);
+    assert_eq!(code, 0);
+    assert!(out.contains("step=manager status=active approvers=[mark]"), "{out}");
+    assert!(out.contains("step=legal status=skipped"), "{out}");
+
+    let (code, _, err) = server.client("wrong-token", &["status", &id]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unauthenticated"), "{err}");
+    let (code, _, _) = server.client("alice-token", &["submit", "--policy", "x"]);
+    assert_eq!(code, 2, "a usage error exits 2");
+    let out = Command::new(BIN).args(["status", "req_x"]).env("SIGNOFF_URL", "http://127.0.0.1:1").output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "an unreachable server exits 3");
+    server.kill9();
+}
+
+#[test]
+fn policy_check_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "id: Bad\ncolour: 1\nsteps:\n  - {id: a, approvers: {}, when: 'x >'}\n").unwrap();
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policies/quote-discount.yaml");
+    let out = Command::new(BIN).args(["policy", "check", good]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("ok file=") && stdout.contains("id=quote-discount"), "{stdout}");
+    for path in [": id:", ": colour:", ": steps.a.approvers:", ": steps.a.when:"] {
+        assert!(stderr.contains(path), "missing {path} in {stderr}");
+    }
+}
+
+#[test]
+fn bad_configuration_stops_the_server_with_one_line() {
+    let out = Command::new(BIN).args(["serve", "--listen", "not-an-address"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("listen"), "{stderr}");
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let (code, _, _) = server.client("alice-token", &["inbox"]);
+    assert_eq!(code, 0);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert_eq!(server.child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn kill_9_after_acknowledged_writes_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let http = reqwest::blocking::Client::new();
+    let post = |token: &str, path: &str, body: Value| {
+        let resp = http.post(format!("{}{path}", server.url)).bearer_auth(token).json(&body).send().unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+        resp.json::<Value>().unwrap()
+    };
+    let mut acknowledged = Vec::new();
+    for i in 0..40 {
+        let body = serde_json::json!({"policy": "quote-discount", "context": {"quote": {"total": 5000 + i, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}});
+        let r = post("alice-token", "/v1/requests", body);
+        let id = r["id"].as_str().unwrap().to_string();
+        let r = post("mark-token", &format!("/v1/requests/{id}/actions"), serde_json::json!({"action": "approve", "step": "manager"}));
+        acknowledged.push((id, r["version"].as_u64().unwrap()));
+    }
+    // The last 2xx has been read; kill at once, without any chance to flush.
+    server.kill9();
+
+    let server = Server::start(&data);
+    for (id, version) in &acknowledged {
+        let r: Value = http
+            .get(format!("{}/v1/requests/{id}", server.url))
+            .bearer_auth("alice-token")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(r["version"].as_u64(), Some(*version), "{id} lost acknowledged events");
+        assert_eq!(r["steps"][0]["status"], "approved");
+        let events: Value = http
+            .get(format!("{}/v1/requests/{id}/events", server.url))
+            .bearer_auth("alice-token")
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let events: Vec<signoff_engine::Event> = serde_json::from_value(events["items"].clone()).unwrap();
+        signoff_engine::event::verify_chain(&events).unwrap();
+    }
+    server.kill9();
+}
