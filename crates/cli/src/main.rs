@@ -6,6 +6,11 @@ mod client;
 mod demo;
 mod serve;
 
+/// mimalloc: the service allocates many short-lived JSON values per call; glibc malloc cost
+/// a quarter of the CPU in the workflow benchmark.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -37,7 +37,9 @@ pub struct Vars {
 impl Vars {
     /// Variables from a context object; its top-level keys become variables.
     pub fn from_context(context: &Value) -> Self {
-        let mut vars = Vars { ctx: cel::Context::default() };
+        // The standard environment is built once: building it per evaluation dominated planning.
+        static STDLIB: std::sync::LazyLock<Arc<cel::Env>> = std::sync::LazyLock::new(|| Arc::new(cel::Env::stdlib()));
+        let mut vars = Vars { ctx: cel::Context::with_env(STDLIB.clone()) };
         if let Value::Object(map) = context {
             for (k, v) in map {
                 vars.set(k, v);

@@ -1,0 +1,335 @@
+//! `signoff-bench`: the benchmarks behind docs/benchmarks.md. Each scenario prints what it
+//! measured; nothing here asserts a target, the numbers are reported.
+//!
+//! - `engine`: in-process service + SQLite store, durable commits (run under `taskset -c 0`).
+//! - `http`: 64 concurrent clients against a spawned `signoff serve`.
+//! - `scale`: 100,000 pending requests stored; server RSS and read latencies.
+
+/// mimalloc: the service allocates many short-lived JSON values per call; glibc malloc cost
+/// a quarter of the CPU in the workflow benchmark.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+use signoff_engine::directory::token_hash;
+use signoff_server::service::{ActionBody, Caller, SubmitBody};
+use signoff_server::{Config, Database, Service, Sources, SystemClock};
+
+/// submit → manager approves → finance and legal (parallel) both approve → approved.
+const WORKFLOW_POLICY: &str = "id: bench\nsteps:\n  - {id: manager, approvers: {users: [mark]}}\n  - {id: finance, after: [manager], approvers: {groups: [finance]}}\n  - {id: legal, after: [manager], approvers: {groups: [legal]}}\n";
+const SCALE_POLICY: &str = "id: scale\nsteps:\n  - {id: review, approvers: {expr: 'reviewers'}, sla: 2d}\n";
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// In-process: service + engine + SQLite store with durable commits.
+    Engine {
+        #[arg(long, default_value_t = 20_000)]
+        workflows: usize,
+        /// Workflows in flight at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
+    /// Over HTTP against `signoff serve`.
+    Http {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
+    /// 100,000 pending requests: RSS and read latency.
+    Scale {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+    },
+}
+
+fn users() -> Vec<String> {
+    let mut u: Vec<String> = ["alice", "mark", "fiona", "frank", "lena"].iter().map(|s| s.to_string()).collect();
+    u.extend((0..200).map(|i| format!("u{i}")));
+    u
+}
+
+/// A policies directory and a directory file with a `<id>-token` for every user.
+fn write_fixtures(dir: &Path) -> (PathBuf, PathBuf) {
+    let policies = dir.join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join("bench.yaml"), WORKFLOW_POLICY).unwrap();
+    std::fs::write(policies.join("scale.yaml"), SCALE_POLICY).unwrap();
+    let mut yaml = String::from("users:\n");
+    for u in users() {
+        yaml.push_str(&format!("  - {{id: {u}, manager: mark}}\n"));
+    }
+    yaml.push_str("groups:\n  finance: [fiona, frank]\n  legal: [lena]\ntokens:\n");
+    for u in users() {
+        yaml.push_str(&format!("  - {{user: {u}, sha256: {}}}\n", token_hash(&format!("{u}-token"))));
+    }
+    let directory = dir.join("directory.yaml");
+    std::fs::write(&directory, yaml).unwrap();
+    (policies, directory)
+}
+
+fn caller(id: &str) -> Caller {
+    Caller { id: id.into(), admin: false }
+}
+
+fn action(step: &str) -> ActionBody {
+    ActionBody { action: "approve".into(), step: Some(step.into()), comment: None, edits: None, item: None, to: None }
+}
+
+async fn workflow_in_process(s: &Service, i: usize) {
+    let body = SubmitBody {
+        policy: "bench".into(),
+        title: Some(format!("bench {i}")),
+        subject: Some(format!("S-{i}")),
+        context: json!({"amount": i}),
+        evidence: vec![],
+        resubmits: None,
+    };
+    let r = s.submit(&caller("alice"), body, None).await.unwrap();
+    let id = r.body["id"].as_str().unwrap().to_string();
+    s.act(&caller("mark"), &id, action("manager"), None).await.unwrap();
+    let (fiona, lena) = (caller("fiona"), caller("lena"));
+    let (a, b) = tokio::join!(s.act(&fiona, &id, action("finance"), None), s.act(&lena, &id, action("legal"), None));
+    let done = [a.unwrap(), b.unwrap()].iter().any(|r| r.body["status"] == "approved");
+    assert!(done, "workflow {i} did not complete");
+}
+
+async fn engine(workflows: usize, concurrency: usize) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let config = Config { database: Database::Sqlite(dir.path().join("bench.db")), sources: Sources { policies: Some(policies), directory: Some(directory) } };
+    let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (s, next) = (service.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= workflows {
+                    break;
+                }
+                workflow_in_process(&s, i).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("scenario=engine workflows={workflows} concurrency={concurrency} seconds={secs:.2}");
+    println!("workflows_per_s={:.0} state_changes_per_s={:.0}", workflows as f64 / secs, 4.0 * workflows as f64 / secs);
+}
+
+struct Spawned {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_server(data: &Path, policies: &Path, directory: &Path) -> Spawned {
+    let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--policies")
+        .arg(policies)
+        .arg("--directory")
+        .arg(directory)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {} (build it with --release first): {e}", bin.display()));
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Spawned { child, url }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "call={name} n={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        samples.len(),
+        percentile(&samples, 0.50),
+        percentile(&samples, 0.99),
+        percentile(&samples, 1.0)
+    );
+}
+
+async fn timed(http: &reqwest::Client, url: &str, token: &str, body: Option<Value>, samples: &mut Vec<Duration>) -> Value {
+    let start = Instant::now();
+    let req = match body {
+        Some(b) => http.post(url).json(&b),
+        None => http.get(url),
+    };
+    let resp = req.bearer_auth(token).send().await.unwrap();
+    let status = resp.status();
+    let value: Value = resp.json().await.unwrap();
+    samples.push(start.elapsed());
+    assert!(status.is_success(), "{url}: {status} {value}");
+    value
+}
+
+async fn http_bench(clients: usize, seconds: u64) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let server = spawn_server(&dir.path().join("data"), &policies, &directory);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, base) = (http.clone(), server.url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat: [Vec<Duration>; 4] = Default::default();
+            let mut done = 0usize;
+            while Instant::now() < deadline {
+                let body = json!({"policy": "bench", "subject": format!("S-{c}-{done}"), "context": {"amount": done}});
+                let r = timed(&http, &format!("{base}/v1/requests"), "alice-token", Some(body), &mut lat[0]).await;
+                let act = format!("{base}/v1/requests/{}/actions", r["id"].as_str().unwrap());
+                timed(&http, &act, "mark-token", Some(json!({"action": "approve", "step": "manager"})), &mut lat[1]).await;
+                let (mut f, mut l) = (Vec::new(), Vec::new());
+                let (a, b) = tokio::join!(
+                    timed(&http, &act, "fiona-token", Some(json!({"action": "approve", "step": "finance"})), &mut f),
+                    timed(&http, &act, "lena-token", Some(json!({"action": "approve", "step": "legal"})), &mut l)
+                );
+                assert!(a["status"] == "approved" || b["status"] == "approved");
+                lat[2].extend(f);
+                lat[3].extend(l);
+                done += 1;
+            }
+            (done, lat)
+        }));
+    }
+    let mut total = 0;
+    let mut all: [Vec<Duration>; 4] = Default::default();
+    for t in tasks {
+        let (done, lat) = t.await.unwrap();
+        total += done;
+        for (a, l) in all.iter_mut().zip(lat) {
+            a.extend(l);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("scenario=http clients={clients} seconds={secs:.1} workflows={total}");
+    println!("workflows_per_s={:.0} state_changes_per_s={:.0}", total as f64 / secs, 4.0 * total as f64 / secs);
+    for (name, samples) in ["submit", "approve_manager", "approve_finance", "approve_legal"].iter().zip(all) {
+        report(name, samples);
+    }
+}
+
+fn rss_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0)))
+        .unwrap_or(0)
+}
+
+async fn scale(requests: usize, samples: usize) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let data = dir.path().join("data");
+    {
+        // Seed through the real service, in-process, then close it.
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) } };
+        let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+        let start = Instant::now();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..256 {
+            let (s, next) = (service.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= requests {
+                        break;
+                    }
+                    // Each request: one of 200 requesters, reviewed by two others.
+                    let requester = format!("u{}", i % 200);
+                    let reviewers = json!([format!("u{}", (i * 7 + 1) % 200), format!("u{}", (i * 13 + 2) % 200)]);
+                    let body = SubmitBody {
+                        policy: "scale".into(),
+                        title: Some(format!("request {i}")),
+                        subject: Some(format!("S-{}", i % 1000)),
+                        context: json!({"reviewers": reviewers, "amount": i}),
+                        evidence: vec![],
+                        resubmits: None,
+                    };
+                    s.submit(&caller(&requester), body, None).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        println!("seeded={requests} seconds={:.1}", start.elapsed().as_secs_f64());
+    }
+    let server = spawn_server(&data, &policies, &directory);
+    let pid = server.child.id();
+    let http = reqwest::Client::new();
+    let queries: Vec<(&str, String, &str)> = vec![
+        ("inbox", "/v1/inbox".into(), "u17-token"),
+        ("list_pending", "/v1/requests?status=pending".into(), "u17-token"),
+        ("list_approver_me", "/v1/requests?approver=me".into(), "u17-token"),
+        ("list_requester", "/v1/requests?requester=u42".into(), "u42-token"),
+        ("list_subject", "/v1/requests?subject=S-7".into(), "u17-token"),
+        ("list_policy", "/v1/requests?policy=scale&limit=100".into(), "u17-token"),
+    ];
+    for (name, path, token) in &queries {
+        let mut lat = Vec::new();
+        for i in 0..samples {
+            let user = format!("u{}", i % 200);
+            let token = if *token == "u17-token" { format!("{user}-token") } else { token.to_string() };
+            let v = timed(&http, &format!("{}{path}", server.url), &token, None, &mut lat).await;
+            assert!(v["items"].is_array());
+        }
+        report(name, lat);
+    }
+    println!("server_rss_kb={} server_peak_rss_kb={}", rss_kb(pid, "VmRSS:"), rss_kb(pid, "VmHWM:"));
+    let db = std::fs::metadata(data.join("signoff.db")).map(|m| m.len()).unwrap_or(0);
+    println!("database_bytes={db}");
+}
+
+fn main() {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        match args.scenario {
+            Scenario::Engine { workflows, concurrency } => engine(workflows, concurrency).await,
+            Scenario::Http { clients, seconds } => http_bench(clients, seconds).await,
+            Scenario::Scale { requests, samples } => scale(requests, samples).await,
+        }
+    });
+}
