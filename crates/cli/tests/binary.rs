@@ -190,3 +190,56 @@ fn kill_9_after_acknowledged_writes_loses_nothing() {
     }
     server.kill9();
 }
+
+#[test]
+fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("one.yaml"), "id: one\nsteps: [{id: a, approvers: {users: [mark]}}]\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--policies")
+        .arg(&policies)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
+    std::thread::spawn(move || for _ in lines {});
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let http = reqwest::blocking::Client::new();
+    let ids = || -> Vec<String> {
+        let v: Value = http.get(format!("{url}/v1/policies")).bearer_auth("alice-token").send().unwrap().json().unwrap();
+        v["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(), ["one"]);
+    let hup = |pid: u32| assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
+    let mut wait_for_log = |needle: &str| {
+        for line in stderr.by_ref() {
+            if line.unwrap().contains(needle) {
+                return;
+            }
+        }
+        panic!("the server never logged {needle:?}");
+    };
+
+    std::fs::write(policies.join("two.yaml"), "id: two\nsteps: [{id: a, approvers: {users: [fiona]}}]\n").unwrap();
+    hup(child.id());
+    wait_for_log("reloaded policies and directory");
+    assert_eq!(ids(), ["one", "two"]);
+
+    std::fs::write(policies.join("three.yaml"), "id: three\nsteps: [{id: a, approvers: {users: [x]}, when: '1 +'}]\n").unwrap();
+    hup(child.id());
+    wait_for_log("three.yaml");
+    assert_eq!(ids(), ["one", "two"], "an invalid file keeps the previous set");
+    let resp = http.post(format!("{url}/v1/admin/reload")).bearer_auth("root-token").send().unwrap();
+    assert_eq!(resp.status(), 422);
+    let problem: Value = resp.json().unwrap();
+    assert!(problem["file"].as_str().unwrap().ends_with("three.yaml"), "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("steps.a.when"), "{problem}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

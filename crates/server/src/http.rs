@@ -229,10 +229,22 @@ struct Inbox {
     items: Vec<Task>,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct InboxParams {
+    /// 1 to 1000; 100 by default. The most urgent tasks come first; `GET /v1/requests?approver=me`
+    /// pages through all of them.
+    limit: Option<u32>,
+}
+
 /// The caller's open tasks, soonest due first.
-#[utoipa::path(get, path = "/v1/inbox", tag = "requests", responses((status = 200, body = Inbox)))]
-async fn inbox(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Inbox>, ApiError> {
-    Ok(Json(Inbox { items: s.inbox(&caller).await? }))
+#[utoipa::path(get, path = "/v1/inbox", tag = "requests", params(InboxParams), responses((status = 200, body = Inbox)))]
+async fn inbox(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<InboxParams>, QueryRejection>) -> Result<Json<Inbox>, ApiError> {
+    let limit = query(q)?.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_parameter("limit must be between 1 and 1000"));
+    }
+    Ok(Json(Inbox { items: s.inbox(&caller, limit).await? }))
 }
 
 // ---- policies ---------------------------------------------------------------------------

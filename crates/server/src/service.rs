@@ -124,7 +124,14 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     /// Policies requests were planned with that are no longer (or not yet) in the catalog.
     pinned: Mutex<HashMap<String, Arc<Policy>>>,
+    /// Commands on one request queue here rather than race to a version conflict: a lost race
+    /// costs a second decision and a second trip through group commit. Other instances sharing
+    /// the database are still caught by optimistic concurrency.
+    request_locks: Vec<tokio::sync::Mutex<()>>,
 }
+
+/// Stripes of `request_locks`; unrelated requests rarely share one.
+const LOCK_STRIPES: usize = 1024;
 
 fn refusal_error(r: machine::Refusal) -> ApiError {
     ApiError::new(r.code, r.detail)
@@ -140,6 +147,7 @@ impl Service {
             catalog: ArcSwap::from_pointee(catalog),
             clock,
             pinned: Mutex::new(HashMap::new()),
+            request_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         };
         service.record_policies().await.map_err(|e| e.detail)?;
         Ok(service)
@@ -288,6 +296,11 @@ impl Service {
         }
         let action = body.into_action()?;
         let command = Command { actor: caller.id.clone(), action };
+        let stripe = {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize % LOCK_STRIPES
+        };
+        let _turn = self.request_locks[stripe].lock().await;
         for _ in 0..MAX_ATTEMPTS {
             let state = self.visible(caller, id).await?;
             let policy = self.policy_for(&state).await?;
@@ -350,8 +363,8 @@ impl Service {
         Ok(self.store.list(&query).await?)
     }
 
-    pub async fn inbox(&self, caller: &Caller) -> Result<Vec<Task>, ApiError> {
-        Ok(self.store.inbox(&caller.id).await?)
+    pub async fn inbox(&self, caller: &Caller, limit: u32) -> Result<Vec<Task>, ApiError> {
+        Ok(self.store.inbox(&caller.id, limit).await?)
     }
 
     /// What submitting `context` under `policy_id` would produce, without storing anything.

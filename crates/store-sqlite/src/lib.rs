@@ -126,9 +126,17 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
         for (op, result) in batch.into_iter().zip(results) {
             match (op, result) {
                 (WriteOp::Commit(commit, reply), r) => {
-                    if matches!(r, Ok(CommitOutcome::Committed)) {
-                        let state = commit.state;
-                        cache.insert(state.id.clone(), Arc::new(state));
+                    match &r {
+                        Ok(CommitOutcome::Committed) => {
+                            let state = commit.state;
+                            cache.insert(state.id.clone(), Arc::new(state));
+                        }
+                        // Someone else (another process on this file) moved the request on:
+                        // the next load must read the database.
+                        Ok(CommitOutcome::VersionConflict) => {
+                            cache.remove(&commit.state.id);
+                        }
+                        _ => {}
                     }
                     let _ = reply.send(r);
                 }
@@ -405,15 +413,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn inbox(&self, user: &str) -> Result<Vec<Task>> {
+    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
         let user = user.to_string();
         self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT body FROM tasks WHERE approver = ?1 ORDER BY due_at IS NULL, due_at, request_n LIMIT 1000",
+                    "SELECT body FROM tasks WHERE approver = ?1 ORDER BY due_at IS NULL, due_at, request_n LIMIT ?2",
                 )
                 .map_err(unavailable)?;
-            let rows = stmt.query_map(params![user], |r| r.get::<_, String>(0)).map_err(unavailable)?;
+            let rows = stmt.query_map(params![user, limit], |r| r.get::<_, String>(0)).map_err(unavailable)?;
             rows.map(|r| serde_json::from_str(&r.map_err(unavailable)?).map_err(corrupt)).collect()
         })
         .await

@@ -137,20 +137,21 @@ pub async fn inbox_follows_open_tasks(store: &dyn Store) {
     let f = Fixture::new();
     let s = committed(store, f.submit("req_d", "alice", "S-1", t0())).await;
     let later = committed(store, f.submit("req_e", "alice", "S-2", t0() - SignedDuration::from_mins(50))).await;
-    let inbox = store.inbox("fiona").await.unwrap();
+    let inbox = store.inbox("fiona", 100).await.unwrap();
     let ids: Vec<&str> = inbox.iter().map(|t| t.request.as_str()).collect();
     assert_eq!(ids, ["req_e", "req_d"], "soonest due first");
     assert_eq!(inbox[0].step, "finance");
     assert_eq!(inbox[0].policy, "conf");
-    assert_eq!(store.inbox("mark").await.unwrap().len(), 2);
+    assert_eq!(store.inbox("mark", 100).await.unwrap().len(), 2);
+    assert_eq!(store.inbox("mark", 1).await.unwrap().len(), 1, "the limit applies");
     committed(store, f.act(&s, "frank", approve("finance"))).await;
-    let ids: Vec<String> = store.inbox("fiona").await.unwrap().into_iter().map(|t| t.request).collect();
+    let ids: Vec<String> = store.inbox("fiona", 100).await.unwrap().into_iter().map(|t| t.request).collect();
     assert_eq!(ids, ["req_e"], "a decided step leaves every inbox");
     let closed = f.act(&later, "alice", Action::Cancel { comment: None });
     assert_eq!(closed.state.status, RequestStatus::Cancelled);
     committed(store, closed).await;
-    assert!(store.inbox("fiona").await.unwrap().is_empty());
-    assert_eq!(store.inbox("mark").await.unwrap().len(), 1);
+    assert!(store.inbox("fiona", 100).await.unwrap().is_empty());
+    assert_eq!(store.inbox("mark", 100).await.unwrap().len(), 1);
 }
 
 pub async fn list_filters_and_pages(store: &dyn Store) {

@@ -162,8 +162,8 @@ pub trait Store: Send + Sync + 'static {
     /// Requests matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page>;
 
-    /// The open tasks of `user`, soonest due first (undated last).
-    async fn inbox(&self, user: &str) -> Result<Vec<Task>>;
+    /// The first `limit` open tasks of `user`, soonest due first (undated last).
+    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>>;
 
     /// What an idempotency key already holds, if anything.
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>>;
