@@ -67,17 +67,15 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
         None => Database::Sqlite(data.join("signoff.db")),
     };
     let policies = args.policies.or(file.policies);
-    if let Some(p) = &policies {
-        if !p.is_dir() {
+    if let Some(p) = &policies
+        && !p.is_dir() {
             return Err(format!("policies: {} is not a directory", p.display()));
         }
-    }
     let directory = args.directory.or(file.directory);
-    if let Some(d) = &directory {
-        if !d.is_file() {
+    if let Some(d) = &directory
+        && !d.is_file() {
             return Err(format!("directory: {} is not a file", d.display()));
         }
-    }
     Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory } } })
 }
 

@@ -134,11 +134,10 @@ pub fn submit(policy: &Policy, dir: &Directory, sub: Submission, now: Timestamp)
     let mut skipped = Vec::new();
     if !auto {
         for step in &policy.steps {
-            if let Some(when) = &step.when {
-                if !when.eval_bool(&vars).map_err(|e| planning(format!("step `{}`: when", step.id), e))? {
+            if let Some(when) = &step.when
+                && !when.eval_bool(&vars).map_err(|e| planning(format!("step `{}`: when", step.id), e))? {
                     skipped.push((step.id.clone(), format!("`{}` is false", when.source())));
                 }
-            }
         }
     }
     let submitted = EventKind::Submitted {
@@ -195,12 +194,11 @@ pub fn submit(policy: &Policy, dir: &Directory, sub: Submission, now: Timestamp)
 pub fn decide(policy: &Policy, dir: &Directory, state: &RequestState, cmd: &Command, now: Timestamp) -> Decision {
     let mut tx = Tx { policy, dir, now, state: state.clone(), events: Vec::new(), vars: None };
     let outcome = tx.run(cmd);
-    if let Outcome::Refused(r) = &outcome {
-        if tx.events.is_empty() {
+    if let Outcome::Refused(r) = &outcome
+        && tx.events.is_empty() {
             let kind = EventKind::Refused { action: cmd.action.name().into(), code: r.code.into(), detail: r.detail.clone() };
             tx.emit(&cmd.actor, cmd.action.step(), kind);
         }
-    }
     Decision { events: tx.events, state: tx.state, outcome }
 }
 
@@ -259,11 +257,10 @@ impl Tx<'_> {
                 if comment.trim().is_empty() {
                     return invalid("comment_required", "a comment must not be empty");
                 }
-                if let Some(id) = step {
-                    if self.state.step(id).is_none() {
+                if let Some(id) = step
+                    && self.state.step(id).is_none() {
                         return invalid("not_found", format!("the request has no step `{id}`"));
                     }
-                }
                 self.emit(actor, step.as_deref(), EventKind::Commented { comment: comment.clone() });
                 Outcome::Applied
             }

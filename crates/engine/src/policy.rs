@@ -220,11 +220,10 @@ impl Policy {
             ],
         );
         let id: Option<String> = p.required(doc, "id", "");
-        if let Some(id) = &id {
-            if !valid_id(id) {
+        if let Some(id) = &id
+            && !valid_id(id) {
                 p.push("id", format!("`{id}` must match [a-z0-9][a-z0-9._-]*"));
             }
-        }
         let title: Option<String> = p.field(doc, "title", "");
         let _: Option<String> = p.field(doc, "description", "");
         let version: u64 = p.field(doc, "version", "").unwrap_or(1);
@@ -326,11 +325,10 @@ fn check_order(steps: &[Step], p: &mut Problems) {
                 if mark[j] == 1 {
                     return Some(j);
                 }
-                if mark[j] == 0 {
-                    if let Some(c) = visit(j, steps, index, mark) {
+                if mark[j] == 0
+                    && let Some(c) = visit(j, steps, index, mark) {
                         return Some(c);
                     }
-                }
             }
         }
         mark[i] = 2;
@@ -338,15 +336,14 @@ fn check_order(steps: &[Step], p: &mut Problems) {
     }
     let mut mark = vec![0u8; steps.len()];
     for i in 0..steps.len() {
-        if mark[i] == 0 {
-            if let Some(c) = visit(i, steps, &index, &mut mark) {
+        if mark[i] == 0
+            && let Some(c) = visit(i, steps, &index, &mut mark) {
                 p.push(
                     &format!("steps.{}.after", steps[c].id),
                     "the `after` graph has a cycle through this step".into(),
                 );
                 return;
             }
-        }
     }
 }
 

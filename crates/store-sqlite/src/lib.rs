@@ -101,11 +101,10 @@ impl SqliteStore {
                 }
             };
             let out = f(&conn);
-            if let Ok(mut pool) = pool.lock() {
-                if pool.len() < 16 {
+            if let Ok(mut pool) = pool.lock()
+                && pool.len() < 16 {
                     pool.push(conn);
                 }
-            }
             out
         })
         .await
