@@ -394,37 +394,46 @@ impl Tx<'_> {
         Outcome::Applied
     }
 
-    /// Decides the step if its votes reach a threshold, then moves the request on.
+    /// After a vote: decides the voted step if it reached a threshold, then every other active
+    /// step whose quorum became unreachable (a vote can use up a shared approver's slot on
+    /// another step), then moves the request on.
     fn tally(&mut self, step_id: &str) {
-        let Some(step) = self.state.step(step_id) else { return };
-        let approvals = step.approvals.len() as u32;
-        let rejections = step.rejections.len() as u32;
-        let open = step.open_approvers().count() as u32;
-        let quorum = step.quorum_needed();
-        let verdict = if approvals >= quorum {
-            Some((StepStatus::Approved, None))
-        } else if rejections >= step.rejections_needed {
-            Some((StepStatus::Rejected, None))
-        } else if approvals + open < quorum {
-            Some((StepStatus::Rejected, Some("quorum can no longer be reached".to_string())))
-        } else {
-            None
-        };
-        match verdict {
-            Some((StepStatus::Approved, _)) => {
-                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Approved, reason: None });
-                // Activation failures after submission reject the request; they are recorded.
-                let _ = self.settle(false);
+        let mut order = vec![step_id.to_string()];
+        order.extend(self.state.current_tasks.iter().filter(|s| *s != step_id).cloned());
+        for id in order {
+            if self.state.status.is_terminal() {
+                return;
             }
-            Some((outcome, reason)) => {
-                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome, reason: reason.clone() });
-                self.emit(SYSTEM_ACTOR, None, EventKind::Completed {
-                    status: RequestStatus::Rejected,
-                    reason: Some(reason.unwrap_or_else(|| format!("step `{step_id}` was rejected"))),
-                });
+            let Some(step) = self.state.step(&id).filter(|s| s.status == StepStatus::Active) else { continue };
+            let approvals = step.approvals.len() as u32;
+            let rejections = step.rejections.len() as u32;
+            let open = self.state.open_approvers(step).count() as u32;
+            let quorum = step.quorum_needed();
+            let verdict = if approvals >= quorum {
+                Some((StepStatus::Approved, None))
+            } else if rejections >= step.rejections_needed {
+                Some((StepStatus::Rejected, None))
+            } else if approvals + open < quorum {
+                Some((StepStatus::Rejected, Some("quorum can no longer be reached".to_string())))
+            } else {
+                None
+            };
+            match verdict {
+                Some((StepStatus::Approved, _)) => {
+                    self.emit(SYSTEM_ACTOR, Some(&id), EventKind::StepDecided { outcome: StepStatus::Approved, reason: None });
+                }
+                Some((outcome, reason)) => {
+                    self.emit(SYSTEM_ACTOR, Some(&id), EventKind::StepDecided { outcome, reason: reason.clone() });
+                    self.emit(SYSTEM_ACTOR, None, EventKind::Completed {
+                        status: RequestStatus::Rejected,
+                        reason: Some(reason.unwrap_or_else(|| format!("step `{id}` was rejected"))),
+                    });
+                }
+                None => {}
             }
-            None => {}
         }
+        // Activation failures after submission reject the request; they are recorded.
+        let _ = self.settle(false);
     }
 
     /// Activates every step that has become ready, repeatedly, and completes the request when
@@ -512,7 +521,7 @@ fn check_edits(rules: Option<&EditRules>, edits: &Value, context: &Value) -> Res
         let changed: usize = map
             .iter()
             .filter(|(k, v)| context.get(k.as_str()) != Some(v))
-            .map(|(_, v)| canonical::to_string(v).len())
+            .map(|(_, v)| canonical::to_string(v).chars().count())
             .sum();
         if changed > max {
             return Err(refusal("edit_diff_too_large", format!("the edits change {changed} characters; at most {max} are allowed")));

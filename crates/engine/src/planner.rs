@@ -140,17 +140,23 @@ pub fn resolve(
     Ok(Resolved { approvers, quorum, substitutions })
 }
 
-/// Waiting steps whose `after` steps are all approved or skipped, in policy order.
+/// Waiting steps whose `after` steps are all done, in policy order. A step is done when it is
+/// approved, or skipped and its own `after` steps are done: skipping is transitive, so a skipped
+/// step in a sequence still holds back the steps after it until what it waited for is done.
 pub fn ready_steps(state: &RequestState) -> Vec<String> {
-    let done = |id: &str| {
-        state
-            .step(id)
-            .is_some_and(|s| matches!(s.status, StepStatus::Approved | StepStatus::Skipped))
-    };
+    fn done(state: &RequestState, id: &str, depth: usize) -> bool {
+        // The policy's `after` graph is acyclic; the depth bound only guards against bad data.
+        depth < 1024
+            && state.step(id).is_some_and(|s| match s.status {
+                StepStatus::Approved => true,
+                StepStatus::Skipped => s.after.iter().all(|d| done(state, d, depth + 1)),
+                _ => false,
+            })
+    }
     state
         .steps
         .iter()
-        .filter(|s| s.status == StepStatus::Waiting && s.after.iter().all(|d| done(d)))
+        .filter(|s| s.status == StepStatus::Waiting && s.after.iter().all(|d| done(state, d, 0)))
         .map(|s| s.id.clone())
         .collect()
 }

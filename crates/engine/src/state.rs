@@ -168,12 +168,6 @@ impl StepState {
             .collect()
     }
 
-    /// Approvers who have not yet voted on this active step.
-    pub fn open_approvers(&self) -> impl Iterator<Item = &String> {
-        self.approvers
-            .iter()
-            .filter(|a| !self.has_approved(a) && !self.has_rejected(a))
-    }
 
     fn label(&self) -> String {
         self.reason.clone().or_else(|| self.title.clone()).unwrap_or_else(|| self.id.clone())
@@ -410,7 +404,17 @@ impl RequestState {
         self.pending_reasons = active.map(StepState::label).collect();
     }
 
-    /// Open tasks: (step, approver, due_at) for every approver who may act on an active step now.
+    /// Approvers of `step` who can still vote on it: they have not voted on it, and (with
+    /// `one_step_per_approver`) have not decided another step of this request.
+    pub fn open_approvers<'a>(&'a self, step: &'a StepState) -> impl Iterator<Item = &'a String> + 'a {
+        step.approvers.iter().filter(move |a| {
+            !step.has_approved(a)
+                && !step.has_rejected(a)
+                && (!self.separation.one_step_per_approver || !self.decided_other_step(a, &step.id))
+        })
+    }
+
+    /// Open tasks: (step, approver) for every approver who may act on an active step now.
     pub fn open_tasks(&self) -> Vec<(&StepState, &str)> {
         if self.status.is_terminal() {
             return Vec::new();
@@ -418,7 +422,7 @@ impl RequestState {
         self.steps
             .iter()
             .filter(|s| s.status == StepStatus::Active)
-            .flat_map(|s| s.open_approvers().map(move |a| (s, a.as_str())))
+            .flat_map(|s| self.open_approvers(s).map(move |a| (s, a.as_str())))
             .collect()
     }
 

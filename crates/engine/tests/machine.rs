@@ -266,3 +266,28 @@ fn context_schema_and_planning_errors() {
     assert_eq!(err.code(), "planning_error");
     assert!(err.to_string().contains("quote.missing > 1"));
 }
+
+#[test]
+fn skipping_is_transitive_in_a_sequence() {
+    let p = policy("id: s\nsteps:\n  - {id: a, approvers: {users: [mark]}}\n  - {id: b, when: 'x > 1', approvers: {users: [fiona]}}\n  - {id: c, approvers: {users: [lena]}}\n");
+    let s = submit(&p, json!({"x": 0}));
+    assert_eq!(s.step("b").unwrap().status, StepStatus::Skipped);
+    assert_eq!(s.current_tasks, ["a"], "c still waits for a through the skipped b");
+    let s = ok(&p, &s, "mark", approve("a"));
+    assert_eq!(s.current_tasks, ["c"]);
+}
+
+#[test]
+fn a_shared_approver_who_decided_elsewhere_leaves_the_other_step() {
+    let p = policy("id: shared\nsteps:\n  - {id: a, after: [], approvers: {users: [mark]}}\n  - {id: b, after: [], approvers: {users: [mark, fiona]}, quorum: all}\n");
+    let s = submit(&p, json!({}));
+    let s = ok(&p, &s, "mark", approve("a"));
+    assert_eq!(s.status, RequestStatus::Rejected, "b can never get mark's approval now");
+    assert_eq!(s.step("b").unwrap().decision_reason.as_deref(), Some("quorum can no longer be reached"));
+
+    let p = policy("id: shared2\nsteps:\n  - {id: a, after: [], approvers: {users: [mark]}}\n  - {id: b, after: [], approvers: {users: [mark, fiona]}}\n");
+    let s = submit(&p, json!({}));
+    let s = ok(&p, &s, "mark", approve("a"));
+    let tasks: Vec<(&str, &str)> = s.open_tasks().iter().map(|(st, a)| (st.id.as_str(), *a)).collect();
+    assert_eq!(tasks, [("b", "fiona")], "mark's slot on b is no longer an open task");
+}

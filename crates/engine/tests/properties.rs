@@ -43,8 +43,12 @@ fn outcome_of(s: &RequestState) -> serde_json::Value {
 }
 
 fn check_invariants(events: &[Event], state: &RequestState) {
-    verify_chain(events).unwrap();
-    assert_eq!(&RequestState::fold(events).unwrap(), state, "replay must rebuild the state");
+    // Replay what a store keeps: the events and the state as JSON text, decoded again.
+    let stored: Vec<Event> = serde_json::from_str(&serde_json::to_string(events).unwrap()).unwrap();
+    let kept: RequestState = serde_json::from_str(&serde_json::to_string(state).unwrap()).unwrap();
+    verify_chain(&stored).unwrap();
+    assert_eq!(RequestState::fold(&stored).unwrap(), kept, "replaying the stored events must rebuild the stored state");
+    assert_eq!(&kept, state, "the state survives its JSON form");
     let mut decided = HashMap::new();
     let mut closings = 0;
     for e in events {

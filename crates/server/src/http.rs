@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -22,7 +22,7 @@ use signoff_store::{ListQuery, Task};
 use utoipa::OpenApi;
 
 use crate::error::{ApiError, problem_response};
-use crate::service::{ActionBody, Caller, IdempotencyKey, PlanBody, Reply, Service, SubmitBody};
+use crate::service::{ActionBody, Caller, IdempotencyKey, PlanBody, ReloadError, Reply, Service, SubmitBody};
 
 /// Bodies above this size are refused with 413 `too_large`.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -131,6 +131,11 @@ fn reply(r: Reply) -> Response {
     }
 }
 
+/// A path parameter; one that cannot be decoded (e.g. invalid UTF-8) is `bad_parameter`.
+fn path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(id)| id).map_err(|e| ApiError::bad_parameter(e.body_text()))
+}
+
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(t)| t).map_err(|e| ApiError::bad_parameter(e.body_text()))
 }
@@ -150,7 +155,8 @@ async fn submit(State(s): State<AppState>, Auth(caller): Auth, headers: HeaderMa
 #[utoipa::path(post, path = "/v1/requests/{id}/actions", tag = "requests", request_body = ActionBody,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = RequestState), (status = 403, body = Problem), (status = 409, body = Problem)))]
-async fn act(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>, headers: HeaderMap, body: JsonBody<ActionBody>) -> Result<Response, ApiError> {
+async fn act(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, headers: HeaderMap, body: JsonBody<ActionBody>) -> Result<Response, ApiError> {
+    let id = path(id)?;
     let key = idempotency(&headers, &format!("POST /v1/requests/{id}/actions"), &body.raw)?;
     Ok(reply(s.act(&caller, &id, body.value, key).await?))
 }
@@ -158,7 +164,8 @@ async fn act(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<Strin
 /// One request.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", params(("id" = String, Path)),
     responses((status = 200, body = RequestState), (status = 404, body = Problem)))]
-async fn request(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<RequestState>, ApiError> {
+async fn request(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<RequestState>, ApiError> {
+    let id = path(id)?;
     Ok(Json(s.visible(&caller, &id).await?))
 }
 
@@ -219,7 +226,8 @@ struct EventList {
 /// A request's full history, oldest first.
 #[utoipa::path(get, path = "/v1/requests/{id}/events", tag = "requests", params(("id" = String, Path)),
     responses((status = 200, body = EventList), (status = 404, body = Problem)))]
-async fn events(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>) -> Result<Json<EventList>, ApiError> {
+async fn events(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<EventList>, ApiError> {
+    let id = path(id)?;
     Ok(Json(EventList { items: s.events(&caller, &id).await? }))
 }
 
@@ -263,7 +271,8 @@ async fn policies(State(s): State<AppState>, Auth(_caller): Auth) -> Json<Value>
 /// One policy, as JSON, with its hash.
 #[utoipa::path(get, path = "/v1/policies/{id}", tag = "policies", params(("id" = String, Path)),
     responses((status = 200, body = Object), (status = 404, body = Problem)))]
-async fn policy(State(s): State<AppState>, Auth(_caller): Auth, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn policy(State(s): State<AppState>, Auth(_caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, ApiError> {
+    let id = path(id)?;
     let catalog = s.catalog();
     let p = catalog.policies.get(&id).ok_or_else(|| ApiError::not_found(format!("no policy `{id}`")))?;
     let mut doc = p.source.clone();
@@ -294,7 +303,8 @@ async fn validate_policy(Auth(_caller): Auth, body: Result<Bytes, BytesRejection
 /// The plan a submission would produce; nothing is stored.
 #[utoipa::path(post, path = "/v1/policies/{id}/plan", tag = "policies", params(("id" = String, Path)), request_body = PlanBody,
     responses((status = 200, body = RequestState), (status = 422, body = Problem)))]
-async fn plan(State(s): State<AppState>, Auth(caller): Auth, Path(id): Path<String>, body: JsonBody<PlanBody>) -> Result<Json<RequestState>, ApiError> {
+async fn plan(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, body: JsonBody<PlanBody>) -> Result<Json<RequestState>, ApiError> {
+    let id = path(id)?;
     Ok(Json(s.plan(&caller, &id, body.value)?))
 }
 
@@ -307,8 +317,9 @@ async fn reload(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Va
     }
     match s.reload().await {
         Ok(c) => Ok(Json(json!({ "reloaded": true, "policies": c.policies.values().map(|p| summary(p)).collect::<Vec<_>>() }))),
-        Err(e) => Err(ApiError::new("invalid_policy", format!("kept the previous policies and directory: {e}"))
+        Err(ReloadError::Invalid(e)) => Err(ApiError::new("invalid_policy", format!("kept the previous policies and directory: {e}"))
             .with(json!({ "file": e.file, "errors": e.problems }))),
+        Err(ReloadError::Store(e)) => Err(e),
     }
 }
 

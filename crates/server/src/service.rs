@@ -19,6 +19,15 @@ use crate::catalog::{Catalog, CatalogError, Sources};
 use crate::clock::Clock;
 use crate::error::ApiError;
 
+/// Why a reload kept the previous catalog.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Invalid(CatalogError),
+    #[error("{}", .0.detail)]
+    Store(ApiError),
+}
+
 /// How many times a command is re-decided after losing a race before the caller is told to retry.
 const MAX_ATTEMPTS: usize = 32;
 
@@ -149,7 +158,7 @@ impl Service {
             pinned: Mutex::new(HashMap::new()),
             request_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         };
-        service.record_policies().await.map_err(|e| e.detail)?;
+        service.record_policies(&service.catalog()).await.map_err(|e| e.detail)?;
         Ok(service)
     }
 
@@ -165,22 +174,21 @@ impl Service {
         self.clock.now()
     }
 
-    async fn record_policies(&self) -> Result<(), ApiError> {
-        for p in self.catalog().policies.values() {
+    async fn record_policies(&self, catalog: &Catalog) -> Result<(), ApiError> {
+        for p in catalog.policies.values() {
             let record = PolicyRecord { hash: p.hash.clone(), id: p.id.clone(), version: p.version, source: p.source.clone() };
             self.store.put_policy(&record).await?;
         }
         Ok(())
     }
 
-    /// Re-reads policies and directory; on any error the previous catalog stays in force.
-    pub async fn reload(&self) -> Result<Arc<Catalog>, CatalogError> {
-        let fresh = Arc::new(Catalog::load(&self.sources)?);
-        let previous = self.catalog.swap(fresh.clone());
-        if let Err(e) = self.record_policies().await {
-            self.catalog.store(previous);
-            return Err(CatalogError { file: "(store)".into(), problems: vec![e.detail] });
-        }
+    /// Re-reads policies and directory; on any error the previous catalog stays in force. The
+    /// new policies are stored before they go live, so every request can find the exact policy
+    /// it was planned with.
+    pub async fn reload(&self) -> Result<Arc<Catalog>, ReloadError> {
+        let fresh = Arc::new(Catalog::load(&self.sources).map_err(ReloadError::Invalid)?);
+        self.record_policies(&fresh).await.map_err(ReloadError::Store)?;
+        self.catalog.store(fresh.clone());
         Ok(fresh)
     }
 

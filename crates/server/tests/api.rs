@@ -19,6 +19,7 @@ const POLICIES: &[(&str, &str)] = &[
     ("two-of-three.yaml", "id: two-of-three\nsteps:\n  - {id: sre, approvers: {groups: [sre]}, quorum: 2, rejections: 2}\n"),
     ("all.yaml", "id: all\nsteps:\n  - {id: finance, approvers: {groups: [finance]}, quorum: all}\n"),
     ("cap.yaml", "id: cap\nsteps:\n  - {id: approve, approvers: {users: [mark, vp-sales]}, eligible_if: 'approver.attributes.approval_limit >= amount'}\n"),
+    ("edits.yaml", "id: edits\nsteps:\n  - id: review\n    approvers: {users: [mark]}\n    edits: {allowed_keys: [note], max_diff_chars: 10}\n"),
     ("sod.yaml", "id: sod\nsteps:\n  - {id: a, after: [], approvers: {users: [mark, fiona]}}\n  - {id: b, after: [], approvers: {users: [mark, frank]}}\n"),
 ];
 
@@ -281,15 +282,22 @@ async fn acks_gate_and_edits_are_validated() {
     let (status, body) = app.act("sam", &id, edit(json!({"canary_percent": 0}))).await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("edit_schema_invalid")));
     assert!(body["detail"].as_str().unwrap().contains("canary_percent must be between 1 and 100"), "{body}");
-    let (status, body) = app.act("sam", &id, edit(json!({"replicas": 2, "canary_percent": 99999999}))).await;
-    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, r) = app.act("sam", &id, edit(json!({"canary_percent": 5}))).await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["effective_context"]["canary_percent"], 5);
     assert_eq!(r["context"]["canary_percent"], 10);
     let r = app.approve("sue", &id, "sre").await;
     assert_eq!(r["status"], "approved");
-    assert_eq!(count(&app.events(&id).await, "edits_refused"), 3);
+    assert_eq!(count(&app.events(&id).await, "edits_refused"), 2);
+
+    let id = app.submit("alice", "edits", json!({"note": "x"})).await["id"].as_str().unwrap().to_string();
+    let edit = |edits: Value| json!({"action": "approve", "step": "review", "edits": edits});
+    let (status, body) = app.act("mark", &id, edit(json!({"note": "éééééééé"}))).await;
+    assert_eq!(status, StatusCode::OK, "10 characters of JSON text (18 bytes) fit: {body}");
+    let id = app.submit("alice", "edits", json!({"note": "x"})).await["id"].as_str().unwrap().to_string();
+    let (status, body) = app.act("mark", &id, edit(json!({"note": "far too long a note"}))).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("edit_diff_too_large")));
+    assert_eq!(count(&app.events(&id).await, "edits_refused"), 1);
 }
 
 #[tokio::test]
@@ -411,6 +419,10 @@ async fn bad_input_gets_a_clear_error() {
         let (got, problem) = app.act("fiona", &id, body.clone()).await;
         assert_eq!((got, problem["code"].as_str()), (status, Some(code)), "{body}: {problem}");
     }
+    // An undecodable path parameter is a problem too.
+    let resp = app.http.get(format!("{}/v1/requests/%FF", app.url)).bearer_auth("alice-token").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "bad_parameter");
     // Someone not on the plan cannot even see the request.
     let (status, _) = app.get("bob", &format!("/v1/requests/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

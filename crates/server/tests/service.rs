@@ -1,48 +1,96 @@
-//! Service-level tests: optimistic concurrency between two server instances sharing one
-//! database, where commits race and the loser must re-decide on fresh state.
+//! Service-level tests of optimistic concurrency: when another writer commits to a request
+//! between our load and our commit, the commit really conflicts in the database and the
+//! service must re-decide on fresh state. The competing writer stands in for a second instance.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use serde_json::json;
+use signoff_engine::machine::{self, Action, Command};
+use signoff_engine::{Directory, Event, Policy, RequestState};
 use signoff_server::service::{ActionBody, Caller, SubmitBody};
-use signoff_server::{Config, Database, Sources, SystemClock};
+use signoff_server::{Service, Sources, SystemClock};
+use signoff_store::{Commit, CommitOutcome, KeyMatch, ListQuery, Page, PolicyRecord, Result, Store, Task};
+use signoff_store_sqlite::SqliteStore;
+
+/// Forwards to SQLite, but before the next action commit it lets a competitor commit first.
+struct Contended {
+    inner: SqliteStore,
+    competitor: Mutex<Option<Commit>>,
+}
+
+#[async_trait]
+impl Store for Contended {
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    async fn put_policy(&self, p: &PolicyRecord) -> Result<()> {
+        self.inner.put_policy(p).await
+    }
+    async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>> {
+        self.inner.policy(hash).await
+    }
+    async fn load(&self, id: &str) -> Result<Option<RequestState>> {
+        self.inner.load(id).await
+    }
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        self.inner.events(id).await
+    }
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome> {
+        let competitor = self.competitor.lock().unwrap().take();
+        if let Some(c) = competitor {
+            assert_eq!(self.inner.commit(c).await?, CommitOutcome::Committed);
+        }
+        self.inner.commit(commit).await
+    }
+    async fn list(&self, q: &ListQuery) -> Result<Page> {
+        self.inner.list(q).await
+    }
+    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
+        self.inner.inbox(user, limit).await
+    }
+    async fn idempotency(&self, scope: &str, key: &str, fp: &str) -> Result<Option<KeyMatch>> {
+        self.inner.idempotency(scope, key, fp).await
+    }
+}
 
 fn caller(id: &str) -> Caller {
     Caller { id: id.into(), admin: false }
 }
 
-fn approve(step: &str) -> ActionBody {
-    ActionBody { action: "approve".into(), step: Some(step.into()), comment: None, edits: None, item: None, to: None }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_racing_complete_exactly_once() {
+#[tokio::test]
+async fn a_lost_race_is_re_decided_on_fresh_state() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config { database: Database::Sqlite(dir.path().join("shared.db")), sources: Sources::default() };
-    let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
-    let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
-    for _ in 0..20 {
-        let body = SubmitBody {
-            policy: "quote-discount".into(),
-            title: None,
-            subject: None,
-            context: json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}),
-            evidence: vec![],
-            resubmits: None,
-        };
-        let id = a.submit(&caller("alice"), body, None).await.unwrap().body["id"].as_str().unwrap().to_string();
-        // Both instances have the request cached at version 4 before racing.
-        a.visible(&caller("alice"), &id).await.unwrap();
-        b.visible(&caller("alice"), &id).await.unwrap();
-        let (mark, fiona) = (caller("mark"), caller("fiona"));
-        let (x, y) = tokio::join!(a.act(&mark, &id, approve("manager"), None), b.act(&fiona, &id, approve("finance"), None));
-        let (x, y) = (x.unwrap(), y.unwrap());
-        assert_eq!(x.status, 200);
-        assert_eq!(y.status, 200);
-        let events = a.store().events(&id).await.unwrap();
-        signoff_engine::event::verify_chain(&events).unwrap();
-        let completions = events.iter().filter(|e| e.kind.type_name() == "completed").count();
-        assert_eq!(completions, 1, "exactly one completion");
-        assert_eq!(b.visible(&caller("alice"), &id).await.unwrap().status.as_str(), "approved");
-    }
+    let store = Arc::new(Contended { inner: SqliteStore::open(dir.path().join("db")).unwrap(), competitor: Mutex::new(None) });
+    let service = Service::start(store.clone(), Sources::default(), Arc::new(SystemClock)).await.unwrap();
+    let body = SubmitBody {
+        policy: "quote-discount".into(),
+        title: None,
+        subject: None,
+        context: json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}),
+        evidence: vec![],
+        resubmits: None,
+    };
+    let id = service.submit(&caller("alice"), body, None).await.unwrap().body["id"].as_str().unwrap().to_string();
+
+    // The competitor (fiona, on "another instance") approves finance from the same version.
+    let state = store.load(&id).await.unwrap().unwrap();
+    let catalog = service.catalog();
+    let policy: &Policy = &catalog.policies["quote-discount"];
+    let directory: &Directory = &catalog.directory;
+    let fiona = Command { actor: "fiona".into(), action: Action::Approve { step: "finance".into(), comment: None, edits: None } };
+    let d = machine::decide(policy, directory, &state, &fiona, service.now());
+    *store.competitor.lock().unwrap() = Some(Commit { expected_version: state.version, events: d.events, state: d.state, idempotency: None });
+
+    let approve = ActionBody { action: "approve".into(), step: Some("manager".into()), comment: None, edits: None, item: None, to: None };
+    let reply = service.act(&caller("mark"), &id, approve, None).await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body["status"], "approved", "mark's approval, re-decided after fiona's, completes the request");
+
+    let events = store.events(&id).await.unwrap();
+    signoff_engine::event::verify_chain(&events).unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.type_name()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "completed").count(), 1);
+    assert_eq!(kinds.iter().filter(|k| **k == "approved").count(), 2, "{kinds:?}");
+    assert_eq!(store.load(&id).await.unwrap().unwrap(), RequestState::fold(&events).unwrap());
 }

@@ -33,6 +33,9 @@ enum WriteOp {
 }
 
 pub struct SqliteStore {
+    /// Held for the store's lifetime: one process (one store) per database file, which is what
+    /// makes the write-through state cache exact. Several instances need PostgreSQL.
+    _lock: std::fs::File,
     path: PathBuf,
     writer: Mutex<mpsc::Sender<WriteOp>>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -51,6 +54,19 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| unavailable(format!("{}: {e}", lock_path.display())))?;
+        lock.try_lock().map_err(|_| {
+            StoreError::Unavailable(format!(
+                "{} is in use by another signoff process (one server per SQLite database; use PostgreSQL for several)",
+                path.display()
+            ))
+        })?;
         let mut conn = Connection::open(&path).map_err(unavailable)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -67,7 +83,7 @@ impl SqliteStore {
             .name("signoff-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, &writer_cache))
             .map_err(unavailable)?;
-        Ok(SqliteStore { path, writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), cache })
+        Ok(SqliteStore { _lock: lock, path, writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), cache })
     }
 
     fn send(&self, op: WriteOp) -> Result<()> {

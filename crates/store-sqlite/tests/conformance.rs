@@ -16,3 +16,14 @@ async fn sqlite_passes_the_conformance_suite() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn one_process_per_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("one.db");
+    let first = SqliteStore::open(&path).unwrap();
+    let err = SqliteStore::open(&path).err().expect("a second store on the same file is refused");
+    assert!(err.to_string().contains("in use by another signoff process"), "{err}");
+    drop(first);
+    SqliteStore::open(&path).expect("the file is free again once the first store is gone");
+}

@@ -88,6 +88,9 @@ pub async fn round_trip(store: &dyn Store) {
     verify_chain(&events).unwrap();
     assert_eq!(RequestState::fold(&events).unwrap(), s2);
     assert_eq!(store.load("req_a").await.unwrap().unwrap(), s2);
+    // Lists decode the stored state itself (no cache in the way).
+    let listed = store.list(&ListQuery { limit: 10, ..ListQuery::default() }).await.unwrap();
+    assert_eq!(listed.items, vec![s2]);
 }
 
 pub async fn optimistic_concurrency(store: &dyn Store) {
