@@ -1,7 +1,7 @@
 //! Events: the only thing signoff stores as truth. Each event is sealed into a per-request
 //! hash chain: its `hash` is sha256 over its canonical JSON (without `hash`, with `prev_hash`).
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -95,6 +95,11 @@ pub enum EventKind {
         quorum: u32,
         #[serde(default)]
         due_at: Option<Timestamp>,
+        /// When each escalation level falls due, in order.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        escalation_at: Vec<Timestamp>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remind_every: Option<SignedDuration>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         substitutions: Vec<Substitution>,
     },
@@ -124,13 +129,29 @@ pub enum EventKind {
     },
     Escalated {
         level: u32,
+        /// Approvers this level added (already-present approvers are not repeated).
         added: Vec<String>,
+        /// When the level fell due; the event's `at` is when it fired.
+        due: Timestamp,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        substitutions: Vec<Substitution>,
+        /// Why nobody could be added, if resolving the level failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        problem: Option<String>,
     },
     Reminded {
         to: Vec<String>,
+        /// The reminder's number since activation (1 = the first `remind_every`).
+        round: u32,
+        due: Timestamp,
     },
     StepTimedOut {
         action: TimeoutAction,
+        due: Timestamp,
+    },
+    /// On an earlier request: it was re-submitted as request `by` (same lineage).
+    Resubmitted {
+        by: String,
     },
     StepDecided {
         outcome: StepStatus,
@@ -173,6 +194,7 @@ impl EventKind {
             EventKind::Escalated { .. } => "escalated",
             EventKind::Reminded { .. } => "reminded",
             EventKind::StepTimedOut { .. } => "step_timed_out",
+            EventKind::Resubmitted { .. } => "resubmitted",
             EventKind::StepDecided { .. } => "step_decided",
             EventKind::Cancelled { .. } => "cancelled",
             EventKind::Expired { .. } => "expired",

@@ -18,7 +18,7 @@ pub use directory::{Directory, User};
 pub use event::{Event, EventKind};
 pub use machine::{Action, Command, Decision, Outcome, Refusal, Submission, SubmitError};
 pub use policy::{Policy, PolicyProblem};
-pub use state::{RequestState, RequestStatus, StepState, StepStatus};
+pub use state::{RequestState, RequestStatus, StepState, StepStatus, Timer, TimerKind};
 
 /// The actor recorded for decisions nobody made by hand (auto-approval, timeouts).
 pub const SYSTEM_ACTOR: &str = "system";

@@ -10,8 +10,8 @@ use crate::condition::Vars;
 use crate::directory::Directory;
 use crate::event::{Event, EventKind, PlannedStep, PolicyRef};
 use crate::planner::{self, ResolveError};
-use crate::policy::{EditRules, Policy};
-use crate::state::{RequestState, RequestStatus, StepState, StepStatus};
+use crate::policy::{EditRules, Policy, TimeoutAction};
+use crate::state::{RequestState, RequestStatus, StepState, StepStatus, TimerKind};
 use crate::SYSTEM_ACTOR;
 
 /// What a requester submits.
@@ -61,6 +61,10 @@ pub enum Action {
     Delegate { step: String, to: String },
     Comment { step: Option<String>, comment: String },
     Cancel { comment: Option<String> },
+    /// The scheduler: fire every timer due at `now` (escalations, reminders, timeouts, expiry).
+    Tick,
+    /// On a closed request: it was re-submitted as request `by`.
+    NoteResubmission { by: String },
 }
 
 impl Action {
@@ -72,6 +76,8 @@ impl Action {
             Action::Delegate { .. } => "delegate",
             Action::Comment { .. } => "comment",
             Action::Cancel { .. } => "cancel",
+            Action::Tick => "tick",
+            Action::NoteResubmission { .. } => "note_resubmission",
         }
     }
 
@@ -82,7 +88,7 @@ impl Action {
             | Action::Acknowledge { step, .. }
             | Action::Delegate { step, .. } => Some(step),
             Action::Comment { step, .. } => step.as_deref(),
-            Action::Cancel { .. } => None,
+            Action::Cancel { .. } | Action::Tick | Action::NoteResubmission { .. } => None,
         }
     }
 }
@@ -242,6 +248,20 @@ impl Tx<'_> {
         if repeated {
             return Outcome::Unchanged;
         }
+        match &cmd.action {
+            // Timers of a closed request are void: ticking it changes nothing.
+            Action::Tick => return self.fire_due_timers(),
+            Action::NoteResubmission { by } => {
+                if !self.state.status.is_terminal() {
+                    return invalid("not_terminal", "only a closed request can be re-submitted");
+                }
+                if !self.state.resubmitted_by.contains(by) {
+                    self.emit(SYSTEM_ACTOR, None, EventKind::Resubmitted { by: by.clone() });
+                }
+                return Outcome::Applied;
+            }
+            _ => {}
+        }
         if self.state.status.is_terminal() {
             return refuse("request_closed", format!("the request is {}", self.state.status.as_str()));
         }
@@ -268,6 +288,84 @@ impl Tx<'_> {
             Action::Reject { step, comment } => self.reject(actor, step, comment),
             Action::Acknowledge { step, item } => self.acknowledge(actor, step, item),
             Action::Delegate { step, to } => self.delegate(actor, step, to),
+            Action::Tick | Action::NoteResubmission { .. } => Outcome::Unchanged,
+        }
+    }
+
+    /// Fires, in order, every timer due at `now`. Each fires once: firing moves the state past
+    /// it (the level is reached, the reminder round counted, the step or request decided).
+    fn fire_due_timers(&mut self) -> Outcome {
+        let before = self.events.len();
+        // Bounded: each firing retires its timer, and a request has few.
+        for _ in 0..10_000 {
+            let Some(timer) = self.state.timers().into_iter().next().filter(|t| t.at <= self.now) else { break };
+            let step_id = timer.step.clone().unwrap_or_default();
+            match timer.kind {
+                TimerKind::Expiry => {
+                    self.emit(SYSTEM_ACTOR, None, EventKind::Expired { reason: "the request's deadline (expires_in) passed".into() });
+                }
+                TimerKind::Escalation => self.escalate(&step_id, timer.level.unwrap_or(1), timer.at),
+                TimerKind::Reminder => self.remind(&step_id, timer.at),
+                TimerKind::Timeout => self.time_out(&step_id, timer.at),
+            }
+        }
+        if self.events.len() > before { Outcome::Applied } else { Outcome::Unchanged }
+    }
+
+    fn escalate(&mut self, step_id: &str, level: u32, due: Timestamp) {
+        let spec = self
+            .policy
+            .step(step_id)
+            .and_then(|s| s.escalation.get(level as usize - 1).map(|e| (s, e.to.clone())));
+        let mut added = Vec::new();
+        let mut substitutions = Vec::new();
+        let mut problem = None;
+        match spec {
+            None => problem = Some(format!("the policy has no escalation level {level} for step `{step_id}`")),
+            Some((step, to)) => {
+                let vars = self.vars.get_or_insert_with(|| {
+                    planner::request_vars(self.dir, &self.state.effective_context, &self.state.requester)
+                });
+                match planner::eligible(self.policy, step, &to, self.dir, &self.state, vars, self.now) {
+                    Ok((people, subs)) => {
+                        let current = &self.state.step(step_id).map(|s| s.approvers.clone()).unwrap_or_default();
+                        added = people.into_iter().filter(|p| !current.contains(p)).collect();
+                        substitutions = subs;
+                    }
+                    Err(e) => problem = Some(format!("{}: {}", e.code(), e.detail())),
+                }
+            }
+        }
+        self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::Escalated { level, added, due, substitutions, problem });
+    }
+
+    fn remind(&mut self, step_id: &str, due: Timestamp) {
+        let Some(step) = self.state.step(step_id) else { return };
+        let (Some(every), Some(start)) = (step.remind_every, step.activated_at) else { return };
+        // After downtime, one reminder covers every missed round; the next is the next round.
+        let elapsed = self.now.duration_since(start).as_secs();
+        let round = (elapsed / every.as_secs().max(1)).clamp(step.reminders_sent as i64 + 1, u32::MAX as i64) as u32;
+        let to: Vec<String> = self.state.open_approvers(step).cloned().collect();
+        self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::Reminded { to, round, due });
+    }
+
+    fn time_out(&mut self, step_id: &str, due: Timestamp) {
+        let Some(action) = self.state.step(step_id).map(|s| s.on_timeout) else { return };
+        self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepTimedOut { action, due });
+        let reason = Some(format!("step `{step_id}` timed out"));
+        match action {
+            TimeoutAction::Approve => {
+                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Approved, reason });
+                let _ = self.settle(false);
+            }
+            TimeoutAction::Reject => {
+                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Rejected, reason: reason.clone() });
+                self.emit(SYSTEM_ACTOR, None, EventKind::Completed { status: RequestStatus::Rejected, reason });
+            }
+            TimeoutAction::Expire => {
+                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Expired, reason: reason.clone() });
+                self.emit(SYSTEM_ACTOR, None, EventKind::Expired { reason: reason.unwrap_or_default() });
+            }
         }
     }
 
@@ -475,11 +573,13 @@ impl Tx<'_> {
         });
         match planner::resolve(self.policy, step, self.dir, &self.state, vars, self.now) {
             Ok(r) => {
-                let due_at = step.sla.and_then(|d| self.now.checked_add(d).ok());
+                let at = |d: jiff::SignedDuration| self.now.checked_add(d).ok();
                 self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepActivated {
                     approvers: r.approvers,
                     quorum: r.quorum,
-                    due_at,
+                    due_at: step.sla.and_then(at),
+                    escalation_at: step.escalation.iter().filter_map(|e| at(e.after)).collect(),
+                    remind_every: step.remind_every,
                     substitutions: r.substitutions,
                 });
                 Ok(())

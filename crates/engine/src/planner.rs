@@ -81,17 +81,18 @@ pub fn named(spec: &ApproverSpec, dir: &Directory, vars: &Vars, step: &str) -> R
     Ok(out)
 }
 
-/// Resolves a step's approvers at activation: named ids, out-of-office delegations followed,
-/// separation of duties applied to the final delegates, then `eligible_if`.
-pub fn resolve(
+/// The people `spec` makes eligible for `step` now: named ids, out-of-office delegations
+/// followed, separation of duties applied to the final delegates, then `eligible_if`.
+pub fn eligible(
     policy: &Policy,
     step: &Step,
+    spec: &ApproverSpec,
     dir: &Directory,
     state: &RequestState,
     vars: &mut Vars,
     now: Timestamp,
-) -> Result<Resolved, ResolveError> {
-    let candidates = named(&step.approvers, dir, vars, &step.id)?;
+) -> Result<(Vec<String>, Vec<Substitution>), ResolveError> {
+    let candidates = named(spec, dir, vars, &step.id)?;
     let mut substitutions = Vec::new();
     let mut approvers: Vec<String> = Vec::new();
     for id in candidates {
@@ -123,6 +124,20 @@ pub fn resolve(
         }
         approvers = kept;
     }
+    Ok((approvers, substitutions))
+}
+
+/// Resolves a step's approvers at activation; nobody eligible, or fewer than the quorum, is
+/// `no_eligible_approvers`.
+pub fn resolve(
+    policy: &Policy,
+    step: &Step,
+    dir: &Directory,
+    state: &RequestState,
+    vars: &mut Vars,
+    now: Timestamp,
+) -> Result<Resolved, ResolveError> {
+    let (approvers, substitutions) = eligible(policy, step, &step.approvers, dir, state, vars, now)?;
     if approvers.is_empty() {
         return Err(ResolveError::NoEligibleApprovers(format!("step `{}` has no eligible approvers", step.id)));
     }

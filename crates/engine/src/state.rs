@@ -2,7 +2,7 @@
 //! changes a `RequestState`; the machine decides which events to emit, this module only
 //! records what they mean.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -107,6 +107,32 @@ pub struct Comment {
     pub comment: String,
 }
 
+/// What a timer does when it falls due.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    // Declaration order breaks ties between timers due at the same instant.
+    Escalation,
+    Reminder,
+    Timeout,
+    Expiry,
+}
+
+/// A pending timer of a request, derived from its state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: Timestamp,
+    pub kind: TimerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The escalation level, for `escalation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<u32>,
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepState {
@@ -136,6 +162,18 @@ pub struct StepState {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub due_at: Option<Timestamp>,
     pub escalation_level: u32,
+    /// When each escalation level falls due (fired levels included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub escalation_at: Vec<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub remind_every: Option<SignedDuration>,
+    #[serde(default)]
+    pub reminders_sent: u32,
+    /// The next timer of this step while it is active.
+    #[serde(default)]
+    pub next_timer: Option<Timer>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub decided_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -197,6 +235,9 @@ pub struct RequestState {
     pub comments: Vec<Comment>,
     pub lineage: Option<String>,
     pub resubmits: Option<String>,
+    /// Later requests that re-submitted this one.
+    #[serde(default)]
+    pub resubmitted_by: Vec<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -209,6 +250,10 @@ pub struct RequestState {
     pub version: u64,
     /// The hash of the last event: the head of the request's chain.
     pub head_hash: String,
+    /// When the request's earliest timer falls due; none once it is closed.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub next_timer_at: Option<Timestamp>,
 }
 
 /// Why a history cannot be folded into a state.
@@ -274,6 +319,10 @@ impl RequestState {
                     activated_at: None,
                     due_at: None,
                     escalation_level: 0,
+                    escalation_at: Vec::new(),
+                    remind_every: None,
+                    reminders_sent: 0,
+                    next_timer: None,
                     decided_at: None,
                     decision_reason: None,
                 })
@@ -283,6 +332,7 @@ impl RequestState {
             comments: Vec::new(),
             lineage: lineage.clone(),
             resubmits: resubmits.clone(),
+            resubmitted_by: Vec::new(),
             created_at: event.at,
             updated_at: event.at,
             decided_at: None,
@@ -290,6 +340,7 @@ impl RequestState {
             expires_at: *expires_at,
             version: 0,
             head_hash: GENESIS_HASH.to_string(),
+            next_timer_at: None,
         };
         state.finish(event);
         Ok(state)
@@ -315,21 +366,27 @@ impl RequestState {
             EventKind::Submitted { .. } => return Err(FoldError::SubmittedAgain(event.seq)),
             EventKind::AutoApproved { .. }
             | EventKind::EditsRefused { .. }
-            | EventKind::Reminded { .. }
             | EventKind::StepTimedOut { .. }
             | EventKind::Refused { .. } => {}
+            EventKind::Reminded { round, .. } => {
+                let step = self.step_mut(event)?;
+                step.reminders_sent = *round;
+            }
+            EventKind::Resubmitted { by } => self.resubmitted_by.push(by.clone()),
             EventKind::StepSkipped { because } => {
                 let step = self.step_mut(event)?;
                 step.status = StepStatus::Skipped;
                 step.skipped_because = Some(because.clone());
             }
-            EventKind::StepActivated { approvers, quorum, due_at, .. } => {
+            EventKind::StepActivated { approvers, quorum, due_at, escalation_at, remind_every, .. } => {
                 let step = self.step_mut(event)?;
                 step.status = StepStatus::Active;
                 step.approvers = approvers.clone();
                 step.quorum = Quorum::Count(*quorum);
                 step.activated_at = Some(at);
                 step.due_at = *due_at;
+                step.escalation_at = escalation_at.clone();
+                step.remind_every = *remind_every;
             }
             EventKind::Approved { comment, edits } => {
                 let step = self.step_mut(event)?;
@@ -358,7 +415,7 @@ impl RequestState {
             EventKind::Commented { comment } => {
                 self.comments.push(Comment { by: actor, at, step: event.step.clone(), comment: comment.clone() });
             }
-            EventKind::Escalated { level, added } => {
+            EventKind::Escalated { level, added, .. } => {
                 let step = self.step_mut(event)?;
                 step.escalation_level = *level;
                 for a in added {
@@ -402,6 +459,41 @@ impl RequestState {
         let active = self.steps.iter().filter(|s| s.status == StepStatus::Active);
         self.current_tasks = active.clone().map(|s| s.id.clone()).collect();
         self.pending_reasons = active.map(StepState::label).collect();
+        let timers = self.timers();
+        self.next_timer_at = timers.first().map(|t| t.at);
+        for step in &mut self.steps {
+            step.next_timer = timers.iter().find(|t| t.step.as_deref() == Some(step.id.as_str())).cloned();
+        }
+    }
+
+    /// Every pending timer, earliest first: the request's expiry and, for each active step, its
+    /// next escalation level, its next reminder and its timeout. A closed request has none, so
+    /// deciding or cancelling a request voids its timers.
+    pub fn timers(&self) -> Vec<Timer> {
+        let mut out = Vec::new();
+        if self.status.is_terminal() {
+            return out;
+        }
+        if let Some(at) = self.expires_at {
+            out.push(Timer { at, kind: TimerKind::Expiry, step: None, level: None });
+        }
+        for s in self.steps.iter().filter(|s| s.status == StepStatus::Active) {
+            let step = Some(s.id.clone());
+            if let Some(&at) = s.escalation_at.get(s.escalation_level as usize) {
+                out.push(Timer { at, kind: TimerKind::Escalation, step: step.clone(), level: Some(s.escalation_level + 1) });
+            }
+            if let (Some(every), Some(start)) = (s.remind_every, s.activated_at) {
+                let next = every.checked_mul(s.reminders_sent as i32 + 1).and_then(|d| start.checked_add(d).ok());
+                if let Some(at) = next {
+                    out.push(Timer { at, kind: TimerKind::Reminder, step: step.clone(), level: None });
+                }
+            }
+            if let Some(at) = s.due_at {
+                out.push(Timer { at, kind: TimerKind::Timeout, step, level: None });
+            }
+        }
+        out.sort_by(|a, b| (a.at, a.kind).cmp(&(b.at, b.kind)));
+        out
     }
 
     /// Approvers of `step` who can still vote on it: they have not voted on it, and (with

@@ -15,6 +15,7 @@ use signoff_engine::{Event, EventKind, Policy, RequestState, RequestStatus, Step
 const POLICIES: &[&str] = &[
     include_str!("../../../examples/policies/quote-discount.yaml"),
     "id: mixed\nsteps:\n  - {id: a, after: [], approvers: {groups: [sre]}, quorum: 2, rejections: 2, require_acks: [check]}\n  - {id: b, after: [], approvers: {users: [mark, fiona, sam]}}\n  - {id: c, after: [a, b], approvers: {groups: [finance]}, quorum: all}\n",
+    "id: timed\nexpires_in: 1d\nsteps:\n  - {id: a, approvers: {groups: [sre]}, quorum: 2, sla: 3h, on_timeout: approve, escalation: [{after: 1h, to: {users: [mark]}}, {after: 2h, to: {groups: [finance]}}], remind_every: 30m}\n  - {id: b, approvers: {users: [lena, fiona]}, sla: 2h, on_timeout: reject, remind_every: 45m}\n  - {id: c, after: [], approvers: {users: [sam, frank]}, sla: 5h}\n",
     "id: seq\nsteps:\n  - {id: a, approvers: {users: [mark, sam]}}\n  - {id: b, when: 'x > 1', approvers: {groups: [finance]}}\n  - {id: c, approvers: {users: [lena, sue, mark]}, quorum: 2}\n",
 ];
 
@@ -30,6 +31,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (step.clone(), prop::sample::select(ACTORS)).prop_map(|(step, to)| Action::Delegate { step, to: to.into() }),
         1 => Just(Action::Comment { step: None, comment: "hm".into() }),
         1 => Just(Action::Cancel { comment: None }),
+        4 => Just(Action::Tick),
     ]
 }
 
@@ -49,6 +51,18 @@ fn check_invariants(events: &[Event], state: &RequestState) {
     verify_chain(&stored).unwrap();
     assert_eq!(RequestState::fold(&stored).unwrap(), kept, "replaying the stored events must rebuild the stored state");
     assert_eq!(&kept, state, "the state survives its JSON form");
+    let mut escalations: HashMap<Option<String>, Vec<u32>> = HashMap::new();
+    for e in events {
+        if let EventKind::Escalated { level, .. } = &e.kind {
+            escalations.entry(e.step.clone()).or_default().push(*level);
+        }
+    }
+    for levels in escalations.values() {
+        assert!(levels.iter().copied().eq(1..=levels.len() as u32), "each level once, in order: {levels:?}");
+    }
+    if state.status.is_terminal() {
+        assert!(state.timers().is_empty() && state.next_timer_at.is_none(), "a closed request has no timers");
+    }
     let mut decided = HashMap::new();
     let mut closings = 0;
     for e in events {
@@ -67,8 +81,8 @@ fn check_invariants(events: &[Event], state: &RequestState) {
             assert!(step.approvers.contains(&v.by) || step.delegations.iter().any(|d| d.from == v.by) || v.by == "system");
             assert_ne!(v.by, state.requester, "the requester never votes");
         }
-        if step.status == StepStatus::Approved {
-            assert!(step.approvals.len() as u32 >= step.quorum_needed(), "approved steps reached quorum");
+        if step.status == StepStatus::Approved && step.decision_reason.is_none() {
+            assert!(step.approvals.len() as u32 >= step.quorum_needed(), "approved steps reached quorum (or timed out)");
         }
     }
     if state.status == RequestStatus::Approved {
@@ -99,8 +113,14 @@ proptest! {
         check_invariants(&events, &state);
         let mut closed: Option<serde_json::Value> = state.status.is_terminal().then(|| outcome_of(&state));
         for (i, cmd) in commands.iter().enumerate() {
-            let now = t0() + jiff::SignedDuration::from_secs(i as i64 + 1);
-            let d = machine::decide(&policy, &dir, &state, cmd, now);
+            // Time moves on by 17 minutes a command, so timers fall due along the way.
+            let now = t0() + jiff::SignedDuration::from_mins(17 * (i as i64 + 1));
+            let cmd = if cmd.action == Action::Tick { Command { actor: "system".into(), action: Action::Tick } } else { cmd.clone() };
+            let d = machine::decide(&policy, &dir, &state, &cmd, now);
+            if cmd.action == Action::Tick {
+                prop_assert!(state.timers().iter().all(|t| t.at > now) == d.events.is_empty(), "a tick fires exactly what is due");
+                prop_assert!(d.state.timers().iter().all(|t| t.at > now), "nothing due is left after a tick");
+            }
             prop_assert_eq!(d.events.first().map(|e| e.seq), d.events.first().map(|_| state.version + 1));
             events.extend(d.events);
             state = d.state;
