@@ -352,7 +352,8 @@ impl Tx<'_> {
     fn time_out(&mut self, step_id: &str, due: Timestamp) {
         let Some(action) = self.state.step(step_id).map(|s| s.on_timeout) else { return };
         self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepTimedOut { action, due });
-        let reason = Some(format!("step `{step_id}` timed out"));
+        let text = format!("step `{step_id}` timed out");
+        let reason = Some(text.clone());
         match action {
             TimeoutAction::Approve => {
                 self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Approved, reason });
@@ -364,7 +365,7 @@ impl Tx<'_> {
             }
             TimeoutAction::Expire => {
                 self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Expired, reason: reason.clone() });
-                self.emit(SYSTEM_ACTOR, None, EventKind::Expired { reason: reason.unwrap_or_default() });
+                self.emit(SYSTEM_ACTOR, None, EventKind::Expired { reason: text });
             }
         }
     }

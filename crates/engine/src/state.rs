@@ -492,7 +492,7 @@ impl RequestState {
                 out.push(Timer { at, kind: TimerKind::Timeout, step, level: None });
             }
         }
-        out.sort_by(|a, b| (a.at, a.kind).cmp(&(b.at, b.kind)));
+        out.sort_by_key(|t| (t.at, t.kind));
         out
     }
 

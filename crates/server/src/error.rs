@@ -14,6 +14,8 @@ pub struct ApiError {
     pub detail: String,
     /// Extra members of the problem object (e.g. `errors`).
     pub extra: Option<Value>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 /// The HTTP status of every stable error code.
@@ -39,11 +41,16 @@ pub fn status_of(code: &str) -> StatusCode {
 
 impl ApiError {
     pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status: status_of(code), code, detail: detail.into(), extra: None }
+        ApiError { status: status_of(code), code, detail: detail.into(), extra: None, retry_after: None }
     }
 
     pub fn with(mut self, extra: Value) -> Self {
         self.extra = Some(extra);
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -62,6 +69,7 @@ impl ApiError {
             code: "internal",
             detail: "an internal error occurred; it has been logged".into(),
             extra: None,
+            retry_after: None,
         }
     }
 
@@ -105,6 +113,9 @@ pub fn problem_response(status: StatusCode, body: Value) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = problem_response(self.status, self.body());
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod clock;
 pub mod error;
 pub mod http;
+pub mod scheduler;
 pub mod service;
 
 use std::future::Future;
@@ -66,7 +67,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains in-flight calls.
-/// SIGHUP reloads policies and directory.
+/// The timer scheduler runs alongside; SIGHUP reloads policies and directory.
 pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -81,5 +82,9 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
             }
         });
     }
-    axum::serve(listener, http::router(service)).with_graceful_shutdown(shutdown).await
+    let scheduler = tokio::spawn(scheduler::Scheduler::new(service.clone()).run());
+    let served = axum::serve(listener, http::router(service)).with_graceful_shutdown(shutdown).await;
+    // In-flight commits finish in the store's writer thread whatever happens to this task.
+    scheduler.abort();
+    served
 }

@@ -18,6 +18,7 @@ use signoff_store::{
 use crate::catalog::{Catalog, CatalogError, Sources};
 use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::scheduler::TimerWake;
 
 /// Why a reload kept the previous catalog.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     /// Policies requests were planned with that are no longer (or not yet) in the catalog.
     pinned: Mutex<HashMap<String, Arc<Policy>>>,
+    timer_wake: Arc<TimerWake>,
     /// Commands on one request queue here rather than race to a version conflict: a lost race
     /// costs a second decision and a second trip through group commit. Other instances sharing
     /// the database are still caught by optimistic concurrency.
@@ -157,6 +159,7 @@ impl Service {
             clock,
             pinned: Mutex::new(HashMap::new()),
             request_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+            timer_wake: Arc::new(TimerWake::new()),
         };
         service.record_policies(&service.catalog()).await.map_err(|e| e.detail)?;
         Ok(service)
@@ -172,6 +175,14 @@ impl Service {
 
     pub fn now(&self) -> jiff::Timestamp {
         self.clock.now()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn timer_wake(&self) -> &Arc<TimerWake> {
+        &self.timer_wake
     }
 
     async fn record_policies(&self, catalog: &Catalog) -> Result<(), ApiError> {
@@ -245,97 +256,142 @@ impl Service {
             .get(&body.policy)
             .ok_or_else(|| ApiError::new("unknown_policy", format!("no policy `{}` is loaded", body.policy)))?
             .clone();
-        let lineage = match &body.resubmits {
-            None => format!("lin_{}", uuid::Uuid::now_v7().simple()),
-            Some(earlier) => self.lineage_of(caller, earlier, &policy).await?,
-        };
-        let now = self.clock.now();
-        let sub = Submission {
-            id: format!("req_{}", uuid::Uuid::now_v7().simple()),
-            requester: caller.id.clone(),
-            title: body.title,
-            subject: body.subject,
-            context: body.context,
-            evidence: body.evidence,
-            lineage: Some(lineage),
-            resubmits: body.resubmits,
-        };
-        let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(|e| {
-            let extra = match &e {
-                machine::SubmitError::InvalidContext(errors) => Some(json!({ "errors": errors })),
-                _ => None,
+        for _ in 0..MAX_ATTEMPTS {
+            let now = self.clock.now();
+            let earlier = match &body.resubmits {
+                None => None,
+                Some(id) => Some(self.resubmittable(caller, id, &policy, now).await?),
             };
-            let err = ApiError::new(e.code(), e.to_string());
-            match extra {
-                Some(x) => err.with(x),
-                None => err,
+            let id = format!("req_{}", uuid::Uuid::now_v7().simple());
+            let lineage = match &earlier {
+                None => format!("lin_{}", id.trim_start_matches("req_")),
+                Some(e) => e.lineage.clone().unwrap_or_else(|| format!("lin_{}", e.id.trim_start_matches("req_"))),
+            };
+            let sub = Submission {
+                id: id.clone(),
+                requester: caller.id.clone(),
+                title: body.title.clone(),
+                subject: body.subject.clone(),
+                context: body.context.clone(),
+                evidence: body.evidence.clone(),
+                lineage: Some(lineage),
+                resubmits: body.resubmits.clone(),
+            };
+            let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
+            let reply = Reply { status: StatusCode::CREATED, body: to_json(&state)? };
+            let next_timer = state.next_timer_at;
+            let mut commits = vec![Commit { expected_version: 0, events, state, idempotency: Self::record(caller, &idem, &reply, now) }];
+            if let Some(e) = &earlier {
+                // The earlier request's history links forward to this one, in the same commit.
+                let link = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::NoteResubmission { by: id } };
+                let d = machine::decide(&policy, &catalog.directory, e, &link, now);
+                commits.push(Commit { expected_version: e.version, events: d.events, state: d.state, idempotency: None });
             }
-        })?;
-        let reply = Reply { status: StatusCode::CREATED, body: to_json(&state)? };
-        let commit = Commit { expected_version: 0, events, state, idempotency: Self::record(caller, &idem, &reply, now) };
-        match self.store.commit(commit).await? {
-            CommitOutcome::Committed => {
-                metrics::counter!("signoff_requests_submitted_total", "policy" => policy.id.clone()).increment(1);
-                Ok(reply)
+            match self.store.commit_all(commits).await? {
+                CommitOutcome::Committed => {
+                    self.timer_wake.hint(next_timer);
+                    metrics::counter!("signoff_requests_submitted_total", "policy" => policy.id.clone()).increment(1);
+                    return Ok(reply);
+                }
+                CommitOutcome::KeyUsed(m) => return key_reply(m),
+                // The earlier request changed (or was re-submitted) meanwhile: check again.
+                CommitOutcome::VersionConflict => continue,
             }
-            CommitOutcome::KeyUsed(m) => key_reply(m),
-            CommitOutcome::VersionConflict => Err(ApiError::internal("request id collision")),
         }
+        Err(ApiError::new("busy", "the request is changing too fast; retry"))
     }
 
-    /// The lineage a resubmission joins: the earlier request must be closed without approval.
-    async fn lineage_of(&self, caller: &Caller, earlier: &str, policy: &Policy) -> Result<String, ApiError> {
+    /// The earlier request a resubmission names, if it may be re-submitted now: the caller's own
+    /// (or an admin's pick), of the same policy, closed without approval, and within the
+    /// policy's cooldown and lineage limit.
+    async fn resubmittable(&self, caller: &Caller, earlier: &str, policy: &Policy, now: jiff::Timestamp) -> Result<RequestState, ApiError> {
         let prev = self.visible(caller, earlier).await?;
+        if prev.requester != caller.id && !caller.admin {
+            return Err(ApiError::new("forbidden", format!("{earlier} was requested by {}; only they can re-submit it", prev.requester)));
+        }
         if prev.policy.id != policy.id {
             return Err(ApiError::new("not_terminal", format!("{earlier} is a request of policy `{}`", prev.policy.id)));
         }
         if !prev.status.is_terminal() || prev.status == RequestStatus::Approved {
             return Err(ApiError::new(
                 "not_terminal",
-                format!("{earlier} is {}; only rejected, expired or cancelled requests can be resubmitted", prev.status.as_str()),
+                format!("{earlier} is {}; only rejected, expired or cancelled requests can be re-submitted", prev.status.as_str()),
             ));
         }
-        Ok(prev.lineage.unwrap_or_else(|| format!("lin_{}", prev.id.trim_start_matches("req_"))))
+        let Some(rules) = &policy.resubmission else { return Ok(prev) };
+        if let Some(lineage) = &prev.lineage {
+            let members = self.store.lineage(lineage).await?.len().max(1);
+            if let Some(max) = rules.max_per_lineage {
+                if members >= max as usize {
+                    return Err(ApiError::new("lineage_limit", format!("lineage {lineage} already has {members} of at most {max} requests")));
+                }
+            }
+        }
+        if let (Some(cooldown), Some(closed)) = (rules.cooldown, prev.decided_at) {
+            let ready = closed.checked_add(cooldown).unwrap_or(closed);
+            if now < ready {
+                let wait = ready.duration_since(now).as_secs().max(1);
+                return Err(ApiError::new("resubmit_cooldown", format!("{earlier} closed at {closed}; re-submit after {ready}"))
+                    .retry_after(wait as u64));
+            }
+        }
+        Ok(prev)
     }
 
     pub async fn act(&self, caller: &Caller, id: &str, body: ActionBody, idem: Option<IdempotencyKey>) -> Result<Reply, ApiError> {
         if let Some(reply) = self.check_key(caller, &idem).await? {
             return Ok(reply);
         }
-        let action = body.into_action()?;
-        let command = Command { actor: caller.id.clone(), action };
-        let stripe = {
-            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-            BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize % LOCK_STRIPES
-        };
-        let _turn = self.request_locks[stripe].lock().await;
+        let command = Command { actor: caller.id.clone(), action: body.into_action()? };
+        Ok(self.run_command(id, &command, Some(caller), &idem).await?.0)
+    }
+
+    /// Fires the timers of one request that are due now; true if anything happened.
+    pub async fn fire(&self, id: &str) -> Result<bool, ApiError> {
+        let tick = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::Tick };
+        match self.run_command(id, &tick, None, &None).await {
+            Ok((_, changed)) => Ok(changed),
+            Err(e) if e.code == "not_found" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Load, decide, commit; on a lost race, again on fresh state. `caller` is `None` for the
+    /// system (no visibility check). Returns the reply and whether anything was committed.
+    async fn run_command(&self, id: &str, command: &Command, caller: Option<&Caller>, idem: &Option<IdempotencyKey>) -> Result<(Reply, bool), ApiError> {
+        let _turn = self.request_locks[stripe_of(id)].lock().await;
         for _ in 0..MAX_ATTEMPTS {
-            let state = self.visible(caller, id).await?;
+            let state = match caller {
+                Some(c) => self.visible(c, id).await?,
+                None => self.store.load(id).await?.ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))?,
+            };
             let policy = self.policy_for(&state).await?;
             let directory = self.catalog.load().directory.clone();
             let now = self.clock.now();
-            let decision = machine::decide(&policy, &directory, &state, &command, now);
+            let decision = machine::decide(&policy, &directory, &state, command, now);
             let reply = match decision.outcome {
                 Outcome::Invalid(r) => return Err(refusal_error(r)),
-                Outcome::Unchanged => return Ok(Reply { status: StatusCode::OK, body: to_json(&decision.state)? }),
+                Outcome::Unchanged => return Ok((Reply { status: StatusCode::OK, body: to_json(&decision.state)? }, false)),
                 Outcome::Applied => Reply { status: StatusCode::OK, body: to_json(&decision.state)? },
                 Outcome::Refused(r) => {
                     let e = refusal_error(r);
                     Reply { status: e.status, body: e.body() }
                 }
             };
+            let next_timer = decision.state.next_timer_at;
             let commit = Commit {
                 expected_version: state.version,
                 events: decision.events,
                 state: decision.state,
-                idempotency: Self::record(caller, &idem, &reply, now),
+                idempotency: caller.and_then(|c| Self::record(c, idem, &reply, now)),
             };
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {
+                    self.timer_wake.hint(next_timer);
                     metrics::counter!("signoff_actions_total", "action" => command.action.name(), "status" => reply.status.as_u16().to_string()).increment(1);
-                    return Ok(reply);
+                    return Ok((reply, true));
                 }
-                CommitOutcome::KeyUsed(m) => return key_reply(m),
+                CommitOutcome::KeyUsed(m) => return key_reply(m).map(|r| (r, false)),
                 CommitOutcome::VersionConflict => {
                     metrics::counter!("signoff_commit_conflicts_total").increment(1);
                     continue;
@@ -399,6 +455,19 @@ impl Service {
         machine::submit(policy, &catalog.directory, sub, self.clock.now())
             .map(|(_, state)| state)
             .map_err(|e| ApiError::new(e.code(), e.to_string()))
+    }
+}
+
+fn stripe_of(id: &str) -> usize {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize % LOCK_STRIPES
+}
+
+fn submit_error(e: machine::SubmitError) -> ApiError {
+    let err = ApiError::new(e.code(), e.to_string());
+    match &e {
+        machine::SubmitError::InvalidContext(errors) => err.with(json!({ "errors": errors })),
+        _ => err,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use jiff::Timestamp;
 use serde_json::json;
 use signoff_engine::machine::{self, Action, Command};
 use signoff_engine::{Directory, Event, Policy, RequestState};
@@ -36,12 +37,21 @@ impl Store for Contended {
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
         self.inner.events(id).await
     }
-    async fn commit(&self, commit: Commit) -> Result<CommitOutcome> {
+    async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
         let competitor = self.competitor.lock().unwrap().take();
         if let Some(c) = competitor {
             assert_eq!(self.inner.commit(c).await?, CommitOutcome::Committed);
         }
-        self.inner.commit(commit).await
+        self.inner.commit_all(commits).await
+    }
+    async fn due_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
+        self.inner.due_timers(now, limit).await
+    }
+    async fn next_timer_at(&self) -> Result<Option<Timestamp>> {
+        self.inner.next_timer_at().await
+    }
+    async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {
+        self.inner.lineage(lineage).await
     }
     async fn list(&self, q: &ListQuery) -> Result<Page> {
         self.inner.list(q).await

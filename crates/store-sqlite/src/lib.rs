@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use jiff::Timestamp;
 use signoff_engine::{Event, RequestState};
 use signoff_store::{
     Commit, CommitOutcome, KeyMatch, ListQuery, Page, PolicyRecord, Result, SavedResponse, Store, StoreError, Task,
@@ -28,7 +29,7 @@ const CACHED_STATES: usize = 4096;
 type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
 
 enum WriteOp {
-    Commit(Box<Commit>, oneshot::Sender<Result<CommitOutcome>>),
+    Commit(Vec<Commit>, oneshot::Sender<Result<CommitOutcome>>),
     PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
 }
 
@@ -140,18 +141,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
         let results = write_group(&mut conn, &batch);
         for (op, result) in batch.into_iter().zip(results) {
             match (op, result) {
-                (WriteOp::Commit(commit, reply), r) => {
-                    match &r {
-                        Ok(CommitOutcome::Committed) => {
-                            let state = commit.state;
-                            cache.insert(state.id.clone(), Arc::new(state));
+                (WriteOp::Commit(commits, reply), r) => {
+                    if matches!(r, Ok(CommitOutcome::Committed)) {
+                        for c in commits {
+                            cache.insert(c.state.id.clone(), Arc::new(c.state));
                         }
-                        // Someone else (another process on this file) moved the request on:
-                        // the next load must read the database.
-                        Ok(CommitOutcome::VersionConflict) => {
-                            cache.remove(&commit.state.id);
-                        }
-                        _ => {}
                     }
                     let _ = reply.send(r);
                 }
@@ -186,7 +180,7 @@ fn apply_all(conn: &mut Connection, batch: &[WriteOp]) -> Result<Vec<CommitOutco
     let mut results = Vec::with_capacity(batch.len());
     for op in batch {
         results.push(match op {
-            WriteOp::Commit(c, _) => apply_commit(&tx, c)?,
+            WriteOp::Commit(commits, _) => apply_commits(&tx, commits)?,
             WriteOp::PutPolicy(p, _) => {
                 put_policy(&tx, p)?;
                 CommitOutcome::Committed
@@ -211,27 +205,52 @@ fn key_match(stored_fingerprint: &str, fingerprint: &str, status: i64, body: &st
     Ok(KeyMatch::Same(SavedResponse { status: status as u16, body: serde_json::from_str(body).map_err(corrupt)? }))
 }
 
-fn apply_commit(tx: &Connection, c: &Commit) -> Result<CommitOutcome> {
+/// Checks every commit first (used keys, versions), then writes them all: a group needs no
+/// savepoint because nothing is written unless everything can be.
+fn apply_commits(tx: &Connection, commits: &[Commit]) -> Result<CommitOutcome> {
+    let mut rows = Vec::with_capacity(commits.len());
+    for c in commits {
+        match check(tx, c)? {
+            Ok(row) => rows.push(row),
+            Err(outcome) => return Ok(outcome),
+        }
+    }
+    for (c, row) in commits.iter().zip(rows) {
+        write(tx, c, row)?;
+    }
+    Ok(CommitOutcome::Committed)
+}
+
+/// The request's row number if it exists (`None` to create it), or why the commit cannot apply.
+fn check(tx: &Connection, c: &Commit) -> Result<std::result::Result<Option<i64>, CommitOutcome>> {
     if let Some(idem) = &c.idempotency {
         let found: Option<(String, i64, String)> = tx
             .prepare_cached("SELECT fingerprint, status, body FROM idempotency WHERE scope = ?1 AND key = ?2")
             .and_then(|mut s| s.query_row(params![idem.scope, idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
             .map_err(unavailable)?;
         if let Some((fp, status, body)) = found {
-            return Ok(CommitOutcome::KeyUsed(key_match(&fp, &idem.fingerprint, status, &body)?));
+            return Ok(Err(CommitOutcome::KeyUsed(key_match(&fp, &idem.fingerprint, status, &body)?)));
         }
     }
-    let state = &c.state;
     let current: Option<(i64, i64)> = tx
         .prepare_cached("SELECT n, version FROM requests WHERE id = ?1")
-        .and_then(|mut s| s.query_row(params![state.id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .and_then(|mut s| s.query_row(params![c.state.id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .map_err(unavailable)?;
+    Ok(match (current, c.expected_version) {
+        (None, 0) => Ok(None),
+        (Some((n, version)), expected) if expected != 0 && version as u64 == expected => Ok(Some(n)),
+        _ => Err(CommitOutcome::VersionConflict),
+    })
+}
+
+fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
+    let state = &c.state;
     let state_json = serde_json::to_string(state).map_err(corrupt)?;
-    let n = match (current, c.expected_version) {
-        (None, 0) => {
+    let n = match row {
+        None => {
             tx.prepare_cached(
-                "INSERT INTO requests (id, status, policy_id, requester, subject, created_at, updated_at, version, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO requests (id, status, policy_id, requester, subject, created_at, updated_at, version, state, lineage)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -243,13 +262,14 @@ fn apply_commit(tx: &Connection, c: &Commit) -> Result<CommitOutcome> {
                     state.created_at.to_string(),
                     state.updated_at.to_string(),
                     state.version as i64,
-                    state_json
+                    state_json,
+                    state.lineage
                 ])
             })
             .map_err(unavailable)?;
             tx.last_insert_rowid()
         }
-        (Some((n, version)), expected) if expected != 0 && version as u64 == expected => {
+        Some(n) => {
             tx.prepare_cached("UPDATE requests SET status = ?2, updated_at = ?3, version = ?4, state = ?5 WHERE n = ?1")
                 .and_then(|mut s| {
                     s.execute(params![n, state.status.as_str(), state.updated_at.to_string(), state.version as i64, state_json])
@@ -257,7 +277,6 @@ fn apply_commit(tx: &Connection, c: &Commit) -> Result<CommitOutcome> {
                 .map_err(unavailable)?;
             n
         }
-        _ => return Ok(CommitOutcome::VersionConflict),
     };
     {
         let mut insert = tx
@@ -305,8 +324,16 @@ fn apply_commit(tx: &Connection, c: &Commit) -> Result<CommitOutcome> {
             })
             .map_err(unavailable)?;
     }
-    Ok(CommitOutcome::Committed)
+    match state.next_timer_at {
+        Some(at) => tx
+            .prepare_cached("INSERT INTO timers (request_n, due_at) VALUES (?1, ?2) ON CONFLICT (request_n) DO UPDATE SET due_at = excluded.due_at")
+            .and_then(|mut s| s.execute(params![n, at.as_millisecond()])),
+        None => tx.prepare_cached("DELETE FROM timers WHERE request_n = ?1").and_then(|mut s| s.execute(params![n])),
+    }
+    .map_err(unavailable)?;
+    Ok(())
 }
+
 
 fn decode_state(text: &str) -> Result<RequestState> {
     serde_json::from_str(text).map_err(corrupt)
@@ -366,10 +393,41 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn commit(&self, commit: Commit) -> Result<CommitOutcome> {
+    async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
         let (tx, rx) = oneshot::channel();
-        self.send(WriteOp::Commit(Box::new(commit), tx))?;
+        self.send(WriteOp::Commit(commits, tx))?;
         rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
+    }
+
+    async fn due_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT r.id FROM timers t JOIN requests r ON r.n = t.request_n WHERE t.due_at <= ?1 ORDER BY t.due_at LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt.query_map(params![now.as_millisecond(), limit], |r| r.get::<_, String>(0)).map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)).collect()
+        })
+        .await
+    }
+
+    async fn next_timer_at(&self) -> Result<Option<Timestamp>> {
+        self.read(|c| {
+            let ms: Option<i64> = c.query_row("SELECT MIN(due_at) FROM timers", [], |r| r.get(0)).map_err(unavailable)?;
+            ms.map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {
+        let lineage = lineage.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT state FROM requests WHERE lineage = ?1 ORDER BY n").map_err(unavailable)?;
+            let rows = stmt.query_map(params![lineage], |r| r.get::<_, String>(0)).map_err(unavailable)?;
+            rows.map(|r| decode_state(&r.map_err(unavailable)?)).collect()
+        })
+        .await
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Page> {

@@ -64,6 +64,16 @@ CREATE TABLE policies (
     version INTEGER NOT NULL,
     source  TEXT NOT NULL
 );
+"#, r#"
+ALTER TABLE requests ADD COLUMN lineage TEXT;
+CREATE INDEX requests_lineage ON requests (lineage, n);
+
+-- The earliest pending timer of each open request; the scheduler reads only due rows.
+CREATE TABLE timers (
+    request_n INTEGER PRIMARY KEY,
+    due_at    INTEGER NOT NULL               -- unix milliseconds
+);
+CREATE INDEX timers_due ON timers (due_at);
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -29,6 +29,10 @@ impl Fixture {
     }
 
     fn submit(&self, id: &str, requester: &str, subject: &str, at: Timestamp) -> Commit {
+        self.submit_in(id, requester, subject, at, None)
+    }
+
+    fn submit_in(&self, id: &str, requester: &str, subject: &str, at: Timestamp, lineage: Option<&str>) -> Commit {
         let sub = Submission {
             id: id.into(),
             requester: requester.into(),
@@ -36,7 +40,7 @@ impl Fixture {
             subject: Some(subject.into()),
             context: json!({"n": 1}),
             evidence: vec![],
-            lineage: None,
+            lineage: lineage.map(str::to_string),
             resubmits: None,
         };
         let (events, state) = machine::submit(&self.policy, &self.dir, sub, at).unwrap();
@@ -71,6 +75,9 @@ where
     inbox_follows_open_tasks(&*fresh().await).await;
     list_filters_and_pages(&*fresh().await).await;
     policies_by_hash(&*fresh().await).await;
+    timers_follow_the_state(&*fresh().await).await;
+    lineages(&*fresh().await).await;
+    several_requests_commit_together(&*fresh().await).await;
     concurrent_commits(fresh().await).await;
 }
 
@@ -220,4 +227,51 @@ pub async fn concurrent_commits(store: Arc<dyn Store>) {
         let s = store.load(&format!("req_x{i}")).await.unwrap().unwrap();
         assert_eq!(s.version, store.events(&s.id).await.unwrap().len() as u64);
     }
+}
+
+pub async fn timers_follow_the_state(store: &dyn Store) {
+    let f = Fixture::new();
+    assert_eq!(store.next_timer_at().await.unwrap(), None);
+    // Finance is due 30 minutes after submission, manager after an hour.
+    let a = committed(store, f.submit("req_t1", "alice", "S", t0())).await;
+    let b = committed(store, f.submit("req_t2", "alice", "S", t0() - SignedDuration::from_mins(20))).await;
+    assert_eq!(store.next_timer_at().await.unwrap(), Some(t0() + SignedDuration::from_mins(10)));
+    assert!(store.due_timers(t0(), 10).await.unwrap().is_empty());
+    let due = store.due_timers(t0() + SignedDuration::from_mins(30), 10).await.unwrap();
+    assert_eq!(due, ["req_t2", "req_t1"], "earliest first");
+    assert_eq!(store.due_timers(t0() + SignedDuration::from_mins(30), 1).await.unwrap(), ["req_t2"]);
+    // Approving finance on req_t1 moves its next timer to the manager's hour.
+    committed(store, f.act(&a, "fiona", approve("finance"))).await;
+    assert_eq!(store.due_timers(t0() + SignedDuration::from_mins(59), 10).await.unwrap(), ["req_t2"]);
+    // Closing a request removes its timer.
+    committed(store, f.act(&b, "alice", Action::Cancel { comment: None })).await;
+    assert_eq!(store.next_timer_at().await.unwrap(), Some(t0() + SignedDuration::from_mins(60)));
+}
+
+pub async fn lineages(store: &dyn Store) {
+    let f = Fixture::new();
+    committed(store, f.submit_in("req_g1", "alice", "S", t0(), Some("lin_a"))).await;
+    committed(store, f.submit_in("req_g2", "alice", "S", t0(), Some("lin_b"))).await;
+    committed(store, f.submit_in("req_g3", "alice", "S", t0(), Some("lin_a"))).await;
+    let ids: Vec<String> = store.lineage("lin_a").await.unwrap().into_iter().map(|s| s.id).collect();
+    assert_eq!(ids, ["req_g1", "req_g3"]);
+    assert!(store.lineage("lin_none").await.unwrap().is_empty());
+}
+
+pub async fn several_requests_commit_together(store: &dyn Store) {
+    let f = Fixture::new();
+    let a = committed(store, f.submit("req_m1", "alice", "S", t0())).await;
+    let b = committed(store, f.submit("req_m2", "alice", "S", t0())).await;
+    let stale = f.act(&b, "mark", approve("manager"));
+    committed(store, f.act(&b, "fiona", approve("finance"))).await;
+    // One stale commit makes the whole group fail, and nothing of it is written.
+    let outcome = store.commit_all(vec![f.act(&a, "mark", approve("manager")), stale]).await.unwrap();
+    assert_eq!(outcome, CommitOutcome::VersionConflict);
+    assert_eq!(store.load("req_m1").await.unwrap().unwrap().version, a.version);
+    assert_eq!(store.events("req_m1").await.unwrap().len() as u64, a.version);
+    let b_now = store.load("req_m2").await.unwrap().unwrap();
+    let outcome = store.commit_all(vec![f.act(&a, "mark", approve("manager")), f.act(&b_now, "mark", approve("manager"))]).await.unwrap();
+    assert_eq!(outcome, CommitOutcome::Committed);
+    assert_eq!(store.load("req_m2").await.unwrap().unwrap().status, RequestStatus::Approved);
+    assert!(store.load("req_m1").await.unwrap().unwrap().version > a.version);
 }

@@ -156,8 +156,23 @@ pub trait Store: Send + Sync + 'static {
     /// A request's whole history, oldest first.
     async fn events(&self, id: &str) -> Result<Vec<Event>>;
 
-    /// Appends events atomically and durably; see `CommitOutcome`.
-    async fn commit(&self, commit: Commit) -> Result<CommitOutcome>;
+    /// Appends events to several requests atomically and durably: all commits apply, or none
+    /// (the outcome is then that of the first commit that could not apply).
+    async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome>;
+
+    /// Appends events to one request atomically and durably; see `CommitOutcome`.
+    async fn commit(&self, commit: Commit) -> Result<CommitOutcome> {
+        self.commit_all(vec![commit]).await
+    }
+
+    /// Ids of requests with a timer due at `now`, earliest first.
+    async fn due_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<String>>;
+
+    /// When the earliest timer of any request falls due.
+    async fn next_timer_at(&self) -> Result<Option<Timestamp>>;
+
+    /// Every request of a lineage, oldest first.
+    async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>>;
 
     /// Requests matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page>;

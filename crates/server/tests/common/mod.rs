@@ -1,0 +1,145 @@
+//! Shared by the HTTP tests: a real server on 127.0.0.1:0 with its own temporary SQLite
+//! database, test policies and a directory whose token for user `<id>` is `<id>-token`.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use signoff_engine::directory::token_hash;
+use signoff_engine::event::verify_chain;
+use signoff_server::{Clock, Config, Database, Sources, SystemClock};
+
+pub const USERS: &[&str] = &["alice", "bob", "mark", "fiona", "frank", "lena", "sam", "sue", "sid", "dana", "vp-sales", "root"];
+
+pub const POLICIES: &[(&str, &str)] = &[
+    ("quote.yaml", include_str!("../../../../examples/policies/quote-discount.yaml")),
+    ("deploy.yaml", include_str!("../../../../examples/policies/prod-deploy.yaml")),
+    ("seq.yaml", "id: seq\nsteps:\n  - {id: first, approvers: {users: [mark]}}\n  - {id: second, approvers: {users: [fiona]}}\n"),
+    ("any.yaml", "id: any\nsteps:\n  - {id: finance, approvers: {groups: [finance]}}\n"),
+    ("two-of-three.yaml", "id: two-of-three\nsteps:\n  - {id: sre, approvers: {groups: [sre]}, quorum: 2, rejections: 2}\n"),
+    ("all.yaml", "id: all\nsteps:\n  - {id: finance, approvers: {groups: [finance]}, quorum: all}\n"),
+    ("cap.yaml", "id: cap\nsteps:\n  - {id: approve, approvers: {users: [mark, vp-sales]}, eligible_if: 'approver.attributes.approval_limit >= amount'}\n"),
+    ("edits.yaml", "id: edits\nsteps:\n  - id: review\n    approvers: {users: [mark]}\n    edits: {allowed_keys: [note], max_diff_chars: 10}\n"),
+    ("sod.yaml", "id: sod\nsteps:\n  - {id: a, after: [], approvers: {users: [mark, fiona]}}\n  - {id: b, after: [], approvers: {users: [mark, frank]}}\n"),
+];
+
+pub fn directory_yaml(extra: &str) -> String {
+    let mut s = String::from("users:\n");
+    for u in USERS {
+        let extra = match *u {
+            "alice" => ", manager: mark",
+            "mark" => ", attributes: {approval_limit: 50000}",
+            "vp-sales" => ", attributes: {approval_limit: 1000000}",
+            _ => "",
+        };
+        s.push_str(&format!("  - {{id: {u}{extra}}}\n"));
+    }
+    s.push_str(extra);
+    s.push_str("groups:\n  sales-managers: [mark]\n  finance: [fiona, frank]\n  legal: [lena]\n  sre: [sam, sue, sid]\nadmins: [root]\ntokens:\n");
+    for u in USERS {
+        s.push_str(&format!("  - {{user: {u}, sha256: {}}}\n", token_hash(&format!("{u}-token"))));
+    }
+    s
+}
+
+pub struct App {
+    pub url: String,
+    pub http: reqwest::Client,
+    pub service: Arc<signoff_server::Service>,
+    pub dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn spawn_app() -> App {
+    spawn_app_with(Arc::new(SystemClock), "").await
+}
+
+/// A server with `clock` and `directory_extra` (YAML appended to the directory, e.g.
+/// delegations). The timer scheduler does not run: tests fire timers themselves.
+pub async fn spawn_app_with(clock: Arc<dyn Clock>, directory_extra: &str) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    for (name, text) in POLICIES {
+        std::fs::write(policies.join(name), text).unwrap();
+    }
+    let directory = dir.path().join("directory.yaml");
+    std::fs::write(&directory, directory_yaml(directory_extra)).unwrap();
+    let config = Config {
+        database: Database::Sqlite(dir.path().join("signoff.db")),
+        sources: Sources { policies: Some(policies), directory: Some(directory) },
+    };
+    let service = signoff_server::build(&config, clock).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let router = signoff_server::http::router(service.clone());
+    tokio::spawn(async move {
+        axum::serve(listener, router).with_graceful_shutdown(async { let _ = stopped.await; }).await
+    });
+    App { url, http: reqwest::Client::new(), service, dir, _stop: stop }
+}
+
+impl App {
+    pub async fn call(&self, user: &str, method: reqwest::Method, path: &str, body: Option<Value>, key: Option<&str>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(format!("{user}-token"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let is_problem = resp.headers().get("content-type").is_some_and(|c| c == "application/problem+json");
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_client_error() || status.is_server_error() {
+            assert!(is_problem, "errors are problem+json: {status} {body}");
+            assert_eq!(body["status"], status.as_u16(), "{body}");
+        }
+        (status, body)
+    }
+
+    pub async fn get(&self, user: &str, path: &str) -> (StatusCode, Value) {
+        self.call(user, reqwest::Method::GET, path, None, None).await
+    }
+
+    pub async fn post(&self, user: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(user, reqwest::Method::POST, path, Some(body), None).await
+    }
+
+    pub async fn submit(&self, user: &str, policy: &str, context: Value) -> Value {
+        let (status, body) = self.post(user, "/v1/requests", json!({"policy": policy, "context": context})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    pub async fn act(&self, user: &str, id: &str, action: Value) -> (StatusCode, Value) {
+        self.post(user, &format!("/v1/requests/{id}/actions"), action).await
+    }
+
+    pub async fn approve(&self, user: &str, id: &str, step: &str) -> Value {
+        let (status, body) = self.act(user, id, json!({"action": "approve", "step": step})).await;
+        assert_eq!(status, StatusCode::OK, "{user} approving {step}: {body}");
+        body
+    }
+
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let (status, body) = self.get("root", &format!("/v1/requests/{id}/events")).await;
+        assert_eq!(status, StatusCode::OK);
+        let items = body["items"].as_array().unwrap().clone();
+        let typed: Vec<signoff_engine::Event> = serde_json::from_value(Value::Array(items.clone())).unwrap();
+        verify_chain(&typed).unwrap();
+        items
+    }
+}
+
+pub fn quote(discount: f64, margin: f64) -> Value {
+    json!({"quote": {"total": 48000, "discount": discount, "margin": margin, "nonstandard_clause": false}})
+}
+
+pub fn count(events: &[Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["type"] == kind).count()
+}
+
