@@ -28,11 +28,10 @@ impl TimerWake {
 
     /// Called after every commit with the request's next timer.
     pub fn hint(&self, next: Option<Timestamp>) {
-        if let Some(t) = next {
-            if t.as_millisecond() < self.planned_ms.load(Ordering::Acquire) {
+        if let Some(t) = next
+            && t.as_millisecond() < self.planned_ms.load(Ordering::Acquire) {
                 self.notify.notify_one();
             }
-        }
     }
 }
 

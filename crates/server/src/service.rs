@@ -321,11 +321,10 @@ impl Service {
         let Some(rules) = &policy.resubmission else { return Ok(prev) };
         if let Some(lineage) = &prev.lineage {
             let members = self.store.lineage(lineage).await?.len().max(1);
-            if let Some(max) = rules.max_per_lineage {
-                if members >= max as usize {
+            if let Some(max) = rules.max_per_lineage
+                && members >= max as usize {
                     return Err(ApiError::new("lineage_limit", format!("lineage {lineage} already has {members} of at most {max} requests")));
                 }
-            }
         }
         if let (Some(cooldown), Some(closed)) = (rules.cooldown, prev.decided_at) {
             let ready = closed.checked_add(cooldown).unwrap_or(closed);
