@@ -243,3 +243,123 @@ fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Starts the binary with `policies` (a directory) on `data`.
+fn start_with_policies(data: &std::path::Path, policies: &std::path::Path) -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .arg("--policies")
+        .arg(policies)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+fn get_json(url: &str) -> Value {
+    reqwest::blocking::Client::new().get(url).bearer_auth("alice-token").send().unwrap().json().unwrap()
+}
+
+/// Polls `id` until `done` holds, for at most `secs` seconds of real time.
+fn wait_for(server: &Server, id: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let r = get_json(&format!("{}/v1/requests/{id}", server.url));
+        if done(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "gave up waiting: {r}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn timed_events(server: &Server, id: &str, kind: &str) -> Vec<Value> {
+    let v = get_json(&format!("{}/v1/requests/{id}/events", server.url));
+    v["items"].as_array().unwrap().iter().filter(|e| e["type"] == kind).cloned().collect()
+}
+
+fn drift_ms(event: &Value) -> i64 {
+    let at: jiff::Timestamp = event["at"].as_str().unwrap().parse().unwrap();
+    let due: jiff::Timestamp = event["data"]["due"].as_str().unwrap().parse().unwrap();
+    at.duration_since(due).as_millis() as i64
+}
+
+const SECOND_SCALE: &str = "id: quick\nsteps:\n  - id: a\n    approvers: {users: [mark]}\n    sla: 2s\n    on_timeout: approve\n    remind_every: 1s\n    escalation: [{after: 1s, to: {users: [fiona]}}]\n  - {id: b, approvers: {users: [lena]}, sla: 1s, on_timeout: reject}\n";
+
+#[test]
+fn second_scale_timers_fire_on_time_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("quick.yaml"), SECOND_SCALE).unwrap();
+    let server = start_with_policies(&dir.path().join("data"), &policies);
+    let (code, out, err) = server.client("alice-token", &["submit", "--policy", "quick", "--context", "-"]);
+    assert_eq!(code, 2, "usage error: stdin is empty: {out}{err}");
+    let ctx = dir.path().join("ctx.json");
+    std::fs::write(&ctx, "{}").unwrap();
+    let (code, out, _) = server.client("alice-token", &["submit", "--policy", "quick", "--context", ctx.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let id = field(&out, "request").to_string();
+    // a escalates at 1 s, reminds at 1 s and 2 s (the second may be covered by the timeout),
+    // times out at 2 s (approve); then b times out 1 s later (reject).
+    let r = wait_for(&server, &id, 15, |r| r["status"] != "pending");
+    assert_eq!(r["status"], "rejected");
+    for kind in ["escalated", "step_timed_out", "reminded"] {
+        let events = timed_events(&server, &id, kind);
+        assert!(!events.is_empty(), "no {kind}");
+        for e in &events {
+            let drift = drift_ms(e);
+            assert!((0..1000).contains(&drift), "{kind} fired {drift} ms after its due time");
+        }
+    }
+    assert_eq!(timed_events(&server, &id, "escalated").len(), 1);
+    assert_eq!(timed_events(&server, &id, "step_timed_out").len(), 2);
+    server.kill9();
+}
+
+#[test]
+fn timers_due_while_the_server_was_down_fire_right_after_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("quick.yaml"), SECOND_SCALE).unwrap();
+    let data = dir.path().join("data");
+    let server = start_with_policies(&data, &policies);
+    let http = reqwest::blocking::Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let r: Value = http
+            .post(format!("{}/v1/requests", server.url))
+            .bearer_auth("alice-token")
+            .json(&serde_json::json!({"policy": "quick", "context": {}}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    server.kill9();
+    // Stay down past every due time (a's timeout at 2 s), then start again.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let started = jiff::Timestamp::now();
+    let server = start_with_policies(&data, &policies);
+    for id in &ids {
+        let r = wait_for(&server, id, 15, |r| r["steps"][0]["status"] == "approved");
+        assert_eq!(r["steps"][0]["decision_reason"], "step `a` timed out");
+        let timeouts = timed_events(&server, id, "step_timed_out");
+        let fired: jiff::Timestamp = timeouts[0]["at"].as_str().unwrap().parse().unwrap();
+        let after_start = fired.duration_since(started).as_millis();
+        assert!(after_start < 2000, "fired {after_start} ms after the restart");
+        assert_eq!(timed_events(&server, id, "escalated").len(), 1, "each level once, even across a crash");
+    }
+    for id in &ids {
+        wait_for(&server, id, 15, |r| r["status"] == "rejected");
+        assert_eq!(timed_events(&server, id, "step_timed_out").len(), 2, "exactly once each");
+    }
+    server.kill9();
+}
