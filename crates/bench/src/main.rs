@@ -23,6 +23,9 @@ use signoff_server::{Config, Database, Service, Sources, SystemClock};
 
 /// submit → manager approves → finance and legal (parallel) both approve → approved.
 const WORKFLOW_POLICY: &str = "id: bench\nsteps:\n  - {id: manager, approvers: {users: [mark]}}\n  - {id: finance, after: [manager], approvers: {groups: [finance]}}\n  - {id: legal, after: [manager], approvers: {groups: [legal]}}\n";
+/// 10,000 of these fall due in the same second; the rest are far in the future.
+const BURST_POLICY: &str = "id: burst\nsteps:\n  - {id: review, approvers: {users: [mark]}, sla: 20s, on_timeout: approve}\n";
+const LATER_POLICY: &str = "id: later\nsteps:\n  - {id: review, approvers: {users: [mark]}, sla: 30d, remind_every: 1d}\n";
 const SCALE_POLICY: &str = "id: scale\nsteps:\n  - {id: review, approvers: {expr: 'reviewers'}, sla: 2d}\n";
 
 #[derive(Parser)]
@@ -48,6 +51,14 @@ enum Scenario {
         #[arg(long, default_value_t = 20)]
         seconds: u64,
     },
+    /// 100,000 pending requests with timers, 10,000 due in the same second: firing drift and
+    /// the scheduler's CPU while nothing is due.
+    Timers {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 10_000)]
+        burst: usize,
+    },
     /// 100,000 pending requests: RSS and read latency.
     Scale {
         #[arg(long, default_value_t = 100_000)]
@@ -69,6 +80,8 @@ fn write_fixtures(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::create_dir_all(&policies).unwrap();
     std::fs::write(policies.join("bench.yaml"), WORKFLOW_POLICY).unwrap();
     std::fs::write(policies.join("scale.yaml"), SCALE_POLICY).unwrap();
+    std::fs::write(policies.join("burst.yaml"), BURST_POLICY).unwrap();
+    std::fs::write(policies.join("later.yaml"), LATER_POLICY).unwrap();
     let mut yaml = String::from("users:\n");
     for u in users() {
         yaml.push_str(&format!("  - {{id: {u}, manager: mark}}\n"));
@@ -100,11 +113,11 @@ async fn workflow_in_process(s: &Service, i: usize) {
         resubmits: None,
     };
     let r = s.submit(&caller("alice"), body, None).await.unwrap();
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let id = r.json()["id"].as_str().unwrap().to_string();
     s.act(&caller("mark"), &id, action("manager"), None).await.unwrap();
     let (fiona, lena) = (caller("fiona"), caller("lena"));
     let (a, b) = tokio::join!(s.act(&fiona, &id, action("finance"), None), s.act(&lena, &id, action("legal"), None));
-    let done = [a.unwrap(), b.unwrap()].iter().any(|r| r.body["status"] == "approved");
+    let done = [a.unwrap(), b.unwrap()].iter().any(|r| r.json()["status"] == "approved");
     assert!(done, "workflow {i} did not complete");
 }
 
@@ -322,6 +335,90 @@ async fn scale(requests: usize, samples: usize) {
     println!("database_bytes={db}");
 }
 
+/// Seeds `n` requests of `policy` with the clock frozen at `at` (so timers line up exactly),
+/// `step` apart; returns their ids.
+async fn seed(service: &Arc<Service>, clock: &signoff_server::ManualClock, policy: &str, n: usize, step: jiff::SignedDuration) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(256) {
+        let mut set = tokio::task::JoinSet::new();
+        for &i in chunk {
+            let (s, policy) = (service.clone(), policy.to_string());
+            set.spawn(async move {
+                let body = SubmitBody { policy, title: None, subject: Some(format!("T-{i}")), context: json!({}), evidence: vec![], resubmits: None };
+                s.submit(&caller("alice"), body, None).await.unwrap().json()["id"].as_str().unwrap().to_string()
+            });
+            clock.advance(step);
+        }
+        while let Some(id) = set.join_next().await {
+            ids.push(id.unwrap());
+        }
+    }
+    ids
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name: utime and stime are the 14th and 15th fields overall.
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+async fn timers(requests: usize, burst: usize) {
+    use jiff::{SignedDuration, Timestamp};
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let data = dir.path().join("data");
+    // The burst falls due at `due`, spread over one second; far enough ahead to seed and idle.
+    let due = Timestamp::now().round(jiff::Unit::Second).unwrap() + SignedDuration::from_secs(150);
+    let ids = {
+        let clock = Arc::new(signoff_server::ManualClock::new(due - SignedDuration::from_secs(20)));
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) } };
+        let service = signoff_server::build(&config, clock.clone()).await.unwrap();
+        let start = Instant::now();
+        let step = SignedDuration::from_nanos(1_000_000_000 / burst.max(1) as i64);
+        let ids = seed(&service, &clock, "burst", burst, step).await;
+        seed(&service, &clock, "later", requests.saturating_sub(burst), SignedDuration::ZERO).await;
+        println!("seeded={requests} due_in_one_second={burst} seconds={:.1}", start.elapsed().as_secs_f64());
+        ids
+    };
+    assert!(Timestamp::now() + SignedDuration::from_secs(40) < due, "seeding took too long for the schedule");
+    let server = spawn_server(&data, &policies, &directory);
+    let pid = server.child.id();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let hz = 100.0; // USER_HZ on Linux
+    let (t0, c0) = (Instant::now(), cpu_ticks(pid));
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let idle_cpu = (cpu_ticks(pid) - c0) as f64 / hz / t0.elapsed().as_secs_f64();
+    println!("idle_window_s=20 scheduler_idle_cpu_percent={:.3}", idle_cpu * 100.0);
+    let wait = Duration::try_from(due.duration_since(Timestamp::now())).unwrap_or_default() + Duration::from_secs(15);
+    let c1 = cpu_ticks(pid);
+    tokio::time::sleep(wait).await;
+    println!("cpu_seconds_while_firing={:.2}", (cpu_ticks(pid) - c1) as f64 / hz);
+    println!("server_peak_rss_kb={}", rss_kb(pid, "VmHWM:"));
+    drop(server);
+
+    let store = signoff_store_sqlite::SqliteStore::open(data.join("signoff.db")).unwrap();
+    use signoff_store::Store;
+    let mut drift = Vec::with_capacity(ids.len());
+    let mut missing = 0;
+    for id in &ids {
+        let events = store.events(id).await.unwrap();
+        let fired: Vec<_> = events.iter().filter(|e| e.kind.type_name() == "step_timed_out").collect();
+        match fired.as_slice() {
+            [e] => {
+                if let signoff_engine::EventKind::StepTimedOut { due, .. } = &e.kind {
+                    drift.push(Duration::try_from(e.at.duration_since(*due)).unwrap_or_default());
+                }
+            }
+            [] => missing += 1,
+            more => panic!("{id} timed out {} times", more.len()),
+        }
+    }
+    println!("fired={} missing={missing}", drift.len());
+    report("firing_drift", drift);
+}
+
 fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -330,6 +427,7 @@ fn main() {
             Scenario::Engine { workflows, concurrency } => engine(workflows, concurrency).await,
             Scenario::Http { clients, seconds } => http_bench(clients, seconds).await,
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
+            Scenario::Timers { requests, burst } => timers(requests, burst).await,
         }
     });
 }

@@ -1,54 +1,25 @@
-//! Canonical JSON and the sha256 digests built on it: policy hashes and the per-request event
-//! hash chain. Keys are sorted explicitly here rather than relying on `serde_json`'s map order,
-//! so that a dependency enabling `preserve_order` can never silently change a hash.
+//! Canonical JSON (RFC 8785, JSON Canonicalization Scheme) and the sha256 digests built on it:
+//! policy hashes and the per-request event hash chain. JCS is a published standard, so anyone
+//! can re-verify a history with an off-the-shelf implementation; serializing straight to the
+//! canonical form also avoids building a `Value` tree for every event.
 
-use serde_json::Value;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// The hash that precedes the first event of every request.
 pub const GENESIS_HASH: &str =
     "sha256:0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Serializes `value` with object keys sorted and no insignificant whitespace.
-pub fn to_string(value: &Value) -> String {
-    let mut out = String::new();
-    write(value, &mut out);
-    out
-}
-
-fn write(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                write(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write(item, out);
-            }
-            out.push(']');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
+/// The canonical (RFC 8785) JSON text of `value`.
+pub fn to_string<T: Serialize>(value: &T) -> String {
+    // Serializing our own types to JSON cannot fail: every map key is a string.
+    serde_json_canonicalizer::to_string(value).unwrap_or_default()
 }
 
 /// `sha256:<hex>` of the canonical form of `value`.
-pub fn digest(value: &Value) -> String {
-    digest_bytes(to_string(value).as_bytes())
+pub fn digest<T: Serialize>(value: &T) -> String {
+    let bytes = serde_json_canonicalizer::to_vec(value).unwrap_or_default();
+    digest_bytes(&bytes)
 }
 
 /// `sha256:<hex>` of raw bytes.
@@ -65,6 +36,11 @@ mod tests {
     fn sorts_keys_at_every_depth() {
         let v = json!({"b": 1, "a": {"d": [3, {"z": null, "y": "x"}], "c": true}});
         assert_eq!(to_string(&v), r#"{"a":{"c":true,"d":[3,{"y":"x","z":null}]},"b":1}"#);
+    }
+
+    #[test]
+    fn numbers_follow_rfc_8785() {
+        assert_eq!(to_string(&json!([1.0, 0.1, 1e21, -0.0])), "[1,0.1,1e+21,0]");
     }
 
     #[test]

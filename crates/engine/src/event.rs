@@ -222,11 +222,25 @@ impl Event {
 
     /// sha256 over the canonical JSON of this event without its `hash` field.
     pub fn compute_hash(&self) -> String {
-        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut value {
-            map.remove("hash");
+        /// The event as hashed: every field but `hash`.
+        #[derive(Serialize)]
+        struct Unsealed<'a> {
+            seq: u64,
+            at: Timestamp,
+            actor: &'a str,
+            step: Option<&'a str>,
+            #[serde(flatten)]
+            kind: &'a EventKind,
+            prev_hash: &'a str,
         }
-        canonical::digest(&value)
+        canonical::digest(&Unsealed {
+            seq: self.seq,
+            at: self.at,
+            actor: &self.actor,
+            step: self.step.as_deref(),
+            kind: &self.kind,
+            prev_hash: &self.prev_hash,
+        })
     }
 }
 

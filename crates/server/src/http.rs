@@ -21,7 +21,7 @@ use signoff_engine::{Event, Policy, RequestState, RequestStatus, canonical};
 use signoff_store::{ListQuery, Task};
 use utoipa::OpenApi;
 
-use crate::error::{ApiError, problem_response};
+use crate::error::ApiError;
 use crate::service::{ActionBody, Caller, IdempotencyKey, PlanBody, ReloadError, Reply, Service, SubmitBody};
 
 /// Bodies above this size are refused with 413 `too_large`.
@@ -124,11 +124,12 @@ fn idempotency(headers: &HeaderMap, route: &str, body: &Value) -> Result<Option<
 }
 
 fn reply(r: Reply) -> Response {
-    if r.status.is_client_error() || r.status.is_server_error() {
-        problem_response(r.status, r.body)
+    let content_type = if r.status.is_client_error() || r.status.is_server_error() {
+        "application/problem+json"
     } else {
-        (r.status, Json(r.body)).into_response()
-    }
+        "application/json"
+    };
+    (r.status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], r.body).into_response()
 }
 
 /// A path parameter; one that cannot be decoded (e.g. invalid UTF-8) is `bad_parameter`.

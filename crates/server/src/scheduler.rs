@@ -46,11 +46,18 @@ impl Scheduler {
 
     /// Fires every timer due now; returns how many requests changed.
     pub async fn fire_due(&self) -> Result<usize, crate::error::ApiError> {
+        Ok(self.fire_due_counted().await?.1)
+    }
+
+    /// Fires every timer due now: (requests found due, requests changed).
+    async fn fire_due_counted(&self) -> Result<(usize, usize), crate::error::ApiError> {
         let now = self.service.now();
+        let mut found = 0;
         let mut changed = 0;
         loop {
             let ids = self.service.store().due_timers(now, BATCH).await?;
             let n = ids.len();
+            found += n;
             let mut round = tokio::task::JoinSet::new();
             for id in ids {
                 let s = self.service.clone();
@@ -71,7 +78,7 @@ impl Scheduler {
                 break;
             }
         }
-        Ok(changed)
+        Ok((found, changed))
     }
 
     /// Runs until the task is dropped.
@@ -79,8 +86,8 @@ impl Scheduler {
         let wake = self.service.timer_wake().clone();
         loop {
             wake.planned_ms.store(i64::MAX, Ordering::Release);
-            let changed = match self.fire_due().await {
-                Ok(changed) => changed,
+            let (found, changed) = match self.fire_due_counted().await {
+                Ok(counts) => counts,
                 Err(e) => {
                     tracing::error!(error = %e.detail, "timer scheduler: retrying in 1 s");
                     let retry = self.service.now() + SignedDuration::from_secs(1);
@@ -98,10 +105,11 @@ impl Scheduler {
             let now = self.service.now();
             let mut until = next.unwrap_or_else(|| now + SignedDuration::from_hours(1));
             if until <= now {
-                if changed > 0 {
+                // More fell due while this round ran: go again. But due timers that fire
+                // without effect would spin; that is a bug, not load.
+                if found == 0 || changed > 0 {
                     continue;
                 }
-                // Due timers that fire without effect would spin; that is a bug, not load.
                 tracing::error!(due = %until, "timers are due but firing changed nothing; backing off 1 s");
                 until = now + SignedDuration::from_secs(1);
             }

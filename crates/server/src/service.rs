@@ -46,16 +46,27 @@ pub struct IdempotencyKey {
     pub fingerprint: String,
 }
 
-/// A response: status and JSON body (a problem when the status is an error).
+/// A response: status and JSON text (a problem when the status is an error). The body is
+/// serialized once, straight from the state: it is what the client gets and what an
+/// idempotency key keeps.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
-    pub body: Value,
+    pub body: String,
 }
 
 impl Reply {
     fn from_saved(saved: SavedResponse) -> Reply {
         Reply { status: StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK), body: saved.body }
+    }
+
+    fn of<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Reply, ApiError> {
+        Ok(Reply { status, body: serde_json::to_string(value).map_err(ApiError::internal)? })
+    }
+
+    /// The body as a JSON value.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
     }
 }
 
@@ -278,7 +289,7 @@ impl Service {
                 resubmits: body.resubmits.clone(),
             };
             let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
-            let reply = Reply { status: StatusCode::CREATED, body: to_json(&state)? };
+            let reply = Reply::of(StatusCode::CREATED, &state)?;
             let next_timer = state.next_timer_at;
             let mut commits = vec![Commit { expected_version: 0, events, state, idempotency: Self::record(caller, &idem, &reply, now) }];
             if let Some(e) = &earlier {
@@ -370,11 +381,11 @@ impl Service {
             let decision = machine::decide(&policy, &directory, &state, command, now);
             let reply = match decision.outcome {
                 Outcome::Invalid(r) => return Err(refusal_error(r)),
-                Outcome::Unchanged => return Ok((Reply { status: StatusCode::OK, body: to_json(&decision.state)? }, false)),
-                Outcome::Applied => Reply { status: StatusCode::OK, body: to_json(&decision.state)? },
+                Outcome::Unchanged => return Ok((Reply::of(StatusCode::OK, &decision.state)?, false)),
+                Outcome::Applied => Reply::of(StatusCode::OK, &decision.state)?,
                 Outcome::Refused(r) => {
                     let e = refusal_error(r);
-                    Reply { status: e.status, body: e.body() }
+                    Reply::of(e.status, &e.body())?
                 }
             };
             let next_timer = decision.state.next_timer_at;
@@ -480,6 +491,3 @@ fn key_reply(m: KeyMatch) -> Result<Reply, ApiError> {
     }
 }
 
-fn to_json<T: serde::Serialize>(v: &T) -> Result<Value, ApiError> {
-    serde_json::to_value(v).map_err(ApiError::internal)
-}

@@ -81,7 +81,7 @@ async fn a_lost_race_is_re_decided_on_fresh_state() {
         evidence: vec![],
         resubmits: None,
     };
-    let id = service.submit(&caller("alice"), body, None).await.unwrap().body["id"].as_str().unwrap().to_string();
+    let id = service.submit(&caller("alice"), body, None).await.unwrap().json()["id"].as_str().unwrap().to_string();
 
     // The competitor (fiona, on "another instance") approves finance from the same version.
     let state = store.load(&id).await.unwrap().unwrap();
@@ -95,7 +95,7 @@ async fn a_lost_race_is_re_decided_on_fresh_state() {
     let approve = ActionBody { action: "approve".into(), step: Some("manager".into()), comment: None, edits: None, item: None, to: None };
     let reply = service.act(&caller("mark"), &id, approve, None).await.unwrap();
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.body["status"], "approved", "mark's approval, re-decided after fiona's, completes the request");
+    assert_eq!(reply.json()["status"], "approved", "mark's approval, re-decided after fiona's, completes the request");
 
     let events = store.events(&id).await.unwrap();
     signoff_engine::event::verify_chain(&events).unwrap();

@@ -25,6 +25,10 @@ use tokio::sync::oneshot;
 const MAX_GROUP: usize = 512;
 /// Request states kept in memory.
 const CACHED_STATES: usize = 4096;
+/// Reads running at once, each on its own connection: bounded so that a burst of reads (the
+/// scheduler firing thousands of timers) queues instead of opening a connection, a page cache
+/// and a blocking thread per read.
+const READERS: usize = 8;
 
 type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
 
@@ -40,6 +44,7 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Mutex<mpsc::Sender<WriteOp>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    read_permits: Arc<tokio::sync::Semaphore>,
     cache: Arc<StateCache>,
 }
 
@@ -84,7 +89,7 @@ impl SqliteStore {
             .name("signoff-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, &writer_cache))
             .map_err(unavailable)?;
-        Ok(SqliteStore { _lock: lock, path, writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), cache })
+        Ok(SqliteStore { _lock: lock, path, writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), read_permits: Arc::new(tokio::sync::Semaphore::new(READERS)), cache })
     }
 
     fn send(&self, op: WriteOp) -> Result<()> {
@@ -103,7 +108,9 @@ impl SqliteStore {
     {
         let pool = self.readers.clone();
         let path = self.path.clone();
+        let permit = self.read_permits.clone().acquire_owned().await.map_err(unavailable)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = pool.lock().map_err(unavailable)?.pop();
             let conn = match conn {
                 Some(c) => c,
@@ -202,7 +209,7 @@ fn key_match(stored_fingerprint: &str, fingerprint: &str, status: i64, body: &st
     if stored_fingerprint != fingerprint {
         return Ok(KeyMatch::Different);
     }
-    Ok(KeyMatch::Same(SavedResponse { status: status as u16, body: serde_json::from_str(body).map_err(corrupt)? }))
+    Ok(KeyMatch::Same(SavedResponse { status: status as u16, body: body.to_string() }))
 }
 
 /// Checks every commit first (used keys, versions), then writes them all: a group needs no
@@ -318,7 +325,7 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
                     idem.key,
                     idem.fingerprint,
                     idem.response.status as i64,
-                    idem.response.body.to_string(),
+                    idem.response.body,
                     idem.at.to_string()
                 ])
             })

@@ -118,7 +118,7 @@ pub async fn idempotency_keys(store: &dyn Store) {
     let f = Fixture::new();
     assert_eq!(store.idempotency("alice", "k1", "fp1").await.unwrap(), None);
     let mut c = f.submit("req_c", "alice", "S-1", t0());
-    let saved = SavedResponse { status: 201, body: json!({"id": "req_c"}) };
+    let saved = SavedResponse { status: 201, body: json!({"id": "req_c"}).to_string() };
     c.idempotency = Some(IdempotencyRecord {
         scope: "alice".into(),
         key: "k1".into(),
@@ -136,7 +136,7 @@ pub async fn idempotency_keys(store: &dyn Store) {
         scope: "alice".into(),
         key: "k1".into(),
         fingerprint: "fp1".into(),
-        response: SavedResponse { status: 201, body: json!({"id": "req_c2"}) },
+        response: SavedResponse { status: 201, body: json!({"id": "req_c2"}).to_string() },
         at: t0(),
     });
     assert_eq!(store.commit(again).await.unwrap(), CommitOutcome::KeyUsed(KeyMatch::Same(saved)));

@@ -35,7 +35,8 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedResponse {
     pub status: u16,
-    pub body: Value,
+    /// The JSON text of the response body.
+    pub body: String,
 }
 
 /// An idempotency key, scoped to the caller, and the fingerprint of the call it was used for.
