@@ -334,13 +334,19 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
     match state.next_timer_at {
         Some(at) => tx
             .prepare_cached("INSERT INTO timers (request_n, due_at) VALUES (?1, ?2) ON CONFLICT (request_n) DO UPDATE SET due_at = excluded.due_at")
-            .and_then(|mut s| s.execute(params![n, at.as_millisecond()])),
+            .and_then(|mut s| s.execute(params![n, ceil_millis(at)])),
         None => tx.prepare_cached("DELETE FROM timers WHERE request_n = ?1").and_then(|mut s| s.execute(params![n])),
     }
     .map_err(unavailable)?;
     Ok(())
 }
 
+
+/// Milliseconds, rounded up: the table must never call a timer due before the engine does.
+fn ceil_millis(t: Timestamp) -> i64 {
+    let ms = t.as_millisecond();
+    if t.subsec_nanosecond() % 1_000_000 != 0 && t.as_second() >= 0 { ms + 1 } else { ms }
+}
 
 fn decode_state(text: &str) -> Result<RequestState> {
     serde_json::from_str(text).map_err(corrupt)

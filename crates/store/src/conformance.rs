@@ -243,6 +243,13 @@ pub async fn timers_follow_the_state(store: &dyn Store) {
     // Approving finance on req_t1 moves its next timer to the manager's hour.
     committed(store, f.act(&a, "fiona", approve("finance"))).await;
     assert_eq!(store.due_timers(t0() + SignedDuration::from_mins(59), 10).await.unwrap(), ["req_t2"]);
+    // Never due early, even by less than a millisecond.
+    let sub_ms = SignedDuration::from_micros(500);
+    committed(store, f.submit("req_t3", "alice", "S", t0() + SignedDuration::from_mins(120) + sub_ms)).await;
+    let at = t0() + SignedDuration::from_mins(150);
+    assert!(!store.due_timers(at, 10).await.unwrap().contains(&"req_t3".to_string()));
+    // (Stores may round up to their precision: a millisecond late at most.)
+    assert!(store.due_timers(at + SignedDuration::from_millis(1), 10).await.unwrap().contains(&"req_t3".to_string()));
     // Closing a request removes its timer.
     committed(store, f.act(&b, "alice", Action::Cancel { comment: None })).await;
     assert_eq!(store.next_timer_at().await.unwrap(), Some(t0() + SignedDuration::from_mins(60)));
