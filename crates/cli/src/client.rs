@@ -305,3 +305,25 @@ pub async fn plan(remote: &Remote, policy: &str, context: &Path, requester: Opti
         Ok(())
     }.await)
 }
+
+/// Long-polls until the request is closed (or `timeout` passes): 0 if approved, 1 otherwise.
+pub async fn wait(remote: &Remote, id: &str, timeout: Option<&str>) -> u8 {
+    let limit = match timeout.map(signoff_engine::duration::parse).transpose() {
+        Ok(limit) => limit.map(|d| std::time::Instant::now() + std::time::Duration::from_secs(d.as_secs() as u64)),
+        Err(e) => return Failure::Usage(format!("--timeout: {e}")).report(),
+    };
+    let client = Client::from(remote);
+    loop {
+        let left = limit.map(|l| l.saturating_duration_since(std::time::Instant::now()).as_secs());
+        let poll = left.map_or(60, |s| s.clamp(1, 60));
+        let state = match client.call(Method::GET, &format!("/v1/requests/{id}/wait?timeout={poll}s"), None, None).await {
+            Ok(s) => s,
+            Err(f) => return f.report(),
+        };
+        let status = state["status"].as_str().unwrap_or("");
+        if status != "pending" || left.is_some_and(|s| s <= 1) {
+            print(remote, &state, vec![format!("request={id} status={status}")]);
+            return u8::from(status != "approved");
+        }
+    }
+}

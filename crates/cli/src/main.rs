@@ -96,6 +96,15 @@ enum Command {
         remote: Remote,
         id: String,
     },
+    /// Block until a request is decided: exit 0 if approved, 1 otherwise.
+    Wait {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+        /// Give up after this long (e.g. 90s, 30m, 2h); without it, wait as long as it takes.
+        #[arg(long)]
+        timeout: Option<String>,
+    },
     /// The caller's open tasks.
     Inbox {
         #[command(flatten)]
@@ -155,6 +164,7 @@ fn main() -> ExitCode {
             }
             Command::History { remote, id } => client::history(&remote, &id).await,
             Command::Inbox { remote } => client::inbox(&remote).await,
+            Command::Wait { remote, id, timeout } => client::wait(&remote, &id, timeout.as_deref()).await,
             Command::Policy(PolicyCommand::Check { files }) => client::policy_check(&files),
             Command::Policy(PolicyCommand::Plan { remote, policy, context, requester }) => {
                 client::plan(&remote, &policy, &context, requester).await

@@ -363,3 +363,43 @@ fn timers_due_while_the_server_was_down_fire_right_after_start() {
     }
     server.kill9();
 }
+
+#[test]
+fn signoff_wait_blocks_until_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let quote = dir.path().join("quote.json");
+    std::fs::write(&quote, include_str!("../../../examples/quote.json")).unwrap();
+    let submit = |server: &Server| {
+        let (code, out, _) = server.client("alice-token", &["submit", "--policy", "quote-discount", "--context", quote.to_str().unwrap()]);
+        assert_eq!(code, 0);
+        field(&out, "request").to_string()
+    };
+    let spawn_wait = |server: &Server, id: &str| {
+        Command::new(BIN)
+            .args(["wait", id])
+            .env("SIGNOFF_URL", &server.url)
+            .env("SIGNOFF_TOKEN", "alice-token")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let id = submit(&server);
+    let waiter = spawn_wait(&server, &id);
+    server.client("mark-token", &["action", &id, "--step", "manager", "--action", "approve"]);
+    server.client("fiona-token", &["action", &id, "--step", "finance", "--action", "approve"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "approved exits 0");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("request={id} status=approved"));
+
+    let id = submit(&server);
+    let waiter = spawn_wait(&server, &id);
+    server.client("fiona-token", &["action", &id, "--step", "finance", "--action", "reject", "--comment", "no"]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "rejected exits 1");
+
+    let id = submit(&server);
+    let (code, out, _) = server.client("alice-token", &["wait", &id, "--timeout", "1s"]);
+    assert_eq!((code, out.trim()), (1, format!("request={id} status=pending").as_str()), "still pending at the timeout exits 1");
+    server.kill9();
+}

@@ -47,6 +47,12 @@ impl ManualClock {
     pub fn advance(&self, by: SignedDuration) {
         self.0.send_modify(|t| *t = t.checked_add(by).unwrap_or(*t));
     }
+
+    /// How many `sleep_until`s are waiting on this clock now: a test can wait for a task to
+    /// reach its sleep before moving time, instead of guessing with real time.
+    pub fn sleepers(&self) -> usize {
+        self.0.receiver_count()
+    }
 }
 
 impl Clock for ManualClock {

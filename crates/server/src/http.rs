@@ -22,6 +22,7 @@ use signoff_store::{ListQuery, Task};
 use utoipa::OpenApi;
 
 use crate::error::ApiError;
+use crate::live;
 use crate::service::{ActionBody, Caller, IdempotencyKey, PlanBody, ReloadError, Reply, Service, SubmitBody};
 
 /// Bodies above this size are refused with 413 `too_large`.
@@ -35,6 +36,9 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/requests/{id}", get(request))
         .route("/requests/{id}/actions", post(act))
         .route("/requests/{id}/events", get(events))
+        .route("/requests/{id}/stream", get(request_stream))
+        .route("/requests/{id}/wait", get(wait))
+        .route("/stream", get(user_stream))
         .route("/inbox", get(inbox))
         .route("/policies", get(policies))
         .route("/policies/validate", post(validate_policy))
@@ -256,6 +260,56 @@ async fn inbox(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<In
     Ok(Json(Inbox { items: s.inbox(&caller, limit).await? }))
 }
 
+// ---- live -------------------------------------------------------------------------------
+
+/// Server-Sent Events of one request: `state` at connect and after every change (`id` is the
+/// version; send `Last-Event-ID` to resume), `heartbeat` every 15 s, closed after the terminal
+/// state.
+#[utoipa::path(get, path = "/v1/requests/{id}/stream", tag = "live",
+    params(("id" = String, Path), ("Last-Event-ID" = Option<u64>, Header, description = "the last version received")),
+    responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = Problem)))]
+async fn request_stream(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<live::EventStream, ApiError> {
+    let id = path(id)?;
+    let last = match headers.get("last-event-id") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_parameter("Last-Event-ID must be a version number"))?,
+        ),
+    };
+    live::request_stream(s, &caller, &id, last).await
+}
+
+/// Server-Sent Events of everything the caller takes part in: `inbox` at connect, then
+/// `request` on every change, `resync` after falling behind, `heartbeat` every 15 s.
+#[utoipa::path(get, path = "/v1/stream", tag = "live", responses((status = 200, content_type = "text/event-stream", body = String)))]
+async fn user_stream(State(s): State<AppState>, Auth(caller): Auth) -> Result<live::EventStream, ApiError> {
+    live::user_stream(s, &caller).await
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+struct WaitParams {
+    /// How long to wait at most, e.g. `30s` (the default) or `5m`; up to 10m.
+    timeout: Option<String>,
+}
+
+/// Long poll: answers when the request is closed, or after the timeout, with the request.
+#[utoipa::path(get, path = "/v1/requests/{id}/wait", tag = "live", params(("id" = String, Path), WaitParams),
+    responses((status = 200, body = RequestState), (status = 404, body = Problem)))]
+async fn wait(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, q: Result<Query<WaitParams>, QueryRejection>) -> Result<Json<RequestState>, ApiError> {
+    let id = path(id)?;
+    let timeout = match query(q)?.timeout {
+        None => jiff::SignedDuration::from_secs(30),
+        Some(t) => signoff_engine::duration::parse(&t)
+            .map_err(|e| ApiError::bad_parameter(format!("timeout: {e}")))?
+            .min(live::MAX_WAIT),
+    };
+    Ok(Json(live::wait(&s, &caller, &id, timeout).await?))
+}
+
 // ---- policies ---------------------------------------------------------------------------
 
 fn summary(p: &Policy) -> Value {
@@ -385,7 +439,7 @@ struct Problem {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "signoff", description = "Policy-driven approval workflows. See spec/api.md."),
-    paths(submit, act, request, list, events, inbox, policies, policy, validate_policy, plan, reload),
+    paths(submit, act, request, list, events, inbox, request_stream, user_stream, wait, policies, policy, validate_policy, plan, reload),
     components(schemas(Problem, SubmitBody, ActionBody, PlanBody, RequestState, Event)),
     modifiers(&BearerAuth)
 )]

@@ -4,7 +4,9 @@
 pub mod catalog;
 pub mod clock;
 pub mod error;
+pub mod feed;
 pub mod http;
+pub mod live;
 pub mod scheduler;
 pub mod service;
 

@@ -18,6 +18,7 @@ use signoff_store::{
 use crate::catalog::{Catalog, CatalogError, Sources};
 use crate::clock::Clock;
 use crate::error::ApiError;
+use crate::feed::Feed;
 use crate::scheduler::TimerWake;
 
 /// Why a reload kept the previous catalog.
@@ -146,6 +147,7 @@ pub struct Service {
     /// Policies requests were planned with that are no longer (or not yet) in the catalog.
     pinned: Mutex<HashMap<String, Arc<Policy>>>,
     timer_wake: Arc<TimerWake>,
+    feed: Arc<Feed>,
     /// Commands on one request queue here rather than race to a version conflict: a lost race
     /// costs a second decision and a second trip through group commit. Other instances sharing
     /// the database are still caught by optimistic concurrency.
@@ -171,6 +173,7 @@ impl Service {
             pinned: Mutex::new(HashMap::new()),
             request_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             timer_wake: Arc::new(TimerWake::new()),
+            feed: Arc::new(Feed::default()),
         };
         service.record_policies(&service.catalog()).await.map_err(|e| e.detail)?;
         Ok(service)
@@ -190,6 +193,10 @@ impl Service {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     pub fn timer_wake(&self) -> &Arc<TimerWake> {
@@ -290,17 +297,21 @@ impl Service {
             };
             let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
             let reply = Reply::of(StatusCode::CREATED, &state)?;
-            let next_timer = state.next_timer_at;
-            let mut commits = vec![Commit { expected_version: 0, events, state, idempotency: Self::record(caller, &idem, &reply, now) }];
+            let state = Arc::new(state);
+            let mut commits = vec![Commit { expected_version: 0, events, state: state.clone(), idempotency: Self::record(caller, &idem, &reply, now) }];
             if let Some(e) = &earlier {
                 // The earlier request's history links forward to this one, in the same commit.
                 let link = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::NoteResubmission { by: id } };
                 let d = machine::decide(&policy, &catalog.directory, e, &link, now);
-                commits.push(Commit { expected_version: e.version, events: d.events, state: d.state, idempotency: None });
+                commits.push(Commit { expected_version: e.version, events: d.events, state: Arc::new(d.state), idempotency: None });
             }
+            let linked = commits.get(1).map(|c| c.state.clone());
             match self.store.commit_all(commits).await? {
                 CommitOutcome::Committed => {
-                    self.timer_wake.hint(next_timer);
+                    self.committed(&state);
+                    if let Some(earlier) = linked {
+                        self.committed(&earlier);
+                    }
                     metrics::counter!("signoff_requests_submitted_total", "policy" => policy.id.clone()).increment(1);
                     return Ok(reply);
                 }
@@ -388,16 +399,16 @@ impl Service {
                     Reply::of(e.status, &e.body())?
                 }
             };
-            let next_timer = decision.state.next_timer_at;
+            let new_state = Arc::new(decision.state);
             let commit = Commit {
                 expected_version: state.version,
                 events: decision.events,
-                state: decision.state,
+                state: new_state.clone(),
                 idempotency: caller.and_then(|c| Self::record(c, idem, &reply, now)),
             };
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {
-                    self.timer_wake.hint(next_timer);
+                    self.committed(&new_state);
                     metrics::counter!("signoff_actions_total", "action" => command.action.name(), "status" => reply.status.as_u16().to_string()).increment(1);
                     return Ok((reply, true));
                 }
@@ -409,6 +420,15 @@ impl Service {
             }
         }
         Err(ApiError::new("busy", "the request is changing too fast; retry"))
+    }
+
+    /// What follows every durable commit: the scheduler learns of an earlier timer, watchers
+    /// get the new state.
+    fn committed(&self, state: &Arc<RequestState>) {
+        self.timer_wake.hint(state.next_timer_at);
+        if self.feed.is_watched(state) {
+            self.feed.publish(state.clone());
+        }
     }
 
     /// The request if `caller` may see it: its requester, anyone on its plan, or an admin.

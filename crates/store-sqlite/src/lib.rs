@@ -151,7 +151,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 (WriteOp::Commit(commits, reply), r) => {
                     if matches!(r, Ok(CommitOutcome::Committed)) {
                         for c in commits {
-                            cache.insert(c.state.id.clone(), Arc::new(c.state));
+                            cache.insert(c.state.id.clone(), c.state);
                         }
                     }
                     let _ = reply.send(r);

@@ -44,12 +44,12 @@ impl Fixture {
             resubmits: None,
         };
         let (events, state) = machine::submit(&self.policy, &self.dir, sub, at).unwrap();
-        Commit { expected_version: 0, events, state, idempotency: None }
+        Commit { expected_version: 0, events, state: Arc::new(state), idempotency: None }
     }
 
     fn act(&self, state: &RequestState, actor: &str, action: Action) -> Commit {
         let d = machine::decide(&self.policy, &self.dir, state, &Command { actor: actor.into(), action }, t0());
-        Commit { expected_version: state.version, events: d.events, state: d.state, idempotency: None }
+        Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None }
     }
 }
 
@@ -58,7 +58,7 @@ fn approve(step: &str) -> Action {
 }
 
 async fn committed(store: &dyn Store, c: Commit) -> RequestState {
-    let state = c.state.clone();
+    let state = RequestState::clone(&c.state);
     assert_eq!(store.commit(c).await.unwrap(), CommitOutcome::Committed);
     state
 }

@@ -7,6 +7,8 @@
 //! Concurrency is optimistic: a commit names the version it was decided against and fails with
 //! `VersionConflict` if another commit got there first, so the caller re-decides on fresh state.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -64,7 +66,8 @@ pub struct Commit {
     /// The version the events were decided against; 0 creates the request.
     pub expected_version: u64,
     pub events: Vec<Event>,
-    pub state: RequestState,
+    /// Shared: the caller keeps it to publish after the commit, the store to cache it.
+    pub state: Arc<RequestState>,
     pub idempotency: Option<IdempotencyRecord>,
 }
 
