@@ -40,10 +40,38 @@ impl RequestWatch {
 impl Drop for RequestWatch {
     fn drop(&mut self) {
         drop(self.rx.take());
-        if let Ok(mut map) = self.feed.requests.lock() {
-            if map.get(&self.id).is_some_and(|tx| tx.receiver_count() == 0) {
-                map.remove(&self.id);
-            }
+        if let Ok(mut map) = self.feed.requests.lock()
+            && map.get(&self.id).is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            map.remove(&self.id);
+        }
+    }
+}
+
+/// A subscription to everything one user takes part in; unregisters itself when the user's
+/// last stream goes.
+pub struct UserWatch {
+    feed: Arc<Feed>,
+    user: String,
+    rx: Option<broadcast::Receiver<Arc<RequestState>>>,
+}
+
+impl UserWatch {
+    pub async fn recv(&mut self) -> Result<Arc<RequestState>, broadcast::error::RecvError> {
+        match self.rx.as_mut() {
+            Some(rx) => rx.recv().await,
+            None => Err(broadcast::error::RecvError::Closed),
+        }
+    }
+}
+
+impl Drop for UserWatch {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        if let Ok(mut map) = self.feed.users.lock()
+            && map.get(&self.user).is_some_and(|tx| tx.receiver_count() == 0)
+        {
+            map.remove(&self.user);
         }
     }
 }
@@ -91,16 +119,10 @@ impl Feed {
     }
 
     /// Starts watching every request `user` takes part in.
-    pub fn watch_user(&self, user: &str) -> broadcast::Receiver<Arc<RequestState>> {
+    pub fn watch_user(self: &Arc<Self>, user: &str) -> UserWatch {
         let mut map = self.users.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(user.to_string()).or_insert_with(|| broadcast::channel(USER_BACKLOG).0).subscribe()
-    }
-
-    /// Forgets users nobody streams for any more.
-    pub fn prune_users(&self) {
-        if let Ok(mut map) = self.users.lock() {
-            map.retain(|_, tx| tx.receiver_count() > 0);
-        }
+        let rx = map.entry(user.to_string()).or_insert_with(|| broadcast::channel(USER_BACKLOG).0).subscribe();
+        UserWatch { feed: self.clone(), user: user.to_string(), rx: Some(rx) }
     }
 
     /// Requests currently watched (for metrics and tests).
