@@ -298,12 +298,12 @@ impl Service {
             let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
             let reply = Reply::of(StatusCode::CREATED, &state)?;
             let state = Arc::new(state);
-            let mut commits = vec![Commit { expected_version: 0, events, state: state.clone(), idempotency: Self::record(caller, &idem, &reply, now) }];
+            let mut commits = vec![Commit { expected_version: 0, events, state: state.clone(), idempotency: Self::record(caller, &idem, &reply, now), notifications: Vec::new() }];
             if let Some(e) = &earlier {
                 // The earlier request's history links forward to this one, in the same commit.
                 let link = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::NoteResubmission { by: id } };
                 let d = machine::decide(&policy, &catalog.directory, e, &link, now);
-                commits.push(Commit { expected_version: e.version, events: d.events, state: Arc::new(d.state), idempotency: None });
+                commits.push(Commit { expected_version: e.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new() });
             }
             let linked = commits.get(1).map(|c| c.state.clone());
             match self.store.commit_all(commits).await? {
@@ -405,6 +405,7 @@ impl Service {
                 events: decision.events,
                 state: new_state.clone(),
                 idempotency: caller.and_then(|c| Self::record(c, idem, &reply, now)),
+                notifications: Vec::new(),
             };
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {

@@ -11,7 +11,9 @@ use signoff_engine::machine::{self, Action, Command};
 use signoff_engine::{Directory, Event, Policy, RequestState};
 use signoff_server::service::{ActionBody, Caller, SubmitBody};
 use signoff_server::{Service, Sources, SystemClock};
-use signoff_store::{Commit, CommitOutcome, KeyMatch, ListQuery, Page, PolicyRecord, Result, Store, Task};
+use signoff_store::{
+    Attempt, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord, Result, Store, Task,
+};
 use signoff_store_sqlite::SqliteStore;
 
 /// Forwards to SQLite, but before the next action commit it lets a competitor commit first.
@@ -53,6 +55,21 @@ impl Store for Contended {
     async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {
         self.inner.lineage(lineage).await
     }
+    async fn due_notifications(&self, now: Timestamp, limit: u32) -> Result<Vec<Notification>> {
+        self.inner.due_notifications(now, limit).await
+    }
+    async fn next_notification_at(&self) -> Result<Option<Timestamp>> {
+        self.inner.next_notification_at().await
+    }
+    async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<()> {
+        self.inner.record_attempts(attempts).await
+    }
+    async fn notification(&self, id: &str) -> Result<Option<Notification>> {
+        self.inner.notification(id).await
+    }
+    async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>> {
+        self.inner.deliveries(request_id).await
+    }
     async fn list(&self, q: &ListQuery) -> Result<Page> {
         self.inner.list(q).await
     }
@@ -90,7 +107,7 @@ async fn a_lost_race_is_re_decided_on_fresh_state() {
     let directory: &Directory = &catalog.directory;
     let fiona = Command { actor: "fiona".into(), action: Action::Approve { step: "finance".into(), comment: None, edits: None } };
     let d = machine::decide(policy, directory, &state, &fiona, service.now());
-    *store.competitor.lock().unwrap() = Some(Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None });
+    *store.competitor.lock().unwrap() = Some(Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new() });
 
     let approve = ActionBody { action: "approve".into(), step: Some("manager".into()), comment: None, edits: None, item: None, to: None };
     let reply = service.act(&caller("mark"), &id, approve, None).await.unwrap();

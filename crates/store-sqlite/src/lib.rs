@@ -16,8 +16,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use jiff::Timestamp;
 use signoff_engine::{Event, RequestState};
 use signoff_store::{
-    Commit, CommitOutcome, KeyMatch, ListQuery, Page, PolicyRecord, Result, SavedResponse, Store, StoreError, Task,
-    tasks_of,
+    Attempt, AttemptOutcome, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
+    Outgoing, Page, PolicyRecord, Result, SavedResponse, Store, StoreError, Task, tasks_of,
 };
 use tokio::sync::oneshot;
 
@@ -35,6 +35,7 @@ type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
 enum WriteOp {
     Commit(Vec<Commit>, oneshot::Sender<Result<CommitOutcome>>),
     PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
+    Attempts(Vec<Attempt>, oneshot::Sender<Result<()>>),
 }
 
 pub struct SqliteStore {
@@ -156,7 +157,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                     }
                     let _ = reply.send(r);
                 }
-                (WriteOp::PutPolicy(_, reply), r) => {
+                (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) => {
                     let _ = reply.send(r.map(|_| ()));
                 }
             }
@@ -190,6 +191,12 @@ fn apply_all(conn: &mut Connection, batch: &[WriteOp]) -> Result<Vec<CommitOutco
             WriteOp::Commit(commits, _) => apply_commits(&tx, commits)?,
             WriteOp::PutPolicy(p, _) => {
                 put_policy(&tx, p)?;
+                CommitOutcome::Committed
+            }
+            WriteOp::Attempts(attempts, _) => {
+                for a in attempts {
+                    record_attempt(&tx, a)?;
+                }
                 CommitOutcome::Committed
             }
         });
@@ -331,6 +338,31 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
             })
             .map_err(unavailable)?;
     }
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)
+                 ON CONFLICT (coalesce_key) WHERE status = 'pending'
+                 DO UPDATE SET payload = excluded.payload, revision = revision + 1",
+            )
+            .map_err(unavailable)?;
+        for o in &c.notifications {
+            insert
+                .execute(params![
+                    o.id,
+                    o.request_id,
+                    o.channel,
+                    o.destination,
+                    o.kind,
+                    o.payload.to_string(),
+                    o.coalesce_key,
+                    ceil_millis(o.created_at),
+                    o.created_at.to_string()
+                ])
+                .map_err(unavailable)?;
+        }
+    }
     match state.next_timer_at {
         Some(at) => tx
             .prepare_cached("INSERT INTO timers (request_n, due_at) VALUES (?1, ?2) ON CONFLICT (request_n) DO UPDATE SET due_at = excluded.due_at")
@@ -341,6 +373,77 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
     Ok(())
 }
 
+
+fn record_attempt(tx: &Connection, a: &Attempt) -> Result<()> {
+    let row: Option<(i64, i64, i64)> = tx
+        .prepare_cached("SELECT n, attempts, revision FROM outbox WHERE id = ?1")
+        .and_then(|mut s| s.query_row(params![a.notification], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
+        .map_err(unavailable)?;
+    let Some((n, attempts, revision)) = row else { return Ok(()) };
+    let at = a.at.to_string();
+    match &a.outcome {
+        AttemptOutcome::Delivered { result } if revision as u32 == a.revision => tx
+            .prepare_cached("UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = ?2, result = ?3, next_attempt_at = NULL, last_error = NULL WHERE n = ?1")
+            .and_then(|mut s| s.execute(params![n, at, result.as_ref().map(|r| r.to_string())])),
+        // Delivered, but the payload was replaced meanwhile: send the new one now.
+        AttemptOutcome::Delivered { result } => tx
+            .prepare_cached("UPDATE outbox SET attempts = attempts + 1, result = ?3, next_attempt_at = ?2 WHERE n = ?1")
+            .and_then(|mut s| s.execute(params![n, ceil_millis(a.at), result.as_ref().map(|r| r.to_string())])),
+        AttemptOutcome::Failed { error, next_attempt_at: Some(next) } => tx
+            .prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE n = ?1")
+            .and_then(|mut s| s.execute(params![n, ceil_millis(*next), error])),
+        AttemptOutcome::Failed { error, next_attempt_at: None } => tx
+            .prepare_cached("UPDATE outbox SET status = 'failed', attempts = attempts + 1, next_attempt_at = NULL, last_error = ?2 WHERE n = ?1")
+            .and_then(|mut s| s.execute(params![n, error])),
+        AttemptOutcome::Deferred { until } => {
+            return tx
+                .prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE n = ?1")
+                .and_then(|mut s| s.execute(params![n, ceil_millis(*until)]))
+                .map(|_| ())
+                .map_err(unavailable);
+        }
+    }
+    .map_err(unavailable)?;
+    tx.prepare_cached("INSERT INTO outbox_attempts (notification_n, seq, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![n, attempts + 1, serde_json::to_string(a).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?]))
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, request_id, channel, destination, kind, payload, coalesce_key, created_at, status, attempts, revision, next_attempt_at, last_error, result, delivered_at";
+
+fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
+    fn json(text: Option<String>) -> Option<serde_json::Value> {
+        text.and_then(|t| serde_json::from_str(&t).ok())
+    }
+    fn time(text: Option<String>) -> Option<Timestamp> {
+        text.and_then(|t| t.parse().ok())
+    }
+    let status: String = r.get(8)?;
+    Ok(Notification {
+        outgoing: Outgoing {
+            id: r.get(0)?,
+            request_id: r.get(1)?,
+            channel: r.get(2)?,
+            destination: r.get(3)?,
+            kind: r.get(4)?,
+            payload: json(r.get(5)?).unwrap_or_default(),
+            coalesce_key: r.get(6)?,
+            created_at: time(r.get(7)?).unwrap_or_default(),
+        },
+        status: match status.as_str() {
+            "delivered" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            _ => DeliveryStatus::Pending,
+        },
+        attempts: r.get::<_, i64>(9)? as u32,
+        revision: r.get::<_, i64>(10)? as u32,
+        next_attempt_at: r.get::<_, Option<i64>>(11)?.and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+        last_error: r.get(12)?,
+        result: json(r.get(13)?),
+        delivered_at: time(r.get(14)?),
+    })
+}
 
 /// Milliseconds, rounded up: the table must never call a timer due before the engine does.
 fn ceil_millis(t: Timestamp) -> i64 {
@@ -429,6 +532,71 @@ impl Store for SqliteStore {
         self.read(|c| {
             let ms: Option<i64> = c.query_row("SELECT MIN(due_at) FROM timers", [], |r| r.get(0)).map_err(unavailable)?;
             ms.map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn due_notifications(&self, now: Timestamp, limit: u32) -> Result<Vec<Notification>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {NOTIFICATION_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows = stmt.query_map(params![now.as_millisecond(), limit], notification_row).map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)).collect()
+        })
+        .await
+    }
+
+    async fn next_notification_at(&self) -> Result<Option<Timestamp>> {
+        self.read(|c| {
+            let ms: Option<i64> = c
+                .query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'", [], |r| r.get(0))
+                .map_err(unavailable)?;
+            ms.map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
+        })
+        .await
+    }
+
+    async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriteOp::Attempts(attempts, tx))?;
+        rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
+    }
+
+    async fn notification(&self, id: &str) -> Result<Option<Notification>> {
+        let id = id.to_string();
+        self.read(move |c| {
+            let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM outbox WHERE id = ?1");
+            c.prepare_cached(&sql)
+                .and_then(|mut s| s.query_row(params![id], notification_row).optional())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>> {
+        let request_id = request_id.to_string();
+        self.read(move |c| {
+            // `n` comes last so that `notification_row` reads the same columns everywhere.
+            let sql = format!("SELECT {NOTIFICATION_COLUMNS}, n FROM outbox WHERE request_id = ?1 ORDER BY n");
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            let rows: Vec<(i64, Notification)> = stmt
+                .query_map(params![request_id], |r| Ok((r.get::<_, i64>(15)?, notification_row(r)?)))
+                .map_err(unavailable)?
+                .map(|row| row.map_err(unavailable))
+                .collect::<Result<_>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            let mut log = c.prepare_cached("SELECT body FROM outbox_attempts WHERE notification_n = ?1 ORDER BY seq").map_err(unavailable)?;
+            for (n, notification) in rows {
+                let attempt_log = log
+                    .query_map(params![n], |r| r.get::<_, String>(0))
+                    .map_err(unavailable)?
+                    .map(|b| serde_json::from_str(&b.map_err(unavailable)?).map_err(corrupt))
+                    .collect::<Result<_>>()?;
+                out.push(DeliveryReport { notification, attempt_log });
+            }
+            Ok(out)
         })
         .await
     }

@@ -74,6 +74,36 @@ CREATE TABLE timers (
     due_at    INTEGER NOT NULL               -- unix milliseconds
 );
 CREATE INDEX timers_due ON timers (due_at);
+"#, r#"
+-- The outbox: notifications written with the events that call for them, delivered later.
+CREATE TABLE outbox (
+    n               INTEGER PRIMARY KEY,
+    id              TEXT NOT NULL UNIQUE,
+    request_id      TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    destination     TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    coalesce_key    TEXT,
+    status          TEXT NOT NULL,          -- pending | delivered | failed
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    revision        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,                -- unix milliseconds, while pending
+    last_error      TEXT,
+    result          TEXT,
+    created_at      TEXT NOT NULL,
+    delivered_at    TEXT
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX outbox_request ON outbox (request_id, n);
+CREATE UNIQUE INDEX outbox_coalesce ON outbox (coalesce_key) WHERE status = 'pending';
+
+CREATE TABLE outbox_attempts (
+    notification_n INTEGER NOT NULL,
+    seq            INTEGER NOT NULL,
+    body           TEXT NOT NULL,           -- the attempt, as JSON
+    PRIMARY KEY (notification_n, seq)
+) WITHOUT ROWID;
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -44,12 +44,12 @@ impl Fixture {
             resubmits: None,
         };
         let (events, state) = machine::submit(&self.policy, &self.dir, sub, at).unwrap();
-        Commit { expected_version: 0, events, state: Arc::new(state), idempotency: None }
+        Commit { expected_version: 0, events, state: Arc::new(state), idempotency: None, notifications: Vec::new() }
     }
 
     fn act(&self, state: &RequestState, actor: &str, action: Action) -> Commit {
         let d = machine::decide(&self.policy, &self.dir, state, &Command { actor: actor.into(), action }, t0());
-        Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None }
+        Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new() }
     }
 }
 
@@ -78,6 +78,8 @@ where
     timers_follow_the_state(&*fresh().await).await;
     lineages(&*fresh().await).await;
     several_requests_commit_together(&*fresh().await).await;
+    outbox_delivery_states(&*fresh().await).await;
+    outbox_coalescing(&*fresh().await).await;
     concurrent_commits(fresh().await).await;
 }
 
@@ -281,4 +283,102 @@ pub async fn several_requests_commit_together(store: &dyn Store) {
     assert_eq!(outcome, CommitOutcome::Committed);
     assert_eq!(store.load("req_m2").await.unwrap().unwrap().status, RequestStatus::Approved);
     assert!(store.load("req_m1").await.unwrap().unwrap().version > a.version);
+}
+
+fn outgoing(id: &str, request: &str, key: Option<&str>, payload: serde_json::Value) -> Outgoing {
+    Outgoing {
+        id: id.into(),
+        request_id: request.into(),
+        channel: "webhook".into(),
+        destination: "crm".into(),
+        kind: "event".into(),
+        payload,
+        coalesce_key: key.map(str::to_string),
+        created_at: t0(),
+    }
+}
+
+pub async fn outbox_delivery_states(store: &dyn Store) {
+    let f = Fixture::new();
+    assert_eq!(store.next_notification_at().await.unwrap(), None);
+    let mut c = f.submit("req_o1", "alice", "S", t0());
+    c.notifications = vec![outgoing("ntf_1", "req_o1", None, json!({"n": 1})), outgoing("ntf_2", "req_o1", None, json!({"n": 2}))];
+    let s = committed(store, c).await;
+    // A commit that loses its race writes no notifications either.
+    let mut stale = f.act(&s, "mark", approve("manager"));
+    stale.expected_version = 1;
+    stale.notifications = vec![outgoing("ntf_lost", "req_o1", None, json!({}))];
+    assert_eq!(store.commit(stale).await.unwrap(), CommitOutcome::VersionConflict);
+    assert_eq!(store.notification("ntf_lost").await.unwrap(), None);
+
+    assert_eq!(store.next_notification_at().await.unwrap(), Some(t0()));
+    let due = store.due_notifications(t0(), 10).await.unwrap();
+    assert_eq!(due.iter().map(|n| n.outgoing.id.as_str()).collect::<Vec<_>>(), ["ntf_1", "ntf_2"]);
+    assert_eq!(due[0].status, DeliveryStatus::Pending);
+    assert_eq!(due[0].outgoing.payload, json!({"n": 1}));
+
+    let later = t0() + SignedDuration::from_secs(5);
+    store
+        .record_attempts(vec![
+            Attempt { notification: "ntf_1".into(), revision: 0, at: t0(), status: Some(200), outcome: AttemptOutcome::Delivered { result: Some(json!({"ts": "1.2"})) } },
+            Attempt {
+                notification: "ntf_2".into(),
+                revision: 0,
+                at: t0(),
+                status: Some(503),
+                outcome: AttemptOutcome::Failed { error: "busy".into(), next_attempt_at: Some(later) },
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(store.due_notifications(t0(), 10).await.unwrap().is_empty());
+    assert_eq!(store.next_notification_at().await.unwrap(), Some(later));
+    let delivered = store.notification("ntf_1").await.unwrap().unwrap();
+    assert_eq!((delivered.status, delivered.attempts, delivered.result), (DeliveryStatus::Delivered, 1, Some(json!({"ts": "1.2"}))));
+    let due = store.due_notifications(later, 10).await.unwrap();
+    assert_eq!((due.len(), due[0].attempts, due[0].last_error.as_deref()), (1, 1, Some("busy")));
+    store
+        .record_attempts(vec![Attempt { notification: "ntf_2".into(), revision: 0, at: later, status: Some(500), outcome: AttemptOutcome::Deferred { until: later + SignedDuration::from_secs(1) } }])
+        .await
+        .unwrap();
+    assert_eq!(store.notification("ntf_2").await.unwrap().unwrap().attempts, 1, "a deferral is not an attempt");
+    store
+        .record_attempts(vec![Attempt { notification: "ntf_2".into(), revision: 0, at: later, status: Some(410), outcome: AttemptOutcome::Failed { error: "gone".into(), next_attempt_at: None } }])
+        .await
+        .unwrap();
+    assert_eq!(store.notification("ntf_2").await.unwrap().unwrap().status, DeliveryStatus::Failed);
+    assert_eq!(store.next_notification_at().await.unwrap(), None);
+    let report = store.deliveries("req_o1").await.unwrap();
+    assert_eq!(report.len(), 2);
+    assert_eq!(report[1].attempt_log.len(), 2);
+    assert_eq!(report[1].attempt_log[0].status, Some(503));
+    assert!(store.deliveries("req_none").await.unwrap().is_empty());
+}
+
+pub async fn outbox_coalescing(store: &dyn Store) {
+    let f = Fixture::new();
+    let mut c = f.submit("req_o2", "alice", "S", t0());
+    c.notifications = vec![outgoing("ntf_a", "req_o2", Some("msg-1"), json!({"v": 1}))];
+    let s = committed(store, c).await;
+    let mut c = f.act(&s, "mark", approve("manager"));
+    c.notifications = vec![outgoing("ntf_b", "req_o2", Some("msg-1"), json!({"v": 2}))];
+    let s = committed(store, c).await;
+    let due = store.due_notifications(t0(), 10).await.unwrap();
+    assert_eq!(due.len(), 1, "the second replaced the first while it was pending");
+    assert_eq!((due[0].outgoing.id.as_str(), &due[0].outgoing.payload, due[0].revision), ("ntf_a", &json!({"v": 2}), 1));
+    // Revision 1 goes out; revision 2 arrives while it is in flight, so it is sent again.
+    let mut c = f.act(&s, "fiona", approve("finance"));
+    c.notifications = vec![outgoing("ntf_c", "req_o2", Some("msg-1"), json!({"v": 3}))];
+    committed(store, c).await;
+    store
+        .record_attempts(vec![Attempt { notification: "ntf_a".into(), revision: 1, at: t0(), status: Some(200), outcome: AttemptOutcome::Delivered { result: None } }])
+        .await
+        .unwrap();
+    let due = store.due_notifications(t0() + SignedDuration::from_secs(1), 10).await.unwrap();
+    assert_eq!((due.len(), &due[0].outgoing.payload, due[0].revision), (1, &json!({"v": 3}), 2));
+    store
+        .record_attempts(vec![Attempt { notification: "ntf_a".into(), revision: 2, at: t0(), status: Some(200), outcome: AttemptOutcome::Delivered { result: None } }])
+        .await
+        .unwrap();
+    assert_eq!(store.notification("ntf_a").await.unwrap().unwrap().status, DeliveryStatus::Delivered);
 }

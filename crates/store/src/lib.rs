@@ -69,6 +69,83 @@ pub struct Commit {
     /// Shared: the caller keeps it to publish after the commit, the store to cache it.
     pub state: Arc<RequestState>,
     pub idempotency: Option<IdempotencyRecord>,
+    /// Notifications the events call for, written in the same transaction (the outbox).
+    pub notifications: Vec<Outgoing>,
+}
+
+/// A notification to deliver, as planned from a commit's events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outgoing {
+    /// `ntf_…`; also the `webhook-id` receivers deduplicate on.
+    pub id: String,
+    pub request_id: String,
+    /// `webhook`, `slack` or `email`.
+    pub channel: String,
+    /// The webhook endpoint's name, the Slack channel or user, the email address.
+    pub destination: String,
+    /// What it is about: `event`, `task`, `update`, `reminder`, `escalation`, …
+    pub kind: String,
+    /// What the channel needs to build the message.
+    pub payload: Value,
+    /// A pending notification with the same key is replaced rather than joined (coalescing).
+    pub coalesce_key: Option<String>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    /// Every attempt failed; no more will be made.
+    Failed,
+}
+
+/// A notification as stored, with its delivery state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    #[serde(flatten)]
+    pub outgoing: Outgoing,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    /// Bumped each time coalescing replaces the payload.
+    pub revision: u32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    /// What the receiver answered that later notifications need (e.g. a Slack message `ts`).
+    pub result: Option<Value>,
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// The outcome of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub notification: String,
+    /// The revision that was sent: if the payload was replaced meanwhile, it is sent again.
+    pub revision: u32,
+    pub at: Timestamp,
+    /// The receiver's HTTP status (or SMTP code), if it answered.
+    pub status: Option<u16>,
+    pub outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Delivered { result: Option<Value> },
+    /// Failed; try again at `next_attempt_at`, or never if it is `None`.
+    Failed { error: String, next_attempt_at: Option<Timestamp> },
+    /// Not attempted yet: something it depends on is not delivered (e.g. the Slack message an
+    /// update edits). Does not count as an attempt.
+    Deferred { until: Timestamp },
+}
+
+/// A notification with every attempt made, for `GET /v1/requests/{id}/notifications`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    #[serde(flatten)]
+    pub notification: Notification,
+    pub attempt_log: Vec<Attempt>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +254,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every request of a lineage, oldest first.
     async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>>;
+
+    /// Pending notifications due at `now`, earliest first.
+    async fn due_notifications(&self, now: Timestamp, limit: u32) -> Result<Vec<Notification>>;
+
+    /// When the earliest pending notification is due.
+    async fn next_notification_at(&self) -> Result<Option<Timestamp>>;
+
+    /// Records delivery attempts (durably, before returning).
+    async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<()>;
+
+    /// One notification.
+    async fn notification(&self, id: &str) -> Result<Option<Notification>>;
+
+    /// A request's notifications with their attempts, oldest first.
+    async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>>;
 
     /// Requests matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page>;
