@@ -28,7 +28,7 @@ pub struct ServeArgs {
     /// Directory file [default: the built-in demo directory, with demo tokens].
     #[arg(long, env = "SIGNOFF_DIRECTORY")]
     directory: Option<PathBuf>,
-    /// A TOML file with any of: listen, data, database_url, policies, directory.
+    /// A TOML file with any of: listen, data, database_url, policies, directory, and [notify].
     #[arg(long, env = "SIGNOFF_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -41,6 +41,9 @@ struct FileConfig {
     database_url: Option<String>,
     policies: Option<PathBuf>,
     directory: Option<PathBuf>,
+    /// Where notifications go (webhooks); only in the file, since it holds secrets.
+    #[serde(default)]
+    notify: signoff_server::notify::NotifyConfig,
 }
 
 /// The resolved settings.
@@ -76,7 +79,8 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
         && !d.is_file() {
             return Err(format!("directory: {} is not a file", d.display()));
         }
-    Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory } } })
+    file.notify.check()?;
+    Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory }, notify: file.notify } })
 }
 
 async fn shutdown_signal() {

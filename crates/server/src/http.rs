@@ -37,6 +37,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/requests/{id}/actions", post(act))
         .route("/requests/{id}/events", get(events))
         .route("/requests/{id}/stream", get(request_stream))
+        .route("/requests/{id}/notifications", get(notifications))
         .route("/requests/{id}/wait", get(wait))
         .route("/stream", get(user_stream))
         .route("/inbox", get(inbox))
@@ -260,6 +261,20 @@ async fn inbox(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<In
     Ok(Json(Inbox { items: s.inbox(&caller, limit).await? }))
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+struct DeliveryList {
+    #[schema(value_type = Vec<Object>)]
+    items: Vec<signoff_store::DeliveryReport>,
+}
+
+/// The request's notifications: where each went, its delivery state and every attempt.
+#[utoipa::path(get, path = "/v1/requests/{id}/notifications", tag = "requests", params(("id" = String, Path)),
+    responses((status = 200, body = DeliveryList), (status = 404, body = Problem)))]
+async fn notifications(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<DeliveryList>, ApiError> {
+    let id = path(id)?;
+    Ok(Json(DeliveryList { items: s.deliveries(&caller, &id).await? }))
+}
+
 // ---- live -------------------------------------------------------------------------------
 
 /// Server-Sent Events of one request: `state` at connect and after every change (`id` is the
@@ -439,7 +454,7 @@ struct Problem {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "signoff", description = "Policy-driven approval workflows. See spec/api.md."),
-    paths(submit, act, request, list, events, inbox, request_stream, user_stream, wait, policies, policy, validate_policy, plan, reload),
+    paths(submit, act, request, list, events, notifications, inbox, request_stream, user_stream, wait, policies, policy, validate_policy, plan, reload),
     components(schemas(Problem, SubmitBody, ActionBody, PlanBody, RequestState, Event)),
     modifiers(&BearerAuth)
 )]

@@ -7,6 +7,7 @@ pub mod error;
 pub mod feed;
 pub mod http;
 pub mod live;
+pub mod notify;
 pub mod scheduler;
 pub mod service;
 
@@ -60,12 +61,14 @@ impl Database {
 pub struct Config {
     pub database: Database,
     pub sources: Sources,
+    pub notify: notify::NotifyConfig,
 }
 
 /// Opens the store and loads the catalog.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, String> {
+    config.notify.check()?;
     let store = config.database.open()?;
-    Ok(Arc::new(Service::start(store, config.sources.clone(), clock).await?))
+    Ok(Arc::new(Service::start(store, config.sources.clone(), clock).await?.with_notify(config.notify.clone())))
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains in-flight calls.
@@ -85,8 +88,11 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
         });
     }
     let scheduler = tokio::spawn(scheduler::Scheduler::new(service.clone()).run());
+    let dispatcher = tokio::spawn(notify::dispatch::Dispatcher::new(service.clone()).run());
     let served = axum::serve(listener, http::router(service)).with_graceful_shutdown(shutdown).await;
-    // In-flight commits finish in the store's writer thread whatever happens to this task.
+    // In-flight commits finish in the store's writer thread whatever happens to these tasks; a
+    // delivery cut short is retried at the next start.
     scheduler.abort();
+    dispatcher.abort();
     served
 }

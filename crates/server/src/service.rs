@@ -19,6 +19,7 @@ use crate::catalog::{Catalog, CatalogError, Sources};
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::feed::Feed;
+use crate::notify::{self, NotifyConfig};
 use crate::scheduler::TimerWake;
 
 /// Why a reload kept the previous catalog.
@@ -148,6 +149,8 @@ pub struct Service {
     pinned: Mutex<HashMap<String, Arc<Policy>>>,
     timer_wake: Arc<TimerWake>,
     feed: Arc<Feed>,
+    notify: Arc<NotifyConfig>,
+    outbox_wake: Arc<tokio::sync::Notify>,
     /// Commands on one request queue here rather than race to a version conflict: a lost race
     /// costs a second decision and a second trip through group commit. Other instances sharing
     /// the database are still caught by optimistic concurrency.
@@ -174,6 +177,8 @@ impl Service {
             request_locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
             timer_wake: Arc::new(TimerWake::new()),
             feed: Arc::new(Feed::default()),
+            notify: Arc::new(NotifyConfig::default()),
+            outbox_wake: Arc::new(tokio::sync::Notify::new()),
         };
         service.record_policies(&service.catalog()).await.map_err(|e| e.detail)?;
         Ok(service)
@@ -193,6 +198,20 @@ impl Service {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.clock
+    }
+
+    /// Sets where notifications go (checked by the caller).
+    pub fn with_notify(mut self, config: NotifyConfig) -> Self {
+        self.notify = Arc::new(config);
+        self
+    }
+
+    pub fn notify_config(&self) -> &Arc<NotifyConfig> {
+        &self.notify
+    }
+
+    pub fn outbox_wake(&self) -> &Arc<tokio::sync::Notify> {
+        &self.outbox_wake
     }
 
     pub fn feed(&self) -> &Arc<Feed> {
@@ -297,8 +316,9 @@ impl Service {
             };
             let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
             let reply = Reply::of(StatusCode::CREATED, &state)?;
+            let notifications = notify::plan(&self.notify, &events, &state);
             let state = Arc::new(state);
-            let mut commits = vec![Commit { expected_version: 0, events, state: state.clone(), idempotency: Self::record(caller, &idem, &reply, now), notifications: Vec::new() }];
+            let mut commits = vec![Commit { expected_version: 0, events, state: state.clone(), idempotency: Self::record(caller, &idem, &reply, now), notifications }];
             if let Some(e) = &earlier {
                 // The earlier request's history links forward to this one, in the same commit.
                 let link = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::NoteResubmission { by: id } };
@@ -399,13 +419,14 @@ impl Service {
                     Reply::of(e.status, &e.body())?
                 }
             };
+            let notifications = notify::plan(&self.notify, &decision.events, &decision.state);
             let new_state = Arc::new(decision.state);
             let commit = Commit {
                 expected_version: state.version,
                 events: decision.events,
                 state: new_state.clone(),
                 idempotency: caller.and_then(|c| Self::record(c, idem, &reply, now)),
-                notifications: Vec::new(),
+                notifications,
             };
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {
@@ -427,6 +448,9 @@ impl Service {
     /// get the new state.
     fn committed(&self, state: &Arc<RequestState>) {
         self.timer_wake.hint(state.next_timer_at);
+        if !self.notify.webhooks.is_empty() {
+            self.outbox_wake.notify_one();
+        }
         if self.feed.is_watched(state) {
             self.feed.publish(state.clone());
         }
@@ -441,6 +465,12 @@ impl Service {
         } else {
             Err(ApiError::not_found(format!("no request `{id}`")))
         }
+    }
+
+    /// The request's notifications and every delivery attempt.
+    pub async fn deliveries(&self, caller: &Caller, id: &str) -> Result<Vec<signoff_store::DeliveryReport>, ApiError> {
+        self.visible(caller, id).await?;
+        Ok(self.store.deliveries(id).await?)
     }
 
     pub async fn events(&self, caller: &Caller, id: &str) -> Result<Vec<Event>, ApiError> {

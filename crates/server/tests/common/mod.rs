@@ -58,6 +58,11 @@ pub async fn spawn_app() -> App {
 /// A server with `clock` and `directory_extra` (YAML appended to the directory, e.g.
 /// delegations). The timer scheduler does not run: tests fire timers themselves.
 pub async fn spawn_app_with(clock: Arc<dyn Clock>, directory_extra: &str) -> App {
+    spawn_app_notifying(clock, directory_extra, Default::default()).await
+}
+
+/// As `spawn_app_with`, with notification settings.
+pub async fn spawn_app_notifying(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff_server::notify::NotifyConfig) -> App {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -69,6 +74,7 @@ pub async fn spawn_app_with(clock: Arc<dyn Clock>, directory_extra: &str) -> App
     let config = Config {
         database: Database::Sqlite(dir.path().join("signoff.db")),
         sources: Sources { policies: Some(policies), directory: Some(directory) },
+        notify,
     };
     let service = signoff_server::build(&config, clock).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,0 +1,235 @@
+//! The dispatcher: delivers due outbox rows, records every attempt, and schedules retries with
+//! exponential backoff and jitter on svix's schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h),
+//! honouring a receiver's `Retry-After`. Delivery is at least once: a row stays pending until an
+//! attempt is recorded, so a crash mid-delivery means it is sent again after restart and
+//! receivers deduplicate on its id (`webhook-id`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+use signoff_store::{Attempt, AttemptOutcome, Notification};
+use tokio::sync::{Notify, Semaphore};
+
+use crate::service::Service;
+
+/// Delays after the 1st, 2nd, … failed attempt; after the last, the notification has failed.
+pub const RETRY_SCHEDULE: [SignedDuration; 7] = [
+    SignedDuration::from_secs(5),
+    SignedDuration::from_mins(5),
+    SignedDuration::from_mins(30),
+    SignedDuration::from_hours(2),
+    SignedDuration::from_hours(5),
+    SignedDuration::from_hours(10),
+    SignedDuration::from_hours(10),
+];
+/// Deliveries in flight at once.
+const CONCURRENCY: usize = 256;
+/// A receiver gets this long to answer.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
+/// The longest `Retry-After` honoured.
+const MAX_RETRY_AFTER: SignedDuration = SignedDuration::from_hours(24);
+
+/// What one attempt came to.
+#[derive(Debug)]
+pub enum Delivery {
+    Delivered { status: Option<u16>, result: Option<Value> },
+    Failed { status: Option<u16>, error: String, retry_after: Option<SignedDuration>, permanent: bool },
+    /// Not attempted: what it depends on is not delivered yet.
+    NotYet { until: Timestamp },
+}
+
+impl Delivery {
+    pub fn fail(status: Option<u16>, error: impl Into<String>) -> Delivery {
+        Delivery::Failed { status, error: error.into(), retry_after: None, permanent: false }
+    }
+
+    /// An HTTP exchange: 2xx delivered; anything else failed, with `Retry-After` kept.
+    pub async fn from_http(sent: Result<reqwest::Response, reqwest::Error>) -> Delivery {
+        match sent {
+            Err(e) => Delivery::fail(None, format!("no answer: {e}")),
+            Ok(resp) if resp.status().is_success() => {
+                Delivery::Delivered { status: Some(resp.status().as_u16()), result: None }
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+                Delivery::Failed {
+                    status: Some(status),
+                    error: format!("HTTP {status}: {body}"),
+                    retry_after,
+                    // 410 Gone: the receiver says never again.
+                    permanent: status == 410,
+                }
+            }
+        }
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<SignedDuration> {
+    if let Ok(secs) = value.trim().parse::<i64>() {
+        return Some(SignedDuration::from_secs(secs.max(0)));
+    }
+    let at = jiff::fmt::rfc2822::parse(value.trim()).ok()?.timestamp();
+    Some(at.duration_since(Timestamp::now()).max(SignedDuration::ZERO))
+}
+
+/// When to try again after `attempts` failed attempts, or never.
+pub fn next_attempt(attempts: u32, now: Timestamp, retry_after: Option<SignedDuration>) -> Option<Timestamp> {
+    let base = *RETRY_SCHEDULE.get(attempts.checked_sub(1)? as usize)?;
+    let delay = match retry_after {
+        Some(wait) => wait.min(MAX_RETRY_AFTER),
+        // ±20% jitter, so that a receiver coming back is not hit by every retry at once.
+        None => base.mul_f64(0.8 + 0.4 * fastrand::f64()),
+    };
+    now.checked_add(delay).ok()
+}
+
+pub struct Dispatcher {
+    service: Arc<Service>,
+    http: reqwest::Client,
+    in_flight: Mutex<HashSet<String>>,
+    slots: Arc<Semaphore>,
+    done: Notify,
+}
+
+impl Dispatcher {
+    pub fn new(service: Arc<Service>) -> Arc<Dispatcher> {
+        let http = reqwest::Client::builder().timeout(TIMEOUT).pool_max_idle_per_host(CONCURRENCY).build().unwrap_or_default();
+        Arc::new(Dispatcher { service, http, in_flight: Mutex::new(HashSet::new()), slots: Arc::new(Semaphore::new(CONCURRENCY)), done: Notify::new() })
+    }
+
+    /// Delivers everything due now and waits for the attempts to be recorded; how many were
+    /// attempted. (Tests drive delivery with this; `run` does the same continuously.)
+    pub async fn deliver_due(self: &Arc<Self>) -> usize {
+        let mut total = 0;
+        loop {
+            let started = self.start_due().await;
+            if started.is_empty() {
+                return total;
+            }
+            total += started.len();
+            for handle in started {
+                let _ = handle.await;
+            }
+        }
+    }
+
+    /// Starts deliveries for due rows not already in flight.
+    async fn start_due(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let now = self.service.now();
+        let due = match self.service.store().due_notifications(now, CONCURRENCY as u32).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::error!(error = %e, "dispatcher: cannot read the outbox");
+                return Vec::new();
+            }
+        };
+        let mut started = Vec::new();
+        for n in due {
+            if !self.in_flight.lock().map(|mut f| f.insert(n.outgoing.id.clone())).unwrap_or(false) {
+                continue;
+            }
+            let Ok(slot) = self.slots.clone().acquire_owned().await else { break };
+            let me = self.clone();
+            started.push(tokio::spawn(async move {
+                let id = n.outgoing.id.clone();
+                let attempt = me.attempt(&n).await;
+                if let Err(e) = me.service.store().record_attempts(vec![attempt]).await {
+                    tracing::error!(notification = %id, error = %e, "dispatcher: cannot record an attempt; it will be retried");
+                }
+                if let Ok(mut f) = me.in_flight.lock() {
+                    f.remove(&id);
+                }
+                drop(slot);
+                me.done.notify_one();
+            }));
+        }
+        started
+    }
+
+    async fn attempt(&self, n: &Notification) -> Attempt {
+        let delivery = match n.outgoing.channel.as_str() {
+            "webhook" => match self.service.notify_config().endpoint(&n.outgoing.destination) {
+                Some(endpoint) => {
+                    let body = n.outgoing.payload.to_string();
+                    super::webhook::send(&self.http, endpoint, &n.outgoing.id, &body, self.service.now()).await
+                }
+                None => Delivery::Failed {
+                    status: None,
+                    error: format!("no webhook endpoint `{}` is configured any more", n.outgoing.destination),
+                    retry_after: None,
+                    permanent: true,
+                },
+            },
+            other => Delivery::Failed { status: None, error: format!("unknown channel `{other}`"), retry_after: None, permanent: true },
+        };
+        let now = self.service.now();
+        let (status, outcome) = match delivery {
+            Delivery::Delivered { status, result } => (status, AttemptOutcome::Delivered { result }),
+            Delivery::NotYet { until } => (None, AttemptOutcome::Deferred { until }),
+            Delivery::Failed { status, error, retry_after, permanent } => {
+                let next = if permanent { None } else { next_attempt(n.attempts + 1, now, retry_after) };
+                metrics::counter!("signoff_notification_failures_total", "channel" => n.outgoing.channel.clone()).increment(1);
+                (status, AttemptOutcome::Failed { error, next_attempt_at: next })
+            }
+        };
+        metrics::counter!("signoff_notification_attempts_total", "channel" => n.outgoing.channel.clone()).increment(1);
+        Attempt { notification: n.outgoing.id.clone(), revision: n.revision, at: now, status, outcome }
+    }
+
+    /// Runs until the task is dropped: delivers what is due, then sleeps until the next row
+    /// falls due, a commit adds rows, or a delivery finishes.
+    pub async fn run(self: Arc<Self>) {
+        let wake = self.service.outbox_wake().clone();
+        loop {
+            let started = self.start_due().await;
+            if !started.is_empty() {
+                continue;
+            }
+            let next = self.service.store().next_notification_at().await.ok().flatten();
+            let now = self.service.now();
+            let until = match next {
+                Some(t) if t > now => t,
+                // Due rows are all in flight: wait for one to finish.
+                Some(_) => now + SignedDuration::from_hours(1),
+                None => now + SignedDuration::from_hours(1),
+            };
+            tokio::select! {
+                _ = self.service.clock().sleep_until(until) => {}
+                _ = wake.notified() => {}
+                _ = self.done.notified() => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_follows_the_schedule_with_jitter_and_ends() {
+        let now: Timestamp = "2026-11-22T09:00:00Z".parse().unwrap();
+        for (i, base) in RETRY_SCHEDULE.iter().enumerate() {
+            let next = next_attempt(i as u32 + 1, now, None).unwrap();
+            let delay = next.duration_since(now).as_secs_f64();
+            let base = base.as_secs_f64();
+            assert!(delay >= base * 0.8 && delay <= base * 1.2, "attempt {}: {delay}", i + 1);
+        }
+        assert_eq!(next_attempt(8, now, None), None, "eight attempts, then it has failed");
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let now: Timestamp = "2026-11-22T09:00:00Z".parse().unwrap();
+        assert_eq!(next_attempt(1, now, Some(SignedDuration::from_secs(120))), Some(now + SignedDuration::from_secs(120)));
+        assert_eq!(parse_retry_after("42"), Some(SignedDuration::from_secs(42)));
+        assert!(parse_retry_after("Wed, 21 Oct 2099 07:28:00 GMT").unwrap() > SignedDuration::from_hours(24 * 365));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}
