@@ -403,3 +403,126 @@ fn signoff_wait_blocks_until_the_decision() {
     assert_eq!((code, out.trim()), (1, format!("request={id} status=pending").as_str()), "still pending at the timeout exits 1");
     server.kill9();
 }
+
+/// A webhook receiver on its own runtime: holds its first `hold` deliveries unanswered until
+/// released, then answers 204; remembers every arrival and each distinct `webhook-id`.
+struct HookReceiver {
+    url: String,
+    arrivals: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    release: std::sync::Arc<tokio::sync::Notify>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn hook_receiver(hold: usize) -> HookReceiver {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (a, r) = (arrivals.clone(), release.clone());
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let (a, r) = (a.clone(), r.clone());
+            async move {
+                let id = headers["webhook-id"].to_str().unwrap().to_string();
+                let n = {
+                    let mut a = a.lock().unwrap();
+                    a.push(id);
+                    a.len()
+                };
+                if n <= hold {
+                    r.notified().await;
+                }
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    HookReceiver { url, arrivals, release, _runtime: runtime }
+}
+
+#[test]
+fn killing_the_server_mid_delivery_loses_nothing() {
+    let receiver = hook_receiver(5);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signoff.toml");
+    std::fs::write(
+        &config,
+        format!("[[notify.webhooks]]\nname = \"crm\"\nurl = \"{}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nevents = [\"submitted\"]\n", receiver.url),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data")
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url }
+    };
+    let server = start();
+    let http = reqwest::blocking::Client::new();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let r: Value = http
+            .post(format!("{}/v1/requests", server.url))
+            .bearer_auth("alice-token")
+            .json(&serde_json::json!({"policy": "quote-discount", "context": {"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    // Wait until deliveries are in flight (held by the receiver), then kill the server.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while receiver.arrivals.lock().unwrap().len() < 5 {
+        assert!(std::time::Instant::now() < deadline, "no delivery started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.kill9();
+    receiver.release.notify_waiters();
+
+    let server = start();
+    let mut expected = std::collections::HashSet::new();
+    for id in &ids {
+        let report: Value = http.get(format!("{}/v1/requests/{id}/notifications", server.url)).bearer_auth("alice-token").send().unwrap().json().unwrap();
+        for n in report["items"].as_array().unwrap() {
+            expected.insert(n["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(expected.len(), ids.len(), "one webhook per submission");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let seen: std::collections::HashSet<String> = receiver.arrivals.lock().unwrap().iter().cloned().collect();
+        if seen == expected {
+            break;
+        }
+        assert!(seen.is_subset(&expected), "unexpected messages");
+        assert!(std::time::Instant::now() < deadline, "lost: {:?}", expected.difference(&seen).collect::<Vec<_>>());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let arrivals = receiver.arrivals.lock().unwrap().len();
+    assert!(arrivals > expected.len(), "the deliveries cut short were sent again ({arrivals} arrivals)");
+    // And every one is recorded as delivered.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for id in &ids {
+        loop {
+            let report: Value = http.get(format!("{}/v1/requests/{id}/notifications", server.url)).bearer_auth("alice-token").send().unwrap().json().unwrap();
+            if report["items"][0]["status"] == "delivered" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{report}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    server.kill9();
+}
