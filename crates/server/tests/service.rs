@@ -55,8 +55,8 @@ impl Store for Contended {
     async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {
         self.inner.lineage(lineage).await
     }
-    async fn due_notifications(&self, now: Timestamp, limit: u32) -> Result<Vec<Notification>> {
-        self.inner.due_notifications(now, limit).await
+    async fn claim_notifications(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<Notification>> {
+        self.inner.claim_notifications(now, limit, lease_until).await
     }
     async fn next_notification_at(&self) -> Result<Option<Timestamp>> {
         self.inner.next_notification_at().await

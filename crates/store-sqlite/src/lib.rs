@@ -34,6 +34,7 @@ type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
 
 enum WriteOp {
     Commit(Vec<Commit>, oneshot::Sender<Result<CommitOutcome>>),
+    Claim { now: Timestamp, limit: u32, lease_until: Timestamp, reply: oneshot::Sender<Result<Vec<Notification>>> },
     PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
     Attempts(Vec<Attempt>, oneshot::Sender<Result<()>>),
 }
@@ -83,6 +84,9 @@ impl SqliteStore {
         )
         .map_err(unavailable)?;
         schema::migrate(&mut conn).map_err(unavailable)?;
+        // Only this process can have the file open (the lock above): claims left in the outbox
+        // belong to a process that died mid-delivery, so those rows are due again now.
+        conn.execute("UPDATE outbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL", []).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel();
         let cache = Arc::new(StateCache::new(CACHED_STATES));
         let writer_cache = cache.clone();
@@ -146,6 +150,22 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 Err(_) => break,
             }
         }
+        let mut claims = Vec::new();
+        let mut writes = Vec::new();
+        for op in batch {
+            match op {
+                WriteOp::Claim { now, limit, lease_until, reply } => claims.push((now, limit, lease_until, reply)),
+                other => writes.push(other),
+            }
+        }
+        // Claims run in a transaction of their own: they return rows, not a commit outcome.
+        for (now, limit, lease_until, reply) in claims {
+            let _ = reply.send(claim(&mut conn, now, limit, lease_until));
+        }
+        let batch = writes;
+        if batch.is_empty() {
+            continue;
+        }
         let results = write_group(&mut conn, &batch);
         for (op, result) in batch.into_iter().zip(results) {
             match (op, result) {
@@ -160,6 +180,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) => {
                     let _ = reply.send(r.map(|_| ()));
                 }
+                (WriteOp::Claim { .. }, _) => {}
             }
         }
     }
@@ -199,6 +220,7 @@ fn apply_all(conn: &mut Connection, batch: &[WriteOp]) -> Result<Vec<CommitOutco
                 }
                 CommitOutcome::Committed
             }
+            WriteOp::Claim { .. } => CommitOutcome::Committed,
         });
     }
     tx.commit().map_err(unavailable)?;
@@ -374,6 +396,30 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
 }
 
 
+fn claim(conn: &mut Connection, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<Notification>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
+    let rows: Vec<(i64, Notification)> = {
+        let sql = format!(
+            "SELECT {NOTIFICATION_COLUMNS}, n FROM outbox
+             WHERE status = 'pending' AND ((claimed_until IS NULL AND next_attempt_at <= ?1) OR claimed_until <= ?1)
+             ORDER BY next_attempt_at LIMIT ?2"
+        );
+        let mut stmt = tx.prepare_cached(&sql).map_err(unavailable)?;
+        let rows = stmt
+            .query_map(params![now.as_millisecond(), limit], |r| Ok((r.get::<_, i64>(15)?, notification_row(r)?)))
+            .map_err(unavailable)?;
+        rows.map(|r| r.map_err(unavailable)).collect::<Result<_>>()?
+    };
+    {
+        let mut mark = tx.prepare_cached("UPDATE outbox SET claimed_until = ?2 WHERE n = ?1").map_err(unavailable)?;
+        for (n, _) in &rows {
+            mark.execute(params![n, ceil_millis(lease_until)]).map_err(unavailable)?;
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(rows.into_iter().map(|(_, n)| n).collect())
+}
+
 fn record_attempt(tx: &Connection, a: &Attempt) -> Result<()> {
     let row: Option<(i64, i64, i64)> = tx
         .prepare_cached("SELECT n, attempts, revision FROM outbox WHERE id = ?1")
@@ -383,21 +429,21 @@ fn record_attempt(tx: &Connection, a: &Attempt) -> Result<()> {
     let at = a.at.to_string();
     match &a.outcome {
         AttemptOutcome::Delivered { result } if revision as u32 == a.revision => tx
-            .prepare_cached("UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = ?2, result = ?3, next_attempt_at = NULL, last_error = NULL WHERE n = ?1")
+            .prepare_cached("UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = ?2, result = ?3, next_attempt_at = NULL, last_error = NULL, claimed_until = NULL WHERE n = ?1")
             .and_then(|mut s| s.execute(params![n, at, result.as_ref().map(|r| r.to_string())])),
         // Delivered, but the payload was replaced meanwhile: send the new one now.
         AttemptOutcome::Delivered { result } => tx
-            .prepare_cached("UPDATE outbox SET attempts = attempts + 1, result = ?3, next_attempt_at = ?2 WHERE n = ?1")
+            .prepare_cached("UPDATE outbox SET attempts = attempts + 1, result = ?3, next_attempt_at = ?2, claimed_until = NULL WHERE n = ?1")
             .and_then(|mut s| s.execute(params![n, ceil_millis(a.at), result.as_ref().map(|r| r.to_string())])),
         AttemptOutcome::Failed { error, next_attempt_at: Some(next) } => tx
-            .prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE n = ?1")
+            .prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, claimed_until = NULL WHERE n = ?1")
             .and_then(|mut s| s.execute(params![n, ceil_millis(*next), error])),
         AttemptOutcome::Failed { error, next_attempt_at: None } => tx
-            .prepare_cached("UPDATE outbox SET status = 'failed', attempts = attempts + 1, next_attempt_at = NULL, last_error = ?2 WHERE n = ?1")
+            .prepare_cached("UPDATE outbox SET status = 'failed', attempts = attempts + 1, next_attempt_at = NULL, last_error = ?2, claimed_until = NULL WHERE n = ?1")
             .and_then(|mut s| s.execute(params![n, error])),
         AttemptOutcome::Deferred { until } => {
             return tx
-                .prepare_cached("UPDATE outbox SET next_attempt_at = ?2 WHERE n = ?1")
+                .prepare_cached("UPDATE outbox SET next_attempt_at = ?2, claimed_until = NULL WHERE n = ?1")
                 .and_then(|mut s| s.execute(params![n, ceil_millis(*until)]))
                 .map(|_| ())
                 .map_err(unavailable);
@@ -536,22 +582,20 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn due_notifications(&self, now: Timestamp, limit: u32) -> Result<Vec<Notification>> {
-        self.read(move |c| {
-            let sql = format!(
-                "SELECT {NOTIFICATION_COLUMNS} FROM outbox WHERE status = 'pending' AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2"
-            );
-            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
-            let rows = stmt.query_map(params![now.as_millisecond(), limit], notification_row).map_err(unavailable)?;
-            rows.map(|r| r.map_err(unavailable)).collect()
-        })
-        .await
+    async fn claim_notifications(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<Notification>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::Claim { now, limit, lease_until, reply })?;
+        rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
     }
 
     async fn next_notification_at(&self) -> Result<Option<Timestamp>> {
         self.read(|c| {
             let ms: Option<i64> = c
-                .query_row("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT MIN(COALESCE(claimed_until, next_attempt_at)) FROM outbox WHERE status = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(unavailable)?;
             ms.map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
         })

@@ -104,6 +104,12 @@ CREATE TABLE outbox_attempts (
     body           TEXT NOT NULL,           -- the attempt, as JSON
     PRIMARY KEY (notification_n, seq)
 ) WITHOUT ROWID;
+"#, r#"
+-- A dispatcher claims the rows it is delivering until this time (unix ms).
+ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
+DROP INDEX outbox_due;
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'pending' AND claimed_until IS NULL;
+CREATE INDEX outbox_claimed ON outbox (claimed_until) WHERE claimed_until IS NOT NULL;
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -312,8 +312,14 @@ pub async fn outbox_delivery_states(store: &dyn Store) {
     assert_eq!(store.notification("ntf_lost").await.unwrap(), None);
 
     assert_eq!(store.next_notification_at().await.unwrap(), Some(t0()));
-    let due = store.due_notifications(t0(), 10).await.unwrap();
-    assert_eq!(due.iter().map(|n| n.outgoing.id.as_str()).collect::<Vec<_>>(), ["ntf_1", "ntf_2"]);
+    // A claim holds rows until its lease runs out.
+    let claimed = store.claim_notifications(t0(), 1, t0() + SignedDuration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let others = store.claim_notifications(t0(), 10, t0() + SignedDuration::from_secs(30)).await.unwrap();
+    assert_eq!(others.iter().map(|n| n.outgoing.id.as_str()).collect::<Vec<_>>(), ["ntf_2"], "claimed rows are not claimed twice");
+    assert_eq!(store.next_notification_at().await.unwrap(), Some(t0() + SignedDuration::from_secs(30)));
+    let due = store.claim_notifications(t0() + SignedDuration::from_secs(30), 10, t0() + SignedDuration::from_mins(1)).await.unwrap();
+    assert_eq!(due.iter().map(|n| n.outgoing.id.as_str()).collect::<Vec<_>>(), ["ntf_1", "ntf_2"], "an expired claim frees the rows");
     assert_eq!(due[0].status, DeliveryStatus::Pending);
     assert_eq!(due[0].outgoing.payload, json!({"n": 1}));
 
@@ -331,11 +337,11 @@ pub async fn outbox_delivery_states(store: &dyn Store) {
         ])
         .await
         .unwrap();
-    assert!(store.due_notifications(t0(), 10).await.unwrap().is_empty());
+    assert!(store.claim_notifications(t0(), 10, t0() + SignedDuration::from_mins(1)).await.unwrap().is_empty());
     assert_eq!(store.next_notification_at().await.unwrap(), Some(later));
     let delivered = store.notification("ntf_1").await.unwrap().unwrap();
     assert_eq!((delivered.status, delivered.attempts, delivered.result), (DeliveryStatus::Delivered, 1, Some(json!({"ts": "1.2"}))));
-    let due = store.due_notifications(later, 10).await.unwrap();
+    let due = store.claim_notifications(later, 10, later + SignedDuration::from_mins(1)).await.unwrap();
     assert_eq!((due.len(), due[0].attempts, due[0].last_error.as_deref()), (1, 1, Some("busy")));
     store
         .record_attempts(vec![Attempt { notification: "ntf_2".into(), revision: 0, at: later, status: Some(500), outcome: AttemptOutcome::Deferred { until: later + SignedDuration::from_secs(1) } }])
@@ -363,7 +369,7 @@ pub async fn outbox_coalescing(store: &dyn Store) {
     let mut c = f.act(&s, "mark", approve("manager"));
     c.notifications = vec![outgoing("ntf_b", "req_o2", Some("msg-1"), json!({"v": 2}))];
     let s = committed(store, c).await;
-    let due = store.due_notifications(t0(), 10).await.unwrap();
+    let due = store.claim_notifications(t0(), 10, t0() + SignedDuration::from_mins(1)).await.unwrap();
     assert_eq!(due.len(), 1, "the second replaced the first while it was pending");
     assert_eq!((due[0].outgoing.id.as_str(), &due[0].outgoing.payload, due[0].revision), ("ntf_a", &json!({"v": 2}), 1));
     // Revision 1 goes out; revision 2 arrives while it is in flight, so it is sent again.
@@ -374,7 +380,7 @@ pub async fn outbox_coalescing(store: &dyn Store) {
         .record_attempts(vec![Attempt { notification: "ntf_a".into(), revision: 1, at: t0(), status: Some(200), outcome: AttemptOutcome::Delivered { result: None } }])
         .await
         .unwrap();
-    let due = store.due_notifications(t0() + SignedDuration::from_secs(1), 10).await.unwrap();
+    let due = store.claim_notifications(t0() + SignedDuration::from_secs(1), 10, t0() + SignedDuration::from_secs(1) + SignedDuration::from_mins(1)).await.unwrap();
     assert_eq!((due.len(), &due[0].outgoing.payload, due[0].revision), (1, &json!({"v": 3}), 2));
     store
         .record_attempts(vec![Attempt { notification: "ntf_a".into(), revision: 2, at: t0(), status: Some(200), outcome: AttemptOutcome::Delivered { result: None } }])

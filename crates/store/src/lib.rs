@@ -255,10 +255,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every request of a lineage, oldest first.
     async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>>;
 
-    /// Pending notifications due at `now`, earliest first.
-    async fn due_notifications(&self, now: Timestamp, limit: u32) -> Result<Vec<Notification>>;
+    /// Claims up to `limit` pending notifications due at `now`, earliest first, until
+    /// `lease_until`: nobody else claims them meanwhile. Recording an attempt ends the claim; a
+    /// claim whose holder died ends with its lease (or, for a store that only one process can
+    /// open, when the store is opened again).
+    async fn claim_notifications(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<Notification>>;
 
-    /// When the earliest pending notification is due.
+    /// When the earliest pending notification is due (or its claim runs out).
     async fn next_notification_at(&self) -> Result<Option<Timestamp>>;
 
     /// Records delivery attempts (durably, before returning).

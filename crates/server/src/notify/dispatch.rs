@@ -4,8 +4,7 @@
 //! attempt is recorded, so a crash mid-delivery means it is sent again after restart and
 //! receivers deduplicate on its id (`webhook-id`).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -92,15 +91,17 @@ pub fn next_attempt(attempts: u32, now: Timestamp, retry_after: Option<SignedDur
 pub struct Dispatcher {
     service: Arc<Service>,
     http: reqwest::Client,
-    in_flight: Mutex<HashSet<String>>,
     slots: Arc<Semaphore>,
     done: Notify,
 }
 
+/// How long a claim on rows being delivered lasts: longer than any delivery can take.
+const LEASE: SignedDuration = SignedDuration::from_secs(2 * TIMEOUT.as_secs() as i64 + 30);
+
 impl Dispatcher {
     pub fn new(service: Arc<Service>) -> Arc<Dispatcher> {
         let http = reqwest::Client::builder().timeout(TIMEOUT).pool_max_idle_per_host(CONCURRENCY).build().unwrap_or_default();
-        Arc::new(Dispatcher { service, http, in_flight: Mutex::new(HashSet::new()), slots: Arc::new(Semaphore::new(CONCURRENCY)), done: Notify::new() })
+        Arc::new(Dispatcher { service, http, slots: Arc::new(Semaphore::new(CONCURRENCY)), done: Notify::new() })
     }
 
     /// Delivers everything due now and waits for the attempts to be recorded; how many were
@@ -119,10 +120,14 @@ impl Dispatcher {
         }
     }
 
-    /// Starts deliveries for due rows not already in flight.
+    /// Claims due rows for the free delivery slots and starts delivering them.
     async fn start_due(self: &Arc<Self>) -> Vec<tokio::task::JoinHandle<()>> {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return Vec::new();
+        }
         let now = self.service.now();
-        let due = match self.service.store().due_notifications(now, CONCURRENCY as u32).await {
+        let due = match self.service.store().claim_notifications(now, free as u32, now + LEASE).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = %e, "dispatcher: cannot read the outbox");
@@ -131,19 +136,12 @@ impl Dispatcher {
         };
         let mut started = Vec::new();
         for n in due {
-            if !self.in_flight.lock().map(|mut f| f.insert(n.outgoing.id.clone())).unwrap_or(false) {
-                continue;
-            }
             let Ok(slot) = self.slots.clone().acquire_owned().await else { break };
             let me = self.clone();
             started.push(tokio::spawn(async move {
-                let id = n.outgoing.id.clone();
                 let attempt = me.attempt(&n).await;
                 if let Err(e) = me.service.store().record_attempts(vec![attempt]).await {
-                    tracing::error!(notification = %id, error = %e, "dispatcher: cannot record an attempt; it will be retried");
-                }
-                if let Ok(mut f) = me.in_flight.lock() {
-                    f.remove(&id);
+                    tracing::error!(notification = %n.outgoing.id, error = %e, "dispatcher: cannot record an attempt; it is retried when its claim runs out");
                 }
                 drop(slot);
                 me.done.notify_one();
@@ -195,9 +193,8 @@ impl Dispatcher {
             let now = self.service.now();
             let until = match next {
                 Some(t) if t > now => t,
-                // Due rows are all in flight: wait for one to finish.
-                Some(_) => now + SignedDuration::from_hours(1),
-                None => now + SignedDuration::from_hours(1),
+                // Due rows wait for a free slot: a finishing delivery wakes us.
+                _ => now + SignedDuration::from_hours(1),
             };
             tokio::select! {
                 _ = self.service.clock().sleep_until(until) => {}
