@@ -59,6 +59,11 @@ enum Scenario {
         #[arg(long, default_value_t = 10_000)]
         burst: usize,
     },
+    /// Webhook dispatch throughput from a backlog to a local receiver.
+    Webhooks {
+        #[arg(long, default_value_t = 25_000)]
+        requests: usize,
+    },
     /// 100,000 pending requests: RSS and read latency.
     Scale {
         #[arg(long, default_value_t = 100_000)]
@@ -419,6 +424,83 @@ async fn timers(requests: usize, burst: usize) {
     report("firing_drift", drift);
 }
 
+async fn webhooks(requests: usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let data = dir.path().join("data");
+    // The receiver: counts deliveries and when the first and last arrived.
+    let count = Arc::new(AtomicUsize::new(0));
+    let first_last = Arc::new(std::sync::Mutex::new((None::<Instant>, None::<Instant>)));
+    let (c, fl) = (count.clone(), first_last.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let (c, fl) = (c.clone(), fl.clone());
+            async move {
+                c.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                let mut g = fl.lock().unwrap();
+                g.0.get_or_insert(now);
+                g.1 = Some(now);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let notify_toml = format!("[[notify.webhooks]]\nname = \"bench\"\nurl = \"{hook}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n");
+    let notify: toml_config::Wrapper = toml::from_str(&notify_toml).unwrap();
+    // Build the backlog with the dispatcher not running.
+    let expected = {
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: notify.notify };
+        let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+        let clock = signoff_server::ManualClock::new(jiff::Timestamp::now());
+        let ids = seed(&service, &clock, "later", requests, jiff::SignedDuration::ZERO).await;
+        let mut total = 0;
+        for id in ids.iter().take(1) {
+            total = service.store().deliveries(id).await.unwrap().len() * ids.len();
+        }
+        total
+    };
+    println!("backlog={expected} webhooks from {requests} requests");
+    let cfg = dir.path().join("signoff.toml");
+    std::fs::write(&cfg, notify_toml).unwrap();
+    let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data)
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--directory")
+        .arg(&directory)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let peak = rss_kb(child.id(), "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    let (first, last) = *first_last.lock().unwrap();
+    let secs = last.unwrap().duration_since(first.unwrap()).as_secs_f64();
+    let delivered = count.load(Ordering::Relaxed);
+    println!("delivered={delivered} seconds={secs:.2} deliveries_per_s={:.0} server_peak_rss_kb={peak}", delivered as f64 / secs);
+}
+
+mod toml_config {
+    #[derive(serde::Deserialize)]
+    pub struct Wrapper {
+        pub notify: signoff_server::notify::NotifyConfig,
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
@@ -428,6 +510,7 @@ fn main() {
             Scenario::Http { clients, seconds } => http_bench(clients, seconds).await,
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
             Scenario::Timers { requests, burst } => timers(requests, burst).await,
+            Scenario::Webhooks { requests } => webhooks(requests).await,
         }
     });
 }
