@@ -59,6 +59,14 @@ enum Scenario {
         #[arg(long, default_value_t = 10_000)]
         burst: usize,
     },
+    /// 10,000 SSE clients each watching its own request, all changed at once.
+    Streams {
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        /// Approvals in flight while changing every request.
+        #[arg(long, default_value_t = 64)]
+        writers: usize,
+    },
     /// Webhook dispatch throughput from a backlog to a local receiver.
     Webhooks {
         #[arg(long, default_value_t = 25_000)]
@@ -494,6 +502,89 @@ async fn webhooks(requests: usize) {
     println!("delivered={delivered} seconds={secs:.2} deliveries_per_s={:.0} server_peak_rss_kb={peak}", delivered as f64 / secs);
 }
 
+async fn streams(clients: usize, writers: usize) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let data = dir.path().join("data");
+    let ids = {
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default() };
+        let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+        let clock = signoff_server::ManualClock::new(jiff::Timestamp::now());
+        seed(&service, &clock, "later", clients, jiff::SignedDuration::ZERO).await
+    };
+    let server = spawn_server(&data, &policies, &directory);
+    let pid = server.child.id();
+    let rss_before = rss_kb(pid, "VmRSS:");
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut tasks = Vec::new();
+    for chunk in ids.chunks(500) {
+        for id in chunk {
+            let (http, url, ready) = (http.clone(), format!("{}/v1/requests/{id}/stream", server.url), ready.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut resp = http.get(&url).bearer_auth("alice-token").send().await.unwrap();
+                let mut buf = String::new();
+                let mut events = 0;
+                loop {
+                    let Some(chunk) = resp.chunk().await.unwrap() else { panic!("stream ended after {events} events") };
+                    buf.push_str(std::str::from_utf8(&chunk).unwrap());
+                    while let Some(end) = buf.find("\n\n") {
+                        let block: String = buf.drain(..end + 2).collect();
+                        if !block.contains("event: state") {
+                            continue;
+                        }
+                        events += 1;
+                        if events == 1 {
+                            ready.add_permits(1);
+                            continue;
+                        }
+                        let received = jiff::Timestamp::now();
+                        let data = block.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+                        let state: Value = serde_json::from_str(data).unwrap();
+                        let changed: jiff::Timestamp = state["updated_at"].as_str().unwrap().parse().unwrap();
+                        return Duration::try_from(received.duration_since(changed)).unwrap_or_default();
+                    }
+                }
+            }));
+        }
+        // Let each wave connect and get its first event before the next (the listen backlog
+        // is finite), and before anything changes.
+        ready.acquire_many(chunk.len() as u32).await.unwrap().forget();
+    }
+    let rss_connected = rss_kb(pid, "VmRSS:");
+    println!("clients_connected={} server_rss_kb_before={rss_before} server_rss_kb_connected={rss_connected}", ids.len());
+    // Change every request at once: the manager approves them all, `writers` at a time.
+    let start = Instant::now();
+    let approvals: Vec<_> = ids
+        .chunks(ids.len().div_ceil(writers))
+        .map(|chunk| {
+            let (http, base, chunk) = (http.clone(), server.url.clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                for id in chunk {
+                    let resp = http
+                        .post(format!("{base}/v1/requests/{id}/actions"))
+                        .bearer_auth("mark-token")
+                        .json(&json!({"action": "approve", "step": "review"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(resp.status().is_success());
+                }
+            })
+        })
+        .collect();
+    for a in approvals {
+        a.await.unwrap();
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.push(t.await.unwrap());
+    }
+    println!("changed={} in seconds={:.2}", ids.len(), start.elapsed().as_secs_f64());
+    println!("server_peak_rss_kb={}", rss_kb(pid, "VmHWM:"));
+    report("fan_out_latency", latencies);
+}
+
 mod toml_config {
     #[derive(serde::Deserialize)]
     pub struct Wrapper {
@@ -511,6 +602,7 @@ fn main() {
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
             Scenario::Timers { requests, burst } => timers(requests, burst).await,
             Scenario::Webhooks { requests } => webhooks(requests).await,
+            Scenario::Streams { clients, writers } => streams(clients, writers).await,
         }
     });
 }
