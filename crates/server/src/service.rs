@@ -318,12 +318,19 @@ impl Service {
             let reply = Reply::of(StatusCode::CREATED, &state)?;
             let notifications = notify::plan(&self.notify, &events, &state);
             let state = Arc::new(state);
-            let mut commits = vec![Commit { expected_version: 0, events, state: state.clone(), idempotency: Self::record(caller, &idem, &reply, now), notifications }];
+            let mut commits = vec![Commit {
+                expected_version: 0,
+                events,
+                state: state.clone(),
+                idempotency: Self::record(caller, &idem, &reply, now),
+                notifications,
+                encoded_state: Some(reply.body.clone()),
+            }];
             if let Some(e) = &earlier {
                 // The earlier request's history links forward to this one, in the same commit.
                 let link = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::NoteResubmission { by: id } };
                 let d = machine::decide(&policy, &catalog.directory, e, &link, now);
-                commits.push(Commit { expected_version: e.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new() });
+                commits.push(Commit { expected_version: e.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new(), encoded_state: None });
             }
             let linked = commits.get(1).map(|c| c.state.clone());
             match self.store.commit_all(commits).await? {
@@ -427,6 +434,8 @@ impl Service {
                 state: new_state.clone(),
                 idempotency: caller.and_then(|c| Self::record(c, idem, &reply, now)),
                 notifications,
+                // The reply of an applied command is the new state: the store need not encode it again.
+                encoded_state: reply.status.is_success().then(|| reply.body.clone()),
             };
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {

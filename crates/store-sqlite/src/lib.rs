@@ -281,7 +281,14 @@ fn check(tx: &Connection, c: &Commit) -> Result<std::result::Result<Option<i64>,
 
 fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
     let state = &c.state;
-    let state_json = serde_json::to_string(state).map_err(corrupt)?;
+    let encoded;
+    let state_json = match &c.encoded_state {
+        Some(json) => json.as_str(),
+        None => {
+            encoded = serde_json::to_string(&**state).map_err(corrupt)?;
+            encoded.as_str()
+        }
+    };
     let n = match row {
         None => {
             tx.prepare_cached(

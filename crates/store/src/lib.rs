@@ -71,6 +71,9 @@ pub struct Commit {
     pub idempotency: Option<IdempotencyRecord>,
     /// Notifications the events call for, written in the same transaction (the outbox).
     pub notifications: Vec<Outgoing>,
+    /// `state` as JSON text, when the caller already has it (it is what the client gets back):
+    /// stores that keep JSON use it instead of serializing the state again.
+    pub encoded_state: Option<String>,
 }
 
 /// A notification to deliver, as planned from a commit's events.
