@@ -37,7 +37,35 @@ pub struct Policy {
     pub expires_in: Option<SignedDuration>,
     pub separation: Separation,
     pub resubmission: Option<Resubmission>,
+    /// Who hears of this policy's requests, by default for every step.
+    pub notify: NotifyRules,
     pub steps: Vec<Step>,
+}
+
+/// `notify:` on a policy or a step: which person channels carry tasks, and a Slack channel to
+/// post tasks in instead of messaging each approver.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyRules {
+    /// `slack`, `email`; all configured channels when absent; `[]` for none.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+}
+
+impl NotifyRules {
+    /// These rules with `fallback` filling what they leave open.
+    pub fn or(&self, fallback: &NotifyRules) -> NotifyRules {
+        NotifyRules {
+            channels: self.channels.clone().or_else(|| fallback.channels.clone()),
+            slack_channel: self.slack_channel.clone().or_else(|| fallback.slack_channel.clone()),
+        }
+    }
+
+    pub fn allows(&self, channel: &str) -> bool {
+        self.channels.as_ref().is_none_or(|c| c.iter().any(|x| x == channel))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +111,7 @@ pub struct Step {
     pub remind_every: Option<SignedDuration>,
     pub require_acks: Vec<String>,
     pub edits: Option<EditRules>,
+    pub notify: NotifyRules,
 }
 
 /// Distinct approvals a step needs.
@@ -216,7 +245,7 @@ impl Policy {
             "",
             &[
                 "id", "title", "version", "description", "context_schema", "auto_approve",
-                "expires_in", "separation_of_duties", "resubmission", "steps",
+                "expires_in", "separation_of_duties", "resubmission", "notify", "steps",
             ],
         );
         let id: Option<String> = p.required(doc, "id", "");
@@ -247,6 +276,7 @@ impl Policy {
             Some(Resubmission { cooldown: p.duration(r, "cooldown", "resubmission"), max_per_lineage })
         });
 
+        let notify = p.notify(doc, "");
         let mut steps = Vec::new();
         match doc.get("steps") {
             None => p.push("steps", "is required".into()),
@@ -286,6 +316,7 @@ impl Policy {
             expires_in,
             separation,
             resubmission,
+            notify,
             steps,
         })
     }
@@ -413,6 +444,16 @@ impl Problems {
         Schema::compile(v).map_err(|e| self.push(path, format!("not a valid JSON Schema: {e}"))).ok()
     }
 
+    fn notify(&mut self, map: &Map<String, Value>, path: &str) -> NotifyRules {
+        let rules: NotifyRules = self.field(map, "notify", path).unwrap_or_default();
+        for c in rules.channels.iter().flatten() {
+            if !["slack", "email"].contains(&c.as_str()) {
+                self.push(&join(path, "notify.channels"), format!("unknown channel `{c}` (slack, email)"));
+            }
+        }
+        rules
+    }
+
     fn approvers(&mut self, v: &Value, path: &str) -> Option<ApproverSpec> {
         let map = self.object(v, path)?;
         self.known_keys(map, path, &["users", "groups", "expr"]);
@@ -449,7 +490,7 @@ impl Problems {
             &[
                 "id", "title", "when", "reason", "after", "approvers", "eligible_if", "quorum",
                 "rejections", "sla", "on_timeout", "escalation", "remind_every", "require_acks",
-                "edits",
+                "edits", "notify",
             ],
         );
         let when_src: Option<String> = self.field(map, "when", path);
@@ -540,6 +581,7 @@ impl Problems {
             remind_every: self.duration(map, "remind_every", path),
             require_acks,
             edits,
+            notify: self.notify(map, path),
         };
         id.map(|_| step)
     }

@@ -52,6 +52,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
+        .route("/slack/interactions", post(slack_interactions))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -391,6 +392,37 @@ async fn reload(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Va
             .with(json!({ "file": e.file, "errors": e.problems }))),
         Err(ReloadError::Store(e)) => Err(e),
     }
+}
+
+// ---- Slack ------------------------------------------------------------------------------
+
+/// Slack interactivity: verified with the app's signing secret (v0 signature, timestamp within
+/// five minutes, each signature accepted once), then acted on as the linked directory user.
+async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+    use crate::notify::slack;
+    let body = body.map_err(body_error)?;
+    let config = s.notify_config().slack.clone().ok_or_else(|| ApiError::not_found("Slack is not configured"))?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (timestamp, signature) = (header("x-slack-request-timestamp"), header("x-slack-signature"));
+    slack::verify(&config.signing_secret, &timestamp, &signature, &body, s.now()).map_err(|e| {
+        ApiError::new("unauthenticated", match e {
+            slack::Unverified::Missing => "missing or malformed X-Slack-Request-Timestamp",
+            slack::Unverified::Stale => "the request timestamp is more than five minutes off",
+            slack::Unverified::BadSignature => "the Slack signature does not match",
+        })
+    })?;
+    if !s.store().use_once(&format!("slack:{signature}"), s.now()).await? {
+        return Err(ApiError::new("unauthenticated", "this Slack request was already received (replay)"));
+    }
+    #[derive(Deserialize)]
+    struct Form {
+        payload: String,
+    }
+    let form: Form = serde_urlencoded::from_bytes(&body).map_err(|e| ApiError::bad_parameter(format!("expected a form with `payload`: {e}")))?;
+    let payload: Value = serde_json::from_str(&form.payload).map_err(|e| ApiError::new("malformed_json", format!("payload: {e}")))?;
+    let click = slack::click(&payload).ok_or_else(|| ApiError::bad_parameter("not an approve or reject button click"))?;
+    let text = s.slack_click(click).await?;
+    Ok(Json(json!({ "response_type": "ephemeral", "replace_original": false, "text": text })))
 }
 
 // ---- operations -------------------------------------------------------------------------

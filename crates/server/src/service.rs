@@ -316,7 +316,7 @@ impl Service {
             };
             let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
             let reply = Reply::of(StatusCode::CREATED, &state)?;
-            let notifications = notify::plan(&self.notify, &events, &state);
+            let notifications = notify::plan(&self.notify, &policy, &catalog.directory, &events, &state);
             let state = Arc::new(state);
             let mut commits = vec![Commit {
                 expected_version: 0,
@@ -426,7 +426,7 @@ impl Service {
                     Reply::of(e.status, &e.body())?
                 }
             };
-            let notifications = notify::plan(&self.notify, &decision.events, &decision.state);
+            let notifications = notify::plan(&self.notify, &policy, &directory, &decision.events, &decision.state);
             let new_state = Arc::new(decision.state);
             let commit = Commit {
                 expected_version: state.version,
@@ -457,7 +457,7 @@ impl Service {
     /// get the new state.
     fn committed(&self, state: &Arc<RequestState>) {
         self.timer_wake.hint(state.next_timer_at);
-        if !self.notify.webhooks.is_empty() {
+        if self.notify.is_active() {
             self.outbox_wake.notify_one();
         }
         if self.feed.is_watched(state) {
@@ -473,6 +473,29 @@ impl Service {
             Ok(state)
         } else {
             Err(ApiError::not_found(format!("no request `{id}`")))
+        }
+    }
+
+    /// A Slack button click (already parsed): acts as the directory user linked to the Slack
+    /// account, with exactly the API's authorization. Answers the text to show the clicker.
+    pub async fn slack_click(&self, click: notify::slack::Click) -> Result<String, ApiError> {
+        let directory = self.catalog.load().directory.clone();
+        let Some(user) = directory.users().find(|u| u.slack.as_deref() == Some(click.slack_user.as_str())) else {
+            return Ok(format!("Your Slack account ({}) is not linked to a signoff user.", click.slack_user));
+        };
+        let caller = Caller { id: user.id.clone(), admin: directory.is_admin(&user.id) };
+        if click.action == "reject" && click.reason.is_none() {
+            return Ok("Type a reason in the box, then press Reject.".into());
+        }
+        let body = ActionBody { action: click.action.clone(), step: Some(click.step.clone()), comment: click.reason.clone(), edits: None, item: None, to: None };
+        match self.act(&caller, &click.request, body, None).await {
+            Ok(reply) if reply.status.is_success() => Ok(format!("Done: {} on step {} of {}.", click.action, click.step, click.request)),
+            Ok(reply) => {
+                let problem = reply.json();
+                Ok(format!("Not done ({}): {}", problem["code"].as_str().unwrap_or(""), problem["detail"].as_str().unwrap_or("")))
+            }
+            Err(e) if e.status.is_client_error() => Ok(format!("Not done ({}): {}", e.code, e.detail)),
+            Err(e) => Err(e),
         }
     }
 

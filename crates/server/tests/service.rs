@@ -70,6 +70,9 @@ impl Store for Contended {
     async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>> {
         self.inner.deliveries(request_id).await
     }
+    async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {
+        self.inner.use_once(key, at).await
+    }
     async fn list(&self, q: &ListQuery) -> Result<Page> {
         self.inner.list(q).await
     }

@@ -37,6 +37,7 @@ enum WriteOp {
     Claim { now: Timestamp, limit: u32, lease_until: Timestamp, reply: oneshot::Sender<Result<Vec<Notification>>> },
     PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
     Attempts(Vec<Attempt>, oneshot::Sender<Result<()>>),
+    UseOnce(String, Timestamp, oneshot::Sender<Result<bool>>),
 }
 
 pub struct SqliteStore {
@@ -181,6 +182,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                     let _ = reply.send(r.map(|_| ()));
                 }
                 (WriteOp::Claim { .. }, _) => {}
+                (WriteOp::UseOnce(_, _, reply), r) => {
+                    let _ = reply.send(r.map(|o| o == CommitOutcome::Committed));
+                }
             }
         }
     }
@@ -221,6 +225,17 @@ fn apply_all(conn: &mut Connection, batch: &[WriteOp]) -> Result<Vec<CommitOutco
                 CommitOutcome::Committed
             }
             WriteOp::Claim { .. } => CommitOutcome::Committed,
+            WriteOp::UseOnce(key, at, _) => {
+                // Forget keys older than two days while here.
+                tx.prepare_cached("DELETE FROM used_keys WHERE at < ?1")
+                    .and_then(|mut s| s.execute(params![at.as_millisecond() - 2 * 86_400_000]))
+                    .map_err(unavailable)?;
+                let fresh = tx
+                    .prepare_cached("INSERT OR IGNORE INTO used_keys (key, at) VALUES (?1, ?2)")
+                    .and_then(|mut s| s.execute(params![key, at.as_millisecond()]))
+                    .map_err(unavailable)?;
+                if fresh == 1 { CommitOutcome::Committed } else { CommitOutcome::VersionConflict }
+            }
         });
     }
     tx.commit().map_err(unavailable)?;
@@ -650,6 +665,12 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {
+        let (tx, rx) = oneshot::channel();
+        self.send(WriteOp::UseOnce(key.to_string(), at, tx))?;
+        rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
     }
 
     async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {

@@ -110,6 +110,13 @@ ALTER TABLE outbox ADD COLUMN claimed_until INTEGER;
 DROP INDEX outbox_due;
 CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'pending' AND claimed_until IS NULL;
 CREATE INDEX outbox_claimed ON outbox (claimed_until) WHERE claimed_until IS NOT NULL;
+"#, r#"
+-- Keys that may be used once: replayed Slack signatures, spent email links.
+CREATE TABLE used_keys (
+    key TEXT PRIMARY KEY,
+    at  INTEGER NOT NULL                    -- unix milliseconds
+) WITHOUT ROWID;
+CREATE INDEX used_keys_at ON used_keys (at);
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

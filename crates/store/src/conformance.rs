@@ -80,6 +80,7 @@ where
     several_requests_commit_together(&*fresh().await).await;
     outbox_delivery_states(&*fresh().await).await;
     outbox_coalescing(&*fresh().await).await;
+    keys_are_used_once(&*fresh().await).await;
     concurrent_commits(fresh().await).await;
 }
 
@@ -387,4 +388,11 @@ pub async fn outbox_coalescing(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(store.notification("ntf_a").await.unwrap().unwrap().status, DeliveryStatus::Delivered);
+}
+
+pub async fn keys_are_used_once(store: &dyn Store) {
+    assert!(store.use_once("sig-1", t0()).await.unwrap());
+    assert!(!store.use_once("sig-1", t0()).await.unwrap(), "a second use is refused");
+    assert!(store.use_once("sig-2", t0()).await.unwrap());
+    assert!(!store.use_once("sig-1", t0() + SignedDuration::from_hours(20)).await.unwrap(), "kept at least a day");
 }

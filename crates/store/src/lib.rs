@@ -276,6 +276,10 @@ pub trait Store: Send + Sync + 'static {
     /// A request's notifications with their attempts, oldest first.
     async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>>;
 
+    /// Records `key` as used at `at`; false if it was used before (replayed signatures, spent
+    /// single-use links). Keys are kept at least a day.
+    async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool>;
+
     /// Requests matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page>;
 

@@ -164,6 +164,10 @@ impl Dispatcher {
                     permanent: true,
                 },
             },
+            "slack" => match &self.service.notify_config().slack {
+                Some(slack) => super::slack::send(&self.http, slack, &**self.service.store(), n, self.service.now()).await,
+                None => Delivery::Failed { status: None, error: "Slack is not configured any more".into(), retry_after: None, permanent: true },
+            },
             other => Delivery::Failed { status: None, error: format!("unknown channel `{other}`"), retry_after: None, permanent: true },
         };
         let now = self.service.now();

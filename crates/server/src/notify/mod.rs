@@ -3,11 +3,12 @@
 //! Deployment settings say where messages can go; a policy or step can narrow that.
 
 pub mod dispatch;
+pub mod slack;
 pub mod webhook;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use signoff_engine::{Event, RequestState};
+use signoff_engine::{Directory, Event, Policy, RequestState};
 use signoff_store::Outgoing;
 
 /// `[notify]` in the configuration file.
@@ -17,6 +18,9 @@ pub struct NotifyConfig {
     /// Signed webhooks (Standard Webhooks) for machines.
     #[serde(default)]
     pub webhooks: Vec<WebhookEndpoint>,
+    /// Slack messages for people.
+    #[serde(default)]
+    pub slack: Option<slack::SlackConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -72,9 +76,19 @@ pub fn summary(state: &RequestState) -> Value {
     })
 }
 
+impl NotifyConfig {
+    /// Whether any channel is configured at all.
+    pub fn is_active(&self) -> bool {
+        !self.webhooks.is_empty() || self.slack.is_some()
+    }
+}
+
 /// The notifications a commit's `events` call for.
-pub fn plan(config: &NotifyConfig, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
+pub fn plan(config: &NotifyConfig, policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
     let mut out = Vec::new();
+    if let Some(slack) = &config.slack {
+        out.extend(slack::plan(slack, policy, dir, events, state));
+    }
     for endpoint in &config.webhooks {
         if endpoint.policies.as_ref().is_some_and(|p| !p.contains(&state.policy.id)) {
             continue;
