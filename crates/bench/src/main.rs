@@ -593,6 +593,7 @@ mod toml_config {
 }
 
 fn main() {
+    signoff_server::install_tls();
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async {

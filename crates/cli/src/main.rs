@@ -138,6 +138,7 @@ enum PolicyCommand {
 }
 
 fn main() -> ExitCode {
+    signoff_server::install_tls();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -8,6 +8,12 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_signoff");
 
+/// An HTTP client for the tests (after choosing the TLS implementation, as the binary does).
+fn http() -> reqwest::blocking::Client {
+    signoff_server::install_tls();
+    reqwest::blocking::Client::new()
+}
+
 struct Server {
     child: Child,
     url: String,
@@ -150,7 +156,7 @@ fn kill_9_after_acknowledged_writes_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data);
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     let post = |token: &str, path: &str, body: Value| {
         let resp = http.post(format!("{}{path}", server.url)).bearer_auth(token).json(&body).send().unwrap();
         assert!(resp.status().is_success(), "{}", resp.status());
@@ -210,7 +216,7 @@ fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
     let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
     std::thread::spawn(move || for _ in lines {});
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     let ids = || -> Vec<String> {
         let v: Value = http.get(format!("{url}/v1/policies")).bearer_auth("alice-token").send().unwrap().json().unwrap();
         v["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect()
@@ -262,7 +268,7 @@ fn start_with_policies(data: &std::path::Path, policies: &std::path::Path) -> Se
 }
 
 fn get_json(url: &str) -> Value {
-    reqwest::blocking::Client::new().get(url).bearer_auth("alice-token").send().unwrap().json().unwrap()
+    http().get(url).bearer_auth("alice-token").send().unwrap().json().unwrap()
 }
 
 /// Polls `id` until `done` holds, for at most `secs` seconds of real time.
@@ -330,7 +336,7 @@ fn timers_due_while_the_server_was_down_fire_right_after_start() {
     std::fs::write(policies.join("quick.yaml"), SECOND_SCALE).unwrap();
     let data = dir.path().join("data");
     let server = start_with_policies(&data, &policies);
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     let mut ids = Vec::new();
     for _ in 0..5 {
         let r: Value = http
@@ -469,7 +475,7 @@ fn killing_the_server_mid_delivery_loses_nothing() {
         Server { child, url }
     };
     let server = start();
-    let http = reqwest::blocking::Client::new();
+    let http = http();
     let mut ids = Vec::new();
     for _ in 0..20 {
         let r: Value = http

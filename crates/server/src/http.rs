@@ -53,6 +53,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .route("/slack/interactions", post(slack_interactions))
+        .route("/email/act", get(email_confirm).post(email_act))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -423,6 +424,73 @@ async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body:
     let click = slack::click(&payload).ok_or_else(|| ApiError::bad_parameter("not an approve or reject button click"))?;
     let text = s.slack_click(click).await?;
     Ok(Json(json!({ "response_type": "ephemeral", "replace_original": false, "text": text })))
+}
+
+// ---- email links -------------------------------------------------------------------------
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"robots\" content=\"noindex\"><title>{t}</title></head><body><h1>{t}</h1>{body}</body></html>",
+        t = escape(title)
+    );
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html).into_response()
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct LinkForm {
+    token: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+/// The page an emailed link opens: it shows what the link would do and asks to confirm.
+/// Nothing happens until the form is posted.
+async fn email_confirm(State(s): State<AppState>, q: Result<Query<LinkQuery>, QueryRejection>) -> Response {
+    let Ok(Query(q)) = q else { return page(StatusCode::BAD_REQUEST, "Invalid link", "<p>The link is incomplete.</p>") };
+    match s.email_link(&q.token) {
+        Err(e) => page(e.status, "This link does not work", &format!("<p>{}</p>", escape(&e.detail))),
+        Ok(claim) => confirm_form(&q.token, &claim, None),
+    }
+}
+
+fn confirm_form(token: &str, claim: &crate::notify::email::LinkClaim, note: Option<&str>) -> Response {
+    let reject = claim.a == "reject";
+    let body = format!(
+        "{note}<p>{who}, you are about to <strong>{action}</strong> step <code>{step}</code> of request <code>{request}</code>.</p>\
+         <form method=\"post\" action=\"/email/act\"><input type=\"hidden\" name=\"token\" value=\"{token}\">\
+         <p><label>{label}<br><textarea name=\"comment\" rows=\"3\" cols=\"60\"{required}></textarea></label></p>\
+         <p><button type=\"submit\">Confirm: {action}</button></p></form>",
+        note = note.map(|n| format!("<p><strong>{}</strong></p>", escape(n))).unwrap_or_default(),
+        who = escape(&claim.u),
+        action = escape(&claim.a),
+        step = escape(&claim.s),
+        request = escape(&claim.r),
+        token = escape(token),
+        label = if reject { "Reason (required)" } else { "Comment (optional)" },
+        required = if reject { " required" } else { "" },
+    );
+    page(StatusCode::OK, &format!("Confirm: {}", claim.a), &body)
+}
+
+/// The confirmation form's POST: spends the link and acts as its user.
+async fn email_act(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let form: Option<LinkForm> = body.ok().and_then(|b| serde_urlencoded::from_bytes(&b).ok());
+    let Some(form) = form else { return page(StatusCode::BAD_REQUEST, "Invalid form", "<p>The form is incomplete.</p>") };
+    let comment = form.comment.filter(|c| !c.trim().is_empty());
+    match s.email_act(&form.token, comment).await {
+        Ok(done) => page(StatusCode::OK, "Done", &format!("<p>{}</p>", escape(&done))),
+        Err(crate::service::LinkOutcome::NeedsReason(claim)) => confirm_form(&form.token, &claim, Some("A reason is required to reject.")),
+        Err(crate::service::LinkOutcome::Refused(e)) => page(e.status, "Not done", &format!("<p>{}</p>", escape(&e.detail))),
+    }
 }
 
 // ---- operations -------------------------------------------------------------------------

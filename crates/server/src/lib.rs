@@ -64,8 +64,15 @@ pub struct Config {
     pub notify: notify::NotifyConfig,
 }
 
+/// Selects the TLS implementation of every outgoing connection (webhooks, Slack, SMTP, the CLI
+/// client): rustls with ring. Call before building an HTTP client; calling it again is harmless.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Opens the store and loads the catalog.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, String> {
+    install_tls();
     config.notify.check()?;
     let store = config.database.open()?;
     Ok(Arc::new(Service::start(store, config.sources.clone(), clock).await?.with_notify(config.notify.clone())))

@@ -22,6 +22,13 @@ use crate::feed::Feed;
 use crate::notify::{self, NotifyConfig};
 use crate::scheduler::TimerWake;
 
+/// Why an emailed link did not act.
+pub enum LinkOutcome {
+    /// A rejection without a reason: show the form again (the link is not spent).
+    NeedsReason(crate::notify::email::LinkClaim),
+    Refused(ApiError),
+}
+
 /// Why a reload kept the previous catalog.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -496,6 +503,39 @@ impl Service {
             }
             Err(e) if e.status.is_client_error() => Ok(format!("Not done ({}): {}", e.code, e.detail)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// What an emailed link would do, if it is genuine and has not expired.
+    pub fn email_link(&self, token: &str) -> Result<crate::notify::email::LinkClaim, ApiError> {
+        use crate::notify::email;
+        let config = self.notify.email.as_ref().ok_or_else(|| ApiError::not_found("email is not configured"))?;
+        email::open(&config.link_secret, token, self.now()).map_err(|e| match e {
+            email::BadLink::Forged => ApiError::bad_parameter("this link is not one signoff sent"),
+            email::BadLink::Expired => ApiError { status: StatusCode::GONE, ..ApiError::new("link_expired", "this link has expired") },
+        })
+    }
+
+    /// Spends an emailed link and acts as its user, with exactly the API's authorization.
+    pub async fn email_act(&self, token: &str, comment: Option<String>) -> Result<String, LinkOutcome> {
+        let claim = self.email_link(token).map_err(LinkOutcome::Refused)?;
+        if claim.a == "reject" && comment.is_none() {
+            return Err(LinkOutcome::NeedsReason(claim));
+        }
+        let fresh = self.store.use_once(&format!("email:{}", claim.n), self.now()).await.map_err(|e| LinkOutcome::Refused(e.into()))?;
+        if !fresh {
+            return Err(LinkOutcome::Refused(ApiError::new("idempotency_conflict", "this link was already used")));
+        }
+        let directory = self.catalog.load().directory.clone();
+        let caller = Caller { id: claim.u.clone(), admin: directory.is_admin(&claim.u) };
+        let body = ActionBody { action: claim.a.clone(), step: Some(claim.s.clone()), comment, edits: None, item: None, to: None };
+        match self.act(&caller, &claim.r, body, None).await {
+            Ok(reply) if reply.status.is_success() => Ok(format!("Done: {} on step {} of request {}.", claim.a, claim.s, claim.r)),
+            Ok(reply) => {
+                let p = reply.json();
+                Err(LinkOutcome::Refused(ApiError { status: reply.status, ..ApiError::new("forbidden", p["detail"].as_str().unwrap_or("refused").to_string()) }))
+            }
+            Err(e) => Err(LinkOutcome::Refused(e)),
         }
     }
 

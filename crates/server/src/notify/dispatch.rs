@@ -168,6 +168,10 @@ impl Dispatcher {
                 Some(slack) => super::slack::send(&self.http, slack, &**self.service.store(), n, self.service.now()).await,
                 None => Delivery::Failed { status: None, error: "Slack is not configured any more".into(), retry_after: None, permanent: true },
             },
+            "email" => match &self.service.notify_config().email {
+                Some(email) => super::email::send(email, n, self.service.now()).await,
+                None => Delivery::Failed { status: None, error: "email is not configured any more".into(), retry_after: None, permanent: true },
+            },
             other => Delivery::Failed { status: None, error: format!("unknown channel `{other}`"), retry_after: None, permanent: true },
         };
         let now = self.service.now();

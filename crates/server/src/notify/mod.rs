@@ -3,6 +3,7 @@
 //! Deployment settings say where messages can go; a policy or step can narrow that.
 
 pub mod dispatch;
+pub mod email;
 pub mod slack;
 pub mod webhook;
 
@@ -21,6 +22,9 @@ pub struct NotifyConfig {
     /// Slack messages for people.
     #[serde(default)]
     pub slack: Option<slack::SlackConfig>,
+    /// Email for people.
+    #[serde(default)]
+    pub email: Option<email::EmailConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +57,9 @@ impl NotifyConfig {
             }
             webhook::secret_bytes(&w.secret).map_err(|e| format!("{at}.secret: {e}"))?;
         }
+        if let Some(email) = &self.email {
+            email.check()?;
+        }
         Ok(())
     }
 
@@ -79,7 +86,7 @@ pub fn summary(state: &RequestState) -> Value {
 impl NotifyConfig {
     /// Whether any channel is configured at all.
     pub fn is_active(&self) -> bool {
-        !self.webhooks.is_empty() || self.slack.is_some()
+        !self.webhooks.is_empty() || self.slack.is_some() || self.email.is_some()
     }
 }
 
@@ -88,6 +95,9 @@ pub fn plan(config: &NotifyConfig, policy: &Policy, dir: &Directory, events: &[E
     let mut out = Vec::new();
     if let Some(slack) = &config.slack {
         out.extend(slack::plan(slack, policy, dir, events, state));
+    }
+    if config.email.is_some() {
+        out.extend(email::plan(policy, dir, events, state));
     }
     for endpoint in &config.webhooks {
         if endpoint.policies.as_ref().is_some_and(|p| !p.contains(&state.policy.id)) {

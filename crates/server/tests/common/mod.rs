@@ -33,7 +33,7 @@ pub fn directory_yaml(extra: &str) -> String {
             "vp-sales" => ", attributes: {approval_limit: 1000000}",
             _ => "",
         };
-        s.push_str(&format!("  - {{id: {u}, slack: U-{u}{extra}}}\n"));
+        s.push_str(&format!("  - {{id: {u}, slack: U-{u}, email: {u}@example.com{extra}}}\n"));
     }
     s.push_str(extra);
     s.push_str("groups:\n  sales-managers: [mark]\n  finance: [fiona, frank]\n  legal: [lena]\n  sre: [sam, sue, sid]\nadmins: [root]\ntokens:\n");
