@@ -21,18 +21,24 @@ struct Server {
 
 impl Server {
     fn start(data: &std::path::Path) -> Server {
+        Server::serve(data, &[], Stdio::null())
+    }
+
+    /// `signoff serve` on port 0 with `data` and `extra` arguments; reads the address from the
+    /// first line, then keeps draining stdout so the server never blocks on a full pipe.
+    fn serve(data: &std::path::Path, extra: &[&std::ffi::OsStr], stderr: Stdio) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
+            .args(extra)
             .env_remove("SIGNOFF_LISTEN")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().unwrap().unwrap();
         let url = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("first line was {first:?}")).to_string();
-        // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Server { child, url }
     }
@@ -203,18 +209,7 @@ fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("one.yaml"), "id: one\nsteps: [{id: a, approvers: {users: [mark]}}]\n").unwrap();
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--policies")
-        .arg(&policies)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let Server { mut child, url } = Server::serve(&dir.path().join("data"), &["--policies".as_ref(), policies.as_os_str()], Stdio::piped());
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let http = http();
     let ids = || -> Vec<String> {
@@ -252,19 +247,7 @@ fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
 
 /// Starts the binary with `policies` (a directory) on `data`.
 fn start_with_policies(data: &std::path::Path, policies: &std::path::Path) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .arg("--policies")
-        .arg(policies)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, url }
+    Server::serve(data, &["--policies".as_ref(), policies.as_os_str()], Stdio::null())
 }
 
 fn get_json(url: &str) -> Value {
@@ -459,21 +442,7 @@ fn killing_the_server_mid_delivery_loses_nothing() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let start = || {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .arg("--data")
-            .arg(&data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, url }
-    };
+    let start = || Server::serve(&data, &["--config".as_ref(), config.as_os_str()], Stdio::null());
     let server = start();
     let http = http();
     let mut ids = Vec::new();
