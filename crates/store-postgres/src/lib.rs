@@ -1,0 +1,463 @@
+//! The PostgreSQL store, for several signoff instances sharing one database. Every commit is a
+//! transaction whose version check is a conditional UPDATE (optimistic concurrency across
+//! instances); outbox rows are claimed with `FOR UPDATE SKIP LOCKED` and a lease, so each is
+//! delivered by one instance at a time. There is no state cache: another instance may have
+//! moved any request on.
+
+mod schema;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use jiff::Timestamp;
+use serde_json::Value;
+use signoff_engine::{Event, RequestState};
+use signoff_store::{
+    Attempt, AttemptOutcome, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
+    Outgoing, Page, PolicyRecord, Result, SavedResponse, Store, StoreError, Task, tasks_of,
+};
+use tokio_postgres::types::ToSql;
+use deadpool_postgres::GenericClient;
+use tokio_postgres::{NoTls, Row};
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Milliseconds, rounded up: a timer is never due before the engine agrees.
+fn ceil_millis(t: Timestamp) -> i64 {
+    let ms = t.as_millisecond();
+    if t.subsec_nanosecond() % 1_000_000 != 0 && t.as_second() >= 0 { ms + 1 } else { ms }
+}
+
+const NOTIFICATION_COLUMNS: &str = "id, request_id, channel, destination, kind, payload, coalesce_key, created_at, status, attempts, revision, next_attempt_at, last_error, result, delivered_at";
+
+fn notification(r: &Row) -> Notification {
+    let json = |i: usize| r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let time = |i: usize| r.get::<_, Option<String>>(i).and_then(|t| t.parse().ok());
+    Notification {
+        outgoing: Outgoing {
+            id: r.get(0),
+            request_id: r.get(1),
+            channel: r.get(2),
+            destination: r.get(3),
+            kind: r.get(4),
+            payload: json(5).unwrap_or_default(),
+            coalesce_key: r.get(6),
+            created_at: time(7).unwrap_or_default(),
+        },
+        status: match r.get::<_, String>(8).as_str() {
+            "delivered" => DeliveryStatus::Delivered,
+            "failed" => DeliveryStatus::Failed,
+            _ => DeliveryStatus::Pending,
+        },
+        attempts: r.get::<_, i32>(9) as u32,
+        revision: r.get::<_, i32>(10) as u32,
+        next_attempt_at: r.get::<_, Option<i64>>(11).and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+        last_error: r.get(12),
+        result: json(13),
+        delivered_at: time(14),
+    }
+}
+
+fn decode_state(text: &str) -> Result<RequestState> {
+    serde_json::from_str(text).map_err(corrupt)
+}
+
+fn key_match(fingerprint: &str, stored: &str, status: i32, body: String) -> KeyMatch {
+    if stored == fingerprint { KeyMatch::Same(SavedResponse { status: status as u16, body }) } else { KeyMatch::Different }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user@host:port/db`) and runs pending migrations.
+    pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid(format!("database-url: {e}")))?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager).max_size(16).build().map_err(unavailable)?;
+        let mut client = pool.get().await.map_err(unavailable)?;
+        schema::migrate(&mut client).await.map_err(unavailable)?;
+        Ok(PostgresStore { pool })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(unavailable)
+    }
+}
+
+/// Checks a commit; `Ok(None)` means write it, `Ok(Some(outcome))` means it cannot apply.
+async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutcome>> {
+    if let Some(idem) = &c.idempotency {
+        let found = tx
+            .query_opt("SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2", &[&idem.scope, &idem.key])
+            .await
+            .map_err(unavailable)?;
+        if let Some(row) = found {
+            return Ok(Some(CommitOutcome::KeyUsed(key_match(&idem.fingerprint, row.get(0), row.get(1), row.get(2)))));
+        }
+    }
+    let state = &c.state;
+    let json = match &c.encoded_state {
+        Some(j) => j.clone(),
+        None => serde_json::to_string(&**state).map_err(corrupt)?,
+    };
+    let version = state.version as i64;
+    let row = if c.expected_version == 0 {
+        tx.query_opt(
+            "INSERT INTO requests (id, status, policy_id, requester, subject, lineage, created_at, updated_at, version, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING RETURNING n",
+            &[&state.id, &state.status.as_str(), &state.policy.id, &state.requester, &state.subject, &state.lineage,
+              &state.created_at.to_string(), &state.updated_at.to_string(), &version, &json],
+        )
+        .await
+    } else {
+        tx.query_opt(
+            "UPDATE requests SET status = $2, updated_at = $3, version = $4, state = $5 WHERE id = $1 AND version = $6 RETURNING n",
+            &[&state.id, &state.status.as_str(), &state.updated_at.to_string(), &version, &json, &(c.expected_version as i64)],
+        )
+        .await
+    }
+    .map_err(unavailable)?;
+    let Some(row) = row else { return Ok(Some(CommitOutcome::VersionConflict)) };
+    let n: i64 = row.get(0);
+    for e in &c.events {
+        let body = serde_json::to_string(e).map_err(corrupt)?;
+        tx.execute(
+            "INSERT INTO events (request_id, seq, type, at, body) VALUES ($1, $2, $3, $4, $5)",
+            &[&state.id, &(e.seq as i64), &e.kind.type_name(), &e.at.to_string(), &body],
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    tx.execute("DELETE FROM tasks WHERE request_n = $1", &[&n]).await.map_err(unavailable)?;
+    for (approver, task) in tasks_of(state) {
+        let body = serde_json::to_string(&task).map_err(corrupt)?;
+        tx.execute(
+            "INSERT INTO tasks (approver, request_n, step_id, due_at, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[&approver, &n, &task.step, &task.due_at.map(|d| d.as_millisecond()), &body],
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    for user in state.participants() {
+        tx.execute("INSERT INTO participants (user_id, request_n) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&user, &n])
+            .await
+            .map_err(unavailable)?;
+    }
+    for o in &c.notifications {
+        tx.execute(
+            "INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)
+             ON CONFLICT (coalesce_key) WHERE status = 'pending'
+             DO UPDATE SET payload = EXCLUDED.payload, revision = outbox.revision + 1",
+            &[&o.id, &o.request_id, &o.channel, &o.destination, &o.kind, &o.payload.to_string(), &o.coalesce_key,
+              &ceil_millis(o.created_at), &o.created_at.to_string()],
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    match state.next_timer_at {
+        Some(at) => {
+            let due = ceil_millis(at);
+            tx.execute(
+                "INSERT INTO timers (request_n, due_at) VALUES ($1, $2) ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at",
+                &[&n, &due],
+            )
+            .await
+        }
+        None => tx.execute("DELETE FROM timers WHERE request_n = $1", &[&n]).await,
+    }
+    .map_err(unavailable)?;
+    if let Some(idem) = &c.idempotency {
+        tx.execute(
+            "INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&idem.scope, &idem.key, &idem.fingerprint, &(idem.response.status as i32), &idem.response.body, &idem.at.to_string()],
+        )
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(None)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<()> {
+        self.client().await?.execute("SELECT 1", &[]).await.map(|_| ()).map_err(unavailable)
+    }
+
+    async fn put_policy(&self, p: &PolicyRecord) -> Result<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO policies (hash, id, version, source) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                &[&p.hash, &p.id, &(p.version as i64), &p.source.to_string()],
+            )
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>> {
+        let row = self.client().await?.query_opt("SELECT hash, id, version, source FROM policies WHERE hash = $1", &[&hash]).await.map_err(unavailable)?;
+        row.map(|r| {
+            Ok(PolicyRecord { hash: r.get(0), id: r.get(1), version: r.get::<_, i64>(2) as u64, source: serde_json::from_str(r.get(3)).map_err(corrupt)? })
+        })
+        .transpose()
+    }
+
+    async fn load(&self, id: &str) -> Result<Option<RequestState>> {
+        let row = self.client().await?.query_opt("SELECT state FROM requests WHERE id = $1", &[&id]).await.map_err(unavailable)?;
+        row.map(|r| decode_state(r.get(0))).transpose()
+    }
+
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        let rows = self.client().await?.query("SELECT body FROM events WHERE request_id = $1 ORDER BY seq", &[&id]).await.map_err(unavailable)?;
+        rows.iter().map(|r| serde_json::from_str(r.get(0)).map_err(corrupt)).collect()
+    }
+
+    async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        for c in &commits {
+            match apply(&tx, c).await {
+                Ok(None) => {}
+                Ok(Some(outcome)) => {
+                    tx.rollback().await.map_err(unavailable)?;
+                    return Ok(outcome);
+                }
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    // A racing commit with the same idempotency key: report that key.
+                    if let Some(idem) = commits.iter().find_map(|c| c.idempotency.as_ref()) {
+                        if let Some(m) = self.idempotency(&idem.scope, &idem.key, &idem.fingerprint).await? {
+                            return Ok(CommitOutcome::KeyUsed(m));
+                        }
+                    }
+                    // A racing create of the same request shows as a conflict, anything else as itself.
+                    return if commits.iter().any(|c| c.expected_version == 0) && e.to_string().contains("duplicate key") {
+                        Ok(CommitOutcome::VersionConflict)
+                    } else {
+                        Err(e)
+                    };
+                }
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(CommitOutcome::Committed)
+    }
+
+    async fn due_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT r.id FROM timers t JOIN requests r ON r.n = t.request_n WHERE t.due_at <= $1 ORDER BY t.due_at LIMIT $2",
+                &[&now.as_millisecond(), &(limit as i64)],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn next_timer_at(&self) -> Result<Option<Timestamp>> {
+        let row = self.client().await?.query_one("SELECT MIN(due_at) FROM timers", &[]).await.map_err(unavailable)?;
+        row.get::<_, Option<i64>>(0).map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
+    }
+
+    async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {
+        let rows = self.client().await?.query("SELECT state FROM requests WHERE lineage = $1 ORDER BY n", &[&lineage]).await.map_err(unavailable)?;
+        rows.iter().map(|r| decode_state(r.get(0))).collect()
+    }
+
+    async fn claim_notifications(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<Notification>> {
+        let sql = format!(
+            "UPDATE outbox SET claimed_until = $3 WHERE n IN (
+                SELECT n FROM outbox
+                WHERE status = 'pending' AND ((claimed_until IS NULL AND next_attempt_at <= $1) OR claimed_until <= $1)
+                ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING {NOTIFICATION_COLUMNS}"
+        );
+        let rows = self
+            .client()
+            .await?
+            .query(&sql, &[&now.as_millisecond(), &(limit as i64), &ceil_millis(lease_until)])
+            .await
+            .map_err(unavailable)?;
+        let mut out: Vec<Notification> = rows.iter().map(notification).collect();
+        out.sort_by_key(|n| n.next_attempt_at);
+        Ok(out)
+    }
+
+    async fn next_notification_at(&self) -> Result<Option<Timestamp>> {
+        let row = self
+            .client()
+            .await?
+            .query_one("SELECT MIN(COALESCE(claimed_until, next_attempt_at)) FROM outbox WHERE status = 'pending'", &[])
+            .await
+            .map_err(unavailable)?;
+        row.get::<_, Option<i64>>(0).map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
+    }
+
+    async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        for a in &attempts {
+            let Some(row) = tx.query_opt("SELECT n, attempts, revision FROM outbox WHERE id = $1 FOR UPDATE", &[&a.notification]).await.map_err(unavailable)? else {
+                continue;
+            };
+            let (n, attempts, revision): (i64, i32, i32) = (row.get(0), row.get(1), row.get(2));
+            let at = a.at.to_string();
+            let at_ms = ceil_millis(a.at);
+            match &a.outcome {
+                AttemptOutcome::Delivered { result } if revision as u32 == a.revision => {
+                    let result = result.as_ref().map(|r| r.to_string());
+                    tx.execute(
+                        "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = $2, result = $3, next_attempt_at = NULL, last_error = NULL, claimed_until = NULL WHERE n = $1",
+                        &[&n, &at, &result],
+                    )
+                    .await
+                }
+                // Delivered, but the payload was replaced meanwhile: send the new one now.
+                AttemptOutcome::Delivered { result } => {
+                    let result = result.as_ref().map(|r| r.to_string());
+                    tx.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, result = $3, next_attempt_at = $2, claimed_until = NULL WHERE n = $1",
+                        &[&n, &at_ms, &result],
+                    )
+                    .await
+                }
+                AttemptOutcome::Failed { error, next_attempt_at: Some(next) } => {
+                    let next = ceil_millis(*next);
+                    tx.execute(
+                        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3, claimed_until = NULL WHERE n = $1",
+                        &[&n, &next, error],
+                    )
+                    .await
+                }
+                AttemptOutcome::Failed { error, next_attempt_at: None } => {
+                    tx.execute(
+                        "UPDATE outbox SET status = 'failed', attempts = attempts + 1, next_attempt_at = NULL, last_error = $2, claimed_until = NULL WHERE n = $1",
+                        &[&n, error],
+                    )
+                    .await
+                }
+                AttemptOutcome::Deferred { until } => {
+                    let until = ceil_millis(*until);
+                    tx.execute("UPDATE outbox SET next_attempt_at = $2, claimed_until = NULL WHERE n = $1", &[&n, &until])
+                        .await
+                        .map_err(unavailable)?;
+                    continue;
+                }
+            }
+            .map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO outbox_attempts (notification_n, seq, body) VALUES ($1, $2, $3)",
+                &[&n, &(attempts + 1), &serde_json::to_string(a).map_err(corrupt)?],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn notification(&self, id: &str) -> Result<Option<Notification>> {
+        let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM outbox WHERE id = $1");
+        Ok(self.client().await?.query_opt(&sql, &[&id]).await.map_err(unavailable)?.as_ref().map(notification))
+    }
+
+    async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {NOTIFICATION_COLUMNS}, n FROM outbox WHERE request_id = $1 ORDER BY n");
+        let rows = client.query(&sql, &[&request_id]).await.map_err(unavailable)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let n: i64 = r.get(15);
+            let log = client.query("SELECT body FROM outbox_attempts WHERE notification_n = $1 ORDER BY seq", &[&n]).await.map_err(unavailable)?;
+            let attempt_log = log.iter().map(|l| serde_json::from_str(l.get(0)).map_err(corrupt)).collect::<Result<_>>()?;
+            out.push(DeliveryReport { notification: notification(r), attempt_log });
+        }
+        Ok(out)
+    }
+
+    async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {
+        let client = self.client().await?;
+        client.execute("DELETE FROM used_keys WHERE at < $1", &[&(at.as_millisecond() - 2 * 86_400_000)]).await.map_err(unavailable)?;
+        let n = client
+            .execute("INSERT INTO used_keys (key, at) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&key, &at.as_millisecond()])
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
+    async fn list(&self, q: &ListQuery) -> Result<Page> {
+        let mut sql = String::from("SELECT r.n, r.state FROM requests r WHERE TRUE");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
+        };
+        if let Some(cursor) = &q.cursor {
+            let n: i64 = cursor.parse().map_err(|_| StoreError::Invalid(format!("`{cursor}` is not a cursor this server issued")))?;
+            arg(&mut sql, " AND r.n < ?", Box::new(n));
+        }
+        if let Some(s) = q.status {
+            arg(&mut sql, " AND r.status = ?", Box::new(s.as_str().to_string()));
+        }
+        if let Some(p) = &q.policy {
+            arg(&mut sql, " AND r.policy_id = ?", Box::new(p.clone()));
+        }
+        if let Some(r) = &q.requester {
+            arg(&mut sql, " AND r.requester = ?", Box::new(r.clone()));
+        }
+        if let Some(s) = &q.subject {
+            arg(&mut sql, " AND r.subject = ?", Box::new(s.clone()));
+        }
+        if let Some(a) = &q.approver {
+            arg(&mut sql, " AND r.n IN (SELECT request_n FROM tasks WHERE approver = ?)", Box::new(a.clone()));
+        }
+        if let Some(u) = &q.visible_to {
+            arg(&mut sql, " AND r.n IN (SELECT request_n FROM participants WHERE user_id = ?)", Box::new(u.clone()));
+        }
+        let limit = q.limit.clamp(1, 500) as i64;
+        arg(&mut sql, " ORDER BY r.n DESC LIMIT ?", Box::new(limit + 1));
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
+        let rows = self.client().await?.query(&sql, &params).await.map_err(unavailable)?;
+        let more = rows.len() as i64 > limit;
+        let mut items = Vec::new();
+        let mut last = None;
+        for r in rows.iter().take(limit as usize) {
+            items.push(decode_state(r.get(1))?);
+            last = Some(r.get::<_, i64>(0));
+        }
+        Ok(Page { items, next_cursor: if more { last.map(|n| n.to_string()) } else { None } })
+    }
+
+    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT body FROM tasks WHERE approver = $1 ORDER BY due_at IS NULL, due_at, request_n LIMIT $2",
+                &[&user, &(limit as i64)],
+            )
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(|r| serde_json::from_str(r.get(0)).map_err(corrupt)).collect()
+    }
+
+    async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {
+        let row = self
+            .client()
+            .await?
+            .query_opt("SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2", &[&scope, &key])
+            .await
+            .map_err(unavailable)?;
+        Ok(row.map(|r| key_match(fingerprint, r.get(0), r.get(1), r.get(2))))
+    }
+}
