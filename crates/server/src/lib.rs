@@ -27,10 +27,11 @@ pub use service::Service;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Database {
     Sqlite(PathBuf),
+    Postgres(String),
 }
 
 impl Database {
-    /// `sqlite://PATH` (or a bare path); `postgres://` is refused until the PostgreSQL store lands.
+    /// `sqlite://PATH` or `postgres://user@host:port/database`.
     pub fn parse(url: &str) -> Result<Database, String> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
@@ -39,13 +40,18 @@ impl Database {
             return Ok(Database::Sqlite(path.into()));
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err("database-url: PostgreSQL is not supported by this build yet; use sqlite://PATH".into());
+            url.parse::<signoff_store_postgres::Config>().map_err(|e| format!("database-url: {e}"))?;
+            return Ok(Database::Postgres(url.to_string()));
         }
-        Err(format!("database-url: `{url}` must start with sqlite:// (or postgres:// in a later release)"))
+        Err(format!("database-url: `{url}` must start with sqlite:// or postgres://"))
     }
 
-    pub fn open(&self) -> Result<Arc<dyn Store>, String> {
+    pub async fn open(&self) -> Result<Arc<dyn Store>, String> {
         match self {
+            Database::Postgres(url) => {
+                let store = signoff_store_postgres::PostgresStore::connect(url).await.map_err(|e| format!("database: {e}"))?;
+                Ok(Arc::new(store))
+            }
             Database::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| format!("data: cannot create {}: {e}", parent.display()))?;
@@ -74,7 +80,7 @@ pub fn install_tls() {
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, String> {
     install_tls();
     config.notify.check()?;
-    let store = config.database.open()?;
+    let store = config.database.open().await?;
     Ok(Arc::new(Service::start(store, config.sources.clone(), clock).await?.with_notify(config.notify.clone())))
 }
 

@@ -19,6 +19,9 @@ use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::{NoTls, Row};
 
+/// Connection settings, as parsed from a `postgres://` URL.
+pub use tokio_postgres::Config;
+
 pub struct PostgresStore {
     pool: Pool,
 }

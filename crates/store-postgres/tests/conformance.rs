@@ -19,8 +19,12 @@ async fn admin() -> Option<tokio_postgres::Client> {
             Some(client)
         }
         Err(e) => {
-            eprintln!(
-                "PostgreSQL tests SKIPPED: cannot connect to {} ({e}). Start PostgreSQL or set SIGNOFF_TEST_POSTGRES_URL to run them.",
+            // Written to the real stderr (not the test harness's capture) so that a passing run
+            // still says plainly what it did not test.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\nPostgreSQL tests SKIPPED: cannot connect to {} ({e}).\nStart PostgreSQL (or set SIGNOFF_TEST_POSTGRES_URL=postgres://user@host:port/db) and run `cargo test --workspace` again.\n",
                 admin_url()
             );
             None

@@ -1,0 +1,70 @@
+//! The service on PostgreSQL: two instances on one database, clients spreading their calls
+//! across both. Skipped (and said so) when no PostgreSQL is reachable.
+
+mod common;
+
+use std::sync::Arc;
+
+use serde_json::json;
+use signoff_server::service::{ActionBody, Caller, SubmitBody};
+use signoff_server::{Config, Database, Sources, SystemClock};
+
+fn admin_url() -> String {
+    std::env::var("SIGNOFF_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn fresh_database() -> Option<(tokio_postgres::Client, String, String)> {
+    let (client, conn) = match tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
+        Ok(c) => c,
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "\nPostgreSQL tests SKIPPED: cannot connect to {} ({e}).\n", admin_url());
+            return None;
+        }
+    };
+    tokio::spawn(conn);
+    let db = format!("signoff_test_{}", uuid::Uuid::now_v7().simple());
+    client.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
+    let url = format!("{}/{db}", admin_url().rsplit_once('/').unwrap().0);
+    Some((client, db, url))
+}
+
+fn caller(id: &str) -> Caller {
+    Caller { id: id.into(), admin: false }
+}
+
+fn approve(step: &str) -> ActionBody {
+    ActionBody { action: "approve".into(), step: Some(step.into()), comment: None, edits: None, item: None, to: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_database_decide_each_request_once() {
+    let Some((admin, db, url)) = fresh_database().await else { return };
+    let config = Config { database: Database::Postgres(url), sources: Sources::default(), notify: Default::default() };
+    let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    for i in 0..20 {
+        let body = SubmitBody {
+            policy: "quote-discount".into(),
+            title: None,
+            subject: Some(format!("S-{i}")),
+            context: json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}),
+            evidence: vec![],
+            resubmits: None,
+        };
+        let submitter = if i % 2 == 0 { &a } else { &b };
+        let id = submitter.submit(&caller("alice"), body, None).await.unwrap().json()["id"].as_str().unwrap().to_string();
+        // The two approvals race on different instances: one commit loses and is re-decided.
+        let (mark, fiona) = (caller("mark"), caller("fiona"));
+        let (x, y) = tokio::join!(a.act(&mark, &id, approve("manager"), None), b.act(&fiona, &id, approve("finance"), None));
+        assert_eq!((x.unwrap().status.as_u16(), y.unwrap().status.as_u16()), (200, 200));
+        let events = a.store().events(&id).await.unwrap();
+        signoff_engine::event::verify_chain(&events).unwrap();
+        assert_eq!(events.iter().filter(|e| e.kind.type_name() == "completed").count(), 1);
+        assert_eq!(b.visible(&caller("alice"), &id).await.unwrap().status.as_str(), "approved");
+    }
+    let page = a.list(&caller("alice"), signoff_store::ListQuery { limit: 500, ..Default::default() }).await.unwrap();
+    assert_eq!(page.items.len(), 20);
+    drop((a, b));
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}
