@@ -237,11 +237,10 @@ impl Store for PostgresStore {
                 Err(e) => {
                     let _ = tx.rollback().await;
                     // A racing commit with the same idempotency key: report that key.
-                    if let Some(idem) = commits.iter().find_map(|c| c.idempotency.as_ref()) {
-                        if let Some(m) = self.idempotency(&idem.scope, &idem.key, &idem.fingerprint).await? {
+                    if let Some(idem) = commits.iter().find_map(|c| c.idempotency.as_ref())
+                        && let Some(m) = self.idempotency(&idem.scope, &idem.key, &idem.fingerprint).await? {
                             return Ok(CommitOutcome::KeyUsed(m));
                         }
-                    }
                     // A racing create of the same request shows as a conflict, anything else as itself.
                     return if commits.iter().any(|c| c.expected_version == 0) && e.to_string().contains("duplicate key") {
                         Ok(CommitOutcome::VersionConflict)
