@@ -59,7 +59,8 @@ async fn postgres_passes_the_conformance_suite() {
         })
         .await;
     }
-    for db in created.lock().unwrap().drain(..) {
+    let created: Vec<String> = created.lock().unwrap().drain(..).collect();
+    for db in created {
         let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
     }
 }
