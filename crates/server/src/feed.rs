@@ -125,6 +125,38 @@ impl Feed {
         UserWatch { feed: self.clone(), user: user.to_string(), rx: Some(rx) }
     }
 
+    /// Whether anything in this process may care about request `id`: someone watches it, or
+    /// someone streams their own requests.
+    pub fn may_watch(&self, id: &str) -> bool {
+        self.requests.lock().map(|m| m.contains_key(id)).unwrap_or(false) || self.users.lock().map(|m| !m.is_empty()).unwrap_or(false)
+    }
+
+    /// The ids of every watched request.
+    pub fn watched_ids(&self) -> Vec<String> {
+        self.requests.lock().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Follows a shared store's changes (other instances' commits) into this process's feed.
+    pub async fn follow(self: Arc<Self>, store: Arc<dyn signoff_store::Store>, mut changes: broadcast::Receiver<signoff_store::Change>) {
+        use signoff_store::Change;
+        loop {
+            let ids = match changes.recv().await {
+                Ok(Change::Request(id)) if self.may_watch(&id) => vec![id],
+                Ok(Change::Request(_)) => continue,
+                // Missed some: re-read everything watched.
+                Ok(Change::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => self.watched_ids(),
+                Err(broadcast::error::RecvError::Closed) => return,
+            };
+            for id in ids {
+                match store.load(&id).await {
+                    Ok(Some(state)) => self.publish(Arc::new(state)),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(request = %id, error = %e, "cannot read a changed request"),
+                }
+            }
+        }
+    }
+
     /// Requests currently watched (for metrics and tests).
     pub fn watched_requests(&self) -> usize {
         self.requests.lock().map(|m| m.len()).unwrap_or(0)

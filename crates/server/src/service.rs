@@ -188,6 +188,9 @@ impl Service {
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
         };
         service.record_policies(&service.catalog()).await.map_err(|e| e.detail)?;
+        if let Some(changes) = service.store.changes() {
+            tokio::spawn(service.feed.clone().follow(service.store.clone(), changes));
+        }
         Ok(service)
     }
 

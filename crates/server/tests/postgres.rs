@@ -68,3 +68,45 @@ async fn two_instances_on_one_database_decide_each_request_once() {
     drop((a, b));
     let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_on_one_instance_see_changes_made_on_another() {
+    let Some((admin, db, url)) = fresh_database().await else { return };
+    let config = Config { database: Database::Postgres(url), sources: Sources::default(), notify: Default::default() };
+    let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let body = SubmitBody {
+        policy: "quote-discount".into(),
+        title: None,
+        subject: None,
+        context: json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}),
+        evidence: vec![],
+        resubmits: None,
+    };
+    let id = a.submit(&caller("alice"), body, None).await.unwrap().json()["id"].as_str().unwrap().to_string();
+    // Watch on b (as a stream or a long poll would), act on a.
+    let mut watch = b.feed().watch_request(&id);
+    let version = a.act(&caller("mark"), &id, approve("manager"), None).await.unwrap().json()["version"].as_u64().unwrap();
+    // b may first hear of the submission (its notification can arrive after the watch began).
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let s = watch.changed().await.unwrap();
+            if s.version >= version {
+                return s;
+            }
+        }
+    })
+    .await
+    .expect("b heard of a's commit");
+    assert!(!seen.steps[0].status.is_open(), "b got the state after mark's approval");
+    let waiting = {
+        let b = b.clone();
+        let id = id.clone();
+        tokio::spawn(async move { signoff_server::live::wait(&b, &caller("alice"), &id, jiff::SignedDuration::from_secs(30)).await })
+    };
+    a.act(&caller("fiona"), &id, approve("finance"), None).await.unwrap();
+    let done = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await.unwrap().unwrap().unwrap();
+    assert_eq!(done.status.as_str(), "approved", "a long poll on b answers when a closes the request");
+    drop((a, b, watch));
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+}

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 use signoff_engine::{Event, RequestState};
 use signoff_store::{
-    Attempt, AttemptOutcome, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
+    Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
     Outgoing, Page, PolicyRecord, Result, SavedResponse, Store, StoreError, Task, tasks_of,
 };
 use tokio_postgres::types::ToSql;
@@ -24,7 +24,11 @@ pub use tokio_postgres::Config;
 
 pub struct PostgresStore {
     pool: Pool,
+    changes: tokio::sync::broadcast::Sender<Change>,
 }
+
+/// The channel every commit notifies with the request's id.
+const CHANNEL: &str = "signoff_changes";
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -86,7 +90,9 @@ impl PostgresStore {
         let pool = Pool::builder(manager).max_size(16).build().map_err(unavailable)?;
         let mut client = pool.get().await.map_err(unavailable)?;
         schema::migrate(&mut client).await.map_err(unavailable)?;
-        Ok(PostgresStore { pool })
+        let (changes, _) = tokio::sync::broadcast::channel(4096);
+        tokio::spawn(listen(url.to_string(), changes.clone()));
+        Ok(PostgresStore { pool, changes })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -185,7 +191,56 @@ async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutco
         .await
         .map_err(unavailable)?;
     }
+    // Delivered to every listening instance when (and only if) the transaction commits.
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &state.id]).await.map_err(unavailable)?;
     Ok(None)
+}
+
+/// Listens for commits of every instance on a connection of its own, reconnecting (and telling
+/// subscribers to resync) whenever it drops.
+async fn listen(url: String, changes: tokio::sync::broadcast::Sender<Change>) {
+    use futures_util::StreamExt;
+    let mut first = true;
+    loop {
+        match tokio_postgres::connect(&url, NoTls).await {
+            Ok((client, mut connection)) => {
+                let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                let statement = format!("LISTEN {CHANNEL}");
+                let listening = client.batch_execute(&statement);
+                // The connection must be polled for the LISTEN to complete.
+                let ready = async {
+                    tokio::pin!(listening);
+                    loop {
+                        tokio::select! {
+                            r = &mut listening => return r.is_ok(),
+                            m = messages.next() => if m.is_none() { return false },
+                        }
+                    }
+                };
+                if ready.await {
+                    if !first {
+                        let _ = changes.send(Change::Resync);
+                    }
+                    first = false;
+                    while let Some(message) = messages.next().await {
+                        match message {
+                            Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                                let _ = changes.send(Change::Request(n.payload().to_string()));
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(error = %e, "change listener lost its connection; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                drop(client);
+            }
+            Err(e) => tracing::warn!(error = %e, "change listener cannot connect; retrying"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 #[async_trait]
@@ -385,6 +440,10 @@ impl Store for PostgresStore {
             out.push(DeliveryReport { notification: notification(r), attempt_log });
         }
         Ok(out)
+    }
+
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        Some(self.changes.subscribe())
     }
 
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {

@@ -33,6 +33,15 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A change seen in a shared store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// This request was committed.
+    Request(String),
+    /// Changes may have been missed (the listener reconnected): re-read what you watch.
+    Resync,
+}
+
 /// A response kept under an idempotency key, replayed on a retry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedResponse {
@@ -275,6 +284,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// A request's notifications with their attempts, oldest first.
     async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>>;
+
+    /// Ids of requests committed by anyone (other processes included), for stores shared by
+    /// several instances; `Resync` after the feed was interrupted. `None` when this process is
+    /// the only writer (its own commits are all it needs to know about).
+    fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
+        None
+    }
 
     /// Records `key` as used at `at`; false if it was used before (replayed signatures, spent
     /// single-use links). Keys are kept at least a day.
