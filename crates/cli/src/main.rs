@@ -115,6 +115,95 @@ enum Command {
     Policy(PolicyCommand),
     /// Run the golden path against a temporary server and print the transcript.
     Demo,
+    /// Create or update the database schema, then exit (servers also do this at start).
+    Migrate {
+        #[command(flatten)]
+        db: StoreArgs,
+    },
+    /// Write every request (full history) and policy to JSON Lines.
+    Export {
+        #[command(flatten)]
+        db: StoreArgs,
+        /// The file to write; standard output by default.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Read an export into a database (which must not already hold those requests).
+    Import {
+        #[command(flatten)]
+        db: StoreArgs,
+        /// The file to read; standard input by default.
+        #[arg(long = "in")]
+        input: Option<PathBuf>,
+    },
+}
+
+/// Which database an offline command works on (the server must not hold a SQLite file).
+#[derive(Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded database [default: ./signoff-data].
+    #[arg(long, env = "SIGNOFF_DATA")]
+    data: Option<PathBuf>,
+    /// sqlite://PATH or postgres://… (beats --data).
+    #[arg(long, env = "SIGNOFF_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    async fn open(&self) -> Result<std::sync::Arc<dyn signoff_store::Store>, String> {
+        let database = match &self.database_url {
+            Some(url) => signoff_server::Database::parse(url)?,
+            None => signoff_server::Database::Sqlite(self.data.clone().unwrap_or_else(|| PathBuf::from("signoff-data")).join("signoff.db")),
+        };
+        database.open().await
+    }
+}
+
+async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
+    let store = match db.open().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let result = if export {
+        let mut out: Box<dyn std::io::Write> = match &file {
+            Some(f) => match std::fs::File::create(f) {
+                Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                Err(e) => {
+                    eprintln!("error: --out {}: {e}", f.display());
+                    return 2;
+                }
+            },
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        let r = signoff_server::transfer::export(&*store, &mut *out).await;
+        let _ = out.flush();
+        r
+    } else {
+        let mut input: Box<dyn std::io::BufRead> = match &file {
+            Some(f) => match std::fs::File::open(f) {
+                Ok(f) => Box::new(std::io::BufReader::new(f)),
+                Err(e) => {
+                    eprintln!("error: --in {}: {e}", f.display());
+                    return 2;
+                }
+            },
+            None => Box::new(std::io::BufReader::new(std::io::stdin().lock())),
+        };
+        signoff_server::transfer::import(&*store, &mut *input).await
+    };
+    match result {
+        Ok(c) => {
+            eprintln!("{} requests={} events={} policies={}", if export { "exported" } else { "imported" }, c.requests, c.events, c.policies);
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -171,6 +260,18 @@ fn main() -> ExitCode {
                 client::plan(&remote, &policy, &context, requester).await
             }
             Command::Demo => demo::run().await,
+            Command::Migrate { db } => match db.open().await {
+                Ok(_) => {
+                    println!("migrated");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    2
+                }
+            },
+            Command::Export { db, out } => transfer(db, out, true).await,
+            Command::Import { db, input } => transfer(db, input, false).await,
         }
     });
     ExitCode::from(code)

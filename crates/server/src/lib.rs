@@ -10,6 +10,7 @@ pub mod live;
 pub mod notify;
 pub mod scheduler;
 pub mod service;
+pub mod transfer;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -33,6 +33,9 @@ impl Store for Contended {
     async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>> {
         self.inner.policy(hash).await
     }
+    async fn policies(&self) -> Result<Vec<PolicyRecord>> {
+        self.inner.policies().await
+    }
     async fn load(&self, id: &str) -> Result<Option<RequestState>> {
         self.inner.load(id).await
     }

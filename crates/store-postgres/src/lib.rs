@@ -269,6 +269,13 @@ impl Store for PostgresStore {
         .transpose()
     }
 
+    async fn policies(&self) -> Result<Vec<PolicyRecord>> {
+        let rows = self.client().await?.query("SELECT hash, id, version, source FROM policies ORDER BY hash", &[]).await.map_err(unavailable)?;
+        rows.iter()
+            .map(|r| Ok(PolicyRecord { hash: r.get(0), id: r.get(1), version: r.get::<_, i64>(2) as u64, source: serde_json::from_str(r.get(3)).map_err(corrupt)? }))
+            .collect()
+    }
+
     async fn load(&self, id: &str) -> Result<Option<RequestState>> {
         let row = self.client().await?.query_opt("SELECT state FROM requests WHERE id = $1", &[&id]).await.map_err(unavailable)?;
         row.map(|r| decode_state(r.get(0))).transpose()

@@ -550,6 +550,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn policies(&self) -> Result<Vec<PolicyRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT hash, id, version, source FROM policies ORDER BY hash").map_err(unavailable)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?)))
+                .map_err(unavailable)?;
+            rows.map(|r| {
+                let (hash, id, version, source) = r.map_err(unavailable)?;
+                Ok(PolicyRecord { hash, id, version: version as u64, source: serde_json::from_str(&source).map_err(corrupt)? })
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn load(&self, id: &str) -> Result<Option<RequestState>> {
         if let Some(state) = self.cache.get(id) {
             return Ok(Some(RequestState::clone(&state)));

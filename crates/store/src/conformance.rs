@@ -210,7 +210,8 @@ pub async fn policies_by_hash(store: &dyn Store) {
     assert_eq!(store.policy("sha256:abc").await.unwrap(), None);
     store.put_policy(&p).await.unwrap();
     store.put_policy(&p).await.unwrap();
-    assert_eq!(store.policy("sha256:abc").await.unwrap(), Some(p));
+    assert_eq!(store.policy("sha256:abc").await.unwrap(), Some(p.clone()));
+    assert_eq!(store.policies().await.unwrap(), vec![p]);
 }
 
 pub async fn concurrent_commits(store: Arc<dyn Store>) {

@@ -243,6 +243,9 @@ pub trait Store: Send + Sync + 'static {
     /// A policy document by hash.
     async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>>;
 
+    /// Every policy document kept (for export).
+    async fn policies(&self) -> Result<Vec<PolicyRecord>>;
+
     /// The current state of a request.
     async fn load(&self, id: &str) -> Result<Option<RequestState>>;
 
