@@ -50,6 +50,12 @@ enum Scenario {
         clients: usize,
         #[arg(long, default_value_t = 20)]
         seconds: u64,
+        /// postgres://… to run on PostgreSQL (a fresh schema is expected); SQLite otherwise.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Server instances sharing the database (PostgreSQL only); clients spread across them.
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
     },
     /// 100,000 pending requests with timers, 10,000 due in the same second: firing drift and
     /// the scheduler's CPU while nothing is due.
@@ -175,10 +181,17 @@ impl Drop for Spawned {
 }
 
 fn spawn_server(data: &Path, policies: &Path, directory: &Path) -> Spawned {
+    spawn_server_on(data, None, policies, directory)
+}
+
+fn spawn_server_on(data: &Path, database_url: Option<&str>, policies: &Path, directory: &Path) -> Spawned {
     let bin = std::env::current_exe().unwrap().with_file_name("signoff");
-    let mut child = Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
+    let mut command = Command::new(&bin);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(data);
+    if let Some(url) = database_url {
+        command.args(["--database-url", url]);
+    }
+    let mut child = command
         .arg("--policies")
         .arg(policies)
         .arg("--directory")
@@ -227,23 +240,29 @@ async fn timed(http: &reqwest::Client, url: &str, token: &str, body: Option<Valu
     value
 }
 
-async fn http_bench(clients: usize, seconds: u64) {
+async fn http_bench(clients: usize, seconds: u64, database_url: Option<String>, instances: usize) {
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
-    let server = spawn_server(&dir.path().join("data"), &policies, &directory);
+    let servers: Vec<Spawned> = (0..instances.max(1))
+        .map(|_| spawn_server_on(&dir.path().join("data"), database_url.as_deref(), &policies, &directory))
+        .collect();
+    println!("instances={} store={}", servers.len(), if database_url.is_some() { "postgres" } else { "sqlite" });
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (http, base) = (http.clone(), server.url.clone());
+        // Each client talks to one instance; a workflow's calls go to different instances.
+        let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+        let (http, base) = (http.clone(), urls[c % urls.len()].clone());
+        let other = urls[(c + 1) % urls.len()].clone();
         tasks.push(tokio::spawn(async move {
             let mut lat: [Vec<Duration>; 4] = Default::default();
             let mut done = 0usize;
             while Instant::now() < deadline {
                 let body = json!({"policy": "bench", "subject": format!("S-{c}-{done}"), "context": {"amount": done}});
                 let r = timed(&http, &format!("{base}/v1/requests"), "alice-token", Some(body), &mut lat[0]).await;
-                let act = format!("{base}/v1/requests/{}/actions", r["id"].as_str().unwrap());
+                let act = format!("{other}/v1/requests/{}/actions", r["id"].as_str().unwrap());
                 timed(&http, &act, "mark-token", Some(json!({"action": "approve", "step": "manager"})), &mut lat[1]).await;
                 let (mut f, mut l) = (Vec::new(), Vec::new());
                 let (a, b) = tokio::join!(
@@ -599,7 +618,7 @@ fn main() {
     rt.block_on(async {
         match args.scenario {
             Scenario::Engine { workflows, concurrency } => engine(workflows, concurrency).await,
-            Scenario::Http { clients, seconds } => http_bench(clients, seconds).await,
+            Scenario::Http { clients, seconds, database_url, instances } => http_bench(clients, seconds, database_url, instances).await,
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
             Scenario::Timers { requests, burst } => timers(requests, burst).await,
             Scenario::Webhooks { requests } => webhooks(requests).await,
