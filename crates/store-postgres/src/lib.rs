@@ -100,11 +100,16 @@ impl PostgresStore {
     }
 }
 
+/// A statement prepared once per connection (each `execute` with SQL text would prepare it
+/// again: a second round trip).
+async fn cached(tx: &impl GenericClient, sql: &str) -> Result<tokio_postgres::Statement> {
+    tx.prepare_cached(sql).await.map_err(unavailable)
+}
+
 /// Checks a commit; `Ok(None)` means write it, `Ok(Some(outcome))` means it cannot apply.
 async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutcome>> {
     if let Some(idem) = &c.idempotency {
-        let found = tx
-            .query_opt("SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2", &[&idem.scope, &idem.key])
+        let found = tx.query_opt(&cached(tx, "SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2").await?, &[&idem.scope, &idem.key])
             .await
             .map_err(unavailable)?;
         if let Some(row) = found {
@@ -118,16 +123,14 @@ async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutco
     };
     let version = state.version as i64;
     let row = if c.expected_version == 0 {
-        tx.query_opt(
-            "INSERT INTO requests (id, status, policy_id, requester, subject, lineage, created_at, updated_at, version, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING RETURNING n",
+        tx.query_opt(&cached(tx, "INSERT INTO requests (id, status, policy_id, requester, subject, lineage, created_at, updated_at, version, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING RETURNING n").await?,
             &[&state.id, &state.status.as_str(), &state.policy.id, &state.requester, &state.subject, &state.lineage,
               &state.created_at.to_string(), &state.updated_at.to_string(), &version, &json],
         )
         .await
     } else {
-        tx.query_opt(
-            "UPDATE requests SET status = $2, updated_at = $3, version = $4, state = $5 WHERE id = $1 AND version = $6 RETURNING n",
+        tx.query_opt(&cached(tx, "UPDATE requests SET status = $2, updated_at = $3, version = $4, state = $5 WHERE id = $1 AND version = $6 RETURNING n").await?,
             &[&state.id, &state.status.as_str(), &state.updated_at.to_string(), &version, &json, &(c.expected_version as i64)],
         )
         .await
@@ -137,34 +140,31 @@ async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutco
     let n: i64 = row.get(0);
     for e in &c.events {
         let body = serde_json::to_string(e).map_err(corrupt)?;
-        tx.execute(
-            "INSERT INTO events (request_id, seq, type, at, body) VALUES ($1, $2, $3, $4, $5)",
+        tx.execute(&cached(tx, "INSERT INTO events (request_id, seq, type, at, body) VALUES ($1, $2, $3, $4, $5)").await?,
             &[&state.id, &(e.seq as i64), &e.kind.type_name(), &e.at.to_string(), &body],
         )
         .await
         .map_err(unavailable)?;
     }
-    tx.execute("DELETE FROM tasks WHERE request_n = $1", &[&n]).await.map_err(unavailable)?;
+    tx.execute(&cached(tx, "DELETE FROM tasks WHERE request_n = $1").await?, &[&n]).await.map_err(unavailable)?;
     for (approver, task) in tasks_of(state) {
         let body = serde_json::to_string(&task).map_err(corrupt)?;
-        tx.execute(
-            "INSERT INTO tasks (approver, request_n, step_id, due_at, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        tx.execute(&cached(tx, "INSERT INTO tasks (approver, request_n, step_id, due_at, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING").await?,
             &[&approver, &n, &task.step, &task.due_at.map(|d| d.as_millisecond()), &body],
         )
         .await
         .map_err(unavailable)?;
     }
     for user in state.participants() {
-        tx.execute("INSERT INTO participants (user_id, request_n) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&user, &n])
+        tx.execute(&cached(tx, "INSERT INTO participants (user_id, request_n) VALUES ($1, $2) ON CONFLICT DO NOTHING").await?, &[&user, &n])
             .await
             .map_err(unavailable)?;
     }
     for o in &c.notifications {
-        tx.execute(
-            "INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at)
+        tx.execute(&cached(tx, "INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)
              ON CONFLICT (coalesce_key) WHERE status = 'pending'
-             DO UPDATE SET payload = EXCLUDED.payload, revision = outbox.revision + 1",
+             DO UPDATE SET payload = EXCLUDED.payload, revision = outbox.revision + 1").await?,
             &[&o.id, &o.request_id, &o.channel, &o.destination, &o.kind, &o.payload.to_string(), &o.coalesce_key,
               &ceil_millis(o.created_at), &o.created_at.to_string()],
         )
@@ -174,25 +174,23 @@ async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutco
     match state.next_timer_at {
         Some(at) => {
             let due = ceil_millis(at);
-            tx.execute(
-                "INSERT INTO timers (request_n, due_at) VALUES ($1, $2) ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at",
+            tx.execute(&cached(tx, "INSERT INTO timers (request_n, due_at) VALUES ($1, $2) ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at").await?,
                 &[&n, &due],
             )
             .await
         }
-        None => tx.execute("DELETE FROM timers WHERE request_n = $1", &[&n]).await,
+        None => tx.execute(&cached(tx, "DELETE FROM timers WHERE request_n = $1").await?, &[&n]).await,
     }
     .map_err(unavailable)?;
     if let Some(idem) = &c.idempotency {
-        tx.execute(
-            "INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        tx.execute(&cached(tx, "INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)").await?,
             &[&idem.scope, &idem.key, &idem.fingerprint, &(idem.response.status as i32), &idem.response.body, &idem.at.to_string()],
         )
         .await
         .map_err(unavailable)?;
     }
     // Delivered to every listening instance when (and only if) the transaction commits.
-    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &state.id]).await.map_err(unavailable)?;
+    tx.execute(&cached(tx, "SELECT pg_notify($1, $2)").await?, &[&CHANNEL, &state.id]).await.map_err(unavailable)?;
     Ok(None)
 }
 
@@ -277,12 +275,16 @@ impl Store for PostgresStore {
     }
 
     async fn load(&self, id: &str) -> Result<Option<RequestState>> {
-        let row = self.client().await?.query_opt("SELECT state FROM requests WHERE id = $1", &[&id]).await.map_err(unavailable)?;
+        let client = self.client().await?;
+        let statement = cached(&client, "SELECT state FROM requests WHERE id = $1").await?;
+        let row = client.query_opt(&statement, &[&id]).await.map_err(unavailable)?;
         row.map(|r| decode_state(r.get(0))).transpose()
     }
 
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
-        let rows = self.client().await?.query("SELECT body FROM events WHERE request_id = $1 ORDER BY seq", &[&id]).await.map_err(unavailable)?;
+        let client = self.client().await?;
+        let statement = cached(&client, "SELECT body FROM events WHERE request_id = $1 ORDER BY seq").await?;
+        let rows = client.query(&statement, &[&id]).await.map_err(unavailable)?;
         rows.iter().map(|r| serde_json::from_str(r.get(0)).map_err(corrupt)).collect()
     }
 
