@@ -564,3 +564,116 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     }
     server.kill9();
 }
+
+/// Reads SSE `state` events from a stream until the stream ends; returns each state's status.
+fn follow_stream(url: String) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut resp = reqwest::blocking::Client::builder().timeout(None).build().unwrap().get(&url).bearer_auth("alice-token").send().unwrap();
+        let mut text = String::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            match resp.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        text.split("\n\n")
+            .filter(|b| b.contains("event: state"))
+            .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str::<Value>(d).unwrap()["status"].as_str().unwrap().to_string())
+            .collect()
+    })
+}
+
+#[test]
+fn three_instances_on_postgres_survive_a_kill_9_mid_load() {
+    let admin = std::env::var("SIGNOFF_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    if std::net::TcpStream::connect("127.0.0.1:5432").is_err() || Command::new("psql").arg("--version").output().is_err() {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "PostgreSQL fault test SKIPPED: no PostgreSQL at 127.0.0.1:5432");
+        return;
+    }
+    let db = format!("signoff_test_fault_{}", std::process::id());
+    assert!(Command::new("psql").args([admin.as_str(), "-qc", &format!("CREATE DATABASE {db}")]).status().unwrap().success());
+    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let dir = tempfile::tempdir().unwrap();
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("pair.yaml"), "id: pair\nsteps:\n  - {id: manager, after: [], approvers: {users: [mark]}, sla: 3s, on_timeout: approve}\n  - {id: finance, after: [], approvers: {groups: [finance]}}\n").unwrap();
+    let start = |name: &str| Server::serve(&dir.path().join(name), &["--database-url".as_ref(), url.as_ref(), "--policies".as_ref(), policies.as_os_str()], Stdio::null());
+    let instances = [start("a"), start("b"), start("c")];
+    let urls: Vec<String> = instances.iter().map(|s| s.url.clone()).collect();
+    let http = http();
+    // POST with an idempotency key, to the given instance first and the others if it is down.
+    let post = |first: usize, path: &str, token: &str, key: &str, body: &Value| -> Value {
+        for i in 0..3 {
+            let base = &urls[(first + i) % 3];
+            let sent = http.post(format!("{base}{path}")).bearer_auth(token).header("Idempotency-Key", key).json(body).send();
+            if let Ok(resp) = sent {
+                assert!(resp.status().is_success() || resp.status().as_u16() == 409, "{}", resp.status());
+                return resp.json().unwrap();
+            }
+        }
+        panic!("no instance answered");
+    };
+    let mut ids = Vec::new();
+    let mut streams = Vec::new();
+    let mut acknowledged = Vec::new();
+    let mut killed = None;
+    let mut instances: Vec<Option<Server>> = instances.into_iter().map(Some).collect();
+    for i in 0..30 {
+        let r = post(i % 3, "/v1/requests", "alice-token", &format!("submit-{i}"), &serde_json::json!({"policy": "pair", "context": {}}));
+        let id = r["id"].as_str().unwrap().to_string();
+        // Stream clients on the instances that survive.
+        streams.push((id.clone(), follow_stream(format!("{}/v1/requests/{id}/stream", urls[1 + i % 2]))));
+        // Finance approves on one instance; for every other request the manager approves on another.
+        let a = post((i + 1) % 3, &format!("/v1/requests/{id}/actions"), "fiona-token", &format!("fin-{i}"), &serde_json::json!({"action": "approve", "step": "finance"}));
+        acknowledged.push((id.clone(), "finance", "fiona", a["version"].as_u64()));
+        if i % 2 == 0 {
+            let m = post((i + 2) % 3, &format!("/v1/requests/{id}/actions"), "mark-token", &format!("man-{i}"), &serde_json::json!({"action": "approve", "step": "manager"}));
+            acknowledged.push((id.clone(), "manager", "mark", m["version"].as_u64()));
+        }
+        ids.push(id);
+        if i == 14 {
+            // Kill instance a in the middle of the load.
+            instances[0].take().unwrap().kill9();
+            killed = Some(i);
+        }
+    }
+    assert!(killed.is_some());
+    // The managers who did not act time out (3 s, on_timeout: approve) on a surviving instance.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for id in &ids {
+        loop {
+            let r: Value = http.get(format!("{}/v1/requests/{id}", urls[1])).bearer_auth("alice-token").send().unwrap().json().unwrap();
+            if r["status"] == "approved" {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id} never completed: {r}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    for id in &ids {
+        let events: Value = http.get(format!("{}/v1/requests/{id}/events", urls[2])).bearer_auth("alice-token").send().unwrap().json().unwrap();
+        let events: Vec<signoff_engine::Event> = serde_json::from_value(events["items"].clone()).unwrap();
+        signoff_engine::event::verify_chain(&events).unwrap();
+        let count = |kind: &str, step: &str| events.iter().filter(|e| e.kind.type_name() == kind && e.step.as_deref() == Some(step)).count();
+        assert_eq!(count("step_decided", "manager"), 1, "{id}: the manager step was decided once");
+        assert_eq!(count("step_decided", "finance"), 1, "{id}: the finance step was decided once");
+        assert!(count("step_timed_out", "manager") <= 1, "{id}: a timer fired at most once");
+        assert_eq!(count("approved", "manager") + count("step_timed_out", "manager"), 1, "{id}: a decision or a timeout, never both");
+        assert_eq!(events.iter().filter(|e| e.kind.type_name() == "completed").count(), 1, "{id}: no duplicated completion");
+        for (ack_id, step, actor, _) in acknowledged.iter().filter(|a| &a.0 == id) {
+            assert!(events.iter().any(|e| e.kind.type_name() == "approved" && e.step.as_deref() == Some(*step) && e.actor == *actor), "{ack_id}: an acknowledged approval by {actor} was lost");
+        }
+    }
+    for (id, stream) in streams {
+        let seen = stream.join().unwrap();
+        assert_eq!(seen.last().map(String::as_str), Some("approved"), "{id}: the stream client saw the final state: {seen:?}");
+    }
+    for s in instances.into_iter().flatten() {
+        s.kill9();
+    }
+    let _ = Command::new("psql").args([admin.as_str(), "-qc", &format!("DROP DATABASE {db} WITH (FORCE)")]).status();
+}
