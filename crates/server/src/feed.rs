@@ -156,9 +156,4 @@ impl Feed {
             }
         }
     }
-
-    /// Requests currently watched (for metrics and tests).
-    pub fn watched_requests(&self) -> usize {
-        self.requests.lock().map(|m| m.len()).unwrap_or(0)
-    }
 }

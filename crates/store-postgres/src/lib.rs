@@ -11,9 +11,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
 use serde_json::Value;
 use signoff_engine::{Event, RequestState};
-use signoff_store::{
+use signoff_store::{due_millis, 
     Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
-    Outgoing, Page, PolicyRecord, Result, SavedResponse, Store, StoreError, Task, tasks_of,
+    Outgoing, Page, PolicyRecord, Result, Store, StoreError, Task, tasks_of,
 };
 use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
@@ -36,12 +36,6 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
-}
-
-/// Milliseconds, rounded up: a timer is never due before the engine agrees.
-fn ceil_millis(t: Timestamp) -> i64 {
-    let ms = t.as_millisecond();
-    if t.subsec_nanosecond() % 1_000_000 != 0 && t.as_second() >= 0 { ms + 1 } else { ms }
 }
 
 const NOTIFICATION_COLUMNS: &str = "id, request_id, channel, destination, kind, payload, coalesce_key, created_at, status, attempts, revision, next_attempt_at, last_error, result, delivered_at";
@@ -78,10 +72,6 @@ fn decode_state(text: &str) -> Result<RequestState> {
     serde_json::from_str(text).map_err(corrupt)
 }
 
-fn key_match(fingerprint: &str, stored: &str, status: i32, body: String) -> KeyMatch {
-    if stored == fingerprint { KeyMatch::Same(SavedResponse { status: status as u16, body }) } else { KeyMatch::Different }
-}
-
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and runs pending migrations.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
@@ -113,7 +103,7 @@ async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutco
             .await
             .map_err(unavailable)?;
         if let Some(row) = found {
-            return Ok(Some(CommitOutcome::KeyUsed(key_match(&idem.fingerprint, row.get(0), row.get(1), row.get(2)))));
+            return Ok(Some(CommitOutcome::KeyUsed(KeyMatch::of(row.get(0), &idem.fingerprint, row.get::<_, i32>(1) as u16, row.get(2)))));
         }
     }
     let state = &c.state;
@@ -166,14 +156,14 @@ async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutco
              ON CONFLICT (coalesce_key) WHERE status = 'pending'
              DO UPDATE SET payload = EXCLUDED.payload, revision = outbox.revision + 1").await?,
             &[&o.id, &o.request_id, &o.channel, &o.destination, &o.kind, &o.payload.to_string(), &o.coalesce_key,
-              &ceil_millis(o.created_at), &o.created_at.to_string()],
+              &due_millis(o.created_at), &o.created_at.to_string()],
         )
         .await
         .map_err(unavailable)?;
     }
     match state.next_timer_at {
         Some(at) => {
-            let due = ceil_millis(at);
+            let due = due_millis(at);
             tx.execute(&cached(tx, "INSERT INTO timers (request_n, due_at) VALUES ($1, $2) ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at").await?,
                 &[&n, &due],
             )
@@ -352,7 +342,7 @@ impl Store for PostgresStore {
         let rows = self
             .client()
             .await?
-            .query(&sql, &[&now.as_millisecond(), &(limit as i64), &ceil_millis(lease_until)])
+            .query(&sql, &[&now.as_millisecond(), &(limit as i64), &due_millis(lease_until)])
             .await
             .map_err(unavailable)?;
         let mut out: Vec<Notification> = rows.iter().map(notification).collect();
@@ -379,7 +369,7 @@ impl Store for PostgresStore {
             };
             let (n, attempts, revision): (i64, i32, i32) = (row.get(0), row.get(1), row.get(2));
             let at = a.at.to_string();
-            let at_ms = ceil_millis(a.at);
+            let at_ms = due_millis(a.at);
             match &a.outcome {
                 AttemptOutcome::Delivered { result } if revision as u32 == a.revision => {
                     let result = result.as_ref().map(|r| r.to_string());
@@ -399,7 +389,7 @@ impl Store for PostgresStore {
                     .await
                 }
                 AttemptOutcome::Failed { error, next_attempt_at: Some(next) } => {
-                    let next = ceil_millis(*next);
+                    let next = due_millis(*next);
                     tx.execute(
                         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2, last_error = $3, claimed_until = NULL WHERE n = $1",
                         &[&n, &next, error],
@@ -414,7 +404,7 @@ impl Store for PostgresStore {
                     .await
                 }
                 AttemptOutcome::Deferred { until } => {
-                    let until = ceil_millis(*until);
+                    let until = due_millis(*until);
                     tx.execute("UPDATE outbox SET next_attempt_at = $2, claimed_until = NULL WHERE n = $1", &[&n, &until])
                         .await
                         .map_err(unavailable)?;
@@ -528,6 +518,6 @@ impl Store for PostgresStore {
             .query_opt("SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2", &[&scope, &key])
             .await
             .map_err(unavailable)?;
-        Ok(row.map(|r| key_match(fingerprint, r.get(0), r.get(1), r.get(2))))
+        Ok(row.map(|r| KeyMatch::of(r.get(0), fingerprint, r.get::<_, i32>(1) as u16, r.get(2))))
     }
 }

@@ -15,9 +15,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use jiff::Timestamp;
 use signoff_engine::{Event, RequestState};
-use signoff_store::{
+use signoff_store::{due_millis, 
     Attempt, AttemptOutcome, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
-    Outgoing, Page, PolicyRecord, Result, SavedResponse, Store, StoreError, Task, tasks_of,
+    Outgoing, Page, PolicyRecord, Result, Store, StoreError, Task, tasks_of,
 };
 use tokio::sync::oneshot;
 
@@ -249,12 +249,6 @@ fn put_policy(tx: &Connection, p: &PolicyRecord) -> Result<()> {
     Ok(())
 }
 
-fn key_match(stored_fingerprint: &str, fingerprint: &str, status: i64, body: &str) -> Result<KeyMatch> {
-    if stored_fingerprint != fingerprint {
-        return Ok(KeyMatch::Different);
-    }
-    Ok(KeyMatch::Same(SavedResponse { status: status as u16, body: body.to_string() }))
-}
 
 /// Checks every commit first (used keys, versions), then writes them all: a group needs no
 /// savepoint because nothing is written unless everything can be.
@@ -280,7 +274,7 @@ fn check(tx: &Connection, c: &Commit) -> Result<std::result::Result<Option<i64>,
             .and_then(|mut s| s.query_row(params![idem.scope, idem.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
             .map_err(unavailable)?;
         if let Some((fp, status, body)) = found {
-            return Ok(Err(CommitOutcome::KeyUsed(key_match(&fp, &idem.fingerprint, status, &body)?)));
+            return Ok(Err(CommitOutcome::KeyUsed(KeyMatch::of(&fp, &idem.fingerprint, status as u16, body))));
         }
     }
     let current: Option<(i64, i64)> = tx
@@ -401,7 +395,7 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
                     o.kind,
                     o.payload.to_string(),
                     o.coalesce_key,
-                    ceil_millis(o.created_at),
+                    due_millis(o.created_at),
                     o.created_at.to_string()
                 ])
                 .map_err(unavailable)?;
@@ -410,7 +404,7 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
     match state.next_timer_at {
         Some(at) => tx
             .prepare_cached("INSERT INTO timers (request_n, due_at) VALUES (?1, ?2) ON CONFLICT (request_n) DO UPDATE SET due_at = excluded.due_at")
-            .and_then(|mut s| s.execute(params![n, ceil_millis(at)])),
+            .and_then(|mut s| s.execute(params![n, due_millis(at)])),
         None => tx.prepare_cached("DELETE FROM timers WHERE request_n = ?1").and_then(|mut s| s.execute(params![n])),
     }
     .map_err(unavailable)?;
@@ -435,7 +429,7 @@ fn claim(conn: &mut Connection, now: Timestamp, limit: u32, lease_until: Timesta
     {
         let mut mark = tx.prepare_cached("UPDATE outbox SET claimed_until = ?2 WHERE n = ?1").map_err(unavailable)?;
         for (n, _) in &rows {
-            mark.execute(params![n, ceil_millis(lease_until)]).map_err(unavailable)?;
+            mark.execute(params![n, due_millis(lease_until)]).map_err(unavailable)?;
         }
     }
     tx.commit().map_err(unavailable)?;
@@ -456,17 +450,17 @@ fn record_attempt(tx: &Connection, a: &Attempt) -> Result<()> {
         // Delivered, but the payload was replaced meanwhile: send the new one now.
         AttemptOutcome::Delivered { result } => tx
             .prepare_cached("UPDATE outbox SET attempts = attempts + 1, result = ?3, next_attempt_at = ?2, claimed_until = NULL WHERE n = ?1")
-            .and_then(|mut s| s.execute(params![n, ceil_millis(a.at), result.as_ref().map(|r| r.to_string())])),
+            .and_then(|mut s| s.execute(params![n, due_millis(a.at), result.as_ref().map(|r| r.to_string())])),
         AttemptOutcome::Failed { error, next_attempt_at: Some(next) } => tx
             .prepare_cached("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, claimed_until = NULL WHERE n = ?1")
-            .and_then(|mut s| s.execute(params![n, ceil_millis(*next), error])),
+            .and_then(|mut s| s.execute(params![n, due_millis(*next), error])),
         AttemptOutcome::Failed { error, next_attempt_at: None } => tx
             .prepare_cached("UPDATE outbox SET status = 'failed', attempts = attempts + 1, next_attempt_at = NULL, last_error = ?2, claimed_until = NULL WHERE n = ?1")
             .and_then(|mut s| s.execute(params![n, error])),
         AttemptOutcome::Deferred { until } => {
             return tx
                 .prepare_cached("UPDATE outbox SET next_attempt_at = ?2, claimed_until = NULL WHERE n = ?1")
-                .and_then(|mut s| s.execute(params![n, ceil_millis(*until)]))
+                .and_then(|mut s| s.execute(params![n, due_millis(*until)]))
                 .map(|_| ())
                 .map_err(unavailable);
         }
@@ -511,12 +505,6 @@ fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
         result: json(r.get(13)?),
         delivered_at: time(r.get(14)?),
     })
-}
-
-/// Milliseconds, rounded up: the table must never call a timer due before the engine does.
-fn ceil_millis(t: Timestamp) -> i64 {
-    let ms = t.as_millisecond();
-    if t.subsec_nanosecond() % 1_000_000 != 0 && t.as_second() >= 0 { ms + 1 } else { ms }
 }
 
 fn decode_state(text: &str) -> Result<RequestState> {
@@ -775,7 +763,7 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT fingerprint, status, body FROM idempotency WHERE scope = ?1 AND key = ?2")
                 .and_then(|mut s| s.query_row(params![scope, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
                 .map_err(unavailable)?;
-            found.map(|(fp, status, body)| key_match(&fp, &fingerprint, status, &body)).transpose()
+            Ok(found.map(|(fp, status, body)| KeyMatch::of(&fp, &fingerprint, status as u16, body)))
         })
         .await
     }

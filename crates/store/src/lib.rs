@@ -85,6 +85,21 @@ pub struct Commit {
     pub encoded_state: Option<String>,
 }
 
+impl KeyMatch {
+    /// What a key stored for a call with `stored_fingerprint` (and its response) says about a
+    /// new call with `fingerprint`.
+    pub fn of(stored_fingerprint: &str, fingerprint: &str, status: u16, body: String) -> KeyMatch {
+        if stored_fingerprint == fingerprint { KeyMatch::Same(SavedResponse { status, body }) } else { KeyMatch::Different }
+    }
+}
+
+/// A time as unix milliseconds, rounded up: stores index timers and retries this way, so that
+/// they never call something due before the engine (which compares exact times) does.
+pub fn due_millis(t: Timestamp) -> i64 {
+    let ms = t.as_millisecond();
+    if t.subsec_nanosecond() % 1_000_000 != 0 && t.as_second() >= 0 { ms + 1 } else { ms }
+}
+
 /// A notification to deliver, as planned from a commit's events.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outgoing {
