@@ -13,6 +13,10 @@ use crate::service::Service;
 /// Due requests fired per round, concurrently (their commits share group commits).
 const BATCH: u32 = 1024;
 
+/// How long a claim on due timers keeps other instances off them. Firing a round normally
+/// takes well under a second; if this instance dies meanwhile, another fires them after this.
+const CLAIM_LEASE: SignedDuration = SignedDuration::from_secs(15);
+
 /// Wakes the scheduler when a commit brings a timer earlier than the one it sleeps for.
 #[derive(Default)]
 pub struct TimerWake {
@@ -55,7 +59,7 @@ impl Scheduler {
         let mut found = 0;
         let mut changed = 0;
         loop {
-            let ids = self.service.store().due_timers(now, BATCH).await?;
+            let ids = self.service.store().claim_timers(now, BATCH, now + CLAIM_LEASE).await?;
             let n = ids.len();
             found += n;
             let mut round = tokio::task::JoinSet::new();
@@ -73,8 +77,8 @@ impl Scheduler {
                 }
             }
             changed += changed_now;
-            // A short batch was the last; a full batch where nothing changed would only repeat.
-            if n < BATCH as usize || changed_now == 0 {
+            // A short batch was the last.
+            if n < BATCH as usize {
                 break;
             }
         }

@@ -49,8 +49,8 @@ impl Store for Contended {
         }
         self.inner.commit_all(commits).await
     }
-    async fn due_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
-        self.inner.due_timers(now, limit).await
+    async fn claim_timers(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<String>> {
+        self.inner.claim_timers(now, limit, lease_until).await
     }
     async fn next_timer_at(&self) -> Result<Option<Timestamp>> {
         self.inner.next_timer_at().await

@@ -4,6 +4,7 @@
 //! delivered by one instance at a time. There is no state cache: another instance may have
 //! moved any request on.
 
+mod commit;
 mod schema;
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use serde_json::Value;
 use signoff_engine::{Event, RequestState};
 use signoff_store::{due_millis, 
     Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
-    Outgoing, Page, PolicyRecord, Result, Store, StoreError, Task, tasks_of,
+    Outgoing, Page, PolicyRecord, Result, Store, StoreError, Task,
 };
 use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
@@ -24,6 +25,7 @@ pub use tokio_postgres::Config;
 
 pub struct PostgresStore {
     pool: Pool,
+    committer: commit::Committer,
     changes: tokio::sync::broadcast::Sender<Change>,
 }
 
@@ -82,106 +84,12 @@ impl PostgresStore {
         schema::migrate(&mut client).await.map_err(unavailable)?;
         let (changes, _) = tokio::sync::broadcast::channel(4096);
         tokio::spawn(listen(url.to_string(), changes.clone()));
-        Ok(PostgresStore { pool, changes })
+        Ok(PostgresStore { committer: commit::Committer::start(pool.clone()), pool, changes })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
         self.pool.get().await.map_err(unavailable)
     }
-}
-
-/// A statement prepared once per connection (each `execute` with SQL text would prepare it
-/// again: a second round trip).
-async fn cached(tx: &impl GenericClient, sql: &str) -> Result<tokio_postgres::Statement> {
-    tx.prepare_cached(sql).await.map_err(unavailable)
-}
-
-/// Checks a commit; `Ok(None)` means write it, `Ok(Some(outcome))` means it cannot apply.
-async fn apply(tx: &impl GenericClient, c: &Commit) -> Result<Option<CommitOutcome>> {
-    if let Some(idem) = &c.idempotency {
-        let found = tx.query_opt(&cached(tx, "SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2").await?, &[&idem.scope, &idem.key])
-            .await
-            .map_err(unavailable)?;
-        if let Some(row) = found {
-            return Ok(Some(CommitOutcome::KeyUsed(KeyMatch::of(row.get(0), &idem.fingerprint, row.get::<_, i32>(1) as u16, row.get(2)))));
-        }
-    }
-    let state = &c.state;
-    let json = match &c.encoded_state {
-        Some(j) => j.clone(),
-        None => serde_json::to_string(&**state).map_err(corrupt)?,
-    };
-    let version = state.version as i64;
-    let row = if c.expected_version == 0 {
-        tx.query_opt(&cached(tx, "INSERT INTO requests (id, status, policy_id, requester, subject, lineage, created_at, updated_at, version, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING RETURNING n").await?,
-            &[&state.id, &state.status.as_str(), &state.policy.id, &state.requester, &state.subject, &state.lineage,
-              &state.created_at.to_string(), &state.updated_at.to_string(), &version, &json],
-        )
-        .await
-    } else {
-        tx.query_opt(&cached(tx, "UPDATE requests SET status = $2, updated_at = $3, version = $4, state = $5 WHERE id = $1 AND version = $6 RETURNING n").await?,
-            &[&state.id, &state.status.as_str(), &state.updated_at.to_string(), &version, &json, &(c.expected_version as i64)],
-        )
-        .await
-    }
-    .map_err(unavailable)?;
-    let Some(row) = row else { return Ok(Some(CommitOutcome::VersionConflict)) };
-    let n: i64 = row.get(0);
-    for e in &c.events {
-        let body = serde_json::to_string(e).map_err(corrupt)?;
-        tx.execute(&cached(tx, "INSERT INTO events (request_id, seq, type, at, body) VALUES ($1, $2, $3, $4, $5)").await?,
-            &[&state.id, &(e.seq as i64), &e.kind.type_name(), &e.at.to_string(), &body],
-        )
-        .await
-        .map_err(unavailable)?;
-    }
-    tx.execute(&cached(tx, "DELETE FROM tasks WHERE request_n = $1").await?, &[&n]).await.map_err(unavailable)?;
-    for (approver, task) in tasks_of(state) {
-        let body = serde_json::to_string(&task).map_err(corrupt)?;
-        tx.execute(&cached(tx, "INSERT INTO tasks (approver, request_n, step_id, due_at, body) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING").await?,
-            &[&approver, &n, &task.step, &task.due_at.map(|d| d.as_millisecond()), &body],
-        )
-        .await
-        .map_err(unavailable)?;
-    }
-    for user in state.participants() {
-        tx.execute(&cached(tx, "INSERT INTO participants (user_id, request_n) VALUES ($1, $2) ON CONFLICT DO NOTHING").await?, &[&user, &n])
-            .await
-            .map_err(unavailable)?;
-    }
-    for o in &c.notifications {
-        tx.execute(&cached(tx, "INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)
-             ON CONFLICT (coalesce_key) WHERE status = 'pending'
-             DO UPDATE SET payload = EXCLUDED.payload, revision = outbox.revision + 1").await?,
-            &[&o.id, &o.request_id, &o.channel, &o.destination, &o.kind, &o.payload.to_string(), &o.coalesce_key,
-              &due_millis(o.created_at), &o.created_at.to_string()],
-        )
-        .await
-        .map_err(unavailable)?;
-    }
-    match state.next_timer_at {
-        Some(at) => {
-            let due = due_millis(at);
-            tx.execute(&cached(tx, "INSERT INTO timers (request_n, due_at) VALUES ($1, $2) ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at").await?,
-                &[&n, &due],
-            )
-            .await
-        }
-        None => tx.execute(&cached(tx, "DELETE FROM timers WHERE request_n = $1").await?, &[&n]).await,
-    }
-    .map_err(unavailable)?;
-    if let Some(idem) = &c.idempotency {
-        tx.execute(&cached(tx, "INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)").await?,
-            &[&idem.scope, &idem.key, &idem.fingerprint, &(idem.response.status as i32), &idem.response.body, &idem.at.to_string()],
-        )
-        .await
-        .map_err(unavailable)?;
-    }
-    // Delivered to every listening instance when (and only if) the transaction commits.
-    tx.execute(&cached(tx, "SELECT pg_notify($1, $2)").await?, &[&CHANNEL, &state.id]).await.map_err(unavailable)?;
-    Ok(None)
 }
 
 /// Listens for commits of every instance on a connection of its own, reconnecting (and telling
@@ -266,63 +174,43 @@ impl Store for PostgresStore {
 
     async fn load(&self, id: &str) -> Result<Option<RequestState>> {
         let client = self.client().await?;
-        let statement = cached(&client, "SELECT state FROM requests WHERE id = $1").await?;
+        let statement = client.prepare_cached("SELECT state FROM requests WHERE id = $1").await.map_err(unavailable)?;
         let row = client.query_opt(&statement, &[&id]).await.map_err(unavailable)?;
         row.map(|r| decode_state(r.get(0))).transpose()
     }
 
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
         let client = self.client().await?;
-        let statement = cached(&client, "SELECT body FROM events WHERE request_id = $1 ORDER BY seq").await?;
+        let statement = client.prepare_cached("SELECT body FROM events WHERE request_id = $1 ORDER BY seq").await.map_err(unavailable)?;
         let rows = client.query(&statement, &[&id]).await.map_err(unavailable)?;
         rows.iter().map(|r| serde_json::from_str(r.get(0)).map_err(corrupt)).collect()
     }
 
     async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        for c in &commits {
-            match apply(&tx, c).await {
-                Ok(None) => {}
-                Ok(Some(outcome)) => {
-                    tx.rollback().await.map_err(unavailable)?;
-                    return Ok(outcome);
-                }
-                Err(e) => {
-                    let _ = tx.rollback().await;
-                    // A racing commit with the same idempotency key: report that key.
-                    if let Some(idem) = commits.iter().find_map(|c| c.idempotency.as_ref())
-                        && let Some(m) = self.idempotency(&idem.scope, &idem.key, &idem.fingerprint).await? {
-                            return Ok(CommitOutcome::KeyUsed(m));
-                        }
-                    // A racing create of the same request shows as a conflict, anything else as itself.
-                    return if commits.iter().any(|c| c.expected_version == 0) && e.to_string().contains("duplicate key") {
-                        Ok(CommitOutcome::VersionConflict)
-                    } else {
-                        Err(e)
-                    };
-                }
-            }
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(CommitOutcome::Committed)
+        self.committer.commit_all(commits).await
     }
 
-    async fn due_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
-        let rows = self
-            .client()
-            .await?
-            .query(
-                "SELECT r.id FROM timers t JOIN requests r ON r.n = t.request_n WHERE t.due_at <= $1 ORDER BY t.due_at LIMIT $2",
-                &[&now.as_millisecond(), &(limit as i64)],
+    async fn claim_timers(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "UPDATE timers t SET claimed_until = $3 FROM requests r
+                 WHERE r.n = t.request_n AND t.request_n IN (
+                    SELECT request_n FROM timers
+                    WHERE due_at <= $1 AND (claimed_until IS NULL OR claimed_until <= $1)
+                    ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                 RETURNING r.id, t.due_at",
             )
             .await
             .map_err(unavailable)?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        let rows = client.query(&statement, &[&now.as_millisecond(), &(limit as i64), &due_millis(lease_until)]).await.map_err(unavailable)?;
+        let mut due: Vec<(i64, String)> = rows.iter().map(|r| (r.get(1), r.get(0))).collect();
+        due.sort();
+        Ok(due.into_iter().map(|(_, id)| id).collect())
     }
 
     async fn next_timer_at(&self) -> Result<Option<Timestamp>> {
-        let row = self.client().await?.query_one("SELECT MIN(due_at) FROM timers", &[]).await.map_err(unavailable)?;
+        let row = self.client().await?.query_one("SELECT MIN(COALESCE(claimed_until, due_at)) FROM timers", &[]).await.map_err(unavailable)?;
         row.get::<_, Option<i64>>(0).map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
     }
 

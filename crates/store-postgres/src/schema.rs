@@ -110,6 +110,75 @@ CREATE TABLE used_keys (
     at  BIGINT NOT NULL
 );
 CREATE INDEX used_keys_at ON used_keys (at);
+"#, r#"
+-- Timers are claimed for a lease, like outbox rows, so one instance fires each.
+ALTER TABLE timers ADD COLUMN claimed_until BIGINT;
+
+-- One commit in one round trip: idempotency key, version check, events, inbox tasks,
+-- participants, outbox, timer and change notification. Answers 'ok', 'conflict' (another
+-- commit changed the request first; nothing is written) or 'key_used' (nothing is written).
+-- It raises no error for either, so commits of many callers can share a transaction.
+CREATE FUNCTION signoff_commit(
+    p_id TEXT, p_expected BIGINT, p_version BIGINT, p_status TEXT, p_policy_id TEXT, p_requester TEXT,
+    p_subject TEXT, p_lineage TEXT, p_created_at TEXT, p_updated_at TEXT, p_state TEXT,
+    e_seq BIGINT[], e_type TEXT[], e_at TEXT[], e_body TEXT[],
+    t_approver TEXT[], t_step TEXT[], t_due BIGINT[], t_body TEXT[],
+    p_participants TEXT[],
+    o_id TEXT[], o_request TEXT[], o_channel TEXT[], o_destination TEXT[], o_kind TEXT[], o_payload TEXT[],
+    o_coalesce TEXT[], o_next BIGINT[], o_created TEXT[],
+    p_timer BIGINT,
+    i_scope TEXT, i_key TEXT, i_fingerprint TEXT, i_status INTEGER, i_body TEXT, i_at TEXT
+) RETURNS TEXT LANGUAGE plpgsql AS $$
+DECLARE
+    req_n BIGINT;
+BEGIN
+    IF i_scope IS NOT NULL THEN
+        INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at)
+        VALUES (i_scope, i_key, i_fingerprint, i_status, i_body, i_at) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN 'key_used';
+        END IF;
+    END IF;
+    IF p_expected = 0 THEN
+        INSERT INTO requests (id, status, policy_id, requester, subject, lineage, created_at, updated_at, version, state)
+        VALUES (p_id, p_status, p_policy_id, p_requester, p_subject, p_lineage, p_created_at, p_updated_at, p_version, p_state)
+        ON CONFLICT (id) DO NOTHING RETURNING n INTO req_n;
+    ELSE
+        UPDATE requests SET status = p_status, updated_at = p_updated_at, version = p_version, state = p_state
+        WHERE id = p_id AND version = p_expected RETURNING n INTO req_n;
+    END IF;
+    IF req_n IS NULL THEN
+        IF i_scope IS NOT NULL THEN
+            DELETE FROM idempotency WHERE scope = i_scope AND key = i_key;
+        END IF;
+        RETURN 'conflict';
+    END IF;
+    INSERT INTO events (request_id, seq, type, at, body)
+    SELECT p_id, x.seq, x.type, x.at, x.body FROM unnest(e_seq, e_type, e_at, e_body) AS x(seq, type, at, body);
+    IF p_expected <> 0 THEN
+        DELETE FROM tasks WHERE request_n = req_n;
+    END IF;
+    INSERT INTO tasks (approver, request_n, step_id, due_at, body)
+    SELECT x.approver, req_n, x.step, x.due, x.body FROM unnest(t_approver, t_step, t_due, t_body) AS x(approver, step, due, body)
+    ON CONFLICT DO NOTHING;
+    INSERT INTO participants (user_id, request_n) SELECT u, req_n FROM unnest(p_participants) AS u ON CONFLICT DO NOTHING;
+    INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at)
+    SELECT x.id, x.request, x.channel, x.destination, x.kind, x.payload, x.coalesce, 'pending', x.next, x.created
+    FROM unnest(o_id, o_request, o_channel, o_destination, o_kind, o_payload, o_coalesce, o_next, o_created)
+        AS x(id, request, channel, destination, kind, payload, coalesce, next, created)
+    ON CONFLICT (coalesce_key) WHERE status = 'pending'
+    DO UPDATE SET payload = EXCLUDED.payload, revision = outbox.revision + 1;
+    IF p_timer IS NULL THEN
+        DELETE FROM timers WHERE request_n = req_n;
+    ELSE
+        INSERT INTO timers (request_n, due_at) VALUES (req_n, p_timer)
+        ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at, claimed_until = NULL;
+    END IF;
+    -- Delivered to every listening instance when (and only if) the transaction commits.
+    PERFORM pg_notify('signoff_changes', p_id);
+    RETURN 'ok';
+END
+$$;
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

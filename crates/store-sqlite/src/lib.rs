@@ -35,6 +35,7 @@ type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
 enum WriteOp {
     Commit(Vec<Commit>, oneshot::Sender<Result<CommitOutcome>>),
     Claim { now: Timestamp, limit: u32, lease_until: Timestamp, reply: oneshot::Sender<Result<Vec<Notification>>> },
+    ClaimTimers { now: Timestamp, limit: u32, lease_until: Timestamp, reply: oneshot::Sender<Result<Vec<String>>> },
     PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
     Attempts(Vec<Attempt>, oneshot::Sender<Result<()>>),
     UseOnce(String, Timestamp, oneshot::Sender<Result<bool>>),
@@ -88,6 +89,7 @@ impl SqliteStore {
         // Only this process can have the file open (the lock above): claims left in the outbox
         // belong to a process that died mid-delivery, so those rows are due again now.
         conn.execute("UPDATE outbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL", []).map_err(unavailable)?;
+        conn.execute("UPDATE timers SET claimed_until = NULL WHERE claimed_until IS NOT NULL", []).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel();
         let cache = Arc::new(StateCache::new(CACHED_STATES));
         let writer_cache = cache.clone();
@@ -151,17 +153,18 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 Err(_) => break,
             }
         }
-        let mut claims = Vec::new();
         let mut writes = Vec::new();
+        // Claims run in a transaction of their own: they return rows, not a commit outcome.
         for op in batch {
             match op {
-                WriteOp::Claim { now, limit, lease_until, reply } => claims.push((now, limit, lease_until, reply)),
+                WriteOp::Claim { now, limit, lease_until, reply } => {
+                    let _ = reply.send(claim(&mut conn, now, limit, lease_until));
+                }
+                WriteOp::ClaimTimers { now, limit, lease_until, reply } => {
+                    let _ = reply.send(claim_timers(&mut conn, now, limit, lease_until));
+                }
                 other => writes.push(other),
             }
-        }
-        // Claims run in a transaction of their own: they return rows, not a commit outcome.
-        for (now, limit, lease_until, reply) in claims {
-            let _ = reply.send(claim(&mut conn, now, limit, lease_until));
         }
         let batch = writes;
         if batch.is_empty() {
@@ -181,7 +184,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) => {
                     let _ = reply.send(r.map(|_| ()));
                 }
-                (WriteOp::Claim { .. }, _) => {}
+                (WriteOp::Claim { .. } | WriteOp::ClaimTimers { .. }, _) => {}
                 (WriteOp::UseOnce(_, _, reply), r) => {
                     let _ = reply.send(r.map(|o| o == CommitOutcome::Committed));
                 }
@@ -224,7 +227,7 @@ fn apply_all(conn: &mut Connection, batch: &[WriteOp]) -> Result<Vec<CommitOutco
                 }
                 CommitOutcome::Committed
             }
-            WriteOp::Claim { .. } => CommitOutcome::Committed,
+            WriteOp::Claim { .. } | WriteOp::ClaimTimers { .. } => CommitOutcome::Committed,
             WriteOp::UseOnce(key, at, _) => {
                 // Forget keys older than two days while here.
                 tx.prepare_cached("DELETE FROM used_keys WHERE at < ?1")
@@ -403,7 +406,7 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
     }
     match state.next_timer_at {
         Some(at) => tx
-            .prepare_cached("INSERT INTO timers (request_n, due_at) VALUES (?1, ?2) ON CONFLICT (request_n) DO UPDATE SET due_at = excluded.due_at")
+            .prepare_cached("INSERT INTO timers (request_n, due_at) VALUES (?1, ?2) ON CONFLICT (request_n) DO UPDATE SET due_at = excluded.due_at, claimed_until = NULL")
             .and_then(|mut s| s.execute(params![n, due_millis(at)])),
         None => tx.prepare_cached("DELETE FROM timers WHERE request_n = ?1").and_then(|mut s| s.execute(params![n])),
     }
@@ -434,6 +437,29 @@ fn claim(conn: &mut Connection, now: Timestamp, limit: u32, lease_until: Timesta
     }
     tx.commit().map_err(unavailable)?;
     Ok(rows.into_iter().map(|(_, n)| n).collect())
+}
+
+fn claim_timers(conn: &mut Connection, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<String>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT t.request_n, r.id FROM timers t JOIN requests r ON r.n = t.request_n
+                 WHERE t.due_at <= ?1 AND (t.claimed_until IS NULL OR t.claimed_until <= ?1)
+                 ORDER BY t.due_at LIMIT ?2",
+            )
+            .map_err(unavailable)?;
+        let rows = stmt.query_map(params![now.as_millisecond(), limit], |r| Ok((r.get(0)?, r.get(1)?))).map_err(unavailable)?;
+        rows.map(|r| r.map_err(unavailable)).collect::<Result<_>>()?
+    };
+    {
+        let mut mark = tx.prepare_cached("UPDATE timers SET claimed_until = ?2 WHERE request_n = ?1").map_err(unavailable)?;
+        for (n, _) in &rows {
+            mark.execute(params![n, due_millis(lease_until)]).map_err(unavailable)?;
+        }
+    }
+    tx.commit().map_err(unavailable)?;
+    Ok(rows.into_iter().map(|(_, id)| id).collect())
 }
 
 fn record_attempt(tx: &Connection, a: &Attempt) -> Result<()> {
@@ -586,22 +612,15 @@ impl Store for SqliteStore {
         rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
     }
 
-    async fn due_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<String>> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT r.id FROM timers t JOIN requests r ON r.n = t.request_n WHERE t.due_at <= ?1 ORDER BY t.due_at LIMIT ?2",
-                )
-                .map_err(unavailable)?;
-            let rows = stmt.query_map(params![now.as_millisecond(), limit], |r| r.get::<_, String>(0)).map_err(unavailable)?;
-            rows.map(|r| r.map_err(unavailable)).collect()
-        })
-        .await
+    async fn claim_timers(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<String>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::ClaimTimers { now, limit, lease_until, reply })?;
+        rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
     }
 
     async fn next_timer_at(&self) -> Result<Option<Timestamp>> {
         self.read(|c| {
-            let ms: Option<i64> = c.query_row("SELECT MIN(due_at) FROM timers", [], |r| r.get(0)).map_err(unavailable)?;
+            let ms: Option<i64> = c.query_row("SELECT MIN(COALESCE(claimed_until, due_at)) FROM timers", [], |r| r.get(0)).map_err(unavailable)?;
             ms.map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
         })
         .await

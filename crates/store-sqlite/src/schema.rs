@@ -117,6 +117,9 @@ CREATE TABLE used_keys (
     at  INTEGER NOT NULL                    -- unix milliseconds
 ) WITHOUT ROWID;
 CREATE INDEX used_keys_at ON used_keys (at);
+"#, r#"
+-- The scheduler claims the due timers it is firing until this time (unix ms).
+ALTER TABLE timers ADD COLUMN claimed_until INTEGER;
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

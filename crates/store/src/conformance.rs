@@ -240,23 +240,33 @@ pub async fn timers_follow_the_state(store: &dyn Store) {
     let a = committed(store, f.submit("req_t1", "alice", "S", t0())).await;
     let b = committed(store, f.submit("req_t2", "alice", "S", t0() - SignedDuration::from_mins(20))).await;
     assert_eq!(store.next_timer_at().await.unwrap(), Some(t0() + SignedDuration::from_mins(10)));
-    assert!(store.due_timers(t0(), 10).await.unwrap().is_empty());
-    let due = store.due_timers(t0() + SignedDuration::from_mins(30), 10).await.unwrap();
-    assert_eq!(due, ["req_t2", "req_t1"], "earliest first");
-    assert_eq!(store.due_timers(t0() + SignedDuration::from_mins(30), 1).await.unwrap(), ["req_t2"]);
-    // Approving finance on req_t1 moves its next timer to the manager's hour.
+    let lease = |at: Timestamp| at + SignedDuration::from_mins(1);
+    let claim = |at: Timestamp, limit: u32| async move { store.claim_timers(at, limit, lease(at)).await.unwrap() };
+    assert!(claim(t0(), 10).await.is_empty());
+    let at = t0() + SignedDuration::from_mins(30);
+    assert_eq!(claim(at, 1).await, ["req_t2"], "earliest first");
+    assert_eq!(claim(at, 10).await, ["req_t1"], "a claimed timer is not claimed again");
+    assert!(claim(at, 10).await.is_empty());
+    assert_eq!(store.next_timer_at().await.unwrap(), Some(lease(at)), "claims count from their lease");
+    assert_eq!(claim(lease(at), 10).await, ["req_t2", "req_t1"], "claims end with their lease");
+    // Approving finance on req_t1 moves its next timer to the manager's hour, and ends its claim.
     committed(store, f.act(&a, "fiona", approve("finance"))).await;
-    assert_eq!(store.due_timers(t0() + SignedDuration::from_mins(59), 10).await.unwrap(), ["req_t2"]);
+    assert_eq!(store.next_timer_at().await.unwrap(), Some(lease(lease(at))), "req_t2 is still claimed");
+    assert_eq!(claim(t0() + SignedDuration::from_mins(59), 10).await, ["req_t2"], "req_t1 is not due before the hour");
+    // Closing a request removes its timer (and its claim).
+    committed(store, f.act(&b, "alice", Action::Cancel { comment: None })).await;
+    assert_eq!(store.next_timer_at().await.unwrap(), Some(t0() + SignedDuration::from_mins(60)));
+    assert_eq!(claim(t0() + SignedDuration::from_mins(60), 10).await, ["req_t1"]);
+    let t1 = store.load("req_t1").await.unwrap().unwrap();
+    committed(store, f.act(&t1, "alice", Action::Cancel { comment: None })).await;
+    assert_eq!(store.next_timer_at().await.unwrap(), None);
     // Never due early, even by less than a millisecond.
     let sub_ms = SignedDuration::from_micros(500);
     committed(store, f.submit("req_t3", "alice", "S", t0() + SignedDuration::from_mins(120) + sub_ms)).await;
     let at = t0() + SignedDuration::from_mins(150);
-    assert!(!store.due_timers(at, 10).await.unwrap().contains(&"req_t3".to_string()));
+    assert!(claim(at, 10).await.is_empty());
     // (Stores may round up to their precision: a millisecond late at most.)
-    assert!(store.due_timers(at + SignedDuration::from_millis(1), 10).await.unwrap().contains(&"req_t3".to_string()));
-    // Closing a request removes its timer.
-    committed(store, f.act(&b, "alice", Action::Cancel { comment: None })).await;
-    assert_eq!(store.next_timer_at().await.unwrap(), Some(t0() + SignedDuration::from_mins(60)));
+    assert_eq!(claim(at + SignedDuration::from_millis(1), 10).await, ["req_t3"]);
 }
 
 pub async fn lineages(store: &dyn Store) {

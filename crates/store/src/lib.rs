@@ -276,10 +276,15 @@ pub trait Store: Send + Sync + 'static {
         self.commit_all(vec![commit]).await
     }
 
-    /// Ids of requests with a timer due at `now`, earliest first.
-    async fn due_timers(&self, now: Timestamp, limit: u32) -> Result<Vec<String>>;
+    /// Claims up to `limit` requests with a timer due at `now`, earliest first, until
+    /// `lease_until`: no other claim returns them meanwhile, so with several instances each due
+    /// request is fired by one. The next commit of the request ends the claim; a claim whose
+    /// holder died (or whose firing changed nothing) ends with its lease (or, for a store that
+    /// only one process can open, when the store is opened again). Claims save work; firing
+    /// exactly once rests on the version check of the commit.
+    async fn claim_timers(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<String>>;
 
-    /// When the earliest timer of any request falls due.
+    /// When the earliest timer of any request falls due (or its claim runs out).
     async fn next_timer_at(&self) -> Result<Option<Timestamp>>;
 
     /// Every request of a lineage, oldest first.

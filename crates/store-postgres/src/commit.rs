@@ -1,0 +1,321 @@
+//! Writing commits: each commit is one call of the `signoff_commit` database function (the
+//! version check, events, indexes, outbox, timer and notify in one round trip), and commits
+//! that arrive together share a transaction and its WAL flush (group commit), pipelined on one
+//! connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deadpool_postgres::{GenericClient, Pool};
+use futures_util::future::join_all;
+use signoff_store::{Commit, CommitOutcome, KeyMatch, Result, StoreError, due_millis, tasks_of};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+
+use crate::{corrupt, unavailable};
+
+/// At most this many commits share one transaction.
+const MAX_GROUP: usize = 64;
+/// Transactions in flight at once per instance: while one waits for its WAL flush, the next
+/// group is being written.
+const WRITERS: usize = 4;
+
+const COMMIT_SQL: &str = "SELECT signoff_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+    $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)";
+
+/// One commit as the arguments of `signoff_commit`, owned so that a group's calls can be
+/// pipelined.
+struct Arguments {
+    id: String,
+    expected: i64,
+    version: i64,
+    status: &'static str,
+    policy_id: String,
+    requester: String,
+    subject: Option<String>,
+    lineage: Option<String>,
+    created_at: String,
+    updated_at: String,
+    state: String,
+    event_seq: Vec<i64>,
+    event_type: Vec<&'static str>,
+    event_at: Vec<String>,
+    event_body: Vec<String>,
+    task_approver: Vec<String>,
+    task_step: Vec<String>,
+    task_due: Vec<Option<i64>>,
+    task_body: Vec<String>,
+    participants: Vec<String>,
+    outbox_id: Vec<String>,
+    outbox_request: Vec<String>,
+    outbox_channel: Vec<String>,
+    outbox_destination: Vec<String>,
+    outbox_kind: Vec<String>,
+    outbox_payload: Vec<String>,
+    outbox_coalesce: Vec<Option<String>>,
+    outbox_next: Vec<i64>,
+    outbox_created: Vec<String>,
+    timer: Option<i64>,
+    idem_scope: Option<String>,
+    idem_key: Option<String>,
+    idem_fingerprint: Option<String>,
+    idem_status: Option<i32>,
+    idem_body: Option<String>,
+    idem_at: Option<String>,
+}
+
+impl Arguments {
+    fn of(c: &Commit) -> Result<Arguments> {
+        let state = &c.state;
+        let json = match &c.encoded_state {
+            Some(j) => j.clone(),
+            None => serde_json::to_string(&**state).map_err(corrupt)?,
+        };
+        let mut a = Arguments {
+            id: state.id.clone(),
+            expected: c.expected_version as i64,
+            version: state.version as i64,
+            status: state.status.as_str(),
+            policy_id: state.policy.id.clone(),
+            requester: state.requester.clone(),
+            subject: state.subject.clone(),
+            lineage: state.lineage.clone(),
+            created_at: state.created_at.to_string(),
+            updated_at: state.updated_at.to_string(),
+            state: json,
+            event_seq: Vec::new(),
+            event_type: Vec::new(),
+            event_at: Vec::new(),
+            event_body: Vec::new(),
+            task_approver: Vec::new(),
+            task_step: Vec::new(),
+            task_due: Vec::new(),
+            task_body: Vec::new(),
+            participants: state.participants().into_iter().map(str::to_string).collect(),
+            outbox_id: Vec::new(),
+            outbox_request: Vec::new(),
+            outbox_channel: Vec::new(),
+            outbox_destination: Vec::new(),
+            outbox_kind: Vec::new(),
+            outbox_payload: Vec::new(),
+            outbox_coalesce: Vec::new(),
+            outbox_next: Vec::new(),
+            outbox_created: Vec::new(),
+            timer: state.next_timer_at.map(due_millis),
+            idem_scope: None,
+            idem_key: None,
+            idem_fingerprint: None,
+            idem_status: None,
+            idem_body: None,
+            idem_at: None,
+        };
+        for e in &c.events {
+            a.event_seq.push(e.seq as i64);
+            a.event_type.push(e.kind.type_name());
+            a.event_at.push(e.at.to_string());
+            a.event_body.push(serde_json::to_string(e).map_err(corrupt)?);
+        }
+        for (approver, task) in tasks_of(state) {
+            a.task_body.push(serde_json::to_string(&task).map_err(corrupt)?);
+            a.task_approver.push(approver);
+            a.task_step.push(task.step);
+            a.task_due.push(task.due_at.map(|d| d.as_millisecond()));
+        }
+        // One statement cannot insert two rows with one coalescing key: the later payload
+        // replaces the earlier one here, as it would replace a pending row.
+        let mut by_key: HashMap<&str, usize> = HashMap::new();
+        for o in &c.notifications {
+            if let Some(&i) = o.coalesce_key.as_deref().and_then(|k| by_key.get(k)) {
+                a.outbox_payload[i] = o.payload.to_string();
+                continue;
+            }
+            if let Some(k) = o.coalesce_key.as_deref() {
+                by_key.insert(k, a.outbox_id.len());
+            }
+            a.outbox_id.push(o.id.clone());
+            a.outbox_request.push(o.request_id.clone());
+            a.outbox_channel.push(o.channel.clone());
+            a.outbox_destination.push(o.destination.clone());
+            a.outbox_kind.push(o.kind.clone());
+            a.outbox_payload.push(o.payload.to_string());
+            a.outbox_coalesce.push(o.coalesce_key.clone());
+            a.outbox_next.push(due_millis(o.created_at));
+            a.outbox_created.push(o.created_at.to_string());
+        }
+        if let Some(idem) = &c.idempotency {
+            a.idem_scope = Some(idem.scope.clone());
+            a.idem_key = Some(idem.key.clone());
+            a.idem_fingerprint = Some(idem.fingerprint.clone());
+            a.idem_status = Some(idem.response.status as i32);
+            a.idem_body = Some(idem.response.body.clone());
+            a.idem_at = Some(idem.at.to_string());
+        }
+        Ok(a)
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 36] {
+        [
+            &self.id, &self.expected, &self.version, &self.status, &self.policy_id, &self.requester, &self.subject, &self.lineage,
+            &self.created_at, &self.updated_at, &self.state, &self.event_seq, &self.event_type, &self.event_at, &self.event_body,
+            &self.task_approver, &self.task_step, &self.task_due, &self.task_body, &self.participants, &self.outbox_id,
+            &self.outbox_request, &self.outbox_channel, &self.outbox_destination, &self.outbox_kind, &self.outbox_payload,
+            &self.outbox_coalesce, &self.outbox_next, &self.outbox_created, &self.timer, &self.idem_scope, &self.idem_key,
+            &self.idem_fingerprint, &self.idem_status, &self.idem_body, &self.idem_at,
+        ]
+    }
+}
+
+/// What `signoff_commit` answered for one commit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Verdict {
+    Written,
+    Conflict,
+    KeyUsed,
+}
+
+impl Verdict {
+    fn of(answer: &str) -> Result<Verdict> {
+        match answer {
+            "ok" => Ok(Verdict::Written),
+            "conflict" => Ok(Verdict::Conflict),
+            "key_used" => Ok(Verdict::KeyUsed),
+            other => Err(corrupt(format!("signoff_commit answered `{other}`"))),
+        }
+    }
+}
+
+/// Calls `signoff_commit` for each commit, pipelined on `client` (inside its transaction).
+async fn call_all(client: &impl GenericClient, commits: &[&Commit]) -> Result<Vec<Verdict>> {
+    let statement = client.prepare_cached(COMMIT_SQL).await.map_err(unavailable)?;
+    let arguments = commits.iter().map(|c| Arguments::of(c)).collect::<Result<Vec<_>>>()?;
+    let params: Vec<_> = arguments.iter().map(Arguments::params).collect();
+    let answers = join_all(params.iter().map(|p| client.query_one(&statement, p))).await;
+    answers.into_iter().map(|r| Verdict::of(r.map_err(unavailable)?.get::<_, &str>(0))).collect()
+}
+
+/// A caller's commits (all or nothing) and where to send the outcome.
+struct Job {
+    commits: Vec<Commit>,
+    reply: oneshot::Sender<Result<CommitOutcome>>,
+}
+
+/// Collects commits from concurrent callers and writes them in shared transactions.
+pub struct Committer {
+    queue: mpsc::Sender<Job>,
+}
+
+impl Committer {
+    pub fn start(pool: Pool) -> Committer {
+        let (queue, rx) = mpsc::channel::<Job>(1024);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..WRITERS {
+            tokio::spawn(writer(pool.clone(), rx.clone()));
+        }
+        Committer { queue }
+    }
+
+    pub async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue.send(Job { commits, reply }).await.map_err(|_| unavailable("the committer has stopped"))?;
+        outcome.await.map_err(|_| unavailable("the committer has stopped"))?
+    }
+}
+
+async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let mut jobs = Vec::new();
+        {
+            let mut rx = queue.lock().await;
+            match rx.recv().await {
+                Some(job) => jobs.push(job),
+                None => return,
+            }
+            while jobs.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+        }
+        // Single commits share a transaction; a caller's several commits (a resubmission
+        // closes one request and opens another) get one of their own, all or nothing.
+        let (single, grouped): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.commits.len() == 1);
+        if !single.is_empty() {
+            write_singles(&pool, single).await;
+        }
+        for job in grouped {
+            let outcome = write_group(&pool, &job.commits).await;
+            let _ = job.reply.send(outcome);
+        }
+    }
+}
+
+/// Writes single commits in one transaction. If it fails as a whole, each commit is tried
+/// again in a transaction of its own, so one bad commit never takes the others down.
+async fn write_singles(pool: &Pool, jobs: Vec<Job>) {
+    let commits: Vec<&Commit> = jobs.iter().map(|j| &j.commits[0]).collect();
+    let shared = if jobs.len() > 1 { write_shared(pool, &commits).await.ok() } else { None };
+    let outcomes = match shared {
+        Some(verdicts) => {
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            for (c, v) in commits.iter().zip(verdicts) {
+                outcomes.push(outcome(pool, c, v).await);
+            }
+            outcomes
+        }
+        None => {
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            for c in &commits {
+                outcomes.push(write_group(pool, std::slice::from_ref(*c)).await);
+            }
+            outcomes
+        }
+    };
+    for (job, o) in jobs.into_iter().zip(outcomes) {
+        let _ = job.reply.send(o);
+    }
+}
+
+async fn write_shared(pool: &Pool, commits: &[&Commit]) -> Result<Vec<Verdict>> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
+    let verdicts = call_all(&tx, commits).await?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(verdicts)
+}
+
+/// Writes one caller's commits in a transaction of their own: all of them or none.
+async fn write_group(pool: &Pool, commits: &[Commit]) -> Result<CommitOutcome> {
+    let mut client = pool.get().await.map_err(unavailable)?;
+    let tx = client.transaction().await.map_err(unavailable)?;
+    let refs: Vec<&Commit> = commits.iter().collect();
+    let verdicts = call_all(&tx, &refs).await?;
+    match verdicts.iter().zip(commits).find(|(v, _)| **v != Verdict::Written) {
+        None => {
+            tx.commit().await.map_err(unavailable)?;
+            Ok(CommitOutcome::Committed)
+        }
+        Some((v, c)) => {
+            tx.rollback().await.map_err(unavailable)?;
+            outcome(pool, c, *v).await
+        }
+    }
+}
+
+/// The outcome a caller sees for a commit `signoff_commit` judged `verdict`.
+async fn outcome(pool: &Pool, c: &Commit, verdict: Verdict) -> Result<CommitOutcome> {
+    match verdict {
+        Verdict::Written => Ok(CommitOutcome::Committed),
+        Verdict::Conflict => Ok(CommitOutcome::VersionConflict),
+        Verdict::KeyUsed => {
+            let idem = c.idempotency.as_ref().ok_or_else(|| corrupt("a used key without a key"))?;
+            let client = pool.get().await.map_err(unavailable)?;
+            let row = client
+                .query_opt("SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2", &[&idem.scope, &idem.key])
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| StoreError::Unavailable("an idempotency key was used and then vanished".into()))?;
+            Ok(CommitOutcome::KeyUsed(KeyMatch::of(row.get(0), &idem.fingerprint, row.get::<_, i32>(1) as u16, row.get(2))))
+        }
+    }
+}
