@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use signoff_engine::machine::{self, Action, Command, Outcome, Submission};
 use signoff_engine::{Event, Policy, RequestState, RequestStatus};
 use signoff_store::{
-    Commit, CommitOutcome, IdempotencyRecord, KeyMatch, ListQuery, Page, PolicyRecord, SavedResponse, Store, Task,
+    Commit, CommitOutcome, IdempotencyRecord, KeyMatch, ListQuery, Page, PolicyRecord, SavedResponse, Snapshot, Store, Task,
 };
 
 use crate::catalog::{Catalog, CatalogError, Sources};
@@ -27,6 +27,11 @@ pub enum LinkOutcome {
     /// A rejection without a reason: show the form again (the link is not spent).
     NeedsReason(crate::notify::email::LinkClaim),
     Refused(ApiError),
+}
+
+/// Whether `caller` may see a request: its requester, anyone on its plan, or an admin.
+fn may_see(caller: &Caller, state: &RequestState) -> bool {
+    caller.admin || state.participants().contains(&caller.id.as_str())
 }
 
 /// Why a reload kept the previous catalog.
@@ -418,16 +423,32 @@ impl Service {
     /// system (no visibility check). Returns the reply and whether anything was committed.
     async fn run_command(&self, id: &str, command: &Command, caller: Option<&Caller>, idem: &Option<IdempotencyKey>) -> Result<(Reply, bool), ApiError> {
         let _turn = self.request_locks[stripe_of(id)].lock().await;
+        let not_found = || ApiError::not_found(format!("no request `{id}`"));
+        // First decide on the store's snapshot, which may be stale where several instances
+        // share the store; whatever is answered without a commit (whose version check would
+        // catch the staleness) is decided again on the current state.
+        let mut need_current = false;
         for _ in 0..MAX_ATTEMPTS {
-            let state = match caller {
-                Some(c) => self.visible(c, id).await?,
-                None => self.store.load(id).await?.ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))?,
-            };
+            let Snapshot { state, current } = if need_current {
+                self.store.load(id).await?.map(|state| Snapshot { state, current: true })
+            } else {
+                self.store.snapshot(id).await?
+            }
+            .ok_or_else(not_found)?;
+            need_current = true;
+            if let Some(c) = caller
+                && !may_see(c, &state) {
+                    if current {
+                        return Err(not_found());
+                    }
+                    continue;
+                }
             let policy = self.policy_for(&state).await?;
             let directory = self.catalog.load().directory.clone();
             let now = self.clock.now();
             let decision = machine::decide(&policy, &directory, &state, command, now);
             let reply = match decision.outcome {
+                Outcome::Invalid(_) | Outcome::Unchanged if !current => continue,
                 Outcome::Invalid(r) => return Err(refusal_error(r)),
                 Outcome::Unchanged => return Ok((Reply::of(StatusCode::OK, &decision.state)?, false)),
                 Outcome::Applied => Reply::of(StatusCode::OK, &decision.state)?,
@@ -475,15 +496,10 @@ impl Service {
         }
     }
 
-    /// The request if `caller` may see it: its requester, anyone on its plan, or an admin.
-    /// Anyone else is told it does not exist.
+    /// The request if `caller` may see it (see `may_see`); anyone else is told it does not exist.
     pub async fn visible(&self, caller: &Caller, id: &str) -> Result<RequestState, ApiError> {
         let state = self.store.load(id).await?.ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))?;
-        if caller.admin || state.participants().contains(&caller.id.as_str()) {
-            Ok(state)
-        } else {
-            Err(ApiError::not_found(format!("no request `{id}`")))
-        }
+        if may_see(caller, &state) { Ok(state) } else { Err(ApiError::not_found(format!("no request `{id}`"))) }
     }
 
     /// A Slack button click (already parsed): acts as the directory user linked to the Slack

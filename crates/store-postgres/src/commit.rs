@@ -204,12 +204,15 @@ pub struct Committer {
     queue: mpsc::Sender<Job>,
 }
 
+/// Where written states go, for the next decision on them.
+type Cache = Arc<crate::StateCache>;
+
 impl Committer {
-    pub fn start(pool: Pool) -> Committer {
+    pub fn start(pool: Pool, cache: Cache) -> Committer {
         let (queue, rx) = mpsc::channel::<Job>(1024);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..WRITERS {
-            tokio::spawn(writer(pool.clone(), rx.clone()));
+            tokio::spawn(writer(pool.clone(), rx.clone(), cache.clone()));
         }
         Committer { queue }
     }
@@ -221,7 +224,7 @@ impl Committer {
     }
 }
 
-async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache) {
     loop {
         let mut jobs = Vec::new();
         {
@@ -240,11 +243,20 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
         // Single commits share a transaction; a caller's several commits (a resubmission
         // closes one request and opens another) get one of their own, all or nothing.
         let (single, grouped): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.commits.len() == 1);
+        let mut done = Vec::new();
         if !single.is_empty() {
-            write_singles(&pool, single).await;
+            done = write_singles(&pool, single).await;
         }
         for job in grouped {
             let outcome = write_group(&pool, &job.commits).await;
+            done.push((job, outcome));
+        }
+        for (job, outcome) in done {
+            if matches!(outcome, Ok(CommitOutcome::Committed)) {
+                for c in job.commits {
+                    cache.insert(c.state.id.clone(), c.state);
+                }
+            }
             let _ = job.reply.send(outcome);
         }
     }
@@ -252,7 +264,7 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
 
 /// Writes single commits in one transaction. If it fails as a whole, each commit is tried
 /// again in a transaction of its own, so one bad commit never takes the others down.
-async fn write_singles(pool: &Pool, jobs: Vec<Job>) {
+async fn write_singles(pool: &Pool, jobs: Vec<Job>) -> Vec<(Job, Result<CommitOutcome>)> {
     let commits: Vec<&Commit> = jobs.iter().map(|j| &j.commits[0]).collect();
     let shared = if jobs.len() > 1 { write_shared(pool, &commits).await.ok() } else { None };
     let outcomes = match shared {
@@ -271,9 +283,7 @@ async fn write_singles(pool: &Pool, jobs: Vec<Job>) {
             outcomes
         }
     };
-    for (job, o) in jobs.into_iter().zip(outcomes) {
-        let _ = job.reply.send(o);
-    }
+    jobs.into_iter().zip(outcomes).collect()
 }
 
 async fn write_shared(pool: &Pool, commits: &[&Commit]) -> Result<Vec<Verdict>> {

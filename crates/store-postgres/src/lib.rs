@@ -1,11 +1,15 @@
 //! The PostgreSQL store, for several signoff instances sharing one database. Every commit is a
 //! transaction whose version check is a conditional UPDATE (optimistic concurrency across
 //! instances); outbox rows are claimed with `FOR UPDATE SKIP LOCKED` and a lease, so each is
-//! delivered by one instance at a time. There is no state cache: another instance may have
-//! moved any request on.
+//! delivered by one instance at a time; due timers likewise. States this instance committed
+//! or read are cached for deciding the next commit only (`snapshot`): another instance may have
+//! moved the request on, which the version check catches; change notifications evict what
+//! they make stale. Reads (`load`) always go to the database.
 
 mod commit;
 mod schema;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -14,7 +18,7 @@ use serde_json::Value;
 use signoff_engine::{Event, RequestState};
 use signoff_store::{due_millis, 
     Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
-    Outgoing, Page, PolicyRecord, Result, Store, StoreError, Task,
+    Outgoing, Page, PolicyRecord, Result, Snapshot, Store, StoreError, Task,
 };
 use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
@@ -27,7 +31,12 @@ pub struct PostgresStore {
     pool: Pool,
     committer: commit::Committer,
     changes: tokio::sync::broadcast::Sender<Change>,
+    cache: Arc<StateCache>,
 }
+
+/// States by request id, for `snapshot`.
+type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
+const CACHED_STATES: usize = 16_384;
 
 /// The channel every commit notifies with the request's id.
 const CHANNEL: &str = "signoff_changes";
@@ -83,8 +92,9 @@ impl PostgresStore {
         let mut client = pool.get().await.map_err(unavailable)?;
         schema::migrate(&mut client).await.map_err(unavailable)?;
         let (changes, _) = tokio::sync::broadcast::channel(4096);
-        tokio::spawn(listen(url.to_string(), changes.clone()));
-        Ok(PostgresStore { committer: commit::Committer::start(pool.clone()), pool, changes })
+        let cache = Arc::new(StateCache::new(CACHED_STATES));
+        tokio::spawn(listen(url.to_string(), changes.clone(), cache.clone()));
+        Ok(PostgresStore { committer: commit::Committer::start(pool.clone(), cache.clone()), pool, changes, cache })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {
@@ -94,7 +104,7 @@ impl PostgresStore {
 
 /// Listens for commits of every instance on a connection of its own, reconnecting (and telling
 /// subscribers to resync) whenever it drops.
-async fn listen(url: String, changes: tokio::sync::broadcast::Sender<Change>) {
+async fn listen(url: String, changes: tokio::sync::broadcast::Sender<Change>, cache: Arc<StateCache>) {
     use futures_util::StreamExt;
     let mut first = true;
     loop {
@@ -115,13 +125,21 @@ async fn listen(url: String, changes: tokio::sync::broadcast::Sender<Change>) {
                 };
                 if ready.await {
                     if !first {
+                        // Whatever changed meanwhile went unannounced.
+                        cache.clear();
                         let _ = changes.send(Change::Resync);
                     }
                     first = false;
                     while let Some(message) = messages.next().await {
                         match message {
                             Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                let _ = changes.send(Change::Request(n.payload().to_string()));
+                                // `<id> <version>`
+                                let (id, version) = n.payload().split_once(' ').unwrap_or((n.payload(), ""));
+                                let version: u64 = version.parse().unwrap_or(u64::MAX);
+                                if cache.get(id).is_some_and(|s| s.version < version) {
+                                    cache.remove(id);
+                                }
+                                let _ = changes.send(Change::Request(id.to_string()));
                             }
                             Ok(_) => {}
                             Err(e) => {
@@ -176,7 +194,19 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached("SELECT state FROM requests WHERE id = $1").await.map_err(unavailable)?;
         let row = client.query_opt(&statement, &[&id]).await.map_err(unavailable)?;
-        row.map(|r| decode_state(r.get(0))).transpose()
+        let state = row.map(|r| decode_state(r.get(0))).transpose()?;
+        if let Some(s) = &state
+            && self.cache.get(id).is_none_or(|cached| cached.version < s.version) {
+                self.cache.insert(id.to_string(), Arc::new(s.clone()));
+            }
+        Ok(state)
+    }
+
+    async fn snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
+        if let Some(state) = self.cache.get(id) {
+            return Ok(Some(Snapshot { state: RequestState::clone(&state), current: false }));
+        }
+        Ok(self.load(id).await?.map(|state| Snapshot { state, current: true }))
     }
 
     async fn events(&self, id: &str) -> Result<Vec<Event>> {

@@ -71,6 +71,7 @@ where
 {
     round_trip(&*fresh().await).await;
     optimistic_concurrency(&*fresh().await).await;
+    concurrent_commits_keep_their_outcomes(&*fresh().await).await;
     idempotency_keys(&*fresh().await).await;
     inbox_follows_open_tasks(&*fresh().await).await;
     list_filters_and_pages(&*fresh().await).await;
@@ -92,6 +93,8 @@ pub async fn round_trip(store: &dyn Store) {
     let c = f.submit("req_a", "alice", "S-1", t0());
     let state = committed(store, c.clone()).await;
     assert_eq!(store.load("req_a").await.unwrap().unwrap(), state);
+    assert_eq!(store.snapshot("req_a").await.unwrap().unwrap().state, state, "a snapshot in one process is what it committed");
+    assert!(store.snapshot("req_missing").await.unwrap().is_none());
     let s2 = committed(store, f.act(&state, "mark", approve("manager"))).await;
     let events = store.events("req_a").await.unwrap();
     assert_eq!(events.len() as u64, s2.version);
@@ -115,6 +118,45 @@ pub async fn optimistic_concurrency(store: &dyn Store) {
     let events = store.events("req_b").await.unwrap();
     verify_chain(&events).unwrap();
     assert_eq!(store.load("req_b").await.unwrap().unwrap().version, events.len() as u64);
+}
+
+/// Commits arriving together (which a store may write in one transaction) keep their own
+/// outcomes: a conflict or a used key among them takes nothing of the others down.
+pub async fn concurrent_commits_keep_their_outcomes(store: &dyn Store) {
+    let f = Fixture::new();
+    let keyed = |mut c: Commit, key: &str| {
+        c.idempotency = Some(IdempotencyRecord {
+            scope: "alice".into(),
+            key: key.into(),
+            fingerprint: key.into(),
+            response: SavedResponse { status: 201, body: "{}".into() },
+            at: t0(),
+        });
+        c
+    };
+    let a = committed(store, keyed(f.submit("req_k1", "alice", "S", t0()), "used")).await;
+    let b = committed(store, f.submit("req_k2", "alice", "S", t0())).await;
+    let stale = f.act(&a, "mark", approve("manager"));
+    let a2 = committed(store, f.act(&a, "fiona", approve("finance"))).await;
+    let b2 = f.act(&b, "mark", approve("manager"));
+    let b2_version = b2.state.version;
+    let (fresh, conflict, used, new) = tokio::join!(
+        store.commit(b2),
+        store.commit(stale),
+        store.commit(keyed(f.submit("req_k3", "alice", "S", t0()), "used")),
+        store.commit(keyed(f.submit("req_k4", "alice", "S", t0()), "new")),
+    );
+    assert_eq!(fresh.unwrap(), CommitOutcome::Committed);
+    assert_eq!(conflict.unwrap(), CommitOutcome::VersionConflict);
+    assert!(matches!(used.unwrap(), CommitOutcome::KeyUsed(KeyMatch::Same(_))));
+    assert_eq!(new.unwrap(), CommitOutcome::Committed);
+    assert!(store.load("req_k3").await.unwrap().is_none(), "nothing of a commit with a used key is written");
+    assert_eq!(store.load("req_k1").await.unwrap().unwrap(), a2);
+    assert_eq!(store.load("req_k2").await.unwrap().unwrap().version, b2_version);
+    assert_eq!(store.idempotency("alice", "new", "new").await.unwrap(), Some(KeyMatch::Same(SavedResponse { status: 201, body: "{}".into() })));
+    for id in ["req_k1", "req_k2", "req_k4"] {
+        verify_chain(&store.events(id).await.unwrap()).unwrap();
+    }
 }
 
 pub async fn idempotency_keys(store: &dyn Store) {

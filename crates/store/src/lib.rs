@@ -175,6 +175,14 @@ pub struct DeliveryReport {
     pub attempt_log: Vec<Attempt>,
 }
 
+/// A request's state from `Store::snapshot`.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub state: RequestState,
+    /// Known to be the latest committed state (false: it may be stale).
+    pub current: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum CommitOutcome {
     Committed,
@@ -263,6 +271,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The current state of a request.
     async fn load(&self, id: &str) -> Result<Option<RequestState>>;
+
+    /// A state of the request to decide a commit on: possibly one this process cached that
+    /// another process has since moved on (then `current` is false). Deciding on it is safe,
+    /// since the commit's version check refuses a stale decision, but a caller that would
+    /// answer from it without committing must `load` first.
+    async fn snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
+        Ok(self.load(id).await?.map(|state| Snapshot { state, current: true }))
+    }
 
     /// A request's whole history, oldest first.
     async fn events(&self, id: &str) -> Result<Vec<Event>>;
