@@ -565,8 +565,9 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     server.kill9();
 }
 
-/// Reads SSE `state` events from a stream until the stream ends; returns each state's status.
-fn follow_stream(url: String) -> std::thread::JoinHandle<Vec<String>> {
+/// Reads SSE `state` events from a stream until the stream ends; returns each state's status
+/// and version.
+fn follow_stream(url: String) -> std::thread::JoinHandle<Vec<(String, u64)>> {
     std::thread::spawn(move || {
         use std::io::Read;
         let mut resp = reqwest::blocking::Client::builder().timeout(None).build().unwrap().get(&url).bearer_auth("alice-token").send().unwrap();
@@ -581,9 +582,25 @@ fn follow_stream(url: String) -> std::thread::JoinHandle<Vec<String>> {
         text.split("\n\n")
             .filter(|b| b.contains("event: state"))
             .filter_map(|b| b.lines().find_map(|l| l.strip_prefix("data: ")))
-            .map(|d| serde_json::from_str::<Value>(d).unwrap()["status"].as_str().unwrap().to_string())
+            .map(|d| {
+                let state = serde_json::from_str::<Value>(d).unwrap();
+                (state["status"].as_str().unwrap().to_string(), state["version"].as_u64().unwrap())
+            })
             .collect()
     })
+}
+
+/// What the fault test's clients saw.
+#[derive(Default)]
+struct Load {
+    /// Requests created, each with the thread following its stream.
+    requests: Vec<(String, std::thread::JoinHandle<Vec<(String, u64)>>)>,
+    /// Acknowledged approvals: (request, step, actor).
+    acknowledged: Vec<(String, &'static str, &'static str)>,
+    /// Calls cut off mid-flight (sent, then the connection dropped) and retried elsewhere.
+    cut: usize,
+    /// Calls refused by the dead instance and sent to another.
+    refused: usize,
 }
 
 #[test]
@@ -602,75 +619,120 @@ fn three_instances_on_postgres_survive_a_kill_9_mid_load() {
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("pair.yaml"), "id: pair\nsteps:\n  - {id: manager, after: [], approvers: {users: [mark]}, sla: 3s, on_timeout: approve}\n  - {id: finance, after: [], approvers: {groups: [finance]}}\n").unwrap();
     let start = |name: &str| Server::serve(&dir.path().join(name), &["--database-url".as_ref(), url.as_ref(), "--policies".as_ref(), policies.as_os_str()], Stdio::null());
-    let instances = [start("a"), start("b"), start("c")];
-    let urls: Vec<String> = instances.iter().map(|s| s.url.clone()).collect();
+    let mut instances: Vec<Option<Server>> = vec![Some(start("a")), Some(start("b")), Some(start("c"))];
+    let urls: Vec<String> = instances.iter().map(|s| s.as_ref().unwrap().url.clone()).collect();
     let http = http();
-    // POST with an idempotency key, to the given instance first and the others if it is down.
+    let load = std::sync::Mutex::new(Load::default());
+    let acked = std::sync::atomic::AtomicUsize::new(0);
+    // Calls sent to instance a and not yet answered.
+    let on_a = std::sync::atomic::AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    // POST with an idempotency key to the given instance; when the call fails (the instance is
+    // down, or died while the call was in flight), the same call goes to the next instance.
     let post = |first: usize, path: &str, token: &str, key: &str, body: &Value| -> Value {
-        for i in 0..3 {
-            let base = &urls[(first + i) % 3];
+        for i in 0..6 {
+            let instance = (first + i) % 3;
+            let base = &urls[instance];
+            if instance == 0 {
+                on_a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             let sent = http.post(format!("{base}{path}")).bearer_auth(token).header("Idempotency-Key", key).json(body).send();
-            if let Ok(resp) = sent {
-                assert!(resp.status().is_success() || resp.status().as_u16() == 409, "{}", resp.status());
-                return resp.json().unwrap();
+            let answer = sent.and_then(|resp| {
+                let status = resp.status();
+                resp.json::<Value>().map(|body| (status, body))
+            });
+            if instance == 0 {
+                on_a.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            match answer {
+                Ok((status, body)) => {
+                    assert!(status.is_success(), "{path}: {status} {body}");
+                    acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    return body;
+                }
+                Err(e) if e.is_connect() => load.lock().unwrap().refused += 1,
+                Err(_) => load.lock().unwrap().cut += 1,
             }
         }
-        panic!("no instance answered");
+        panic!("no instance answered {path}");
     };
-    let mut ids = Vec::new();
-    let mut streams = Vec::new();
-    let mut acknowledged = Vec::new();
-    let mut killed = None;
-    let mut instances: Vec<Option<Server>> = instances.into_iter().map(Some).collect();
-    for i in 0..30 {
-        let r = post(i % 3, "/v1/requests", "alice-token", &format!("submit-{i}"), &serde_json::json!({"policy": "pair", "context": {}}));
-        let id = r["id"].as_str().unwrap().to_string();
-        // Stream clients on the instances that survive.
-        streams.push((id.clone(), follow_stream(format!("{}/v1/requests/{id}/stream", urls[1 + i % 2]))));
-        // Finance approves on one instance; for every other request the manager approves on another.
-        let a = post((i + 1) % 3, &format!("/v1/requests/{id}/actions"), "fiona-token", &format!("fin-{i}"), &serde_json::json!({"action": "approve", "step": "finance"}));
-        acknowledged.push((id.clone(), "finance", "fiona", a["version"].as_u64()));
-        if i % 2 == 0 {
-            let m = post((i + 2) % 3, &format!("/v1/requests/{id}/actions"), "mark-token", &format!("man-{i}"), &serde_json::json!({"action": "approve", "step": "manager"}));
-            acknowledged.push((id.clone(), "manager", "mark", m["version"].as_u64()));
+    std::thread::scope(|scope| {
+        // Eight clients run workflows concurrently, each call to a different instance: submit,
+        // finance approves, and for every other request the manager approves (the others time out).
+        for client in 0..8 {
+            let (post, load, stop, urls) = (&post, &load, &stop, &urls);
+            scope.spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let tag = format!("{client}-{n}");
+                    let r = post(n + client, "/v1/requests", "alice-token", &format!("submit-{tag}"), &serde_json::json!({"policy": "pair", "context": {}}));
+                    let id = r["id"].as_str().unwrap().to_string();
+                    // A stream client on an instance that survives.
+                    let stream = follow_stream(format!("{}/v1/requests/{id}/stream", urls[1 + (n + client) % 2]));
+                    load.lock().unwrap().requests.push((id.clone(), stream));
+                    let action = format!("/v1/requests/{id}/actions");
+                    post(n + client + 1, &action, "fiona-token", &format!("fin-{tag}"), &serde_json::json!({"action": "approve", "step": "finance"}));
+                    load.lock().unwrap().acknowledged.push((id.clone(), "finance", "fiona"));
+                    if n % 2 == 0 {
+                        post(n + client + 2, &action, "mark-token", &format!("man-{tag}"), &serde_json::json!({"action": "approve", "step": "manager"}));
+                        load.lock().unwrap().acknowledged.push((id.clone(), "manager", "mark"));
+                    }
+                    n += 1;
+                }
+            });
         }
-        ids.push(id);
-        if i == 14 {
-            // Kill instance a in the middle of the load.
-            instances[0].take().unwrap().kill9();
-            killed = Some(i);
+        // Kill instance a while at least three calls to it are in flight, then keep the load going.
+        let wait_for = |calls: usize| {
+            while acked.load(std::sync::atomic::Ordering::SeqCst) < calls {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        };
+        wait_for(60);
+        while on_a.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            std::thread::yield_now();
         }
-    }
-    assert!(killed.is_some());
-    // The managers who did not act time out (3 s, on_timeout: approve) on a surviving instance.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    for id in &ids {
+        instances[0].take().unwrap().kill9();
+        let at_kill = acked.load(std::sync::atomic::Ordering::SeqCst);
+        wait_for(at_kill + 60);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    let load = load.into_inner().unwrap();
+    assert!(load.cut + load.refused > 0, "no call met the dead instance");
+    eprintln!("fault test: {} requests, {} calls cut mid-flight, {} refused", load.requests.len(), load.cut, load.refused);
+    // The managers who did not act time out (3 s, on_timeout: approve) on a surviving instance;
+    // timers the dead instance had claimed are fired after their 15 s lease.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut finals = std::collections::HashMap::new();
+    for (id, _) in &load.requests {
         loop {
             let r: Value = http.get(format!("{}/v1/requests/{id}", urls[1])).bearer_auth("alice-token").send().unwrap().json().unwrap();
             if r["status"] == "approved" {
+                finals.insert(id.clone(), r["version"].as_u64().unwrap());
                 break;
             }
             assert!(std::time::Instant::now() < deadline, "{id} never completed: {r}");
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    for id in &ids {
+    for (id, _) in &load.requests {
         let events: Value = http.get(format!("{}/v1/requests/{id}/events", urls[2])).bearer_auth("alice-token").send().unwrap().json().unwrap();
         let events: Vec<signoff_engine::Event> = serde_json::from_value(events["items"].clone()).unwrap();
         signoff_engine::event::verify_chain(&events).unwrap();
+        assert_eq!(events.len() as u64, finals[id], "{id}: no event lost or duplicated");
         let count = |kind: &str, step: &str| events.iter().filter(|e| e.kind.type_name() == kind && e.step.as_deref() == Some(step)).count();
         assert_eq!(count("step_decided", "manager"), 1, "{id}: the manager step was decided once");
         assert_eq!(count("step_decided", "finance"), 1, "{id}: the finance step was decided once");
+        assert_eq!(count("approved", "finance"), 1, "{id}: finance approved once");
         assert!(count("step_timed_out", "manager") <= 1, "{id}: a timer fired at most once");
         assert_eq!(count("approved", "manager") + count("step_timed_out", "manager"), 1, "{id}: a decision or a timeout, never both");
         assert_eq!(events.iter().filter(|e| e.kind.type_name() == "completed").count(), 1, "{id}: no duplicated completion");
-        for (ack_id, step, actor, _) in acknowledged.iter().filter(|a| &a.0 == id) {
-            assert!(events.iter().any(|e| e.kind.type_name() == "approved" && e.step.as_deref() == Some(*step) && e.actor == *actor), "{ack_id}: an acknowledged approval by {actor} was lost");
+        for (_, step, actor) in load.acknowledged.iter().filter(|a| &a.0 == id) {
+            assert!(events.iter().any(|e| e.kind.type_name() == "approved" && e.step.as_deref() == Some(*step) && e.actor == *actor), "{id}: an acknowledged approval by {actor} was lost");
         }
     }
-    for (id, stream) in streams {
+    for (id, stream) in load.requests {
         let seen = stream.join().unwrap();
-        assert_eq!(seen.last().map(String::as_str), Some("approved"), "{id}: the stream client saw the final state: {seen:?}");
+        assert_eq!(seen.last(), Some(&("approved".to_string(), finals[&id])), "{id}: the stream client saw the final state: {seen:?}");
     }
     for s in instances.into_iter().flatten() {
         s.kill9();
