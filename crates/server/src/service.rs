@@ -340,12 +340,21 @@ impl Service {
                 idempotency: Self::record(caller, &idem, &reply, now),
                 notifications,
                 encoded_state: Some(reply.body.clone()),
+                previous: None,
             }];
             if let Some(e) = &earlier {
                 // The earlier request's history links forward to this one, in the same commit.
                 let link = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::NoteResubmission { by: id } };
                 let d = machine::decide(&policy, &catalog.directory, e, &link, now);
-                commits.push(Commit { expected_version: e.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new(), encoded_state: None });
+                commits.push(Commit {
+                    expected_version: e.version,
+                    events: d.events,
+                    state: Arc::new(d.state),
+                    idempotency: None,
+                    notifications: Vec::new(),
+                    encoded_state: None,
+                    previous: Some(Arc::new(e.clone())),
+                });
             }
             let linked = commits.get(1).map(|c| c.state.clone());
             match self.store.commit_all(commits).await? {
@@ -467,6 +476,7 @@ impl Service {
                 notifications,
                 // The reply of an applied command is the new state: the store need not encode it again.
                 encoded_state: reply.status.is_success().then(|| reply.body.clone()),
+                previous: Some(Arc::new(state)),
             };
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {

@@ -113,7 +113,7 @@ async fn a_lost_race_is_re_decided_on_fresh_state() {
     let directory: &Directory = &catalog.directory;
     let fiona = Command { actor: "fiona".into(), action: Action::Approve { step: "finance".into(), comment: None, edits: None } };
     let d = machine::decide(policy, directory, &state, &fiona, service.now());
-    *store.competitor.lock().unwrap() = Some(Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new(), encoded_state: None });
+    *store.competitor.lock().unwrap() = Some(Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new(), encoded_state: None, previous: None });
 
     let approve = ActionBody { action: "approve".into(), step: Some("manager".into()), comment: None, edits: None, item: None, to: None };
     let reply = service.act(&caller("mark"), &id, approve, None).await.unwrap();

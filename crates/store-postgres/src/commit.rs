@@ -21,7 +21,7 @@ const MAX_GROUP: usize = 64;
 const WRITERS: usize = 4;
 
 const COMMIT_SQL: &str = "SELECT signoff_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-    $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36)";
+    $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38)";
 
 /// One commit as the arguments of `signoff_commit`, owned so that a group's calls can be
 /// pipelined.
@@ -56,6 +56,8 @@ struct Arguments {
     outbox_next: Vec<i64>,
     outbox_created: Vec<String>,
     timer: Option<i64>,
+    tasks_changed: bool,
+    timer_changed: bool,
     idem_scope: Option<String>,
     idem_key: Option<String>,
     idem_fingerprint: Option<String>,
@@ -91,7 +93,11 @@ impl Arguments {
             task_step: Vec::new(),
             task_due: Vec::new(),
             task_body: Vec::new(),
-            participants: state.participants().into_iter().map(str::to_string).collect(),
+            // Only who joined, when the previous state says who was there.
+            participants: {
+                let before = c.previous.as_ref().map(|p| p.participants()).unwrap_or_default();
+                state.participants().into_iter().filter(|p| !before.contains(p)).map(str::to_string).collect()
+            },
             outbox_id: Vec::new(),
             outbox_request: Vec::new(),
             outbox_channel: Vec::new(),
@@ -102,6 +108,8 @@ impl Arguments {
             outbox_next: Vec::new(),
             outbox_created: Vec::new(),
             timer: state.next_timer_at.map(due_millis),
+            tasks_changed: c.previous.as_ref().is_none_or(|p| tasks_of(p) != tasks_of(state)),
+            timer_changed: c.previous.as_ref().is_none_or(|p| p.next_timer_at != state.next_timer_at),
             idem_scope: None,
             idem_key: None,
             idem_fingerprint: None,
@@ -115,7 +123,7 @@ impl Arguments {
             a.event_at.push(e.at.to_string());
             a.event_body.push(serde_json::to_string(e).map_err(corrupt)?);
         }
-        for (approver, task) in tasks_of(state) {
+        for (approver, task) in if a.tasks_changed { tasks_of(state) } else { Vec::new() } {
             a.task_body.push(serde_json::to_string(&task).map_err(corrupt)?);
             a.task_approver.push(approver);
             a.task_step.push(task.step);
@@ -153,13 +161,14 @@ impl Arguments {
         Ok(a)
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 36] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 38] {
         [
             &self.id, &self.expected, &self.version, &self.status, &self.policy_id, &self.requester, &self.subject, &self.lineage,
             &self.created_at, &self.updated_at, &self.state, &self.event_seq, &self.event_type, &self.event_at, &self.event_body,
             &self.task_approver, &self.task_step, &self.task_due, &self.task_body, &self.participants, &self.outbox_id,
             &self.outbox_request, &self.outbox_channel, &self.outbox_destination, &self.outbox_kind, &self.outbox_payload,
-            &self.outbox_coalesce, &self.outbox_next, &self.outbox_created, &self.timer, &self.idem_scope, &self.idem_key,
+            &self.outbox_coalesce, &self.outbox_next, &self.outbox_created, &self.timer, &self.tasks_changed, &self.timer_changed,
+            &self.idem_scope, &self.idem_key,
             &self.idem_fingerprint, &self.idem_status, &self.idem_body, &self.idem_at,
         ]
     }
@@ -184,14 +193,29 @@ impl Verdict {
     }
 }
 
-/// Calls `signoff_commit` for each commit, pipelined on `client` (inside its transaction).
+/// Calls `signoff_commit` for each commit, pipelined on `client` (inside its transaction), and
+/// announces them to every instance with one notification per transaction (the listeners
+/// wake once per group, not once per commit).
 async fn call_all(client: &impl GenericClient, commits: &[&Commit]) -> Result<Vec<Verdict>> {
     let statement = client.prepare_cached(COMMIT_SQL).await.map_err(unavailable)?;
+    let notify = client.prepare_cached(NOTIFY_SQL).await.map_err(unavailable)?;
     let arguments = commits.iter().map(|c| Arguments::of(c)).collect::<Result<Vec<_>>>()?;
     let params: Vec<_> = arguments.iter().map(Arguments::params).collect();
-    let answers = join_all(params.iter().map(|p| client.query_one(&statement, p))).await;
+    let payloads = crate::announcements(commits.iter().map(|c| (c.state.id.as_str(), c.state.version)));
+    let notify_params: Vec<[&(dyn ToSql + Sync); 2]> = payloads.iter().map(|p| [&crate::CHANNEL as &(dyn ToSql + Sync), p]).collect();
+    let (answers, notified) = futures_util::future::join(
+        join_all(params.iter().map(|p| client.query_one(&statement, p))),
+        join_all(notify_params.iter().map(|p| client.execute(&notify, p))),
+    )
+    .await;
+    for n in notified {
+        n.map_err(unavailable)?;
+    }
     answers.into_iter().map(|r| Verdict::of(r.map_err(unavailable)?.get::<_, &str>(0))).collect()
 }
+
+/// Delivered to every listening instance when (and only if) the transaction commits.
+const NOTIFY_SQL: &str = "SELECT pg_notify($1, $2)";
 
 /// A caller's commits (all or nothing) and where to send the outcome.
 struct Job {

@@ -38,8 +38,25 @@ pub struct PostgresStore {
 type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
 const CACHED_STATES: usize = 16_384;
 
-/// The channel every commit notifies with the request's id.
+/// The channel commits are announced on: each notification lists `<id> <version>` lines.
 const CHANNEL: &str = "signoff_changes";
+
+/// Notification payloads announcing `commits` (id, version): as few as fit PostgreSQL's
+/// payload limit (8000 bytes).
+fn announcements<'a>(commits: impl Iterator<Item = (&'a str, u64)>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (id, version) in commits {
+        let line = format!("{id} {version}");
+        match out.last_mut() {
+            Some(p) if p.len() + 1 + line.len() <= 7_900 => {
+                p.push('\n');
+                p.push_str(&line);
+            }
+            _ => out.push(line),
+        }
+    }
+    out
+}
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -133,13 +150,14 @@ async fn listen(url: String, changes: tokio::sync::broadcast::Sender<Change>, ca
                     while let Some(message) = messages.next().await {
                         match message {
                             Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
-                                // `<id> <version>`
-                                let (id, version) = n.payload().split_once(' ').unwrap_or((n.payload(), ""));
-                                let version: u64 = version.parse().unwrap_or(u64::MAX);
-                                if cache.get(id).is_some_and(|s| s.version < version) {
-                                    cache.remove(id);
+                                for line in n.payload().lines() {
+                                    let (id, version) = line.split_once(' ').unwrap_or((line, ""));
+                                    let version: u64 = version.parse().unwrap_or(u64::MAX);
+                                    if cache.get(id).is_some_and(|s| s.version < version) {
+                                        cache.remove(id);
+                                    }
+                                    let _ = changes.send(Change::Request(id.to_string()));
                                 }
-                                let _ = changes.send(Change::Request(id.to_string()));
                             }
                             Ok(_) => {}
                             Err(e) => {
@@ -437,5 +455,19 @@ impl Store for PostgresStore {
             .await
             .map_err(unavailable)?;
         Ok(row.map(|r| KeyMatch::of(r.get(0), fingerprint, r.get::<_, i32>(1) as u16, r.get(2))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn announcements_fit_the_payload_limit_and_keep_every_commit() {
+        let ids: Vec<String> = (0..2000).map(|i| format!("req_{i:026}")).collect();
+        let payloads = super::announcements(ids.iter().map(|id| (id.as_str(), 7)));
+        assert!(payloads.len() > 1);
+        assert!(payloads.iter().all(|p| p.len() <= 7_900));
+        let lines: Vec<String> = payloads.iter().flat_map(|p| p.lines().map(str::to_string)).collect();
+        assert_eq!(lines, ids.iter().map(|id| format!("{id} 7")).collect::<Vec<_>>());
+        assert!(super::announcements(std::iter::empty()).is_empty());
     }
 }

@@ -120,7 +120,7 @@ ALTER TABLE requests SET (fillfactor = 60);
 ALTER TABLE timers SET (fillfactor = 70);
 
 -- One commit in one round trip: idempotency key, version check, events, inbox tasks,
--- participants, outbox, timer and change notification. Answers 'ok', 'conflict' (another
+-- participants, outbox and timer (the caller notifies the other instances). Answers 'ok', 'conflict' (another
 -- commit changed the request first; nothing is written) or 'key_used' (nothing is written).
 -- It raises no error for either, so commits of many callers can share a transaction.
 CREATE FUNCTION signoff_commit(
@@ -131,7 +131,7 @@ CREATE FUNCTION signoff_commit(
     p_participants TEXT[],
     o_id TEXT[], o_request TEXT[], o_channel TEXT[], o_destination TEXT[], o_kind TEXT[], o_payload TEXT[],
     o_coalesce TEXT[], o_next BIGINT[], o_created TEXT[],
-    p_timer BIGINT,
+    p_timer BIGINT, p_tasks_changed BOOLEAN, p_timer_changed BOOLEAN,
     i_scope TEXT, i_key TEXT, i_fingerprint TEXT, i_status INTEGER, i_body TEXT, i_at TEXT
 ) RETURNS TEXT LANGUAGE plpgsql AS $$
 DECLARE
@@ -160,11 +160,12 @@ BEGIN
     END IF;
     INSERT INTO events (request_id, seq, type, at, body)
     SELECT p_id, x.seq, x.type, x.at, x.body FROM unnest(e_seq, e_type, e_at, e_body) AS x(seq, type, at, body);
-    -- (Each statement costs even when it has nothing to do: skip those.)
-    IF p_expected <> 0 THEN
+    -- (Each statement costs even when it has nothing to do: skip those. The caller says
+    -- whether the open tasks or the next timer changed, and passes only new participants.)
+    IF p_expected <> 0 AND p_tasks_changed THEN
         DELETE FROM tasks WHERE request_n = req_n;
     END IF;
-    IF cardinality(t_approver) > 0 THEN
+    IF p_tasks_changed AND cardinality(t_approver) > 0 THEN
         INSERT INTO tasks (approver, request_n, step_id, due_at, body)
         SELECT x.approver, req_n, x.step, x.due, x.body FROM unnest(t_approver, t_step, t_due, t_body) AS x(approver, step, due, body)
         ON CONFLICT DO NOTHING;
@@ -180,7 +181,9 @@ BEGIN
         ON CONFLICT (coalesce_key) WHERE status = 'pending'
         DO UPDATE SET payload = EXCLUDED.payload, revision = outbox.revision + 1;
     END IF;
-    IF p_timer IS NULL THEN
+    IF NOT p_timer_changed THEN
+        NULL;
+    ELSIF p_timer IS NULL THEN
         IF p_expected <> 0 THEN
             DELETE FROM timers WHERE request_n = req_n;
         END IF;
@@ -188,8 +191,6 @@ BEGIN
         INSERT INTO timers (request_n, due_at) VALUES (req_n, p_timer)
         ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at, claimed_until = NULL;
     END IF;
-    -- Delivered to every listening instance when (and only if) the transaction commits.
-    PERFORM pg_notify('signoff_changes', p_id || ' ' || p_version);
     RETURN 'ok';
 END
 $$;

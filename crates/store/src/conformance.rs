@@ -44,12 +44,12 @@ impl Fixture {
             resubmits: None,
         };
         let (events, state) = machine::submit(&self.policy, &self.dir, sub, at).unwrap();
-        Commit { expected_version: 0, events, state: Arc::new(state), idempotency: None, notifications: Vec::new(), encoded_state: None }
+        Commit { expected_version: 0, events, state: Arc::new(state), idempotency: None, notifications: Vec::new(), encoded_state: None, previous: None }
     }
 
     fn act(&self, state: &RequestState, actor: &str, action: Action) -> Commit {
         let d = machine::decide(&self.policy, &self.dir, state, &Command { actor: actor.into(), action }, t0());
-        Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new(), encoded_state: None }
+        Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new(), encoded_state: None, previous: Some(Arc::new(state.clone())) }
     }
 }
 
@@ -202,8 +202,9 @@ pub async fn inbox_follows_open_tasks(store: &dyn Store) {
     committed(store, f.act(&s, "frank", approve("finance"))).await;
     let ids: Vec<String> = store.inbox("fiona", 100).await.unwrap().into_iter().map(|t| t.request).collect();
     assert_eq!(ids, ["req_e"], "a decided step leaves every inbox");
-    let closed = f.act(&later, "alice", Action::Cancel { comment: None });
+    let mut closed = f.act(&later, "alice", Action::Cancel { comment: None });
     assert_eq!(closed.state.status, RequestStatus::Cancelled);
+    closed.previous = None; // (a caller need not say what it decided on)
     committed(store, closed).await;
     assert!(store.inbox("fiona", 100).await.unwrap().is_empty());
     assert_eq!(store.inbox("mark", 100).await.unwrap().len(), 1);
@@ -295,8 +296,11 @@ pub async fn timers_follow_the_state(store: &dyn Store) {
     committed(store, f.act(&a, "fiona", approve("finance"))).await;
     assert_eq!(store.next_timer_at().await.unwrap(), Some(lease(lease(at))), "req_t2 is still claimed");
     assert_eq!(claim(t0() + SignedDuration::from_mins(59), 10).await, ["req_t2"], "req_t1 is not due before the hour");
-    // Closing a request removes its timer (and its claim).
-    committed(store, f.act(&b, "alice", Action::Cancel { comment: None })).await;
+    // Closing a request removes its timer (and its claim), whether or not the caller says what
+    // it decided on.
+    let mut cancel = f.act(&b, "alice", Action::Cancel { comment: None });
+    cancel.previous = None;
+    committed(store, cancel).await;
     assert_eq!(store.next_timer_at().await.unwrap(), Some(t0() + SignedDuration::from_mins(60)));
     assert_eq!(claim(t0() + SignedDuration::from_mins(60), 10).await, ["req_t1"]);
     let t1 = store.load("req_t1").await.unwrap().unwrap();

@@ -83,6 +83,9 @@ pub struct Commit {
     /// `state` as JSON text, when the caller already has it (it is what the client gets back):
     /// stores that keep JSON use it instead of serializing the state again.
     pub encoded_state: Option<String>,
+    /// The state the events were decided on (version `expected_version`), when the caller has
+    /// it: a store may then skip rewriting indexes that did not change.
+    pub previous: Option<Arc<RequestState>>,
 }
 
 impl KeyMatch {
@@ -294,7 +297,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` requests with a timer due at `now`, earliest first, until
     /// `lease_until`: no other claim returns them meanwhile, so with several instances each due
-    /// request is fired by one. The next commit of the request ends the claim; a claim whose
+    /// request is fired by one. A commit that moves the request's next timer ends the claim; a claim whose
     /// holder died (or whose firing changed nothing) ends with its lease (or, for a store that
     /// only one process can open, when the store is opened again). Claims save work; firing
     /// exactly once rests on the version check of the commit.
