@@ -159,6 +159,18 @@ impl StoreArgs {
     }
 }
 
+/// `file` opened with `open`, or the standard stream when there is none. A file that cannot be
+/// opened is reported against its `flag`; the error is the exit code (2).
+fn file_or_std<T>(file: &Option<PathBuf>, flag: &str, open: impl FnOnce(&std::path::Path) -> std::io::Result<T>, std: impl FnOnce() -> T) -> Result<T, u8> {
+    match file {
+        Some(f) => open(f).map_err(|e| {
+            eprintln!("error: {flag} {}: {e}", f.display());
+            2
+        }),
+        None => Ok(std()),
+    }
+}
+
 async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
     let store = match db.open().await {
         Ok(s) => s,
@@ -168,29 +180,23 @@ async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
         }
     };
     let result = if export {
-        let mut out: Box<dyn std::io::Write> = match &file {
-            Some(f) => match std::fs::File::create(f) {
-                Ok(f) => Box::new(std::io::BufWriter::new(f)),
-                Err(e) => {
-                    eprintln!("error: --out {}: {e}", f.display());
-                    return 2;
-                }
-            },
-            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        let out = file_or_std(&file, "--out", |f| Ok(Box::new(std::io::BufWriter::new(std::fs::File::create(f)?)) as Box<dyn std::io::Write>), || {
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+        });
+        let mut out = match out {
+            Ok(out) => out,
+            Err(code) => return code,
         };
         let r = signoff_server::transfer::export(&*store, &mut *out).await;
         let _ = out.flush();
         r
     } else {
-        let mut input: Box<dyn std::io::BufRead> = match &file {
-            Some(f) => match std::fs::File::open(f) {
-                Ok(f) => Box::new(std::io::BufReader::new(f)),
-                Err(e) => {
-                    eprintln!("error: --in {}: {e}", f.display());
-                    return 2;
-                }
-            },
-            None => Box::new(std::io::BufReader::new(std::io::stdin().lock())),
+        let input = file_or_std(&file, "--in", |f| Ok(Box::new(std::io::BufReader::new(std::fs::File::open(f)?)) as Box<dyn std::io::BufRead>), || {
+            Box::new(std::io::BufReader::new(std::io::stdin().lock()))
+        });
+        let mut input = match input {
+            Ok(input) => input,
+            Err(code) => return code,
         };
         signoff_server::transfer::import(&*store, &mut *input).await
     };

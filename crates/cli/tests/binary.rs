@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+use signoff_store_postgres::testing::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_signoff");
 
@@ -529,22 +530,14 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     assert!(report.contains("requests=5"), "{report}");
 
     // SQLite -> SQLite always; SQLite -> PostgreSQL -> SQLite when PostgreSQL runs here.
-    let admin = std::env::var("SIGNOFF_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let pg_up = std::net::TcpStream::connect("127.0.0.1:5432").is_ok() && Command::new("psql").arg("--version").output().is_ok();
-    let middle_db = format!("signoff_test_{}", std::process::id());
-    let source = if pg_up {
-        let created = Command::new("psql").args([admin.as_str(), "-qc", &format!("CREATE DATABASE {middle_db}")]).status().unwrap();
-        assert!(created.success());
-        let url = format!("{}/{middle_db}", admin.rsplit_once('/').unwrap().0);
-        run(&["import", "--database-url", &url, "--in", first.to_str().unwrap()]);
+    let source = if let Some(middle) = TestDatabase::create("export/import through PostgreSQL") {
+        let url = middle.url.as_str();
+        run(&["import", "--database-url", url, "--in", first.to_str().unwrap()]);
         let second = dir.path().join("second.jsonl");
-        run(&["export", "--database-url", &url, "--out", second.to_str().unwrap()]);
+        run(&["export", "--database-url", url, "--out", second.to_str().unwrap()]);
         assert_eq!(std::fs::read_to_string(&first).unwrap(), std::fs::read_to_string(&second).unwrap(), "PostgreSQL holds exactly what SQLite did");
-        let _ = Command::new("psql").args([admin.as_str(), "-qc", &format!("DROP DATABASE {middle_db} WITH (FORCE)")]).status();
         second
     } else {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "PostgreSQL part of the export/import test SKIPPED: no PostgreSQL at 127.0.0.1:5432");
         first.clone()
     };
     let back = dir.path().join("back");
@@ -605,15 +598,8 @@ struct Load {
 
 #[test]
 fn three_instances_on_postgres_survive_a_kill_9_mid_load() {
-    let admin = std::env::var("SIGNOFF_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    if std::net::TcpStream::connect("127.0.0.1:5432").is_err() || Command::new("psql").arg("--version").output().is_err() {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "PostgreSQL fault test SKIPPED: no PostgreSQL at 127.0.0.1:5432");
-        return;
-    }
-    let db = format!("signoff_test_fault_{}", std::process::id());
-    assert!(Command::new("psql").args([admin.as_str(), "-qc", &format!("CREATE DATABASE {db}")]).status().unwrap().success());
-    let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+    let Some(db) = TestDatabase::create("the three-instance fault test") else { return };
+    let url = db.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -737,5 +723,4 @@ fn three_instances_on_postgres_survive_a_kill_9_mid_load() {
     for s in instances.into_iter().flatten() {
         s.kill9();
     }
-    let _ = Command::new("psql").args([admin.as_str(), "-qc", &format!("DROP DATABASE {db} WITH (FORCE)")]).status();
 }

@@ -8,26 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 use signoff_server::service::{ActionBody, Caller, SubmitBody};
 use signoff_server::{Config, Database, Sources, SystemClock};
-
-fn admin_url() -> String {
-    std::env::var("SIGNOFF_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn fresh_database() -> Option<(tokio_postgres::Client, String, String)> {
-    let (client, conn) = match tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await {
-        Ok(c) => c,
-        Err(e) => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "\nPostgreSQL tests SKIPPED: cannot connect to {} ({e}).\n", admin_url());
-            return None;
-        }
-    };
-    tokio::spawn(conn);
-    let db = format!("signoff_test_{}", uuid::Uuid::now_v7().simple());
-    client.batch_execute(&format!("CREATE DATABASE {db}")).await.unwrap();
-    let url = format!("{}/{db}", admin_url().rsplit_once('/').unwrap().0);
-    Some((client, db, url))
-}
+use signoff_store_postgres::testing::TestDatabase;
 
 fn caller(id: &str) -> Caller {
     Caller { id: id.into(), admin: false }
@@ -39,8 +20,8 @@ fn approve(step: &str) -> ActionBody {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_database_decide_each_request_once() {
-    let Some((admin, db, url)) = fresh_database().await else { return };
-    let config = Config { database: Database::Postgres(url), sources: Sources::default(), notify: Default::default() };
+    let Some(db) = TestDatabase::create("two instances on one database") else { return };
+    let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
     let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     for i in 0..20 {
@@ -65,14 +46,13 @@ async fn two_instances_on_one_database_decide_each_request_once() {
     }
     let page = a.list(&caller("alice"), signoff_store::ListQuery { limit: 500, ..Default::default() }).await.unwrap();
     assert_eq!(page.items.len(), 20);
-    drop((a, b));
-    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    drop((a, b, db));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_on_one_instance_see_changes_made_on_another() {
-    let Some((admin, db, url)) = fresh_database().await else { return };
-    let config = Config { database: Database::Postgres(url), sources: Sources::default(), notify: Default::default() };
+    let Some(db) = TestDatabase::create("changes across instances") else { return };
+    let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
     let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let body = SubmitBody {
@@ -107,6 +87,5 @@ async fn watchers_on_one_instance_see_changes_made_on_another() {
     a.act(&caller("fiona"), &id, approve("finance"), None).await.unwrap();
     let done = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await.unwrap().unwrap().unwrap();
     assert_eq!(done.status.as_str(), "approved", "a long poll on b answers when a closes the request");
-    drop((a, b, watch));
-    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).await;
+    drop((a, b, watch, db));
 }

@@ -8,6 +8,8 @@
 
 mod commit;
 mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 
