@@ -1,6 +1,8 @@
 //! The timer scheduler: sleeps until the earliest stored timer falls due (or until a commit
 //! brings an earlier one), then fires every due request through the same engine path as a
-//! human action. Idle, it does nothing at all: no polling loop scans requests.
+//! human action. Idle and alone on its store, it does nothing at all: no polling loop scans
+//! requests. On a store shared with other instances it also looks every few seconds, for
+//! timers an instance that died had set.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -16,6 +18,11 @@ const BATCH: u32 = 1024;
 /// How long a claim on due timers keeps other instances off them. Firing a round normally
 /// takes well under a second; if this instance dies meanwhile, another fires them after this.
 const CLAIM_LEASE: SignedDuration = SignedDuration::from_secs(15);
+
+/// On a store shared by several instances, the longest the scheduler sleeps without looking at
+/// the store: a timer another instance set (and then died before firing) is found this late
+/// at most. Alone on its store, an instance hears of every timer from its own commits.
+const SHARED_STORE_LOOK: SignedDuration = SignedDuration::from_secs(5);
 
 /// Wakes the scheduler when a commit brings a timer earlier than the one it sleeps for.
 #[derive(Default)]
@@ -88,6 +95,7 @@ impl Scheduler {
     /// Runs until the task is dropped.
     pub async fn run(self) {
         let wake = self.service.timer_wake().clone();
+        let shared = self.service.store().changes().is_some();
         loop {
             wake.planned_ms.store(i64::MAX, Ordering::Release);
             let (found, changed) = match self.fire_due_counted().await {
@@ -107,7 +115,8 @@ impl Scheduler {
                 }
             };
             let now = self.service.now();
-            let mut until = next.unwrap_or_else(|| now + SignedDuration::from_hours(1));
+            let idle = if shared { SHARED_STORE_LOOK } else { SignedDuration::from_hours(1) };
+            let mut until = next.unwrap_or(now + idle).min(now + idle);
             if until <= now {
                 // More fell due while this round ran: go again. But due timers that fire
                 // without effect would spin; that is a bug, not load.

@@ -89,3 +89,36 @@ async fn watchers_on_one_instance_see_changes_made_on_another() {
     assert_eq!(done.status.as_str(), "approved", "a long poll on b answers when a closes the request");
     drop((a, b, watch, db));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_set_by_an_instance_that_died_is_fired_by_another() {
+    let Some(db) = TestDatabase::create("timers across instances") else { return };
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::write(policies.path().join("quick.yaml"), "id: quick\nsteps:\n  - {id: only, approvers: {users: [mark]}, sla: 10m, on_timeout: approve}\n").unwrap();
+    let sources = Sources { policies: Some(policies.path().to_path_buf()), directory: None };
+    let config = Config { database: Database::Postgres(db.url.clone()), sources, notify: Default::default() };
+    let clock = Arc::new(signoff_server::ManualClock::new("2026-11-22T09:00:00Z".parse().unwrap()));
+    // a sets the timer and runs no scheduler (as if it died right after); b's scheduler is asleep
+    // before the timer exists, and no commit of b's tells it about it.
+    let a = signoff_server::build(&config, clock.clone()).await.unwrap();
+    let b = signoff_server::build(&config, clock.clone()).await.unwrap();
+    let scheduler = tokio::spawn(signoff_server::scheduler::Scheduler::new(b.clone()).run());
+    while clock.sleepers() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let body = SubmitBody { policy: "quick".into(), title: None, subject: None, context: json!({}), evidence: vec![], resubmits: None };
+    let id = a.submit(&caller("alice"), body, None).await.unwrap().json()["id"].as_str().unwrap().to_string();
+    // Ten minutes on (well short of an idle scheduler's hour), b looks at the store and fires it.
+    clock.advance(jiff::SignedDuration::from_mins(10));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let state = b.visible(&caller("alice"), &id).await.unwrap();
+        if state.status.as_str() == "approved" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "b never fired the timer a set");
+        tokio::task::yield_now().await;
+    }
+    scheduler.abort();
+    drop((a, b, db));
+}

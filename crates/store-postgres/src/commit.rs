@@ -266,7 +266,10 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache
         }
         // Single commits share a transaction; a caller's several commits (a resubmission
         // closes one request and opens another) get one of their own, all or nothing.
-        let (single, grouped): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.commits.len() == 1);
+        let (mut single, grouped): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.commits.len() == 1);
+        // Every instance's groups lock request rows in one order (by id), so two groups that
+        // share requests wait for each other rather than deadlock.
+        single.sort_by(|a, b| a.commits[0].state.id.cmp(&b.commits[0].state.id));
         let mut done = Vec::new();
         if !single.is_empty() {
             done = write_singles(&pool, single).await;
