@@ -96,6 +96,8 @@ impl Scheduler {
     pub async fn run(self) {
         let wake = self.service.timer_wake().clone();
         let shared = self.service.store().changes().is_some();
+        // Rounds in a row that found a timer due but nothing to claim.
+        let mut unclaimable = 0;
         loop {
             wake.planned_ms.store(i64::MAX, Ordering::Release);
             let (found, changed) = match self.fire_due_counted().await {
@@ -118,14 +120,22 @@ impl Scheduler {
             let idle = if shared { SHARED_STORE_LOOK } else { SignedDuration::from_hours(1) };
             let mut until = next.unwrap_or(now + idle).min(now + idle);
             if until <= now {
-                // More fell due while this round ran: go again. But due timers that fire
-                // without effect would spin; that is a bug, not load.
-                if found == 0 || changed > 0 {
+                if changed > 0 || (found == 0 && unclaimable == 0) {
+                    // More fell due while this round ran: go again.
+                    unclaimable = usize::from(found == 0);
                     continue;
                 }
-                tracing::error!(due = %until, "timers are due but firing changed nothing; backing off 1 s");
-                until = now + SignedDuration::from_secs(1);
+                if found == 0 {
+                    // Due, yet nothing to claim twice running: a commit in flight holds the
+                    // row (claims skip locked rows). Look again shortly rather than spin.
+                    until = now + SignedDuration::from_millis(50);
+                } else {
+                    // Due timers that fire without effect would spin; that is a bug, not load.
+                    tracing::error!(due = %until, "timers are due but firing changed nothing; backing off 1 s");
+                    until = now + SignedDuration::from_secs(1);
+                }
             }
+            unclaimable = 0;
             wake.planned_ms.store(until.as_millisecond(), Ordering::Release);
             tokio::select! {
                 _ = self.service.clock().sleep_until(until) => {}

@@ -299,6 +299,9 @@ impl Service {
     }
 
     pub async fn submit(&self, caller: &Caller, body: SubmitBody, idem: Option<IdempotencyKey>) -> Result<Reply, ApiError> {
+        if body.subject.as_deref().is_some_and(|s| s.chars().any(char::is_control)) {
+            return Err(ApiError::bad_parameter("subject may not contain control characters"));
+        }
         if let Some(reply) = self.check_key(caller, &idem).await? {
             return Ok(reply);
         }

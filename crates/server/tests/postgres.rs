@@ -122,3 +122,23 @@ async fn a_timer_set_by_an_instance_that_died_is_fired_by_another() {
     scheduler.abort();
     drop((a, b, db));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_postgresql_cannot_hold_is_a_client_error() {
+    let Some(db) = TestDatabase::create("NUL characters") else { return };
+    let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
+    let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let body = SubmitBody {
+        policy: "quote-discount".into(),
+        title: None,
+        subject: Some("S-\0".into()),
+        context: json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}),
+        evidence: vec![],
+        resubmits: None,
+    };
+    let e = a.submit(&caller("alice"), body, None).await.unwrap_err();
+    assert_eq!((e.status.as_u16(), e.code), (400, "bad_parameter"));
+    let e = a.visible(&caller("alice"), "req_\0").await.unwrap_err();
+    assert_eq!((e.status.as_u16(), e.code), (400, "bad_parameter"), "{}", e.detail);
+    drop((a, db));
+}

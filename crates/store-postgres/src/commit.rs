@@ -69,6 +69,8 @@ struct Arguments {
 impl Arguments {
     fn of(c: &Commit) -> Result<Arguments> {
         let state = &c.state;
+        // (Only the state this commit replaces tells what changed.)
+        let previous = c.previous.as_ref().filter(|p| p.version == c.expected_version);
         let json = match &c.encoded_state {
             Some(j) => j.clone(),
             None => serde_json::to_string(&**state).map_err(corrupt)?,
@@ -95,7 +97,7 @@ impl Arguments {
             task_body: Vec::new(),
             // Only who joined, when the previous state says who was there.
             participants: {
-                let before = c.previous.as_ref().map(|p| p.participants()).unwrap_or_default();
+                let before = previous.map(|p| p.participants()).unwrap_or_default();
                 state.participants().into_iter().filter(|p| !before.contains(p)).map(str::to_string).collect()
             },
             outbox_id: Vec::new(),
@@ -108,8 +110,8 @@ impl Arguments {
             outbox_next: Vec::new(),
             outbox_created: Vec::new(),
             timer: state.next_timer_at.map(due_millis),
-            tasks_changed: c.previous.as_ref().is_none_or(|p| tasks_of(p) != tasks_of(state)),
-            timer_changed: c.previous.as_ref().is_none_or(|p| p.next_timer_at != state.next_timer_at),
+            tasks_changed: previous.is_none_or(|p| tasks_of(p) != tasks_of(state)),
+            timer_changed: previous.is_none_or(|p| p.next_timer_at != state.next_timer_at),
             idem_scope: None,
             idem_key: None,
             idem_fingerprint: None,
@@ -208,10 +210,12 @@ async fn call_all(client: &impl GenericClient, commits: &[&Commit]) -> Result<Ve
         join_all(notify_params.iter().map(|p| client.execute(&notify, p))),
     )
     .await;
+    // (A failed call aborts the transaction and fails the notification after it: report the call.)
+    let verdicts = answers.into_iter().map(|r| Verdict::of(r.map_err(unavailable)?.get::<_, &str>(0))).collect::<Result<Vec<_>>>()?;
     for n in notified {
         n.map_err(unavailable)?;
     }
-    answers.into_iter().map(|r| Verdict::of(r.map_err(unavailable)?.get::<_, &str>(0))).collect()
+    Ok(verdicts)
 }
 
 /// Delivered to every listening instance when (and only if) the transaction commits.
@@ -270,55 +274,86 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache
         // Every instance's groups lock request rows in one order (by id), so two groups that
         // share requests wait for each other rather than deadlock.
         single.sort_by(|a, b| a.commits[0].state.id.cmp(&b.commits[0].state.id));
-        let mut done = Vec::new();
         if !single.is_empty() {
-            done = write_singles(&pool, single).await;
+            for (job, outcome) in write_singles(&pool, single).await {
+                answer(&cache, job, outcome);
+            }
         }
         for job in grouped {
             let outcome = write_group(&pool, &job.commits).await;
-            done.push((job, outcome));
-        }
-        for (job, outcome) in done {
-            if matches!(outcome, Ok(CommitOutcome::Committed)) {
-                for c in job.commits {
-                    cache.insert(c.state.id.clone(), c.state);
-                }
-            }
-            let _ = job.reply.send(outcome);
+            answer(&cache, job, outcome);
         }
     }
 }
 
-/// Writes single commits in one transaction. If it fails as a whole, each commit is tried
-/// again in a transaction of its own, so one bad commit never takes the others down.
+/// Tells the caller; a written state is kept for the next decision on it (unless a newer one
+/// is already there).
+fn answer(cache: &Cache, job: Job, outcome: Result<CommitOutcome>) {
+    if matches!(outcome, Ok(CommitOutcome::Committed)) {
+        for c in job.commits {
+            if cache.get(&c.state.id).is_none_or(|cached| cached.version < c.state.version) {
+                cache.insert(c.state.id.clone(), c.state);
+            }
+        }
+    }
+    let _ = job.reply.send(outcome);
+}
+
+/// Writes single commits in one transaction. If a call fails (so nothing of the group is
+/// written), each commit is tried again in a transaction of its own, so one bad commit never
+/// takes the others down. If the COMMIT itself fails, whether it took effect is unknown: every
+/// caller is told the store is unavailable, never to write again what may be written.
 async fn write_singles(pool: &Pool, jobs: Vec<Job>) -> Vec<(Job, Result<CommitOutcome>)> {
     let commits: Vec<&Commit> = jobs.iter().map(|j| &j.commits[0]).collect();
-    let shared = if jobs.len() > 1 { write_shared(pool, &commits).await.ok() } else { None };
-    let outcomes = match shared {
-        Some(verdicts) => {
-            let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    match write_shared(pool, &commits).await {
+        Shared::Written(verdicts) => {
             for (c, v) in commits.iter().zip(verdicts) {
                 outcomes.push(outcome(pool, c, v).await);
             }
-            outcomes
         }
-        None => {
-            let mut outcomes = Vec::with_capacity(jobs.len());
-            for c in &commits {
-                outcomes.push(write_group(pool, std::slice::from_ref(*c)).await);
+        Shared::Unknown(e) => {
+            tracing::warn!(error = %e, commits = commits.len(), "a group commit's COMMIT failed");
+            outcomes.extend(commits.iter().map(|_| Err(e.clone())));
+        }
+        Shared::NotWritten(e) => {
+            if commits.len() > 1 {
+                tracing::warn!(error = %e, commits = commits.len(), "a group commit failed; writing its commits one by one");
             }
-            outcomes
+            for c in &commits {
+                outcomes.push(if commits.len() > 1 { write_group(pool, std::slice::from_ref(*c)).await } else { Err(e.clone()) });
+            }
         }
-    };
+    }
     jobs.into_iter().zip(outcomes).collect()
 }
 
-async fn write_shared(pool: &Pool, commits: &[&Commit]) -> Result<Vec<Verdict>> {
-    let mut client = pool.get().await.map_err(unavailable)?;
-    let tx = client.transaction().await.map_err(unavailable)?;
-    let verdicts = call_all(&tx, commits).await?;
-    tx.commit().await.map_err(unavailable)?;
-    Ok(verdicts)
+/// How a shared transaction ended.
+enum Shared {
+    Written(Vec<Verdict>),
+    /// Failed before COMMIT was sent: nothing was written.
+    NotWritten(StoreError),
+    /// COMMIT was sent and failed (or its answer was lost).
+    Unknown(StoreError),
+}
+
+async fn write_shared(pool: &Pool, commits: &[&Commit]) -> Shared {
+    let mut client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => return Shared::NotWritten(unavailable(e)),
+    };
+    let tx = match client.transaction().await {
+        Ok(tx) => tx,
+        Err(e) => return Shared::NotWritten(unavailable(e)),
+    };
+    let verdicts = match call_all(&tx, commits).await {
+        Ok(v) => v,
+        Err(e) => return Shared::NotWritten(e),
+    };
+    match tx.commit().await {
+        Ok(()) => Shared::Written(verdicts),
+        Err(e) => Shared::Unknown(unavailable(e)),
+    }
 }
 
 /// Writes one caller's commits in a transaction of their own: all of them or none.

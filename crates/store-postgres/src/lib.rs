@@ -60,8 +60,14 @@ fn announcements<'a>(commits: impl Iterator<Item = (&'a str, u64)>) -> Vec<Strin
     out
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// A failed database call: the store is unavailable, unless PostgreSQL refused text it cannot
+/// hold (a NUL character), which is the caller's mistake.
+fn unavailable(e: impl std::fmt::Display + 'static) -> StoreError {
+    let refused_text = (&e as &dyn std::any::Any)
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|c| *c == tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE);
+    if refused_text { StoreError::Invalid("text may not contain NUL characters".into()) } else { StoreError::Unavailable(e.to_string()) }
 }
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {

@@ -113,6 +113,8 @@ CREATE INDEX used_keys_at ON used_keys (at);
 "#, r#"
 -- Timers are claimed for a lease, like outbox rows, so one instance fires each.
 ALTER TABLE timers ADD COLUMN claimed_until BIGINT;
+-- When the scheduler should look next: a claim's end, else the due time.
+CREATE INDEX timers_next ON timers ((COALESCE(claimed_until, due_at)));
 
 -- Room on each page for the next version of its rows: an update that changes no indexed
 -- column then stays on the page and leaves the indexes alone (a HOT update).
