@@ -35,7 +35,6 @@ type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
 enum WriteOp {
     Commit(Vec<Commit>, oneshot::Sender<Result<CommitOutcome>>),
     Claim { now: Timestamp, limit: u32, lease_until: Timestamp, reply: oneshot::Sender<Result<Vec<Notification>>> },
-    ClaimTimers { now: Timestamp, limit: u32, lease_until: Timestamp, reply: oneshot::Sender<Result<Vec<String>>> },
     PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
     Attempts(Vec<Attempt>, oneshot::Sender<Result<()>>),
     UseOnce(String, Timestamp, oneshot::Sender<Result<bool>>),
@@ -50,6 +49,9 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     read_permits: Arc<tokio::sync::Semaphore>,
     cache: Arc<StateCache>,
+    /// Due timers being fired, by request id, until when (unix ms). Only this process can open
+    /// the file, so claims live in memory: none can outlive the process that made them.
+    timer_claims: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -89,7 +91,6 @@ impl SqliteStore {
         // Only this process can have the file open (the lock above): claims left in the outbox
         // belong to a process that died mid-delivery, so those rows are due again now.
         conn.execute("UPDATE outbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL", []).map_err(unavailable)?;
-        conn.execute("UPDATE timers SET claimed_until = NULL WHERE claimed_until IS NOT NULL", []).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel();
         let cache = Arc::new(StateCache::new(CACHED_STATES));
         let writer_cache = cache.clone();
@@ -97,7 +98,7 @@ impl SqliteStore {
             .name("signoff-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, &writer_cache))
             .map_err(unavailable)?;
-        Ok(SqliteStore { _lock: lock, path, writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), read_permits: Arc::new(tokio::sync::Semaphore::new(READERS)), cache })
+        Ok(SqliteStore { _lock: lock, path, writer: Mutex::new(tx), readers: Arc::new(Mutex::new(Vec::new())), read_permits: Arc::new(tokio::sync::Semaphore::new(READERS)), cache, timer_claims: Default::default() })
     }
 
     fn send(&self, op: WriteOp) -> Result<()> {
@@ -153,18 +154,17 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 Err(_) => break,
             }
         }
+        let mut claims = Vec::new();
         let mut writes = Vec::new();
-        // Claims run in a transaction of their own: they return rows, not a commit outcome.
         for op in batch {
             match op {
-                WriteOp::Claim { now, limit, lease_until, reply } => {
-                    let _ = reply.send(claim(&mut conn, now, limit, lease_until));
-                }
-                WriteOp::ClaimTimers { now, limit, lease_until, reply } => {
-                    let _ = reply.send(claim_timers(&mut conn, now, limit, lease_until));
-                }
+                WriteOp::Claim { now, limit, lease_until, reply } => claims.push((now, limit, lease_until, reply)),
                 other => writes.push(other),
             }
+        }
+        // Claims run in a transaction of their own: they return rows, not a commit outcome.
+        for (now, limit, lease_until, reply) in claims {
+            let _ = reply.send(claim(&mut conn, now, limit, lease_until));
         }
         let batch = writes;
         if batch.is_empty() {
@@ -184,7 +184,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) => {
                     let _ = reply.send(r.map(|_| ()));
                 }
-                (WriteOp::Claim { .. } | WriteOp::ClaimTimers { .. }, _) => {}
+                (WriteOp::Claim { .. }, _) => {}
                 (WriteOp::UseOnce(_, _, reply), r) => {
                     let _ = reply.send(r.map(|o| o == CommitOutcome::Committed));
                 }
@@ -227,7 +227,7 @@ fn apply_all(conn: &mut Connection, batch: &[WriteOp]) -> Result<Vec<CommitOutco
                 }
                 CommitOutcome::Committed
             }
-            WriteOp::Claim { .. } | WriteOp::ClaimTimers { .. } => CommitOutcome::Committed,
+            WriteOp::Claim { .. } => CommitOutcome::Committed,
             WriteOp::UseOnce(key, at, _) => {
                 // Forget keys older than two days while here.
                 tx.prepare_cached("DELETE FROM used_keys WHERE at < ?1")
@@ -406,7 +406,7 @@ fn write(tx: &Connection, c: &Commit, row: Option<i64>) -> Result<()> {
     }
     match state.next_timer_at {
         Some(at) => tx
-            .prepare_cached("INSERT INTO timers (request_n, due_at) VALUES (?1, ?2) ON CONFLICT (request_n) DO UPDATE SET due_at = excluded.due_at, claimed_until = NULL")
+            .prepare_cached("INSERT INTO timers (request_n, due_at) VALUES (?1, ?2) ON CONFLICT (request_n) DO UPDATE SET due_at = excluded.due_at")
             .and_then(|mut s| s.execute(params![n, due_millis(at)])),
         None => tx.prepare_cached("DELETE FROM timers WHERE request_n = ?1").and_then(|mut s| s.execute(params![n])),
     }
@@ -437,29 +437,6 @@ fn claim(conn: &mut Connection, now: Timestamp, limit: u32, lease_until: Timesta
     }
     tx.commit().map_err(unavailable)?;
     Ok(rows.into_iter().map(|(_, n)| n).collect())
-}
-
-fn claim_timers(conn: &mut Connection, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<String>> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
-    let rows: Vec<(i64, String)> = {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT t.request_n, r.id FROM timers t JOIN requests r ON r.n = t.request_n
-                 WHERE t.due_at <= ?1 AND (t.claimed_until IS NULL OR t.claimed_until <= ?1)
-                 ORDER BY t.due_at LIMIT ?2",
-            )
-            .map_err(unavailable)?;
-        let rows = stmt.query_map(params![now.as_millisecond(), limit], |r| Ok((r.get(0)?, r.get(1)?))).map_err(unavailable)?;
-        rows.map(|r| r.map_err(unavailable)).collect::<Result<_>>()?
-    };
-    {
-        let mut mark = tx.prepare_cached("UPDATE timers SET claimed_until = ?2 WHERE request_n = ?1").map_err(unavailable)?;
-        for (n, _) in &rows {
-            mark.execute(params![n, due_millis(lease_until)]).map_err(unavailable)?;
-        }
-    }
-    tx.commit().map_err(unavailable)?;
-    Ok(rows.into_iter().map(|(_, id)| id).collect())
 }
 
 fn record_attempt(tx: &Connection, a: &Attempt) -> Result<()> {
@@ -607,23 +584,69 @@ impl Store for SqliteStore {
     }
 
     async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
+        let ids: Vec<String> = commits.iter().map(|c| c.state.id.clone()).collect();
         let (tx, rx) = oneshot::channel();
         self.send(WriteOp::Commit(commits, tx))?;
-        rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
+        let outcome = rx.await.map_err(|_| unavailable("the writer thread has stopped"))??;
+        if outcome == CommitOutcome::Committed {
+            // A commit ends the request's timer claim (its timers are what it left due).
+            let mut claims = self.timer_claims.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &ids {
+                claims.remove(id);
+            }
+        }
+        Ok(outcome)
     }
 
     async fn claim_timers(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<String>> {
-        let (reply, rx) = oneshot::channel();
-        self.send(WriteOp::ClaimTimers { now, limit, lease_until, reply })?;
-        rx.await.map_err(|_| unavailable("the writer thread has stopped"))?
+        let now_ms = now.as_millisecond();
+        let held = {
+            let mut claims = self.timer_claims.lock().unwrap_or_else(|p| p.into_inner());
+            claims.retain(|_, lease| *lease > now_ms);
+            claims.len()
+        };
+        // Enough due rows to find `limit` unclaimed ones among them.
+        let want = limit as usize + held;
+        let due: Vec<String> = self
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT r.id FROM timers t JOIN requests r ON r.n = t.request_n WHERE t.due_at <= ?1 ORDER BY t.due_at LIMIT ?2")
+                    .map_err(unavailable)?;
+                let rows = stmt.query_map(params![now_ms, want as i64], |r| r.get::<_, String>(0)).map_err(unavailable)?;
+                rows.map(|r| r.map_err(unavailable)).collect()
+            })
+            .await?;
+        let mut claims = self.timer_claims.lock().unwrap_or_else(|p| p.into_inner());
+        let lease = due_millis(lease_until);
+        let mut claimed = Vec::new();
+        for id in due {
+            if claimed.len() == limit as usize {
+                break;
+            }
+            if !claims.contains_key(&id) {
+                claims.insert(id.clone(), lease);
+                claimed.push(id);
+            }
+        }
+        Ok(claimed)
     }
 
     async fn next_timer_at(&self) -> Result<Option<Timestamp>> {
-        self.read(|c| {
-            let ms: Option<i64> = c.query_row("SELECT MIN(COALESCE(claimed_until, due_at)) FROM timers", [], |r| r.get(0)).map_err(unavailable)?;
-            ms.map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
-        })
-        .await
+        let claims = self.timer_claims.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let scan = claims.len() as i64 + 1;
+        let earliest: Vec<(String, i64)> = self
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT r.id, t.due_at FROM timers t JOIN requests r ON r.n = t.request_n ORDER BY t.due_at LIMIT ?1")
+                    .map_err(unavailable)?;
+                let rows = stmt.query_map(params![scan], |r| Ok((r.get(0)?, r.get(1)?))).map_err(unavailable)?;
+                rows.map(|r| r.map_err(unavailable)).collect()
+            })
+            .await?;
+        // A claimed timer counts from its lease, any other from its due time.
+        let unclaimed = earliest.iter().find(|(id, _)| !claims.contains_key(id)).map(|(_, due)| *due);
+        let ms = unclaimed.into_iter().chain(claims.values().copied()).min();
+        ms.map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
     }
 
     async fn claim_notifications(&self, now: Timestamp, limit: u32, lease_until: Timestamp) -> Result<Vec<Notification>> {

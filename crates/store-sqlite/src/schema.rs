@@ -117,11 +117,6 @@ CREATE TABLE used_keys (
     at  INTEGER NOT NULL                    -- unix milliseconds
 ) WITHOUT ROWID;
 CREATE INDEX used_keys_at ON used_keys (at);
-"#, r#"
--- The scheduler claims the due timers it is firing until this time (unix ms).
-ALTER TABLE timers ADD COLUMN claimed_until INTEGER;
--- When the scheduler should look next: a claim's end, else the due time.
-CREATE INDEX timers_next ON timers (COALESCE(claimed_until, due_at));
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

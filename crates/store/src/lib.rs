@@ -297,7 +297,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` requests with a timer due at `now`, earliest first, until
     /// `lease_until`: no other claim returns them meanwhile, so with several instances each due
-    /// request is fired by one. A commit that moves the request's next timer ends the claim; a claim whose
+    /// request is fired by one. A commit that moves the request's next timer ends the claim (a store may end it on
+    /// any commit of the request); a claim whose
     /// holder died (or whose firing changed nothing) ends with its lease (or, for a store that
     /// only one process can open, when the store is opened again). Claims save work; firing
     /// exactly once rests on the version check of the commit.
