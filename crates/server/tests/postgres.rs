@@ -10,6 +10,18 @@ use signoff_server::service::{ActionBody, Caller, SubmitBody};
 use signoff_server::{Config, Database, Sources, SystemClock};
 use signoff_store_postgres::testing::TestDatabase;
 
+/// A quote-discount submission that needs the manager and finance.
+fn quote_submission(subject: Option<&str>) -> SubmitBody {
+    SubmitBody {
+        policy: "quote-discount".into(),
+        title: None,
+        subject: subject.map(str::to_string),
+        context: common::quote(0.18, 0.21),
+        evidence: vec![],
+        resubmits: None,
+    }
+}
+
 fn caller(id: &str) -> Caller {
     Caller { id: id.into(), admin: false }
 }
@@ -25,14 +37,7 @@ async fn two_instances_on_one_database_decide_each_request_once() {
     let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     for i in 0..20 {
-        let body = SubmitBody {
-            policy: "quote-discount".into(),
-            title: None,
-            subject: Some(format!("S-{i}")),
-            context: json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}),
-            evidence: vec![],
-            resubmits: None,
-        };
+        let body = quote_submission(Some(&format!("S-{i}")));
         let submitter = if i % 2 == 0 { &a } else { &b };
         let id = submitter.submit(&caller("alice"), body, None).await.unwrap().json()["id"].as_str().unwrap().to_string();
         // The two approvals race on different instances: one commit loses and is re-decided.
@@ -55,14 +60,7 @@ async fn watchers_on_one_instance_see_changes_made_on_another() {
     let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
     let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
-    let body = SubmitBody {
-        policy: "quote-discount".into(),
-        title: None,
-        subject: None,
-        context: json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}),
-        evidence: vec![],
-        resubmits: None,
-    };
+    let body = quote_submission(None);
     let id = a.submit(&caller("alice"), body, None).await.unwrap().json()["id"].as_str().unwrap().to_string();
     // Watch on b (as a stream or a long poll would), act on a.
     let mut watch = b.feed().watch_request(&id);
@@ -128,14 +126,7 @@ async fn text_postgresql_cannot_hold_is_a_client_error() {
     let Some(db) = TestDatabase::create("NUL characters") else { return };
     let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
     let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
-    let body = SubmitBody {
-        policy: "quote-discount".into(),
-        title: None,
-        subject: Some("S-\0".into()),
-        context: json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}),
-        evidence: vec![],
-        resubmits: None,
-    };
+    let body = quote_submission(Some("S-\0"));
     let e = a.submit(&caller("alice"), body, None).await.unwrap_err();
     assert_eq!((e.status.as_u16(), e.code), (400, "bad_parameter"));
     let e = a.visible(&caller("alice"), "req_\0").await.unwrap_err();
