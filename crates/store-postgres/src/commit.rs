@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
 use futures_util::future::join_all;
-use signoff_store::{Commit, CommitOutcome, KeyMatch, Result, StoreError, due_millis, tasks_of};
+use signoff_store::{Commit, CommitOutcome, Result, StoreError, due_millis, tasks_of};
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 
@@ -71,6 +71,7 @@ impl Arguments {
         let state = &c.state;
         // (Only the state this commit replaces tells what changed.)
         let previous = c.previous.as_ref().filter(|p| p.version == c.expected_version);
+        let tasks = tasks_of(state);
         let json = match &c.encoded_state {
             Some(j) => j.clone(),
             None => serde_json::to_string(&**state).map_err(corrupt)?,
@@ -110,7 +111,7 @@ impl Arguments {
             outbox_next: Vec::new(),
             outbox_created: Vec::new(),
             timer: state.next_timer_at.map(due_millis),
-            tasks_changed: previous.is_none_or(|p| tasks_of(p) != tasks_of(state)),
+            tasks_changed: previous.is_none_or(|p| tasks_of(p) != tasks),
             timer_changed: previous.is_none_or(|p| p.next_timer_at != state.next_timer_at),
             idem_scope: None,
             idem_key: None,
@@ -125,7 +126,7 @@ impl Arguments {
             a.event_at.push(e.at.to_string());
             a.event_body.push(serde_json::to_string(e).map_err(corrupt)?);
         }
-        for (approver, task) in if a.tasks_changed { tasks_of(state) } else { Vec::new() } {
+        for (approver, task) in if a.tasks_changed { tasks } else { Vec::new() } {
             a.task_body.push(serde_json::to_string(&task).map_err(corrupt)?);
             a.task_approver.push(approver);
             a.task_step.push(task.step);
@@ -291,9 +292,7 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache
 fn answer(cache: &Cache, job: Job, outcome: Result<CommitOutcome>) {
     if matches!(outcome, Ok(CommitOutcome::Committed)) {
         for c in job.commits {
-            if cache.get(&c.state.id).is_none_or(|cached| cached.version < c.state.version) {
-                cache.insert(c.state.id.clone(), c.state);
-            }
+            crate::remember(cache, c.state);
         }
     }
     let _ = job.reply.send(outcome);
@@ -381,13 +380,10 @@ async fn outcome(pool: &Pool, c: &Commit, verdict: Verdict) -> Result<CommitOutc
         Verdict::Conflict => Ok(CommitOutcome::VersionConflict),
         Verdict::KeyUsed => {
             let idem = c.idempotency.as_ref().ok_or_else(|| corrupt("a used key without a key"))?;
-            let client = pool.get().await.map_err(unavailable)?;
-            let row = client
-                .query_opt("SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2", &[&idem.scope, &idem.key])
-                .await
-                .map_err(unavailable)?
-                .ok_or_else(|| StoreError::Unavailable("an idempotency key was used and then vanished".into()))?;
-            Ok(CommitOutcome::KeyUsed(KeyMatch::of(row.get(0), &idem.fingerprint, row.get::<_, i32>(1) as u16, row.get(2))))
+            crate::key_match(pool, &idem.scope, &idem.key, &idem.fingerprint)
+                .await?
+                .map(CommitOutcome::KeyUsed)
+                .ok_or_else(|| StoreError::Unavailable("an idempotency key was used and then vanished".into()))
         }
     }
 }

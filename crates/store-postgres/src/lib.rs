@@ -104,6 +104,25 @@ fn notification(r: &Row) -> Notification {
     }
 }
 
+/// What the idempotency key `scope`/`key`, if used, says about a call with `fingerprint`.
+async fn key_match(pool: &Pool, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {
+    let row = pool
+        .get()
+        .await
+        .map_err(unavailable)?
+        .query_opt("SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2", &[&scope, &key])
+        .await
+        .map_err(unavailable)?;
+    Ok(row.map(|r| KeyMatch::of(r.get(0), fingerprint, r.get::<_, i32>(1) as u16, r.get(2))))
+}
+
+/// Keeps `state` for deciding on next, unless the cache already holds a newer version.
+fn remember(cache: &StateCache, state: Arc<RequestState>) {
+    if cache.get(&state.id).is_none_or(|cached| cached.version < state.version) {
+        cache.insert(state.id.clone(), state);
+    }
+}
+
 fn decode_state(text: &str) -> Result<RequestState> {
     serde_json::from_str(text).map_err(corrupt)
 }
@@ -221,10 +240,9 @@ impl Store for PostgresStore {
         let statement = client.prepare_cached("SELECT state FROM requests WHERE id = $1").await.map_err(unavailable)?;
         let row = client.query_opt(&statement, &[&id]).await.map_err(unavailable)?;
         let state = row.map(|r| decode_state(r.get(0))).transpose()?;
-        if let Some(s) = &state
-            && self.cache.get(id).is_none_or(|cached| cached.version < s.version) {
-                self.cache.insert(id.to_string(), Arc::new(s.clone()));
-            }
+        if let Some(s) = &state {
+            remember(&self.cache, Arc::new(s.clone()));
+        }
         Ok(state)
     }
 
@@ -456,13 +474,7 @@ impl Store for PostgresStore {
     }
 
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {
-        let row = self
-            .client()
-            .await?
-            .query_opt("SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2", &[&scope, &key])
-            .await
-            .map_err(unavailable)?;
-        Ok(row.map(|r| KeyMatch::of(r.get(0), fingerprint, r.get::<_, i32>(1) as u16, r.get(2))))
+        key_match(&self.pool, scope, key, fingerprint).await
     }
 }
 
