@@ -7,6 +7,7 @@
 
 mod schema;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -51,7 +52,7 @@ pub struct SqliteStore {
     cache: Arc<StateCache>,
     /// Due timers being fired, by request id, until when (unix ms). Only this process can open
     /// the file, so claims live in memory: none can outlive the process that made them.
-    timer_claims: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    timer_claims: Mutex<HashMap<String, i64>>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
