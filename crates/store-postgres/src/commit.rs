@@ -9,16 +9,24 @@ use std::sync::Arc;
 use deadpool_postgres::{GenericClient, Pool};
 use futures_util::future::join_all;
 use signoff_store::{Commit, CommitOutcome, Result, StoreError, due_millis, tasks_of};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
 
 use crate::{corrupt, unavailable};
 
 /// At most this many commits share one transaction.
 const MAX_GROUP: usize = 64;
-/// Transactions in flight at once per instance: while one waits for its WAL flush, the next
-/// group is being written.
+/// Transactions in flight at once per instance, at most: while one waits for its WAL flush,
+/// the next group is being written.
 const WRITERS: usize = 4;
+/// While a transaction is in flight, another starts only once this many commits wait; fewer
+/// wait for it to end and then share one transaction. Each transaction costs a WAL flush and
+/// wakes every instance's listener, so on a busy database fewer, larger groups do more
+/// (measured in docs/benchmarks.md §7: three instances each starting a transaction for every
+/// commit that found a writer free did about a quarter less).
+const BUSY_GROUP: usize = 8;
+/// ...but never longer than this, so one slow transaction (a lock wait) holds nobody up.
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 const COMMIT_SQL: &str = "SELECT signoff_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
     $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38)";
@@ -240,8 +248,9 @@ impl Committer {
     pub fn start(pool: Pool, cache: Cache) -> Committer {
         let (queue, rx) = mpsc::channel::<Job>(1024);
         let rx = Arc::new(Mutex::new(rx));
+        let in_flight = Arc::new(watch::Sender::new(0usize));
         for _ in 0..WRITERS {
-            tokio::spawn(writer(pool.clone(), rx.clone(), cache.clone()));
+            tokio::spawn(writer(pool.clone(), rx.clone(), cache.clone(), in_flight.clone()));
         }
         Committer { queue }
     }
@@ -253,7 +262,20 @@ impl Committer {
     }
 }
 
-async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache) {
+/// Adds what is already queued to `jobs`, up to a full group.
+fn drain(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Transactions this instance has in flight.
+type InFlight = Arc<watch::Sender<usize>>;
+
+async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache, in_flight: InFlight) {
     loop {
         let mut jobs = Vec::new();
         {
@@ -262,12 +284,25 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache
                 Some(job) => jobs.push(job),
                 None => return,
             }
-            while jobs.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
+            drain(&mut rx, &mut jobs);
+            if *in_flight.borrow() > 0 && jobs.len() < BUSY_GROUP {
+                let mut idle = in_flight.subscribe();
+                let waited = tokio::time::sleep(BUSY_WAIT);
+                tokio::pin!(waited);
+                while jobs.len() < BUSY_GROUP {
+                    tokio::select! {
+                        _ = idle.wait_for(|n| *n == 0) => break,
+                        _ = &mut waited => break,
+                        job = rx.recv() => match job {
+                            Some(job) => jobs.push(job),
+                            None => break,
+                        },
+                    }
+                    drain(&mut rx, &mut jobs);
                 }
+                drain(&mut rx, &mut jobs);
             }
+            in_flight.send_modify(|n| *n += 1);
         }
         // Single commits share a transaction; a caller's several commits (a resubmission
         // closes one request and opens another) get one of their own, all or nothing.
@@ -284,6 +319,7 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache
             let outcome = write_group(&pool, &job.commits).await;
             answer(&cache, job, outcome);
         }
+        in_flight.send_modify(|n| *n -= 1);
     }
 }
 

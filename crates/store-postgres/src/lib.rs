@@ -36,6 +36,11 @@ pub struct PostgresStore {
     cache: Arc<StateCache>,
 }
 
+/// Connections per instance. Queries are short, so a few connections serve many callers; each
+/// more is another PostgreSQL process on the database's cores (three instances with 16 each
+/// did about a tenth less than with 8, docs/benchmarks.md §7).
+const CONNECTIONS: usize = 8;
+
 /// States by request id, for `snapshot`.
 type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
 const CACHED_STATES: usize = 16_384;
@@ -132,7 +137,7 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<PostgresStore> {
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid(format!("database-url: {e}")))?;
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let pool = Pool::builder(manager).max_size(16).build().map_err(unavailable)?;
+        let pool = Pool::builder(manager).max_size(CONNECTIONS).build().map_err(unavailable)?;
         let mut client = pool.get().await.map_err(unavailable)?;
         schema::migrate(&mut client).await.map_err(unavailable)?;
         let (changes, _) = tokio::sync::broadcast::channel(4096);
