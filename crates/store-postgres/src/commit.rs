@@ -1,7 +1,7 @@
-//! Writing commits: each commit is one call of the `signoff_commit` database function (the
-//! version check, events, indexes, outbox, timer and notify in one round trip), and commits
-//! that arrive together share a transaction and its WAL flush (group commit), pipelined on one
-//! connection.
+//! Writing commits: commits that arrive together share a transaction and its WAL flush (group
+//! commit), and the whole group is one call of the `signoff_commit_group` database function
+//! (version checks, events, indexes, outbox and timers, each a statement for the whole group),
+//! plus one notification to the other instances.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,11 +28,10 @@ const BUSY_GROUP: usize = 8;
 /// ...but never longer than this, so one slow transaction (a lock wait) holds nobody up.
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
-const COMMIT_SQL: &str = "SELECT signoff_commit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-    $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38)";
+const COMMIT_SQL: &str = "SELECT signoff_commit_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+    $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)";
 
-/// One commit as the arguments of `signoff_commit`, owned so that a group's calls can be
-/// pipelined.
+/// One commit's part of a group's arguments.
 struct Arguments {
     id: String,
     expected: i64,
@@ -171,21 +170,123 @@ impl Arguments {
         }
         Ok(a)
     }
+}
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 38] {
+/// A group's commits as the arguments of `signoff_commit_group`: one element per commit, and
+/// the rows of all commits flattened, each naming its commit (from 1).
+#[derive(Default)]
+struct Group {
+    id: Vec<String>,
+    expected: Vec<i64>,
+    version: Vec<i64>,
+    status: Vec<&'static str>,
+    policy_id: Vec<String>,
+    requester: Vec<String>,
+    subject: Vec<Option<String>>,
+    lineage: Vec<Option<String>>,
+    created_at: Vec<String>,
+    updated_at: Vec<String>,
+    state: Vec<String>,
+    tasks_changed: Vec<bool>,
+    timer_changed: Vec<bool>,
+    timer: Vec<Option<i64>>,
+    idem_scope: Vec<Option<String>>,
+    idem_key: Vec<Option<String>>,
+    idem_fingerprint: Vec<Option<String>>,
+    idem_status: Vec<Option<i32>>,
+    idem_body: Vec<Option<String>>,
+    idem_at: Vec<Option<String>>,
+    event_commit: Vec<i32>,
+    event_seq: Vec<i64>,
+    event_type: Vec<&'static str>,
+    event_at: Vec<String>,
+    event_body: Vec<String>,
+    task_commit: Vec<i32>,
+    task_approver: Vec<String>,
+    task_step: Vec<String>,
+    task_due: Vec<Option<i64>>,
+    task_body: Vec<String>,
+    participant_commit: Vec<i32>,
+    participant: Vec<String>,
+    outbox_commit: Vec<i32>,
+    outbox_id: Vec<String>,
+    outbox_request: Vec<String>,
+    outbox_channel: Vec<String>,
+    outbox_destination: Vec<String>,
+    outbox_kind: Vec<String>,
+    outbox_payload: Vec<String>,
+    outbox_coalesce: Vec<Option<String>>,
+    outbox_next: Vec<i64>,
+    outbox_created: Vec<String>,
+}
+
+impl Group {
+    fn of(commits: &[&Commit]) -> Result<Group> {
+        let mut g = Group::default();
+        for (i, c) in commits.iter().enumerate() {
+            let a = Arguments::of(c)?;
+            let i = i as i32 + 1;
+            g.id.push(a.id);
+            g.expected.push(a.expected);
+            g.version.push(a.version);
+            g.status.push(a.status);
+            g.policy_id.push(a.policy_id);
+            g.requester.push(a.requester);
+            g.subject.push(a.subject);
+            g.lineage.push(a.lineage);
+            g.created_at.push(a.created_at);
+            g.updated_at.push(a.updated_at);
+            g.state.push(a.state);
+            g.tasks_changed.push(a.tasks_changed);
+            g.timer_changed.push(a.timer_changed);
+            g.timer.push(a.timer);
+            g.idem_scope.push(a.idem_scope);
+            g.idem_key.push(a.idem_key);
+            g.idem_fingerprint.push(a.idem_fingerprint);
+            g.idem_status.push(a.idem_status);
+            g.idem_body.push(a.idem_body);
+            g.idem_at.push(a.idem_at);
+            g.event_commit.extend(std::iter::repeat_n(i, a.event_seq.len()));
+            g.event_seq.extend(a.event_seq);
+            g.event_type.extend(a.event_type);
+            g.event_at.extend(a.event_at);
+            g.event_body.extend(a.event_body);
+            g.task_commit.extend(std::iter::repeat_n(i, a.task_approver.len()));
+            g.task_approver.extend(a.task_approver);
+            g.task_step.extend(a.task_step);
+            g.task_due.extend(a.task_due);
+            g.task_body.extend(a.task_body);
+            g.participant_commit.extend(std::iter::repeat_n(i, a.participants.len()));
+            g.participant.extend(a.participants);
+            g.outbox_commit.extend(std::iter::repeat_n(i, a.outbox_id.len()));
+            g.outbox_id.extend(a.outbox_id);
+            g.outbox_request.extend(a.outbox_request);
+            g.outbox_channel.extend(a.outbox_channel);
+            g.outbox_destination.extend(a.outbox_destination);
+            g.outbox_kind.extend(a.outbox_kind);
+            g.outbox_payload.extend(a.outbox_payload);
+            g.outbox_coalesce.extend(a.outbox_coalesce);
+            g.outbox_next.extend(a.outbox_next);
+            g.outbox_created.extend(a.outbox_created);
+        }
+        Ok(g)
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 42] {
         [
             &self.id, &self.expected, &self.version, &self.status, &self.policy_id, &self.requester, &self.subject, &self.lineage,
-            &self.created_at, &self.updated_at, &self.state, &self.event_seq, &self.event_type, &self.event_at, &self.event_body,
-            &self.task_approver, &self.task_step, &self.task_due, &self.task_body, &self.participants, &self.outbox_id,
-            &self.outbox_request, &self.outbox_channel, &self.outbox_destination, &self.outbox_kind, &self.outbox_payload,
-            &self.outbox_coalesce, &self.outbox_next, &self.outbox_created, &self.timer, &self.tasks_changed, &self.timer_changed,
-            &self.idem_scope, &self.idem_key,
-            &self.idem_fingerprint, &self.idem_status, &self.idem_body, &self.idem_at,
+            &self.created_at, &self.updated_at, &self.state, &self.tasks_changed, &self.timer_changed, &self.timer,
+            &self.idem_scope, &self.idem_key, &self.idem_fingerprint, &self.idem_status, &self.idem_body, &self.idem_at,
+            &self.event_commit, &self.event_seq, &self.event_type, &self.event_at, &self.event_body,
+            &self.task_commit, &self.task_approver, &self.task_step, &self.task_due, &self.task_body,
+            &self.participant_commit, &self.participant,
+            &self.outbox_commit, &self.outbox_id, &self.outbox_request, &self.outbox_channel, &self.outbox_destination,
+            &self.outbox_kind, &self.outbox_payload, &self.outbox_coalesce, &self.outbox_next, &self.outbox_created,
         ]
     }
 }
 
-/// What `signoff_commit` answered for one commit.
+/// What `signoff_commit_group` answered for one commit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Verdict {
     Written,
@@ -199,32 +300,34 @@ impl Verdict {
             "ok" => Ok(Verdict::Written),
             "conflict" => Ok(Verdict::Conflict),
             "key_used" => Ok(Verdict::KeyUsed),
-            other => Err(corrupt(format!("signoff_commit answered `{other}`"))),
+            other => Err(corrupt(format!("signoff_commit_group answered `{other}`"))),
         }
     }
 }
 
-/// Calls `signoff_commit` for each commit, pipelined on `client` (inside its transaction), and
-/// announces them to every instance with one notification per transaction (the listeners
-/// wake once per group, not once per commit).
+/// Writes `commits` with one call of `signoff_commit_group` on `client` (inside its
+/// transaction), and announces them to every instance with one notification per transaction
+/// (the listeners wake once per group, not once per commit).
 async fn call_all(client: &impl GenericClient, commits: &[&Commit]) -> Result<Vec<Verdict>> {
     let statement = client.prepare_cached(COMMIT_SQL).await.map_err(unavailable)?;
     let notify = client.prepare_cached(NOTIFY_SQL).await.map_err(unavailable)?;
-    let arguments = commits.iter().map(|c| Arguments::of(c)).collect::<Result<Vec<_>>>()?;
-    let params: Vec<_> = arguments.iter().map(Arguments::params).collect();
+    let group = Group::of(commits)?;
     let payloads = crate::announcements(commits.iter().map(|c| (c.state.id.as_str(), c.state.version)));
     let notify_params: Vec<[&(dyn ToSql + Sync); 2]> = payloads.iter().map(|p| [&crate::CHANNEL as &(dyn ToSql + Sync), p]).collect();
-    let (answers, notified) = futures_util::future::join(
-        join_all(params.iter().map(|p| client.query_one(&statement, p))),
+    let (answer, notified) = futures_util::future::join(
+        client.query_one(&statement, &group.params()),
         join_all(notify_params.iter().map(|p| client.execute(&notify, p))),
     )
     .await;
     // (A failed call aborts the transaction and fails the notification after it: report the call.)
-    let verdicts = answers.into_iter().map(|r| Verdict::of(r.map_err(unavailable)?.get::<_, &str>(0))).collect::<Result<Vec<_>>>()?;
+    let answers: Vec<String> = answer.map_err(unavailable)?.get(0);
     for n in notified {
         n.map_err(unavailable)?;
     }
-    Ok(verdicts)
+    if answers.len() != commits.len() {
+        return Err(corrupt(format!("signoff_commit_group answered {} verdicts for {} commits", answers.len(), commits.len())));
+    }
+    answers.iter().map(|a| Verdict::of(a)).collect()
 }
 
 /// Delivered to every listening instance when (and only if) the transaction commits.
@@ -409,7 +512,7 @@ async fn write_group(pool: &Pool, commits: &[Commit]) -> Result<CommitOutcome> {
     }
 }
 
-/// The outcome a caller sees for a commit `signoff_commit` judged `verdict`.
+/// The outcome a caller sees for a commit `signoff_commit_group` judged `verdict`.
 async fn outcome(pool: &Pool, c: &Commit, verdict: Verdict) -> Result<CommitOutcome> {
     match verdict {
         Verdict::Written => Ok(CommitOutcome::Committed),

@@ -196,6 +196,143 @@ BEGIN
     RETURN 'ok';
 END
 $$;
+"#, r#"
+-- A group of commits in one call: each statement below writes the rows of every commit in the
+-- group at once, where `signoff_commit` ran them once per commit (a statement's fixed cost, not
+-- its rows, was most of the database's work). Answers one verdict per commit, in order: 'ok',
+-- 'conflict' or 'key_used', as `signoff_commit` does; a commit that is not 'ok' writes nothing.
+-- The arrays `c_*` and `i_*` hold one element per commit; events, tasks, participants and
+-- outbox rows are flattened, each row naming its commit (1-based) in `*_commit`.
+-- (`signoff_commit` stays for instances of the previous release during a rolling upgrade.)
+CREATE FUNCTION signoff_commit_group(
+    c_id TEXT[], c_expected BIGINT[], c_version BIGINT[], c_status TEXT[], c_policy_id TEXT[], c_requester TEXT[],
+    c_subject TEXT[], c_lineage TEXT[], c_created_at TEXT[], c_updated_at TEXT[], c_state TEXT[],
+    c_tasks_changed BOOLEAN[], c_timer_changed BOOLEAN[], c_timer BIGINT[],
+    i_scope TEXT[], i_key TEXT[], i_fingerprint TEXT[], i_status INTEGER[], i_body TEXT[], i_at TEXT[],
+    e_commit INTEGER[], e_seq BIGINT[], e_type TEXT[], e_at TEXT[], e_body TEXT[],
+    t_commit INTEGER[], t_approver TEXT[], t_step TEXT[], t_due BIGINT[], t_body TEXT[],
+    p_commit INTEGER[], p_user TEXT[],
+    o_commit INTEGER[], o_id TEXT[], o_request TEXT[], o_channel TEXT[], o_destination TEXT[], o_kind TEXT[],
+    o_payload TEXT[], o_coalesce TEXT[], o_next BIGINT[], o_created TEXT[]
+) RETURNS TEXT[] LANGUAGE plpgsql AS $$
+DECLARE
+    total INTEGER := cardinality(c_id);
+    verdict TEXT[] := array_fill('conflict'::TEXT, ARRAY[total]);
+    -- May write: its key was new, or it has none.
+    go BOOLEAN[] := array_fill(TRUE, ARRAY[total]);
+    -- The request row each written commit wrote.
+    req_n BIGINT[] := array_fill(NULL::BIGINT, ARRAY[total]);
+    found_i INTEGER[];
+    found_n BIGINT[];
+    found_id TEXT[];
+    stale_tasks BIGINT[] := '{}';
+    timers_gone BIGINT[] := '{}';
+    timers_set INTEGER[] := '{}';
+    i INTEGER;
+    k INTEGER;
+BEGIN
+    IF total = 0 THEN
+        RETURN verdict;
+    END IF;
+    -- Keys one by one: a group may hold one key twice (a caller's retry racing its first try).
+    FOR i IN 1..total LOOP
+        IF i_scope[i] IS NOT NULL THEN
+            INSERT INTO idempotency (scope, key, fingerprint, status, body, created_at)
+            VALUES (i_scope[i], i_key[i], i_fingerprint[i], i_status[i], i_body[i], i_at[i]) ON CONFLICT DO NOTHING;
+            IF NOT FOUND THEN
+                verdict[i] := 'key_used';
+                go[i] := FALSE;
+            END IF;
+        END IF;
+    END LOOP;
+    -- The version check. Two commits on one request (both decided on one version) update its
+    -- row once: the other is a conflict.
+    WITH u AS (
+        UPDATE requests r SET status = x.status, updated_at = x.updated_at, version = x.version, state = x.state
+        FROM unnest(c_id, c_expected, c_version, c_status, c_updated_at, c_state)
+            WITH ORDINALITY AS x(id, expected, version, status, updated_at, state, i)
+        WHERE x.expected <> 0 AND go[x.i] AND r.id = x.id AND r.version = x.expected
+        RETURNING x.i, r.n
+    )
+    SELECT array_agg(u.i::INTEGER), array_agg(u.n) INTO found_i, found_n FROM u;
+    FOR k IN 1..coalesce(cardinality(found_i), 0) LOOP
+        req_n[found_i[k]] := found_n[k];
+    END LOOP;
+    WITH c AS (
+        INSERT INTO requests (id, status, policy_id, requester, subject, lineage, created_at, updated_at, version, state)
+        SELECT x.id, x.status, x.policy_id, x.requester, x.subject, x.lineage, x.created_at, x.updated_at, x.version, x.state
+        FROM unnest(c_id, c_expected, c_status, c_policy_id, c_requester, c_subject, c_lineage, c_created_at, c_updated_at, c_version, c_state)
+            WITH ORDINALITY AS x(id, expected, status, policy_id, requester, subject, lineage, created_at, updated_at, version, state, i)
+        WHERE x.expected = 0 AND go[x.i]
+        ORDER BY x.i
+        ON CONFLICT (id) DO NOTHING RETURNING requests.id, requests.n
+    )
+    SELECT array_agg(c.id), array_agg(c.n) INTO found_id, found_n FROM c;
+    FOR i IN 1..total LOOP
+        IF c_expected[i] = 0 AND go[i] THEN
+            k := array_position(found_id, c_id[i]);
+            IF k IS NOT NULL THEN
+                req_n[i] := found_n[k];
+                found_id[k] := NULL;
+            END IF;
+        END IF;
+        IF req_n[i] IS NOT NULL THEN
+            verdict[i] := 'ok';
+            IF c_expected[i] <> 0 AND c_tasks_changed[i] THEN
+                stale_tasks := stale_tasks || req_n[i];
+            END IF;
+            IF c_timer_changed[i] AND c_timer[i] IS NOT NULL THEN
+                timers_set := timers_set || i;
+            ELSIF c_timer_changed[i] AND c_expected[i] <> 0 THEN
+                timers_gone := timers_gone || req_n[i];
+            END IF;
+        ELSIF go[i] AND i_scope[i] IS NOT NULL THEN
+            -- A conflict keeps nothing, its key included.
+            DELETE FROM idempotency WHERE scope = i_scope[i] AND key = i_key[i];
+        END IF;
+    END LOOP;
+    INSERT INTO events (request_id, seq, type, at, body)
+    SELECT c_id[x.c], x.seq, x.type, x.at, x.body
+    FROM unnest(e_commit, e_seq, e_type, e_at, e_body) AS x(c, seq, type, at, body)
+    WHERE req_n[x.c] IS NOT NULL;
+    -- (Each statement costs even when it has nothing to do: skip those.)
+    IF cardinality(stale_tasks) > 0 THEN
+        DELETE FROM tasks WHERE request_n = ANY (stale_tasks);
+    END IF;
+    IF cardinality(t_commit) > 0 THEN
+        INSERT INTO tasks (approver, request_n, step_id, due_at, body)
+        SELECT x.approver, req_n[x.c], x.step, x.due, x.body
+        FROM unnest(t_commit, t_approver, t_step, t_due, t_body) AS x(c, approver, step, due, body)
+        WHERE req_n[x.c] IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF cardinality(p_commit) > 0 THEN
+        INSERT INTO participants (user_id, request_n)
+        SELECT x.u, req_n[x.c] FROM unnest(p_commit, p_user) AS x(c, u)
+        WHERE req_n[x.c] IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF cardinality(o_commit) > 0 THEN
+        -- (Coalescing keys name one request, and one commit per request is written.)
+        INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at)
+        SELECT x.id, x.request, x.channel, x.destination, x.kind, x.payload, x.coalesce, 'pending', x.next, x.created
+        FROM unnest(o_commit, o_id, o_request, o_channel, o_destination, o_kind, o_payload, o_coalesce, o_next, o_created)
+            AS x(c, id, request, channel, destination, kind, payload, coalesce, next, created)
+        WHERE req_n[x.c] IS NOT NULL
+        ON CONFLICT (coalesce_key) WHERE status = 'pending'
+        DO UPDATE SET payload = EXCLUDED.payload, revision = outbox.revision + 1;
+    END IF;
+    IF cardinality(timers_gone) > 0 THEN
+        DELETE FROM timers WHERE request_n = ANY (timers_gone);
+    END IF;
+    IF cardinality(timers_set) > 0 THEN
+        INSERT INTO timers (request_n, due_at)
+        SELECT req_n[x.i], c_timer[x.i] FROM unnest(timers_set) AS x(i)
+        ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at, claimed_until = NULL;
+    END IF;
+    RETURN verdict;
+END
+$$;
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
