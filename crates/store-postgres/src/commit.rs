@@ -22,9 +22,9 @@ const WRITERS: usize = 4;
 /// While a transaction is in flight, another starts only once this many commits wait; fewer
 /// wait for it to end and then share one transaction. Each transaction costs a WAL flush and
 /// wakes every instance's listener, so on a busy database fewer, larger groups do more
-/// (measured in docs/benchmarks.md §7: three instances each starting a transaction for every
-/// commit that found a writer free did about a quarter less).
-const BUSY_GROUP: usize = 8;
+/// (docs/benchmarks.md §7: with three instances, 16 did about 15% more than 8, and 8 about 20%
+/// more than starting a transaction whenever a writer was free; 32 and 64 did as well as 16).
+const BUSY_GROUP: usize = 16;
 /// ...but never longer than this, so one slow transaction (a lock wait) holds nobody up.
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
