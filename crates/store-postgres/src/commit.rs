@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
-use futures_util::future::join_all;
 use signoff_store::{Commit, CommitOutcome, Result, StoreError, due_millis, tasks_of};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tokio_postgres::types::ToSql;
@@ -29,7 +28,8 @@ const BUSY_GROUP: usize = 16;
 const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 const COMMIT_SQL: &str = "SELECT signoff_commit_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-    $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42)";
+    $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, \
+    $43, $44)";
 
 /// One commit's part of a group's arguments.
 struct Arguments {
@@ -305,33 +305,42 @@ impl Verdict {
     }
 }
 
-/// Writes `commits` with one call of `signoff_commit_group` on `client` (inside its
-/// transaction), and announces them to every instance with one notification per transaction
-/// (the listeners wake once per group, not once per commit).
-async fn call_all(client: &impl GenericClient, commits: &[&Commit]) -> Result<Vec<Verdict>> {
-    let statement = client.prepare_cached(COMMIT_SQL).await.map_err(unavailable)?;
-    let notify = client.prepare_cached(NOTIFY_SQL).await.map_err(unavailable)?;
-    let group = Group::of(commits)?;
-    let payloads = crate::announcements(commits.iter().map(|c| (c.state.id.as_str(), c.state.version)));
-    let notify_params: Vec<[&(dyn ToSql + Sync); 2]> = payloads.iter().map(|p| [&crate::CHANNEL as &(dyn ToSql + Sync), p]).collect();
-    let (answer, notified) = futures_util::future::join(
-        client.query_one(&statement, &group.params()),
-        join_all(notify_params.iter().map(|p| client.execute(&notify, p))),
-    )
-    .await;
-    // (A failed call aborts the transaction and fails the notification after it: report the call.)
-    let answers: Vec<String> = answer.map_err(unavailable)?.get(0);
-    for n in notified {
-        n.map_err(unavailable)?;
-    }
+/// Writes `commits` with one call of `signoff_commit_group` on `client`, which also announces
+/// them to every instance (one notification per group: the listeners wake once per group, not
+/// once per commit). Outside a transaction the call is one statement, committed on its own.
+async fn call_all(client: &impl GenericClient, commits: &[&Commit]) -> Shared {
+    let group = match Group::of(commits) {
+        Ok(g) => g,
+        Err(e) => return Shared::NotWritten(e),
+    };
+    let statement = match client.prepare_cached(COMMIT_SQL).await {
+        Ok(s) => s,
+        Err(e) => return Shared::NotWritten(unavailable(e)),
+    };
+    let announcements = crate::announcements(commits.iter().map(|c| (c.state.id.as_str(), c.state.version)));
+    let mut params = group.params().to_vec();
+    params.extend([&crate::CHANNEL as &(dyn ToSql + Sync), &announcements]);
+    let answers: Vec<String> = match client.query_one(&statement, &params).await {
+        Ok(row) => row.get(0),
+        Err(e) if refused(&e) => return Shared::NotWritten(unavailable(e)),
+        Err(e) => return Shared::Unknown(unavailable(e)),
+    };
     if answers.len() != commits.len() {
-        return Err(corrupt(format!("signoff_commit_group answered {} verdicts for {} commits", answers.len(), commits.len())));
+        let e = corrupt(format!("signoff_commit_group answered {} verdicts for {} commits", answers.len(), commits.len()));
+        return Shared::Unknown(e);
     }
-    answers.iter().map(|a| Verdict::of(a)).collect()
+    match answers.iter().map(|a| Verdict::of(a)).collect() {
+        Ok(verdicts) => Shared::Written(verdicts),
+        Err(e) => Shared::Unknown(e),
+    }
 }
 
-/// Delivered to every listening instance when (and only if) the transaction commits.
-const NOTIFY_SQL: &str = "SELECT pg_notify($1, $2)";
+/// Whether PostgreSQL refused a statement with an ERROR, which rolls its transaction back:
+/// nothing it did was written. (Anything else, a lost connection or a FATAL error, may have
+/// come after the commit.)
+fn refused(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|d| d.parsed_severity() == Some(tokio_postgres::error::Severity::Error))
+}
 
 /// A caller's commits (all or nothing) and where to send the outcome.
 struct Job {
@@ -451,7 +460,7 @@ async fn write_singles(pool: &Pool, jobs: Vec<Job>) -> Vec<(Job, Result<CommitOu
             }
         }
         Shared::Unknown(e) => {
-            tracing::warn!(error = %e, commits = commits.len(), "a group commit's COMMIT failed");
+            tracing::warn!(error = %e, commits = commits.len(), "a group commit failed after it was sent; its outcome is unknown");
             outcomes.extend(commits.iter().map(|_| Err(e.clone())));
         }
         Shared::NotWritten(e) => {
@@ -466,31 +475,19 @@ async fn write_singles(pool: &Pool, jobs: Vec<Job>) -> Vec<(Job, Result<CommitOu
     jobs.into_iter().zip(outcomes).collect()
 }
 
-/// How a shared transaction ended.
+/// How a group's call ended.
 enum Shared {
     Written(Vec<Verdict>),
-    /// Failed before COMMIT was sent: nothing was written.
+    /// Refused, or never sent: nothing was written.
     NotWritten(StoreError),
-    /// COMMIT was sent and failed (or its answer was lost).
+    /// Sent, and failed in a way that may have come after its commit (or its answer was lost).
     Unknown(StoreError),
 }
 
 async fn write_shared(pool: &Pool, commits: &[&Commit]) -> Shared {
-    let mut client = match pool.get().await {
-        Ok(c) => c,
-        Err(e) => return Shared::NotWritten(unavailable(e)),
-    };
-    let tx = match client.transaction().await {
-        Ok(tx) => tx,
-        Err(e) => return Shared::NotWritten(unavailable(e)),
-    };
-    let verdicts = match call_all(&tx, commits).await {
-        Ok(v) => v,
-        Err(e) => return Shared::NotWritten(e),
-    };
-    match tx.commit().await {
-        Ok(()) => Shared::Written(verdicts),
-        Err(e) => Shared::Unknown(unavailable(e)),
+    match pool.get().await {
+        Ok(client) => call_all(&client, commits).await,
+        Err(e) => Shared::NotWritten(unavailable(e)),
     }
 }
 
@@ -499,7 +496,11 @@ async fn write_group(pool: &Pool, commits: &[Commit]) -> Result<CommitOutcome> {
     let mut client = pool.get().await.map_err(unavailable)?;
     let tx = client.transaction().await.map_err(unavailable)?;
     let refs: Vec<&Commit> = commits.iter().collect();
-    let verdicts = call_all(&tx, &refs).await?;
+    // (Inside a transaction nothing is written before COMMIT, whatever the call's failure.)
+    let verdicts = match call_all(&tx, &refs).await {
+        Shared::Written(verdicts) => verdicts,
+        Shared::NotWritten(e) | Shared::Unknown(e) => return Err(e),
+    };
     match verdicts.iter().zip(commits).find(|(v, _)| **v != Verdict::Written) {
         None => {
             tx.commit().await.map_err(unavailable)?;

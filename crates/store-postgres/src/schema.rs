@@ -202,7 +202,8 @@ $$;
 -- its rows, was most of the database's work). Answers one verdict per commit, in order: 'ok',
 -- 'conflict' or 'key_used', as `signoff_commit` does; a commit that is not 'ok' writes nothing.
 -- The arrays `c_*` and `i_*` hold one element per commit; events, tasks, participants and
--- outbox rows are flattened, each row naming its commit (1-based) in `*_commit`.
+-- outbox rows are flattened, each row naming its commit (1-based) in `*_commit`. It notifies
+-- the other instances too, so that a group is one statement (no BEGIN and COMMIT round trips).
 -- (`signoff_commit` stays for instances of the previous release during a rolling upgrade.)
 CREATE FUNCTION signoff_commit_group(
     c_id TEXT[], c_expected BIGINT[], c_version BIGINT[], c_status TEXT[], c_policy_id TEXT[], c_requester TEXT[],
@@ -213,7 +214,8 @@ CREATE FUNCTION signoff_commit_group(
     t_commit INTEGER[], t_approver TEXT[], t_step TEXT[], t_due BIGINT[], t_body TEXT[],
     p_commit INTEGER[], p_user TEXT[],
     o_commit INTEGER[], o_id TEXT[], o_request TEXT[], o_channel TEXT[], o_destination TEXT[], o_kind TEXT[],
-    o_payload TEXT[], o_coalesce TEXT[], o_next BIGINT[], o_created TEXT[]
+    o_payload TEXT[], o_coalesce TEXT[], o_next BIGINT[], o_created TEXT[],
+    notify_channel TEXT, notify_payloads TEXT[]
 ) RETURNS TEXT[] LANGUAGE plpgsql AS $$
 DECLARE
     total INTEGER := cardinality(c_id);
@@ -330,6 +332,8 @@ BEGIN
         SELECT req_n[x.i], c_timer[x.i] FROM unnest(timers_set) AS x(i)
         ON CONFLICT (request_n) DO UPDATE SET due_at = EXCLUDED.due_at, claimed_until = NULL;
     END IF;
+    -- Delivered to every listening instance when (and only if) the transaction commits.
+    PERFORM pg_notify(notify_channel, x) FROM unnest(notify_payloads) AS x;
     RETURN verdict;
 END
 $$;
