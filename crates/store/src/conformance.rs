@@ -157,6 +157,23 @@ pub async fn concurrent_commits_keep_their_outcomes(store: &dyn Store) {
     for id in ["req_k1", "req_k2", "req_k4"] {
         verify_chain(&store.events(id).await.unwrap()).unwrap();
     }
+    // Two commits decided on one version of one request, arriving together: one is written;
+    // the other is a conflict that leaves nothing behind, its idempotency key included.
+    let c = committed(store, f.submit("req_k5", "alice", "S", t0())).await;
+    let approval = f.act(&c, "mark", approve("manager"));
+    let cancel = keyed(f.act(&c, "alice", Action::Cancel { comment: None }), "raced");
+    let (approved, cancelled) = tokio::join!(store.commit(approval), store.commit(cancel));
+    let outcomes = [approved.unwrap(), cancelled.unwrap()];
+    assert_eq!(outcomes.iter().filter(|o| **o == CommitOutcome::Committed).count(), 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| **o == CommitOutcome::VersionConflict).count(), 1, "{outcomes:?}");
+    let approval_won = outcomes[0] == CommitOutcome::Committed;
+    let events = store.events("req_k5").await.unwrap();
+    verify_chain(&events).unwrap();
+    assert_eq!(events.len() as u64, store.load("req_k5").await.unwrap().unwrap().version, "only the winner's events are written");
+    let in_inbox = |tasks: Vec<Task>| tasks.iter().any(|t| t.request == "req_k5");
+    assert_eq!(in_inbox(store.inbox("fiona", 50).await.unwrap()), approval_won, "only the winner's tasks are written");
+    assert!(!in_inbox(store.inbox("mark", 50).await.unwrap()));
+    assert_eq!(store.idempotency("alice", "raced", "raced").await.unwrap().is_some(), !approval_won, "a conflict keeps no key");
 }
 
 pub async fn idempotency_keys(store: &dyn Store) {
