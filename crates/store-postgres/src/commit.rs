@@ -3,7 +3,7 @@
 //! (version checks, events, indexes, outbox and timers, each a statement for the whole group),
 //! plus one notification to the other instances.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
@@ -390,6 +390,7 @@ type InFlight = Arc<watch::Sender<usize>>;
 async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache, in_flight: InFlight) {
     loop {
         let mut jobs = Vec::new();
+        let _writing: Writing;
         {
             let mut rx = queue.lock().await;
             match rx.recv().await {
@@ -414,13 +415,23 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache
                 }
                 drain(&mut rx, &mut jobs);
             }
-            in_flight.send_modify(|n| *n += 1);
+            // (Counted before the queue is free, so the next writer sees this one in flight.)
+            _writing = Writing::start(&in_flight);
         }
         // Single commits share a transaction; a caller's several commits (a resubmission
         // closes one request and opens another) get one of their own, all or nothing.
-        let (mut single, grouped): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.commits.len() == 1);
-        // Every instance's groups lock request rows in one order (by id), so two groups that
-        // share requests wait for each other rather than deadlock.
+        let (mut single, mut grouped): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.commits.len() == 1);
+        // A key used twice in one group (a caller's retry racing its first try) is tried after
+        // the group, on its own: within the group, a first use that then conflicts would free the
+        // key too late for the second.
+        let mut keys = HashSet::new();
+        let (first_uses, again): (Vec<Job>, Vec<Job>) = single
+            .into_iter()
+            .partition(|j| j.commits[0].idempotency.as_ref().is_none_or(|k| keys.insert((k.scope.clone(), k.key.clone()))));
+        single = first_uses;
+        grouped.extend(again);
+        // Every instance's groups visit request rows in one order (by id), so two groups that
+        // share requests usually wait for each other rather than deadlock.
         single.sort_by(|a, b| a.commits[0].state.id.cmp(&b.commits[0].state.id));
         if !single.is_empty() {
             for (job, outcome) in write_singles(&pool, single).await {
@@ -431,7 +442,22 @@ async fn writer(pool: Pool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, cache: Cache
             let outcome = write_group(&pool, &job.commits).await;
             answer(&cache, job, outcome);
         }
-        in_flight.send_modify(|n| *n -= 1);
+    }
+}
+
+/// Counts a writer's transaction as in flight for as long as it lives (a panic included).
+struct Writing<'a>(&'a InFlight);
+
+impl<'a> Writing<'a> {
+    fn start(in_flight: &'a InFlight) -> Writing<'a> {
+        in_flight.send_modify(|n| *n += 1);
+        Writing(in_flight)
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
     }
 }
 

@@ -174,6 +174,16 @@ pub async fn concurrent_commits_keep_their_outcomes(store: &dyn Store) {
     assert_eq!(in_inbox(store.inbox("fiona", 50).await.unwrap()), approval_won, "only the winner's tasks are written");
     assert!(!in_inbox(store.inbox("mark", 50).await.unwrap()));
     assert_eq!(store.idempotency("alice", "raced", "raced").await.unwrap().is_some(), !approval_won, "a conflict keeps no key");
+    // One key on two commits arriving together, the first of them stale: the stale one cannot
+    // be written, so the key goes to the other.
+    let d = committed(store, f.submit("req_k6", "alice", "S", t0())).await;
+    let d2 = committed(store, f.act(&d, "mark", approve("manager"))).await;
+    let stale = keyed(f.act(&d, "alice", Action::Cancel { comment: None }), "twice");
+    let fresh = keyed(f.act(&d2, "alice", Action::Cancel { comment: None }), "twice");
+    let (stale, fresh) = tokio::join!(store.commit(stale), store.commit(fresh));
+    assert!(matches!(stale.unwrap(), CommitOutcome::VersionConflict | CommitOutcome::KeyUsed(_)));
+    assert_eq!(fresh.unwrap(), CommitOutcome::Committed);
+    assert_eq!(store.load("req_k6").await.unwrap().unwrap().status, RequestStatus::Cancelled);
 }
 
 pub async fn idempotency_keys(store: &dyn Store) {
