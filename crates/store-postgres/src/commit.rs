@@ -31,147 +31,6 @@ const COMMIT_SQL: &str = "SELECT signoff_commit_group($1, $2, $3, $4, $5, $6, $7
     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, \
     $43, $44)";
 
-/// One commit's part of a group's arguments.
-struct Arguments {
-    id: String,
-    expected: i64,
-    version: i64,
-    status: &'static str,
-    policy_id: String,
-    requester: String,
-    subject: Option<String>,
-    lineage: Option<String>,
-    created_at: String,
-    updated_at: String,
-    state: String,
-    event_seq: Vec<i64>,
-    event_type: Vec<&'static str>,
-    event_at: Vec<String>,
-    event_body: Vec<String>,
-    task_approver: Vec<String>,
-    task_step: Vec<String>,
-    task_due: Vec<Option<i64>>,
-    task_body: Vec<String>,
-    participants: Vec<String>,
-    outbox_id: Vec<String>,
-    outbox_request: Vec<String>,
-    outbox_channel: Vec<String>,
-    outbox_destination: Vec<String>,
-    outbox_kind: Vec<String>,
-    outbox_payload: Vec<String>,
-    outbox_coalesce: Vec<Option<String>>,
-    outbox_next: Vec<i64>,
-    outbox_created: Vec<String>,
-    timer: Option<i64>,
-    tasks_changed: bool,
-    timer_changed: bool,
-    idem_scope: Option<String>,
-    idem_key: Option<String>,
-    idem_fingerprint: Option<String>,
-    idem_status: Option<i32>,
-    idem_body: Option<String>,
-    idem_at: Option<String>,
-}
-
-impl Arguments {
-    fn of(c: &Commit) -> Result<Arguments> {
-        let state = &c.state;
-        // (Only the state this commit replaces tells what changed.)
-        let previous = c.previous.as_ref().filter(|p| p.version == c.expected_version);
-        let tasks = tasks_of(state);
-        let json = match &c.encoded_state {
-            Some(j) => j.clone(),
-            None => serde_json::to_string(&**state).map_err(corrupt)?,
-        };
-        let mut a = Arguments {
-            id: state.id.clone(),
-            expected: c.expected_version as i64,
-            version: state.version as i64,
-            status: state.status.as_str(),
-            policy_id: state.policy.id.clone(),
-            requester: state.requester.clone(),
-            subject: state.subject.clone(),
-            lineage: state.lineage.clone(),
-            created_at: state.created_at.to_string(),
-            updated_at: state.updated_at.to_string(),
-            state: json,
-            event_seq: Vec::new(),
-            event_type: Vec::new(),
-            event_at: Vec::new(),
-            event_body: Vec::new(),
-            task_approver: Vec::new(),
-            task_step: Vec::new(),
-            task_due: Vec::new(),
-            task_body: Vec::new(),
-            // Only who joined, when the previous state says who was there.
-            participants: {
-                let before = previous.map(|p| p.participants()).unwrap_or_default();
-                state.participants().into_iter().filter(|p| !before.contains(p)).map(str::to_string).collect()
-            },
-            outbox_id: Vec::new(),
-            outbox_request: Vec::new(),
-            outbox_channel: Vec::new(),
-            outbox_destination: Vec::new(),
-            outbox_kind: Vec::new(),
-            outbox_payload: Vec::new(),
-            outbox_coalesce: Vec::new(),
-            outbox_next: Vec::new(),
-            outbox_created: Vec::new(),
-            timer: state.next_timer_at.map(due_millis),
-            tasks_changed: previous.is_none_or(|p| tasks_of(p) != tasks),
-            timer_changed: previous.is_none_or(|p| p.next_timer_at != state.next_timer_at),
-            idem_scope: None,
-            idem_key: None,
-            idem_fingerprint: None,
-            idem_status: None,
-            idem_body: None,
-            idem_at: None,
-        };
-        for e in &c.events {
-            a.event_seq.push(e.seq as i64);
-            a.event_type.push(e.kind.type_name());
-            a.event_at.push(e.at.to_string());
-            a.event_body.push(serde_json::to_string(e).map_err(corrupt)?);
-        }
-        for (approver, task) in if a.tasks_changed { tasks } else { Vec::new() } {
-            a.task_body.push(serde_json::to_string(&task).map_err(corrupt)?);
-            a.task_approver.push(approver);
-            a.task_step.push(task.step);
-            a.task_due.push(task.due_at.map(|d| d.as_millisecond()));
-        }
-        // One statement cannot insert two rows with one coalescing key: the later payload
-        // replaces the earlier one here, as it would replace a pending row.
-        let mut by_key: HashMap<&str, usize> = HashMap::new();
-        for o in &c.notifications {
-            if let Some(&i) = o.coalesce_key.as_deref().and_then(|k| by_key.get(k)) {
-                a.outbox_payload[i] = o.payload.to_string();
-                continue;
-            }
-            if let Some(k) = o.coalesce_key.as_deref() {
-                by_key.insert(k, a.outbox_id.len());
-            }
-            a.outbox_id.push(o.id.clone());
-            a.outbox_request.push(o.request_id.clone());
-            a.outbox_channel.push(o.channel.clone());
-            a.outbox_destination.push(o.destination.clone());
-            a.outbox_kind.push(o.kind.clone());
-            a.outbox_payload.push(o.payload.to_string());
-            a.outbox_coalesce.push(o.coalesce_key.clone());
-            a.outbox_next.push(due_millis(o.created_at));
-            a.outbox_created.push(o.created_at.to_string());
-        }
-        if let Some(idem) = &c.idempotency {
-            a.idem_scope = Some(idem.scope.clone());
-            a.idem_key = Some(idem.key.clone());
-            a.idem_fingerprint = Some(idem.fingerprint.clone());
-            a.idem_status = Some(idem.response.status as i32);
-            a.idem_body = Some(idem.response.body.clone());
-            a.idem_at = Some(idem.at.to_string());
-        }
-        Ok(a)
-    }
-}
-
 /// A group's commits as the arguments of `signoff_commit_group`: one element per commit, and
 /// the rows of all commits flattened, each naming its commit (from 1).
 #[derive(Default)]
@@ -224,52 +83,85 @@ impl Group {
     fn of(commits: &[&Commit]) -> Result<Group> {
         let mut g = Group::default();
         for (i, c) in commits.iter().enumerate() {
-            let a = Arguments::of(c)?;
-            let i = i as i32 + 1;
-            g.id.push(a.id);
-            g.expected.push(a.expected);
-            g.version.push(a.version);
-            g.status.push(a.status);
-            g.policy_id.push(a.policy_id);
-            g.requester.push(a.requester);
-            g.subject.push(a.subject);
-            g.lineage.push(a.lineage);
-            g.created_at.push(a.created_at);
-            g.updated_at.push(a.updated_at);
-            g.state.push(a.state);
-            g.tasks_changed.push(a.tasks_changed);
-            g.timer_changed.push(a.timer_changed);
-            g.timer.push(a.timer);
-            g.idem_scope.push(a.idem_scope);
-            g.idem_key.push(a.idem_key);
-            g.idem_fingerprint.push(a.idem_fingerprint);
-            g.idem_status.push(a.idem_status);
-            g.idem_body.push(a.idem_body);
-            g.idem_at.push(a.idem_at);
-            g.event_commit.extend(std::iter::repeat_n(i, a.event_seq.len()));
-            g.event_seq.extend(a.event_seq);
-            g.event_type.extend(a.event_type);
-            g.event_at.extend(a.event_at);
-            g.event_body.extend(a.event_body);
-            g.task_commit.extend(std::iter::repeat_n(i, a.task_approver.len()));
-            g.task_approver.extend(a.task_approver);
-            g.task_step.extend(a.task_step);
-            g.task_due.extend(a.task_due);
-            g.task_body.extend(a.task_body);
-            g.participant_commit.extend(std::iter::repeat_n(i, a.participants.len()));
-            g.participant.extend(a.participants);
-            g.outbox_commit.extend(std::iter::repeat_n(i, a.outbox_id.len()));
-            g.outbox_id.extend(a.outbox_id);
-            g.outbox_request.extend(a.outbox_request);
-            g.outbox_channel.extend(a.outbox_channel);
-            g.outbox_destination.extend(a.outbox_destination);
-            g.outbox_kind.extend(a.outbox_kind);
-            g.outbox_payload.extend(a.outbox_payload);
-            g.outbox_coalesce.extend(a.outbox_coalesce);
-            g.outbox_next.extend(a.outbox_next);
-            g.outbox_created.extend(a.outbox_created);
+            g.add(i as i32 + 1, c)?;
         }
         Ok(g)
+    }
+
+    /// Adds commit number `i` (from 1).
+    fn add(&mut self, i: i32, c: &Commit) -> Result<()> {
+        let state = &c.state;
+        // (Only the state this commit replaces tells what changed.)
+        let previous = c.previous.as_ref().filter(|p| p.version == c.expected_version);
+        let tasks = tasks_of(state);
+        let tasks_changed = previous.is_none_or(|p| tasks_of(p) != tasks);
+        self.id.push(state.id.clone());
+        self.expected.push(c.expected_version as i64);
+        self.version.push(state.version as i64);
+        self.status.push(state.status.as_str());
+        self.policy_id.push(state.policy.id.clone());
+        self.requester.push(state.requester.clone());
+        self.subject.push(state.subject.clone());
+        self.lineage.push(state.lineage.clone());
+        self.created_at.push(state.created_at.to_string());
+        self.updated_at.push(state.updated_at.to_string());
+        self.state.push(match &c.encoded_state {
+            Some(j) => j.clone(),
+            None => serde_json::to_string(&**state).map_err(corrupt)?,
+        });
+        self.tasks_changed.push(tasks_changed);
+        self.timer_changed.push(previous.is_none_or(|p| p.next_timer_at != state.next_timer_at));
+        self.timer.push(state.next_timer_at.map(due_millis));
+        let idem = c.idempotency.as_ref();
+        self.idem_scope.push(idem.map(|k| k.scope.clone()));
+        self.idem_key.push(idem.map(|k| k.key.clone()));
+        self.idem_fingerprint.push(idem.map(|k| k.fingerprint.clone()));
+        self.idem_status.push(idem.map(|k| k.response.status as i32));
+        self.idem_body.push(idem.map(|k| k.response.body.clone()));
+        self.idem_at.push(idem.map(|k| k.at.to_string()));
+        for e in &c.events {
+            self.event_commit.push(i);
+            self.event_seq.push(e.seq as i64);
+            self.event_type.push(e.kind.type_name());
+            self.event_at.push(e.at.to_string());
+            self.event_body.push(serde_json::to_string(e).map_err(corrupt)?);
+        }
+        for (approver, task) in if tasks_changed { tasks } else { Vec::new() } {
+            self.task_commit.push(i);
+            self.task_body.push(serde_json::to_string(&task).map_err(corrupt)?);
+            self.task_approver.push(approver);
+            self.task_step.push(task.step);
+            self.task_due.push(task.due_at.map(|d| d.as_millisecond()));
+        }
+        // Only who joined, when the previous state says who was there.
+        let before = previous.map(|p| p.participants()).unwrap_or_default();
+        for p in state.participants().into_iter().filter(|p| !before.contains(p)) {
+            self.participant_commit.push(i);
+            self.participant.push(p.to_string());
+        }
+        // One statement cannot insert two rows with one coalescing key: the later payload
+        // replaces the earlier one here, as it would replace a pending row.
+        let mut by_key: HashMap<&str, usize> = HashMap::new();
+        for o in &c.notifications {
+            if let Some(&at) = o.coalesce_key.as_deref().and_then(|k| by_key.get(k)) {
+                self.outbox_payload[at] = o.payload.to_string();
+                continue;
+            }
+            if let Some(k) = o.coalesce_key.as_deref() {
+                by_key.insert(k, self.outbox_id.len());
+            }
+            self.outbox_commit.push(i);
+            self.outbox_id.push(o.id.clone());
+            self.outbox_request.push(o.request_id.clone());
+            self.outbox_channel.push(o.channel.clone());
+            self.outbox_destination.push(o.destination.clone());
+            self.outbox_kind.push(o.kind.clone());
+            self.outbox_payload.push(o.payload.to_string());
+            self.outbox_coalesce.push(o.coalesce_key.clone());
+            self.outbox_next.push(due_millis(o.created_at));
+            self.outbox_created.push(o.created_at.to_string());
+        }
+        Ok(())
     }
 
     fn params(&self) -> [&(dyn ToSql + Sync); 42] {
