@@ -32,7 +32,8 @@ const COMMIT_SQL: &str = "SELECT signoff_commit_group($1, $2, $3, $4, $5, $6, $7
     $43, $44)";
 
 /// A group's commits as the arguments of `signoff_commit_group`: one element per commit, and
-/// the rows of all commits flattened, each naming its commit (from 1).
+/// the rows of all commits flattened, each naming its commit (from 1); then the notifications
+/// that announce them.
 #[derive(Default)]
 struct Group {
     id: Vec<String>,
@@ -77,6 +78,7 @@ struct Group {
     outbox_coalesce: Vec<Option<String>>,
     outbox_next: Vec<i64>,
     outbox_created: Vec<String>,
+    announcements: Vec<String>,
 }
 
 impl Group {
@@ -85,6 +87,7 @@ impl Group {
         for (i, c) in commits.iter().enumerate() {
             g.add(i as i32 + 1, c)?;
         }
+        g.announcements = crate::announcements(commits.iter().map(|c| (c.state.id.as_str(), c.state.version)));
         Ok(g)
     }
 
@@ -164,7 +167,7 @@ impl Group {
         Ok(())
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 42] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 44] {
         [
             &self.id, &self.expected, &self.version, &self.status, &self.policy_id, &self.requester, &self.subject, &self.lineage,
             &self.created_at, &self.updated_at, &self.state, &self.tasks_changed, &self.timer_changed, &self.timer,
@@ -174,6 +177,7 @@ impl Group {
             &self.participant_commit, &self.participant,
             &self.outbox_commit, &self.outbox_id, &self.outbox_request, &self.outbox_channel, &self.outbox_destination,
             &self.outbox_kind, &self.outbox_payload, &self.outbox_coalesce, &self.outbox_next, &self.outbox_created,
+            &crate::CHANNEL, &self.announcements,
         ]
     }
 }
@@ -209,10 +213,7 @@ async fn call_all(client: &impl GenericClient, commits: &[&Commit]) -> Shared {
         Ok(s) => s,
         Err(e) => return Shared::NotWritten(unavailable(e)),
     };
-    let announcements = crate::announcements(commits.iter().map(|c| (c.state.id.as_str(), c.state.version)));
-    let mut params = group.params().to_vec();
-    params.extend([&crate::CHANNEL as &(dyn ToSql + Sync), &announcements]);
-    let answers: Vec<String> = match client.query_one(&statement, &params).await {
+    let answers: Vec<String> = match client.query_one(&statement, &group.params()).await {
         Ok(row) => row.get(0),
         Err(e) if refused(&e) => return Shared::NotWritten(unavailable(e)),
         Err(e) => return Shared::Unknown(unavailable(e)),
@@ -364,10 +365,11 @@ fn answer(cache: &Cache, job: Job, outcome: Result<CommitOutcome>) {
     let _ = job.reply.send(outcome);
 }
 
-/// Writes single commits in one transaction. If a call fails (so nothing of the group is
-/// written), each commit is tried again in a transaction of its own, so one bad commit never
-/// takes the others down. If the COMMIT itself fails, whether it took effect is unknown: every
-/// caller is told the store is unavailable, never to write again what may be written.
+/// Writes single commits with one group statement. If PostgreSQL refuses it (so nothing of the
+/// group is written), each commit is tried again in a transaction of its own, so one bad commit
+/// never takes the others down. If it fails in a way that may have come after its commit,
+/// whether it took effect is unknown: every caller is told the store is unavailable, never to
+/// write again what may be written.
 async fn write_singles(pool: &Pool, jobs: Vec<Job>) -> Vec<(Job, Result<CommitOutcome>)> {
     let commits: Vec<&Commit> = jobs.iter().map(|j| &j.commits[0]).collect();
     let mut outcomes = Vec::with_capacity(jobs.len());
