@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use signoff_server::service::{ActionBody, Caller, SubmitBody};
-use signoff_server::{Config, Database, Sources, SystemClock};
+use signoff_server::{Config, Database, Service, Sources, SystemClock};
 use signoff_store_postgres::testing::TestDatabase;
 
 /// A quote-discount submission that needs the manager and finance.
@@ -22,6 +22,12 @@ fn quote_submission(subject: Option<&str>) -> SubmitBody {
     }
 }
 
+/// An instance on `db` with the bundled policies and the system clock.
+async fn instance(db: &TestDatabase) -> Arc<Service> {
+    let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
+    signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap()
+}
+
 fn caller(id: &str) -> Caller {
     Caller { id: id.into(), admin: false }
 }
@@ -33,9 +39,7 @@ fn approve(step: &str) -> ActionBody {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_database_decide_each_request_once() {
     let Some(db) = TestDatabase::create("two instances on one database") else { return };
-    let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
-    let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
-    let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let (a, b) = (instance(&db).await, instance(&db).await);
     for i in 0..20 {
         let body = quote_submission(Some(&format!("S-{i}")));
         let submitter = if i % 2 == 0 { &a } else { &b };
@@ -57,9 +61,7 @@ async fn two_instances_on_one_database_decide_each_request_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_on_one_instance_see_changes_made_on_another() {
     let Some(db) = TestDatabase::create("changes across instances") else { return };
-    let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
-    let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
-    let b = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let (a, b) = (instance(&db).await, instance(&db).await);
     let body = quote_submission(None);
     let id = a.submit(&caller("alice"), body, None).await.unwrap().json()["id"].as_str().unwrap().to_string();
     // Watch on b (as a stream or a long poll would), act on a.
@@ -124,8 +126,7 @@ async fn a_timer_set_by_an_instance_that_died_is_fired_by_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_postgresql_cannot_hold_is_a_client_error() {
     let Some(db) = TestDatabase::create("NUL characters") else { return };
-    let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default() };
-    let a = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let a = instance(&db).await;
     let body = quote_submission(Some("S-\0"));
     let e = a.submit(&caller("alice"), body, None).await.unwrap_err();
     assert_eq!((e.status.as_u16(), e.code), (400, "bad_parameter"));
