@@ -13,6 +13,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -258,12 +259,16 @@ async fn http_bench(clients: usize, seconds: u64, database_url: Option<String>, 
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let start = Instant::now();
+    let completed = Arc::new(AtomicUsize::new(0));
+    let server_pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    let cpu = tokio::spawn(cpu_per_workflow(start, seconds, completed.clone(), server_pids, database_url.is_some()));
     let mut tasks = Vec::new();
     for c in 0..clients {
         // Each client talks to one instance; a workflow's calls go to different instances.
         let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
         let (http, base) = (http.clone(), urls[c % urls.len()].clone());
         let other = urls[(c + 1) % urls.len()].clone();
+        let completed = completed.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat: [Vec<Duration>; 4] = Default::default();
             let mut done = 0usize;
@@ -281,6 +286,7 @@ async fn http_bench(clients: usize, seconds: u64, database_url: Option<String>, 
                 lat[2].extend(f);
                 lat[3].extend(l);
                 done += 1;
+                completed.fetch_add(1, Ordering::Relaxed);
             }
             (done, lat)
         }));
@@ -300,6 +306,76 @@ async fn http_bench(clients: usize, seconds: u64, database_url: Option<String>, 
     for (name, samples) in ["submit", "approve_manager", "approve_finance", "approve_legal"].iter().zip(all) {
         report(name, samples);
     }
+    println!("{}", cpu.await.unwrap());
+}
+
+/// CPU seconds (user + system) spent so far, by who spent them.
+#[derive(Default)]
+struct CpuSpent {
+    load_generator: f64,
+    servers: f64,
+    /// Every process and the kernel: all of the machine's cores that were not idle.
+    machine: f64,
+}
+
+/// Linux reports /proc times in USER_HZ, which the kernel ABI fixes at 100.
+const USER_HZ: f64 = 100.0;
+
+/// A process's name and CPU seconds so far, from /proc/<pid>/stat.
+fn process_cpu(pid: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1.to_string();
+    // `rest` starts at the third field; utime and stime are the 14th and 15th.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((name, ticks as f64 / USER_HZ))
+}
+
+/// CPU seconds so far of the load generator, the servers and the machine, and of each
+/// PostgreSQL process by pid (backends come and go).
+fn cpu_now(server_pids: &[u32]) -> (CpuSpent, std::collections::HashMap<String, f64>) {
+    let mut spent = CpuSpent::default();
+    let mut postgres = std::collections::HashMap::new();
+    spent.load_generator = process_cpu(&std::process::id().to_string()).map_or(0.0, |p| p.1);
+    spent.servers = server_pids.iter().filter_map(|pid| process_cpu(&pid.to_string())).map(|p| p.1).sum();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if let Some((name, secs)) = pid.chars().all(|c| c.is_ascii_digit()).then(|| process_cpu(&pid)).flatten()
+            && name == "postgres"
+        {
+            postgres.insert(pid, secs);
+        }
+    }
+    // The first line of /proc/stat: user nice system idle iowait irq softirq steal …
+    let machine = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = machine.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    spent.machine = (ticks.iter().sum::<u64>() - idle) as f64 / USER_HZ;
+    (spent, postgres)
+}
+
+/// Milliseconds of CPU per completed workflow, from 20% to 90% of the run (past the warm-up,
+/// before the clients stop): where the machine's two cores go.
+async fn cpu_per_workflow(start: Instant, seconds: u64, completed: Arc<AtomicUsize>, server_pids: Vec<u32>, postgres: bool) -> String {
+    tokio::time::sleep_until((start + Duration::from_secs_f64(seconds as f64 * 0.2)).into()).await;
+    let (before, pg_before) = cpu_now(&server_pids);
+    let done_before = completed.load(Ordering::Relaxed);
+    tokio::time::sleep_until((start + Duration::from_secs_f64(seconds as f64 * 0.9)).into()).await;
+    let (after, pg_after) = cpu_now(&server_pids);
+    let workflows = (completed.load(Ordering::Relaxed) - done_before).max(1) as f64;
+    let pg: f64 = pg_after.iter().map(|(pid, secs)| secs - pg_before.get(pid).copied().unwrap_or(0.0)).sum();
+    let ms = |secs: f64| secs * 1000.0 / workflows;
+    let mut line = format!(
+        "cpu_ms_per_workflow load_generator={:.3} servers={:.3}",
+        ms(after.load_generator - before.load_generator),
+        ms(after.servers - before.servers)
+    );
+    if postgres {
+        line.push_str(&format!(" postgres={:.3}", ms(pg)));
+    }
+    line.push_str(&format!(" machine_busy={:.3}", ms(after.machine - before.machine)));
+    line
 }
 
 fn rss_kb(pid: u32, field: &str) -> u64 {
