@@ -347,11 +347,12 @@ fn cpu_now(server_pids: &[u32]) -> (CpuSpent, std::collections::HashMap<String, 
             postgres.insert(pid, secs);
         }
     }
-    // The first line of /proc/stat: user nice system idle iowait irq softirq steal …
+    // The first line of /proc/stat: user nice system idle iowait irq softirq steal guest …;
+    // busy is user, nice, system, irq and softirq (guest time is already in user).
     let machine = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<u64> = machine.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    spent.machine = (ticks.iter().sum::<u64>() - idle) as f64 / USER_HZ;
+    let busy: u64 = [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum();
+    spent.machine = busy as f64 / USER_HZ;
     (spent, postgres)
 }
 
