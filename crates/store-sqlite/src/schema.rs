@@ -117,6 +117,11 @@ CREATE TABLE used_keys (
     at  INTEGER NOT NULL                    -- unix milliseconds
 ) WITHOUT ROWID;
 CREATE INDEX used_keys_at ON used_keys (at);
+"#, r#"
+-- Version 6 once added `timers.claimed_until` and its index; claims now live in memory (one
+-- process owns the file). Databases that ran it keep the unused column. The slot stays so that
+-- the next migration is version 7 everywhere: as version 6 it would be skipped where the old
+-- one ran.
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
@@ -128,4 +133,24 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Released databases are at version 6 (see the last migration): a new one must never be
+    /// numbered at or below a version some database already has.
+    #[test]
+    fn numbering_continues_after_every_released_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert!(version >= 6, "a fresh database is at version {version}");
+        // A database from the release that added `timers.claimed_until` opens too.
+        let mut old = Connection::open_in_memory().unwrap();
+        migrate(&mut old).unwrap();
+        old.execute_batch("ALTER TABLE timers ADD COLUMN claimed_until INTEGER; PRAGMA user_version = 6;").unwrap();
+        migrate(&mut old).unwrap();
+    }
 }
