@@ -79,6 +79,11 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
         && !d.is_file() {
             return Err(format!("directory: {} is not a file", d.display()));
         }
+    if directory.is_none() && !listen.ip().is_loopback() {
+        return Err(format!(
+            "directory: the built-in demo directory makes a token for every demo user (the admin's too), so it is served only on a loopback address; pass --directory FILE to listen on {listen}"
+        ));
+    }
     file.notify.check()?;
     Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory }, notify: file.notify } })
 }
@@ -184,5 +189,21 @@ mod tests {
         assert!(err.starts_with("config:") && err.contains("colour"), "{err}");
         let err = resolve(ServeArgs { database_url: Some("mysql://x".into()), ..ServeArgs::default() }).err().unwrap();
         assert!(err.starts_with("database-url:"), "{err}");
+    }
+
+    #[test]
+    fn demo_tokens_stay_on_loopback() {
+        for addr in ["0.0.0.0:7800", "[::]:7800", "192.0.2.10:7800"] {
+            let err = resolve(ServeArgs { listen: Some(addr.into()), ..ServeArgs::default() }).err().unwrap();
+            assert!(err.starts_with("directory:") && err.contains("--directory"), "{addr}: {err}");
+        }
+        for addr in ["127.0.0.1:0", "[::1]:0", "127.0.0.2:0"] {
+            assert!(resolve(ServeArgs { listen: Some(addr.into()), ..ServeArgs::default() }).is_ok(), "{addr}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let directory = dir.path().join("directory.yaml");
+        std::fs::write(&directory, "users: []\n").unwrap();
+        let s = resolve(ServeArgs { listen: Some("0.0.0.0:0".into()), directory: Some(directory), ..ServeArgs::default() });
+        assert!(s.is_ok(), "a real directory may listen anywhere");
     }
 }

@@ -90,7 +90,7 @@ fn cli_golden_path_and_exit_codes() {
     assert_eq!((code, out.trim()), (0, format!("request={id} status=pending step=manager step_status=approved").as_str()));
     let (code, _, err) = server.client("mark-token", &["action", &id, "--step", "finance", "--action", "approve"]);
     assert_eq!(code, 1, "a refusal exits 1");
-    assert!(err.contains("separation_of_duties"), "{err}");
+    assert!(err.contains("not_an_approver"), "mark is not in finance: {err}");
     let (code, out, _) = server.client("fiona-token", &["action", &id, "--step", "finance", "--action", "approve"]);
     assert_eq!(code, 0);
     assert!(out.contains("status=approved"), "{out}");
@@ -145,6 +145,25 @@ fn bad_configuration_stops_the_server_with_one_line() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("listen"), "{stderr}");
+}
+
+#[test]
+fn demo_tokens_are_made_only_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0", "--data"])
+        .arg(dir.path())
+        .env_remove("SIGNOFF_LISTEN")
+        .env_remove("SIGNOFF_DIRECTORY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "the server must not start");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("-token"), "no demo token is printed: {stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("loopback") && errors[0].contains("--directory"), "{stderr}");
 }
 
 #[test]

@@ -119,6 +119,10 @@ pub enum EventKind {
         code: String,
         detail: String,
         edits: Value,
+        /// This is the last refusal of the actor that the history records (see
+        /// `MAX_RECORDED_REFUSALS`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        limit_reached: bool,
     },
     Delegated {
         from: String,
@@ -174,6 +178,10 @@ pub enum EventKind {
         action: String,
         code: String,
         detail: String,
+        /// This is the last refusal of the actor that the history records (see
+        /// `MAX_RECORDED_REFUSALS`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        limit_reached: bool,
     },
 }
 

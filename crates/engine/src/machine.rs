@@ -11,7 +11,7 @@ use crate::directory::Directory;
 use crate::event::{Event, EventKind, PlannedStep, PolicyRef};
 use crate::planner::{self, ResolveError};
 use crate::policy::{EditRules, Policy, TimeoutAction};
-use crate::state::{RequestState, RequestStatus, StepState, StepStatus, TimerKind};
+use crate::state::{RequestState, RequestStatus, StepStatus, TimerKind};
 use crate::SYSTEM_ACTOR;
 
 /// What a requester submits.
@@ -196,15 +196,22 @@ pub fn submit(policy: &Policy, dir: &Directory, sub: Submission, now: Timestamp)
     Ok((tx.events, tx.state))
 }
 
+/// At most this many refusals (`refused`, `edits_refused`) of one caller are recorded in a
+/// request's history; the last one says so (`limit_reached`). Later refusals of that caller are
+/// answered the same way but not recorded, so nobody can flood a history with attempts.
+pub const MAX_RECORDED_REFUSALS: u32 = 10;
+
 /// Decides a command against the current state.
 pub fn decide(policy: &Policy, dir: &Directory, state: &RequestState, cmd: &Command, now: Timestamp) -> Decision {
     let mut tx = Tx { policy, dir, now, state: state.clone(), events: Vec::new(), vars: None };
     let outcome = tx.run(cmd);
     if let Outcome::Refused(r) = &outcome
-        && tx.events.is_empty() {
-            let kind = EventKind::Refused { action: cmd.action.name().into(), code: r.code.into(), detail: r.detail.clone() };
-            tx.emit(&cmd.actor, cmd.action.step(), kind);
-        }
+        && tx.events.is_empty()
+        && let Some(limit_reached) = tx.refusal_recordable(&cmd.actor)
+    {
+        let kind = EventKind::Refused { action: cmd.action.name().into(), code: r.code.into(), detail: r.detail.clone(), limit_reached };
+        tx.emit(&cmd.actor, cmd.action.step(), kind);
+    }
     Decision { events: tx.events, state: tx.state, outcome }
 }
 
@@ -276,6 +283,9 @@ impl Tx<'_> {
             Action::Comment { step, comment } => {
                 if comment.trim().is_empty() {
                     return invalid("comment_required", "a comment must not be empty");
+                }
+                if !self.dir.is_admin(actor) && !self.state.participants().contains(&actor) {
+                    return refuse("forbidden", "only the requester, people on the plan and admins may comment");
                 }
                 if let Some(id) = step
                     && self.state.step(id).is_none() {
@@ -370,37 +380,71 @@ impl Tx<'_> {
         }
     }
 
-    /// The checks every step action shares: the step exists and is active, and the actor may
-    /// act on it.
-    fn gate(&self, actor: &str, step_id: &str) -> Result<&StepState, Outcome> {
+    /// Whether another refusal of `actor` is recorded (`Some`), and if so whether it is the
+    /// last one that will be (`Some(true)`).
+    fn refusal_recordable(&self, actor: &str) -> Option<bool> {
+        let recorded = self.state.refusals.get(actor).copied().unwrap_or(0);
+        (recorded < MAX_RECORDED_REFUSALS).then_some(recorded + 1 == MAX_RECORDED_REFUSALS)
+    }
+
+    /// The checks every step action shares, in this order: the step exists (else the command
+    /// is malformed), it is active (`step_not_active`), the actor is one of its approvers
+    /// (`not_an_approver`), and separation of duties lets them act (`separation_of_duties`,
+    /// which only ever concerns someone who would otherwise be eligible).
+    fn gate(&mut self, actor: &str, step_id: &str) -> Result<(), Outcome> {
         let step = self
             .state
             .step(step_id)
             .ok_or_else(|| invalid("not_found", format!("the request has no step `{step_id}`")))?;
-        let sep = self.state.separation;
-        if actor == self.state.requester && !sep.requester_can_approve {
-            return Err(refuse("separation_of_duties", "the requester cannot act on their own request's steps"));
-        }
         if step.status != StepStatus::Active {
             return Err(refuse(
                 "step_not_active",
                 format!("step `{step_id}` is {}", serde_json::to_value(step.status).unwrap_or_default().as_str().unwrap_or("")),
             ));
         }
-        if sep.one_step_per_approver && self.state.decided_other_step(actor, step_id) {
-            return Err(refuse("separation_of_duties", format!("{actor} already decided another step of this request")));
-        }
+        let sep = self.state.separation;
+        let is_requester = actor == self.state.requester && !sep.requester_can_approve;
+        let decided_other = sep.one_step_per_approver && self.state.decided_other_step(actor, step_id);
         if !step.approvers.iter().any(|a| a == actor) {
+            if (is_requester || decided_other) && self.eligible_but_for_separation(actor, step_id) {
+                return Err(if is_requester {
+                    refuse("separation_of_duties", "the requester cannot act on their own request's steps")
+                } else {
+                    refuse("separation_of_duties", format!("{actor} already decided another step of this request"))
+                });
+            }
             return Err(refuse("not_an_approver", format!("{actor} is not an approver of step `{step_id}`")));
         }
-        Ok(step)
+        if is_requester {
+            return Err(refuse("separation_of_duties", "the requester cannot act on their own request's steps"));
+        }
+        if decided_other {
+            return Err(refuse("separation_of_duties", format!("{actor} already decided another step of this request")));
+        }
+        Ok(())
+    }
+
+    /// Whether `actor` would be an approver of the step now (its approvers and the escalation
+    /// levels fired so far, with out-of-office delegation and `eligible_if`) if separation of
+    /// duties did not apply.
+    fn eligible_but_for_separation(&mut self, actor: &str, step_id: &str) -> bool {
+        let (Some(spec), Some(step)) = (self.policy.step(step_id), self.state.step(step_id)) else { return false };
+        let fired = step.escalation_level as usize;
+        let unrestricted = crate::policy::Separation { requester_can_approve: true, one_step_per_approver: false };
+        let vars = self
+            .vars
+            .get_or_insert_with(|| planner::request_vars(self.dir, &self.state.effective_context, &self.state.requester));
+        std::iter::once(&spec.approvers).chain(spec.escalation.iter().take(fired).map(|e| &e.to)).any(|who| {
+            planner::eligible_under(unrestricted, spec, who, self.dir, &self.state, vars, self.now)
+                .is_ok_and(|(people, _)| people.iter().any(|p| p == actor))
+        })
     }
 
     fn approve(&mut self, actor: &str, step_id: &str, comment: &Option<String>, edits: &Option<Value>) -> Outcome {
-        let step = match self.gate(actor, step_id) {
-            Ok(s) => s,
-            Err(o) => return o,
-        };
+        if let Err(o) = self.gate(actor, step_id) {
+            return o;
+        }
+        let step = self.state.step(step_id).expect("the gate checked the step");
         if step.has_rejected(actor) {
             return refuse("already_voted", format!("{actor} already rejected step `{step_id}`"));
         }
@@ -412,11 +456,14 @@ impl Tx<'_> {
         if let Some(edits) = &edits {
             let rules = self.policy.step(step_id).and_then(|s| s.edits.as_ref());
             if let Err(r) = check_edits(rules, edits, &self.state.effective_context) {
-                self.emit(actor, Some(step_id), EventKind::EditsRefused {
-                    code: r.code.into(),
-                    detail: r.detail.clone(),
-                    edits: edits.clone(),
-                });
+                if let Some(limit_reached) = self.refusal_recordable(actor) {
+                    self.emit(actor, Some(step_id), EventKind::EditsRefused {
+                        code: r.code.into(),
+                        detail: r.detail.clone(),
+                        edits: edits.clone(),
+                        limit_reached,
+                    });
+                }
                 return Outcome::Refused(r);
             }
             // Later activations see the edited context.
@@ -431,10 +478,10 @@ impl Tx<'_> {
         if blank(comment) {
             return invalid("comment_required", "a rejection needs a comment");
         }
-        let step = match self.gate(actor, step_id) {
-            Ok(s) => s,
-            Err(o) => return o,
-        };
+        if let Err(o) = self.gate(actor, step_id) {
+            return o;
+        }
+        let step = self.state.step(step_id).expect("the gate checked the step");
         if step.has_approved(actor) {
             return refuse("already_voted", format!("{actor} already approved step `{step_id}`"));
         }
@@ -445,10 +492,10 @@ impl Tx<'_> {
     }
 
     fn acknowledge(&mut self, actor: &str, step_id: &str, item: &str) -> Outcome {
-        let step = match self.gate(actor, step_id) {
-            Ok(s) => s,
-            Err(o) => return o,
-        };
+        if let Err(o) = self.gate(actor, step_id) {
+            return o;
+        }
+        let step = self.state.step(step_id).expect("the gate checked the step");
         if !step.require_acks.iter().any(|i| i == item) {
             return invalid(
                 "bad_parameter",
@@ -463,10 +510,10 @@ impl Tx<'_> {
     }
 
     fn delegate(&mut self, actor: &str, step_id: &str, to: &str) -> Outcome {
-        let step = match self.gate(actor, step_id) {
-            Ok(s) => s,
-            Err(o) => return o,
-        };
+        if let Err(o) = self.gate(actor, step_id) {
+            return o;
+        }
+        let step = self.state.step(step_id).expect("the gate checked the step");
         if self.dir.user(to).is_none() {
             return invalid("unknown_user", format!("no user `{to}` in the directory"));
         }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::condition::{Vars, json_type};
 use crate::directory::Directory;
 use crate::event::Substitution;
-use crate::policy::{ApproverSpec, Policy, Quorum, Step};
+use crate::policy::{ApproverSpec, Policy, Quorum, Separation, Step};
 use crate::state::{RequestState, StepStatus};
 
 /// Why a step could not get approvers.
@@ -92,6 +92,20 @@ pub fn eligible(
     vars: &mut Vars,
     now: Timestamp,
 ) -> Result<(Vec<String>, Vec<Substitution>), ResolveError> {
+    eligible_under(policy.separation, step, spec, dir, state, vars, now)
+}
+
+/// `eligible` with the rules of separation of duties `sep` (with none, it says who would be
+/// eligible were it not for separation of duties).
+pub fn eligible_under(
+    sep: Separation,
+    step: &Step,
+    spec: &ApproverSpec,
+    dir: &Directory,
+    state: &RequestState,
+    vars: &mut Vars,
+    now: Timestamp,
+) -> Result<(Vec<String>, Vec<Substitution>), ResolveError> {
     let candidates = named(spec, dir, vars, &step.id)?;
     let mut substitutions = Vec::new();
     let mut approvers: Vec<String> = Vec::new();
@@ -106,7 +120,6 @@ pub fn eligible(
             approvers.push(delegate);
         }
     }
-    let sep = policy.separation;
     approvers.retain(|a| {
         (sep.requester_can_approve || *a != state.requester)
             && !(sep.one_step_per_approver && state.decided_other_step(a, &step.id))

@@ -2,6 +2,8 @@
 //! changes a `RequestState`; the machine decides which events to emit, this module only
 //! records what they mean.
 
+use std::collections::BTreeMap;
+
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -254,6 +256,10 @@ pub struct RequestState {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub next_timer_at: Option<Timestamp>,
+    /// How many refusals (`refused`, `edits_refused`) of each caller the history records; at
+    /// `MAX_RECORDED_REFUSALS` further refusals of that caller are answered but not recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refusals: BTreeMap<String, u32>,
 }
 
 /// Why a history cannot be folded into a state.
@@ -341,6 +347,7 @@ impl RequestState {
             version: 0,
             head_hash: GENESIS_HASH.to_string(),
             next_timer_at: None,
+            refusals: BTreeMap::new(),
         };
         state.finish(event);
         Ok(state)
@@ -364,10 +371,10 @@ impl RequestState {
         let actor = event.actor.clone();
         match &event.kind {
             EventKind::Submitted { .. } => return Err(FoldError::SubmittedAgain(event.seq)),
-            EventKind::AutoApproved { .. }
-            | EventKind::EditsRefused { .. }
-            | EventKind::StepTimedOut { .. }
-            | EventKind::Refused { .. } => {}
+            EventKind::AutoApproved { .. } | EventKind::StepTimedOut { .. } => {}
+            EventKind::EditsRefused { .. } | EventKind::Refused { .. } => {
+                *self.refusals.entry(actor.clone()).or_default() += 1;
+            }
             EventKind::Reminded { round, .. } => {
                 let step = self.step_mut(event)?;
                 step.reminders_sent = *round;

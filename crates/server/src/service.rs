@@ -176,6 +176,11 @@ fn refusal_error(r: machine::Refusal) -> ApiError {
     ApiError::new(r.code, r.detail)
 }
 
+/// A refusal for a caller who cannot see the request: its code, and nothing of the request.
+fn outsider_error(r: machine::Refusal) -> ApiError {
+    ApiError::new(r.code, format!("refused ({}); you are not on this request, so no more is said", r.code))
+}
+
 impl Service {
     /// Loads the catalog and records its policies in the store.
     pub async fn start(store: Arc<dyn Store>, sources: Sources, clock: Arc<dyn Clock>) -> Result<Service, String> {
@@ -448,24 +453,35 @@ impl Service {
             }
             .ok_or_else(not_found)?;
             need_current = true;
-            if let Some(c) = caller
-                && !may_see(c, &state) {
-                    if current {
-                        return Err(not_found());
-                    }
-                    continue;
-                }
+            // A caller who cannot see the request may still try to act on it: the attempt is
+            // refused (and recorded) like any other, but the answer says nothing of the request.
+            let outsider = caller.is_some_and(|c| !may_see(c, &state));
+            if outsider && !current {
+                continue;
+            }
             let policy = self.policy_for(&state).await?;
             let directory = self.catalog.load().directory.clone();
             let now = self.clock.now();
             let decision = machine::decide(&policy, &directory, &state, command, now);
+            let unrecorded = matches!(decision.outcome, Outcome::Refused(_)) && decision.events.is_empty();
             let reply = match decision.outcome {
                 Outcome::Invalid(_) | Outcome::Unchanged if !current => continue,
+                Outcome::Refused(_) if unrecorded && !current => continue,
+                // Nothing an outsider does can change a request; should it ever, it is not theirs to know.
+                Outcome::Applied | Outcome::Unchanged if outsider => return Err(not_found()),
+                Outcome::Invalid(r) if outsider => return Err(outsider_error(r)),
                 Outcome::Invalid(r) => return Err(refusal_error(r)),
                 Outcome::Unchanged => return Ok((Reply::of(StatusCode::OK, &decision.state)?, false)),
                 Outcome::Applied => Reply::of(StatusCode::OK, &decision.state)?,
                 Outcome::Refused(r) => {
-                    let e = refusal_error(r);
+                    let e = if outsider { outsider_error(r) } else { refusal_error(r) };
+                    if unrecorded {
+                        // The caller used up the refusals the history records (see
+                        // `MAX_RECORDED_REFUSALS`): answered, logged and counted, not recorded.
+                        tracing::warn!(request = %id, actor = %command.actor, code = e.code, "refusal not recorded: the caller reached the limit of recorded refusals");
+                        metrics::counter!("signoff_refusals_unrecorded_total").increment(1);
+                        return Err(e);
+                    }
                     Reply::of(e.status, &e.body())?
                 }
             };
@@ -602,7 +618,7 @@ impl Service {
         let policy = catalog
             .policies
             .get(policy_id)
-            .ok_or_else(|| ApiError::not_found(format!("no policy `{policy_id}`")))?;
+            .ok_or_else(|| ApiError::new("unknown_policy", format!("no policy `{policy_id}` is loaded")))?;
         let requester = body.requester.unwrap_or_else(|| caller.id.clone());
         if catalog.directory.user(&requester).is_none() {
             return Err(ApiError::new("unknown_user", format!("no user `{requester}` in the directory")));

@@ -22,6 +22,7 @@ pub const POLICIES: &[(&str, &str)] = &[
     ("cap.yaml", "id: cap\nsteps:\n  - {id: approve, approvers: {users: [mark, vp-sales]}, eligible_if: 'approver.attributes.approval_limit >= amount'}\n"),
     ("edits.yaml", "id: edits\nsteps:\n  - id: review\n    approvers: {users: [mark]}\n    edits: {allowed_keys: [note], max_diff_chars: 10}\n"),
     ("sod.yaml", "id: sod\nsteps:\n  - {id: a, after: [], approvers: {users: [mark, fiona]}}\n  - {id: b, after: [], approvers: {users: [mark, frank]}}\n"),
+    ("own.yaml", "id: own\nsteps:\n  - {id: a, approvers: {users: [alice, mark]}}\n"),
 ];
 
 pub fn directory_yaml(extra: &str) -> String {
@@ -49,6 +50,28 @@ pub struct App {
     pub service: Arc<signoff_server::Service>,
     pub dir: tempfile::TempDir,
     _stop: tokio::sync::oneshot::Sender<()>,
+    /// The PostgreSQL database of an app on PostgreSQL, dropped after the app.
+    pub postgres: Option<signoff_store_postgres::testing::TestDatabase>,
+}
+
+/// Which store an app runs on.
+pub enum On {
+    Sqlite,
+    Postgres,
+}
+
+/// An app on `store` with the test policies and directory; `None` (after saying so) when the
+/// store is PostgreSQL and none is reachable outside CI.
+pub async fn spawn_app_on(store: On, what: &str) -> Option<App> {
+    match store {
+        On::Sqlite => Some(spawn_app().await),
+        On::Postgres => {
+            let db = signoff_store_postgres::testing::TestDatabase::create(what)?;
+            let mut app = spawn_app_full(Arc::new(SystemClock), "", Default::default(), Some(Database::Postgres(db.url.clone()))).await;
+            app.postgres = Some(db);
+            Some(app)
+        }
+    }
 }
 
 pub async fn spawn_app() -> App {
@@ -63,6 +86,11 @@ pub async fn spawn_app_with(clock: Arc<dyn Clock>, directory_extra: &str) -> App
 
 /// As `spawn_app_with`, with notification settings.
 pub async fn spawn_app_notifying(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff_server::notify::NotifyConfig) -> App {
+    spawn_app_full(clock, directory_extra, notify, None).await
+}
+
+/// As `spawn_app_notifying`, on `database` (a temporary SQLite file by default).
+pub async fn spawn_app_full(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff_server::notify::NotifyConfig, database: Option<Database>) -> App {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -72,7 +100,7 @@ pub async fn spawn_app_notifying(clock: Arc<dyn Clock>, directory_extra: &str, n
     let directory = dir.path().join("directory.yaml");
     std::fs::write(&directory, directory_yaml(directory_extra)).unwrap();
     let config = Config {
-        database: Database::Sqlite(dir.path().join("signoff.db")),
+        database: database.unwrap_or_else(|| Database::Sqlite(dir.path().join("signoff.db"))),
         sources: Sources { policies: Some(policies), directory: Some(directory) },
         notify,
     };
@@ -84,7 +112,7 @@ pub async fn spawn_app_notifying(clock: Arc<dyn Clock>, directory_extra: &str, n
     tokio::spawn(async move {
         axum::serve(listener, router).with_graceful_shutdown(async { let _ = stopped.await; }).await
     });
-    App { url, http: reqwest::Client::new(), service, dir, _stop: stop }
+    App { url, http: reqwest::Client::new(), service, dir, _stop: stop, postgres: None }
 }
 
 impl App {
