@@ -538,7 +538,31 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
         }
         ids.push(id);
     }
+    // A context at the nesting limit goes in, and comes out before and after a restart; one
+    // level more is refused at the door.
+    let deep = |levels: usize| -> Value {
+        let text = format!("{{\"policy\": \"quote-discount\", \"context\": {{\"quote\": {{\"total\": 1, \"discount\": 0, \"margin\": 1, \"deep\": {}}}}}}}", signoff_engine::nesting::nested(levels, "1"));
+        serde_json::from_str(&text).unwrap()
+    };
+    let limit = signoff_engine::nesting::MAX_DEPTH;
+    let submit = |server: &Server, body: &Value| http().post(format!("{}/v1/requests", server.url)).bearer_auth("alice-token").json(body).send().unwrap();
+    let resp = submit(&server, &deep(limit - 3));
+    assert_eq!(resp.status().as_u16(), 201);
+    let deep_id = resp.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let resp = submit(&server, &deep(limit - 2));
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(resp.json::<Value>().unwrap()["code"], "too_deep");
+    let read_events = |server: &Server, id: &str| -> Value {
+        let resp = http().get(format!("{}/v1/requests/{id}/events", server.url)).bearer_auth("alice-token").send().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.json().unwrap()
+    };
+    let before = read_events(&server, &deep_id);
     server.kill9();
+    let server = Server::start(&data);
+    assert_eq!(read_events(&server, &deep_id), before, "the same history after a restart");
+    server.kill9();
+    ids.push(deep_id);
     let run = |args: &[&str]| {
         let out = Command::new(BIN).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -546,7 +570,7 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     };
     let first = dir.path().join("first.jsonl");
     let report = run(&["export", "--data", data.to_str().unwrap(), "--out", first.to_str().unwrap()]);
-    assert!(report.contains("requests=5"), "{report}");
+    assert!(report.contains("requests=6"), "{report}");
 
     // SQLite -> SQLite always; SQLite -> PostgreSQL -> SQLite when PostgreSQL runs here.
     let source = if let Some(middle) = TestDatabase::create("export/import through PostgreSQL") {

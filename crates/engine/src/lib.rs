@@ -9,6 +9,7 @@ pub mod directory;
 pub mod duration;
 pub mod event;
 pub mod machine;
+pub mod nesting;
 pub mod policy;
 pub mod state;
 

@@ -236,6 +236,11 @@ impl Policy {
 
     /// Validates and compiles a document already parsed into JSON.
     pub fn from_value(source: Value) -> Result<Policy, Vec<PolicyProblem>> {
+        let depth = crate::nesting::value_depth(&source);
+        if depth > crate::nesting::MAX_DEPTH {
+            let message = format!("the document nests {depth} levels deep; at most {} are allowed", crate::nesting::MAX_DEPTH);
+            return Err(vec![PolicyProblem { path: String::new(), message }]);
+        }
         let mut p = Problems::default();
         let Some(doc) = p.object(&source, "") else {
             return Err(p.0);

@@ -21,7 +21,7 @@ pub struct ApiError {
 /// The HTTP status of every stable error code.
 pub fn status_of(code: &str) -> StatusCode {
     match code {
-        "malformed_json" | "bad_parameter" => StatusCode::BAD_REQUEST,
+        "malformed_json" | "bad_parameter" | "too_deep" => StatusCode::BAD_REQUEST,
         "unauthenticated" => StatusCode::UNAUTHORIZED,
         "not_an_approver" | "separation_of_duties" | "forbidden" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,

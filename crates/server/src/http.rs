@@ -92,7 +92,7 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 /// A JSON body: syntax errors are `malformed_json`, wrong shapes `bad_parameter`, oversized
-/// bodies `too_large`. Keeps the parsed value for the idempotency fingerprint.
+/// bodies `too_large`, bodies nesting deeper than `nesting::MAX_DEPTH` `too_deep`. Keeps the parsed value for the idempotency fingerprint.
 pub struct JsonBody<T> {
     pub value: T,
     pub raw: Value,
@@ -111,6 +111,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        let depth = signoff_engine::nesting::text_depth(&bytes);
+        if depth > signoff_engine::nesting::MAX_DEPTH {
+            return Err(ApiError::new(
+                "too_deep",
+                format!("the body nests {depth} levels of objects and arrays; at most {} are allowed", signoff_engine::nesting::MAX_DEPTH),
+            ));
+        }
         let raw: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::new("malformed_json", format!("the body is not valid JSON: {e}")))?;
         let value = T::deserialize(&raw).map_err(|e| ApiError::bad_parameter(format!("the body is not valid: {e}")))?;

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, Write};
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 use signoff_engine::event::verify_chain;
 use signoff_engine::{Event, RequestState};
@@ -51,7 +52,7 @@ pub async fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Counts
     for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| format!("read: {e}"))?;
         let at = i + 1;
-        let v: Value = serde_json::from_str(&line).map_err(|e| format!("line {at}: not JSON: {e}"))?;
+        let v: Value = signoff_store::decode(&line).map_err(|e| format!("line {at}: not JSON: {e}"))?;
         if i == 0 {
             if v["format"] != FORMAT {
                 return Err(format!("line 1: not a signoff export (expected format `{FORMAT}`)"));
@@ -68,7 +69,7 @@ pub async fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Counts
             store.put_policy(&record).await.map_err(|e| format!("line {at}: {e}"))?;
             counts.policies += 1;
         } else if let Some(id) = v["request"].as_str() {
-            let events: Vec<Event> = serde_json::from_value(v["events"].clone()).map_err(|e| format!("line {at}: {e}"))?;
+            let events: Vec<Event> = Vec::<Event>::deserialize(&v["events"]).map_err(|e| format!("line {at}: {e}"))?;
             verify_chain(&events).map_err(|e| format!("line {at}: request {id}: {e}"))?;
             let state = RequestState::fold(&events).map_err(|e| format!("line {at}: request {id}: {e}"))?;
             counts.events += events.len();

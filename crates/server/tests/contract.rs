@@ -88,6 +88,78 @@ async fn one_caller_cannot_flood_a_history(app: &App) {
     assert_eq!(app.approve("fiona", &id, "finance").await["status"], "approved");
 }
 
+/// A context nesting `depth` levels: an object holding nested arrays.
+fn deep_context(depth: usize) -> Value {
+    let text = format!("{{\"x\": {}}}", signoff_engine::nesting::nested(depth - 1, "7"));
+    signoff_store::decode(&text).unwrap()
+}
+
+/// Every request of `store`, exported and imported into a fresh SQLite store: the import's
+/// counts, and the events of `id` as they arrived.
+async fn export_and_import(store: &dyn signoff_store::Store, id: &str) -> (signoff_server::transfer::Counts, Vec<signoff_engine::Event>) {
+    let mut out = Vec::new();
+    let exported = signoff_server::transfer::export(store, &mut out).await.expect("the export reads every request");
+    let dir = tempfile::tempdir().unwrap();
+    let target = signoff_store_sqlite::SqliteStore::open(dir.path().join("copy.db")).unwrap();
+    let imported = signoff_server::transfer::import(&target, &mut out.as_slice()).await.expect("the import reads every line");
+    assert_eq!(exported, imported);
+    let events = signoff_store::Store::events(&target, id).await.unwrap();
+    (imported, events)
+}
+
+async fn what_is_accepted_can_be_read_back(app: &App) {
+    use signoff_engine::nesting::MAX_DEPTH;
+    // The body nests MAX_DEPTH levels: {"context": {"x": [[…]]}}.
+    let context = deep_context(MAX_DEPTH - 1);
+    let (status, body) = app.post("alice", "/v1/requests", json!({"policy": "any", "context": context})).await;
+    assert_eq!(status, StatusCode::CREATED, "a body at the limit is accepted: {body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let events = app.events(&id).await;
+    assert_eq!(events[0]["data"]["context"], context, "what went in comes out");
+    let (status, r) = app.get("alice", &format!("/v1/requests/{id}")).await;
+    assert_eq!((status, &r["context"]), (StatusCode::OK, &context));
+    let (status, page) = app.get("root", "/v1/requests?limit=500").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let (_, copied) = export_and_import(app.service.store().as_ref(), &id).await;
+    assert_eq!(serde_json::to_value(&copied).unwrap(), Value::Array(events.clone()));
+
+    // One level more is refused at the door, with the limit in the message.
+    let (status, body) = app.post("alice", "/v1/requests", json!({"policy": "any", "context": deep_context(MAX_DEPTH)})).await;
+    assert_eq!((status, code(&body)), (StatusCode::BAD_REQUEST, "too_deep"), "{body}");
+    assert!(body["detail"].as_str().unwrap().contains(&MAX_DEPTH.to_string()), "{body}");
+    // Far deeper too (beyond what a JSON parser's own limit would take), on every JSON body.
+    let far = format!("{{\"policy\": \"any\", \"context\": {{\"x\": {}}}}}", signoff_engine::nesting::nested(5000, "1"));
+    for (path, text) in [("/v1/requests", far.clone()), (&*format!("/v1/requests/{id}/actions"), far.clone()), ("/v1/policies/any/plan", far)] {
+        let resp = app.http.post(format!("{}{path}", app.url)).bearer_auth("alice-token").header("content-type", "application/json").body(text).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(code(&body), "too_deep", "{path}: {body}");
+    }
+
+    // What an earlier release let in (a context 126 levels deep, stored without the door's
+    // check) is read back too: by the store, the API's history and the export.
+    let catalog = app.service.catalog();
+    let policy = &catalog.policies["any"];
+    let sub = signoff_engine::Submission {
+        id: "req_legacy_deep".into(), requester: "alice".into(), title: None, subject: None,
+        context: deep_context(126), evidence: vec![], lineage: None, resubmits: None,
+    };
+    let (events, state) = signoff_engine::machine::submit(policy, &catalog.directory, sub, app.service.now()).unwrap();
+    let commit = signoff_store::Commit {
+        expected_version: 0, events, state: std::sync::Arc::new(state), idempotency: None,
+        notifications: vec![], encoded_state: None, previous: None,
+    };
+    assert_eq!(app.service.store().commit(commit).await.unwrap(), signoff_store::CommitOutcome::Committed);
+    let store = app.service.store();
+    assert_eq!(store.load("req_legacy_deep").await.unwrap().unwrap().context, deep_context(126));
+    assert_eq!(store.events("req_legacy_deep").await.unwrap()[0].kind.type_name(), "submitted");
+    let resp = app.http.get(format!("{}/v1/requests/req_legacy_deep/events", app.url)).bearer_auth("alice-token").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (counts, copied) = export_and_import(store.as_ref(), "req_legacy_deep").await;
+    assert_eq!(counts.requests, 2);
+    assert_eq!(copied.len(), 2);
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -104,4 +176,4 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(refusals_follow_the_contract, one_caller_cannot_flood_a_history);
+on_both_stores!(refusals_follow_the_contract, one_caller_cannot_flood_a_history, what_is_accepted_can_be_read_back);

@@ -82,7 +82,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 const NOTIFICATION_COLUMNS: &str = "id, request_id, channel, destination, kind, payload, coalesce_key, created_at, status, attempts, revision, next_attempt_at, last_error, result, delivered_at";
 
 fn notification(r: &Row) -> Notification {
-    let json = |i: usize| r.get::<_, Option<String>>(i).and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let json = |i: usize| r.get::<_, Option<String>>(i).and_then(|t| signoff_store::decode::<Value>(&t).ok());
     let time = |i: usize| r.get::<_, Option<String>>(i).and_then(|t| t.parse().ok());
     Notification {
         outgoing: Outgoing {
@@ -129,7 +129,7 @@ fn remember(cache: &StateCache, state: Arc<RequestState>) {
 }
 
 fn decode_state(text: &str) -> Result<RequestState> {
-    serde_json::from_str(text).map_err(corrupt)
+    signoff_store::decode(text)
 }
 
 impl PostgresStore {
@@ -228,7 +228,7 @@ impl Store for PostgresStore {
     async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>> {
         let row = self.client().await?.query_opt("SELECT hash, id, version, source FROM policies WHERE hash = $1", &[&hash]).await.map_err(unavailable)?;
         row.map(|r| {
-            Ok(PolicyRecord { hash: r.get(0), id: r.get(1), version: r.get::<_, i64>(2) as u64, source: serde_json::from_str(r.get(3)).map_err(corrupt)? })
+            Ok(PolicyRecord { hash: r.get(0), id: r.get(1), version: r.get::<_, i64>(2) as u64, source: signoff_store::decode(r.get(3))? })
         })
         .transpose()
     }
@@ -236,7 +236,7 @@ impl Store for PostgresStore {
     async fn policies(&self) -> Result<Vec<PolicyRecord>> {
         let rows = self.client().await?.query("SELECT hash, id, version, source FROM policies ORDER BY hash", &[]).await.map_err(unavailable)?;
         rows.iter()
-            .map(|r| Ok(PolicyRecord { hash: r.get(0), id: r.get(1), version: r.get::<_, i64>(2) as u64, source: serde_json::from_str(r.get(3)).map_err(corrupt)? }))
+            .map(|r| Ok(PolicyRecord { hash: r.get(0), id: r.get(1), version: r.get::<_, i64>(2) as u64, source: signoff_store::decode(r.get(3))? }))
             .collect()
     }
 
@@ -262,7 +262,7 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached("SELECT body FROM events WHERE request_id = $1 ORDER BY seq").await.map_err(unavailable)?;
         let rows = client.query(&statement, &[&id]).await.map_err(unavailable)?;
-        rows.iter().map(|r| serde_json::from_str(r.get(0)).map_err(corrupt)).collect()
+        rows.iter().map(|r| signoff_store::decode(r.get(0))).collect()
     }
 
     async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
@@ -402,7 +402,7 @@ impl Store for PostgresStore {
         for r in &rows {
             let n: i64 = r.get(15);
             let log = client.query("SELECT body FROM outbox_attempts WHERE notification_n = $1 ORDER BY seq", &[&n]).await.map_err(unavailable)?;
-            let attempt_log = log.iter().map(|l| serde_json::from_str(l.get(0)).map_err(corrupt)).collect::<Result<_>>()?;
+            let attempt_log = log.iter().map(|l| signoff_store::decode(l.get(0))).collect::<Result<_>>()?;
             out.push(DeliveryReport { notification: notification(r), attempt_log });
         }
         Ok(out)
@@ -475,7 +475,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(unavailable)?;
-        rows.iter().map(|r| serde_json::from_str(r.get(0)).map_err(corrupt)).collect()
+        rows.iter().map(|r| signoff_store::decode(r.get(0))).collect()
     }
 
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {

@@ -480,7 +480,7 @@ const NOTIFICATION_COLUMNS: &str = "id, request_id, channel, destination, kind, 
 
 fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
     fn json(text: Option<String>) -> Option<serde_json::Value> {
-        text.and_then(|t| serde_json::from_str(&t).ok())
+        text.and_then(|t| signoff_store::decode(&t).ok())
     }
     fn time(text: Option<String>) -> Option<Timestamp> {
         text.and_then(|t| t.parse().ok())
@@ -512,7 +512,7 @@ fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
 }
 
 fn decode_state(text: &str) -> Result<RequestState> {
-    serde_json::from_str(text).map_err(corrupt)
+    signoff_store::decode(text)
 }
 
 #[async_trait]
@@ -535,7 +535,7 @@ impl Store for SqliteStore {
                 .and_then(|mut s| s.query_row(params![hash], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).optional())
                 .map_err(unavailable)?;
             row.map(|(hash, id, version, source)| {
-                Ok(PolicyRecord { hash, id, version: version as u64, source: serde_json::from_str(&source).map_err(corrupt)? })
+                Ok(PolicyRecord { hash, id, version: version as u64, source: signoff_store::decode(&source)? })
             })
             .transpose()
         })
@@ -550,7 +550,7 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
             rows.map(|r| {
                 let (hash, id, version, source) = r.map_err(unavailable)?;
-                Ok(PolicyRecord { hash, id, version: version as u64, source: serde_json::from_str(&source).map_err(corrupt)? })
+                Ok(PolicyRecord { hash, id, version: version as u64, source: signoff_store::decode(&source)? })
             })
             .collect()
         })
@@ -579,7 +579,7 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT body FROM events WHERE request_id = ?1 ORDER BY seq")
                 .map_err(unavailable)?;
             let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0)).map_err(unavailable)?;
-            rows.map(|r| serde_json::from_str(&r.map_err(unavailable)?).map_err(corrupt)).collect()
+            rows.map(|r| signoff_store::decode(&r.map_err(unavailable)?)).collect()
         })
         .await
     }
@@ -704,7 +704,7 @@ impl Store for SqliteStore {
                 let attempt_log = log
                     .query_map(params![n], |r| r.get::<_, String>(0))
                     .map_err(unavailable)?
-                    .map(|b| serde_json::from_str(&b.map_err(unavailable)?).map_err(corrupt))
+                    .map(|b| signoff_store::decode(&b.map_err(unavailable)?))
                     .collect::<Result<_>>()?;
                 out.push(DeliveryReport { notification, attempt_log });
             }
@@ -794,7 +794,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(unavailable)?;
             let rows = stmt.query_map(params![user, limit], |r| r.get::<_, String>(0)).map_err(unavailable)?;
-            rows.map(|r| serde_json::from_str(&r.map_err(unavailable)?).map_err(corrupt)).collect()
+            rows.map(|r| signoff_store::decode(&r.map_err(unavailable)?)).collect()
         })
         .await
     }

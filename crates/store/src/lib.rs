@@ -33,6 +33,24 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// Reads stored JSON back, however deeply it nests (up to `nesting::READ_MAX_DEPTH`, far
+/// beyond what the door lets in), so that everything a writer stored, this release or an
+/// earlier one that checked less, can be read: a parser's default recursion limit (128) is
+/// only a few levels above what clients could once send.
+pub fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    use signoff_engine::nesting::{READ_MAX_DEPTH, text_depth};
+    let depth = text_depth(text.as_bytes());
+    if depth > READ_MAX_DEPTH {
+        return Err(StoreError::Corrupt(format!("stored JSON nests {depth} levels deep (at most {READ_MAX_DEPTH} are read)")));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    // Bounded by the check above: the recursion stays far inside a thread's stack.
+    de.disable_recursion_limit();
+    let value = T::deserialize(&mut de).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    de.end().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(value)
+}
+
 /// A change seen in a shared store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
