@@ -28,7 +28,21 @@ pub struct ServeArgs {
     /// Directory file [default: the built-in demo directory, with demo tokens].
     #[arg(long, env = "SIGNOFF_DIRECTORY")]
     directory: Option<PathBuf>,
-    /// A TOML file with any of: listen, data, database_url, policies, directory, and [notify].
+    /// Time a connection has to send a complete request head, from its start or the end of its
+    /// previous response (so also how long an idle keep-alive connection stays) [default: 10s].
+    #[arg(long, env = "SIGNOFF_HEADER_TIMEOUT")]
+    header_timeout: Option<String>,
+    /// Time a request body has to arrive whole [default: 30s].
+    #[arg(long, env = "SIGNOFF_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
+    /// Connections open at once; more are answered 503 and closed [default: 4096].
+    #[arg(long, env = "SIGNOFF_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// On SIGTERM, how long calls in flight may take to finish [default: 10s].
+    #[arg(long, env = "SIGNOFF_SHUTDOWN_GRACE")]
+    shutdown_grace: Option<String>,
+    /// A TOML file with any of: listen, data, database_url, policies, directory, header_timeout,
+    /// body_timeout, max_connections, shutdown_grace, and [notify].
     #[arg(long, env = "SIGNOFF_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -41,6 +55,10 @@ struct FileConfig {
     database_url: Option<String>,
     policies: Option<PathBuf>,
     directory: Option<PathBuf>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    max_connections: Option<usize>,
+    shutdown_grace: Option<String>,
     /// Where notifications go (webhooks); only in the file, since it holds secrets.
     #[serde(default)]
     notify: signoff_server::notify::NotifyConfig,
@@ -85,7 +103,24 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
         ));
     }
     file.notify.check()?;
-    Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory }, notify: file.notify } })
+    let defaults = signoff_server::transport::Limits::default();
+    let duration = |name: &str, value: Option<String>, default: std::time::Duration| -> Result<std::time::Duration, String> {
+        let Some(text) = value else { return Ok(default) };
+        let d = signoff_engine::duration::parse(&text).map_err(|e| format!("{name}: `{text}`: {e}"))?;
+        d.try_into().ok().filter(|d: &std::time::Duration| !d.is_zero()).ok_or_else(|| format!("{name}: `{text}` must be a positive duration such as 10s"))
+    };
+    let max_connections = args.max_connections.or(file.max_connections).unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err("max-connections: must be at least 1".into());
+    }
+    let limits = signoff_server::transport::Limits {
+        header_timeout: duration("header-timeout", args.header_timeout.or(file.header_timeout), defaults.header_timeout)?,
+        body_timeout: duration("body-timeout", args.body_timeout.or(file.body_timeout), defaults.body_timeout)?,
+        max_connections,
+        shutdown_grace: duration("shutdown-grace", args.shutdown_grace.or(file.shutdown_grace), defaults.shutdown_grace)?,
+        ..defaults
+    };
+    Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory }, notify: file.notify, limits } })
 }
 
 async fn shutdown_signal() {

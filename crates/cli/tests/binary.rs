@@ -178,6 +178,71 @@ fn sigterm_drains_and_exits_zero() {
 }
 
 #[test]
+fn sigterm_with_streams_and_waits_open_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    let body = serde_json::json!({"policy": "quote-discount", "context": {"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}});
+    let created: Value = http().post(format!("{}/v1/requests", server.url)).bearer_auth("alice-token").json(&body).send().unwrap().json().unwrap();
+    let id = created["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_string();
+    // Two streams and a long poll, each answered at once (headers) and then held open.
+    let open = |path: String, token: &'static str| {
+        let url = format!("{}{path}", server.url);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+            let mut resp = client.get(url).bearer_auth(token).send().unwrap();
+            tx.send(resp.status().as_u16()).unwrap();
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut resp, &mut text);
+            text
+        });
+        assert_eq!(rx.recv().unwrap(), 200);
+        reader
+    };
+    let stream = open(format!("/v1/requests/{id}/stream"), "alice-token");
+    let feed = open("/v1/stream".into(), "mark-token");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wait_url = format!("{}/v1/requests/{id}/wait?timeout=10m", server.url);
+    let waiter = std::thread::spawn(move || {
+        // The long poll answers only at the end, so its status comes with its body.
+        let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+        tx.send(()).unwrap();
+        let resp = client.get(wait_url).bearer_auth("alice-token").send().unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().unwrap())
+    });
+    rx.recv().unwrap();
+    // SIGTERM once the server holds all three: its gauges say so.
+    let started = std::time::Instant::now();
+    loop {
+        let metrics = http().get(format!("{}/metrics", server.url)).send().unwrap().text().unwrap();
+        let gauge = |name: &str| metrics.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).map(|v| v.trim().to_string());
+        if gauge("signoff_long_polls").as_deref() == Some("1") && gauge("signoff_sse_streams").as_deref() == Some("2") {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the streams and the long poll never opened: {metrics}");
+        std::thread::yield_now();
+    }
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let started = std::time::Instant::now();
+    let code = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status.code();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the server did not exit after SIGTERM");
+        std::thread::yield_now();
+    };
+    assert_eq!(code, Some(0), "a clean exit");
+    let text = stream.join().unwrap();
+    assert!(text.contains("event: state"), "{text}");
+    let text = feed.join().unwrap();
+    assert!(text.contains("event: inbox"), "{text}");
+    let (status, state) = waiter.join().unwrap();
+    assert_eq!(status, 200, "the long poll is answered: {state}");
+    assert_eq!(state["status"], "pending");
+}
+
+#[test]
 fn kill_9_after_acknowledged_writes_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

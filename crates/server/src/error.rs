@@ -21,14 +21,17 @@ pub struct ApiError {
 /// The HTTP status of every stable error code.
 pub fn status_of(code: &str) -> StatusCode {
     match code {
-        "malformed_json" | "bad_parameter" | "too_deep" => StatusCode::BAD_REQUEST,
+        "malformed_json" | "bad_parameter" | "too_deep" | "malformed_request" => StatusCode::BAD_REQUEST,
         "unauthenticated" => StatusCode::UNAUTHORIZED,
         "not_an_approver" | "separation_of_duties" | "forbidden" => StatusCode::FORBIDDEN,
         "not_found" => StatusCode::NOT_FOUND,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "step_not_active" | "request_closed" | "acks_pending" | "idempotency_conflict" | "not_terminal"
         | "already_voted" | "already_an_approver" => StatusCode::CONFLICT,
+        "request_timeout" => StatusCode::REQUEST_TIMEOUT,
         "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "uri_too_long" => StatusCode::URI_TOO_LONG,
+        "headers_too_large" => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "invalid_context" | "invalid_policy" | "planning_error" | "no_eligible_approvers"
         | "edit_key_not_allowed" | "edit_schema_invalid" | "edit_diff_too_large" | "delegation_cycle"

@@ -57,11 +57,85 @@ pub fn router(service: Arc<Service>) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(service.clone(), read_body))
         .layer(middleware::from_fn(record_metrics))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             ApiError::internal("a handler panicked").into_response()
         }))
         .with_state(service)
+}
+
+// ---- request bodies and heads --------------------------------------------------------------
+
+/// An error answer that also closes the connection (the rest of the request was not read).
+fn closing(e: ApiError) -> Response {
+    let mut resp = e.into_response();
+    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// Before routing: checks the size of the request target (414) and head (431), and reads the
+/// body whole: at most `max_body_bytes` (413 `too_large`), within `body_timeout` (408
+/// `request_timeout`). A refused body is drained first, within bounds, so that a client that
+/// writes its whole body before reading still gets the 413.
+async fn read_body(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    use crate::transport::{MAX_HEAD_BYTES, MAX_URI_BYTES};
+    use futures_util::StreamExt;
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return closing(ApiError::new("uri_too_long", format!("the request target is {target} bytes; at most {MAX_URI_BYTES} are allowed")));
+    }
+    let head: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if head > MAX_HEAD_BYTES {
+        return closing(ApiError::new("headers_too_large", format!("the request headers are {head} bytes; at most {MAX_HEAD_BYTES} are allowed")));
+    }
+    if axum::body::HttpBody::is_end_stream(req.body()) {
+        return next.run(req).await;
+    }
+    let limits = *s.limits();
+    let (parts, body) = req.into_parts();
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let too_large = || closing(ApiError::new("too_large", format!("the body is larger than {} bytes", limits.max_body_bytes)));
+    let mut chunks = body.into_data_stream();
+    let started = tokio::time::Instant::now();
+    if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+        if declared.is_some_and(|n| n <= limits.drain_bytes as u64) {
+            drain(&mut chunks, 0, &limits, started).await;
+        }
+        return too_large();
+    }
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    let deadline = started + limits.body_timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => {
+                return closing(ApiError::new("request_timeout", format!("the body did not arrive within {:?}", limits.body_timeout)));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => return closing(ApiError::bad_parameter(format!("the body could not be read: {e}"))),
+            Ok(Some(Ok(chunk))) => {
+                if bytes.len() + chunk.len() > limits.max_body_bytes {
+                    drain(&mut chunks, bytes.len() + chunk.len(), &limits, started).await;
+                    return too_large();
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// Reads and throws away what is left of a refused body, up to `drain_bytes` in all (counting
+/// the `read` bytes already read) and until `drain_time` after `started`.
+async fn drain(chunks: &mut axum::body::BodyDataStream, mut read: usize, limits: &crate::transport::Limits, started: tokio::time::Instant) {
+    use futures_util::StreamExt;
+    let deadline = started + limits.drain_time;
+    while read <= limits.drain_bytes {
+        match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(Some(Ok(chunk))) => read += chunk.len(),
+            _ => return,
+        }
+    }
 }
 
 // ---- extractors -------------------------------------------------------------------------

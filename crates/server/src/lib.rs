@@ -11,6 +11,7 @@ pub mod notify;
 pub mod scheduler;
 pub mod service;
 pub mod transfer;
+pub mod transport;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -69,6 +70,7 @@ pub struct Config {
     pub database: Database,
     pub sources: Sources,
     pub notify: notify::NotifyConfig,
+    pub limits: transport::Limits,
 }
 
 /// Selects the TLS implementation of every outgoing connection (webhooks, Slack, SMTP, the CLI
@@ -82,11 +84,14 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
     install_tls();
     config.notify.check()?;
     let store = config.database.open().await?;
-    Ok(Arc::new(Service::start(store, config.sources.clone(), clock).await?.with_notify(config.notify.clone())))
+    let service = Service::start(store, config.sources.clone(), clock).await?;
+    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits)))
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves, then drains in-flight calls.
-/// The timer scheduler runs alongside; SIGHUP reloads policies and directory.
+/// Serves `service` on `listener` until `shutdown` resolves, then drains: live streams end,
+/// long polls answer, calls in flight finish within the grace period (`Limits`). The timer
+/// scheduler and the notification dispatcher run alongside; SIGHUP reloads policies and
+/// directory.
 pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     #[cfg(unix)]
     {
@@ -103,10 +108,23 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
     }
     let scheduler = tokio::spawn(scheduler::Scheduler::new(service.clone()).run());
     let dispatcher = tokio::spawn(notify::dispatch::Dispatcher::new(service.clone()).run());
-    let served = axum::serve(listener, http::router(service)).with_graceful_shutdown(shutdown).await;
+    let served = serve_http(service, listener, shutdown).await;
     // In-flight commits finish in the store's writer thread whatever happens to these tasks; a
     // delivery cut short is retried at the next start.
     scheduler.abort();
     dispatcher.abort();
     served
+}
+
+/// The HTTP API alone (no scheduler, no dispatcher) on `listener`, until `shutdown` resolves;
+/// then drains as `serve` does.
+pub async fn serve_http(service: Arc<Service>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let limits = *service.limits();
+    let router = http::router(service.clone());
+    let closing = service.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closing.begin_shutdown();
+    };
+    transport::serve(router, listener, limits, shutdown).await
 }

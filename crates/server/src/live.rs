@@ -1,7 +1,7 @@
 //! Live HTTP: Server-Sent Events for one request (`/v1/requests/{id}/stream`) or for everything a
 //! caller takes part in (`/v1/stream`), and the long poll `/v1/requests/{id}/wait`. All of them
 //! wait on the in-process feed and the injected clock; none holds a database connection while
-//! it waits.
+//! it waits. When the server shuts down, streams end and long polls answer at once.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,7 +33,27 @@ fn heartbeat(service: &Service) -> Event {
     Event::default().event("heartbeat").data(json!({ "at": service.now() }).to_string())
 }
 
+/// Counts a live stream or long poll in a gauge while it is open.
+struct Open(&'static str);
+
+impl Open {
+    fn new(gauge: &'static str) -> Open {
+        metrics::gauge!(gauge).increment(1.0);
+        Open(gauge)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(self.0).decrement(1.0);
+    }
+}
+
+const STREAMS: &str = "signoff_sse_streams";
+const WAITS: &str = "signoff_long_polls";
+
 struct RequestStream {
+    _open: Open,
     service: Arc<Service>,
     watch: RequestWatch,
     first: Option<RequestState>,
@@ -46,7 +66,7 @@ struct RequestStream {
 pub async fn request_stream(service: Arc<Service>, caller: &Caller, id: &str, last_event_id: Option<u64>) -> Result<EventStream, ApiError> {
     let watch = service.feed().watch_request(id);
     let state = service.visible(caller, id).await?;
-    let start = RequestStream { service, watch, first: Some(state), last_sent: last_event_id.unwrap_or(0), closed: false };
+    let start = RequestStream { _open: Open::new(STREAMS), service, watch, first: Some(state), last_sent: last_event_id.unwrap_or(0), closed: false };
     let stream = futures_util::stream::unfold(start, |mut s| async move {
         if s.closed {
             return None;
@@ -77,6 +97,9 @@ pub async fn request_stream(service: Arc<Service>, caller: &Caller, id: &str, la
                     let beat = heartbeat(&s.service);
                     return Some((Ok(beat), s));
                 }
+                // The server is shutting down: end the stream (a client resumes with
+                // Last-Event-ID once the server is back).
+                _ = s.service.closing() => return None,
             }
         }
     });
@@ -90,9 +113,10 @@ pub async fn user_stream(service: Arc<Service>, caller: &Caller) -> Result<Event
     let rx = service.feed().watch_user(&caller.id);
     let inbox = service.inbox(caller, 1000).await?;
     let first = Event::default().event("inbox").data(json!({ "items": inbox }).to_string());
-    let stream = futures_util::stream::unfold((service, rx, Some(first)), |(service, mut rx, first)| async move {
+    let open = Open::new(STREAMS);
+    let stream = futures_util::stream::unfold((service, rx, Some(first), open), |(service, mut rx, first, open)| async move {
         if let Some(event) = first {
-            return Some((Ok(event), (service, rx, None)));
+            return Some((Ok(event), (service, rx, None, open)));
         }
         let quiet_until = service.now() + HEARTBEAT;
         let event = tokio::select! {
@@ -102,8 +126,9 @@ pub async fn user_stream(service: Arc<Service>, caller: &Caller) -> Result<Event
                 Err(RecvError::Closed) => return None,
             },
             _ = service.clock().sleep_until(quiet_until) => heartbeat(&service),
+            _ = service.closing() => return None,
         };
-        Some((Ok(event), (service, rx, None)))
+        Some((Ok(event), (service, rx, None, open)))
     });
     Ok(Sse::new(Box::pin(stream)))
 }
@@ -115,6 +140,7 @@ pub async fn wait(service: &Service, caller: &Caller, id: &str, timeout: SignedD
     if state.status.is_terminal() {
         return Ok(state);
     }
+    let _open = Open::new(WAITS);
     let deadline = service.now() + timeout;
     loop {
         tokio::select! {
@@ -128,6 +154,8 @@ pub async fn wait(service: &Service, caller: &Caller, id: &str, timeout: SignedD
                     break;
                 }
             }
+            // The server is shutting down: answer now, with the request as it is.
+            _ = service.closing() => break,
         }
     }
     service.visible(caller, id).await

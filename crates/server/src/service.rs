@@ -167,6 +167,9 @@ pub struct Service {
     /// costs a second decision and a second trip through group commit. Other instances sharing
     /// the database are still caught by optimistic concurrency.
     request_locks: Vec<tokio::sync::Mutex<()>>,
+    limits: crate::transport::Limits,
+    /// Set once the server begins to shut down: live streams end and long polls answer.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// Stripes of `request_locks`; unrelated requests rarely share one.
@@ -196,6 +199,8 @@ impl Service {
             feed: Arc::new(Feed::default()),
             notify: Arc::new(NotifyConfig::default()),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
+            limits: Default::default(),
+            closing: tokio::sync::watch::Sender::new(false),
         };
         service.record_policies(&service.catalog()).await.map_err(|e| e.detail)?;
         if let Some(changes) = service.store.changes() {
@@ -224,6 +229,27 @@ impl Service {
     pub fn with_notify(mut self, config: NotifyConfig) -> Self {
         self.notify = Arc::new(config);
         self
+    }
+
+    /// Sets what the HTTP transport allows each client.
+    pub fn with_limits(mut self, limits: crate::transport::Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &crate::transport::Limits {
+        &self.limits
+    }
+
+    /// Tells live streams and long polls that the server is shutting down.
+    pub fn begin_shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once the server has begun to shut down.
+    pub async fn closing(&self) {
+        let mut rx = self.closing.subscribe();
+        let _ = rx.wait_for(|c| *c).await;
     }
 
     pub fn notify_config(&self) -> &Arc<NotifyConfig> {

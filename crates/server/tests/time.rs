@@ -150,8 +150,8 @@ async fn out_of_office_delegation_and_cycles() {
     assert_eq!(r["steps"][0]["approvers"], json!(["dana"]), "mark is away: dana stands in");
     assert_eq!(r["steps"][1]["approvers"], json!(["frank"]), "fiona's delegate is the requester: separation of duties drops the slot");
     let id = r["id"].as_str().unwrap();
-    let (status, _) = app.act("mark", id, json!({"action": "approve", "step": "manager"})).await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = app.act("mark", id, json!({"action": "approve", "step": "manager"})).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_an_approver")), "mark is away: {body}");
     app.approve("dana", id, "manager").await;
     let (status, body) = app.post("alice", "/v1/requests", json!({"policy": "quote-discount",
         "context": {"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": true}}})).await;

@@ -89,8 +89,17 @@ pub async fn spawn_app_notifying(clock: Arc<dyn Clock>, directory_extra: &str, n
     spawn_app_full(clock, directory_extra, notify, None).await
 }
 
+/// As `spawn_app`, with what the transport allows each client.
+pub async fn spawn_app_limited(limits: signoff_server::transport::Limits) -> App {
+    build_app(Arc::new(SystemClock), "", Default::default(), None, limits).await
+}
+
 /// As `spawn_app_notifying`, on `database` (a temporary SQLite file by default).
 pub async fn spawn_app_full(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff_server::notify::NotifyConfig, database: Option<Database>) -> App {
+    build_app(clock, directory_extra, notify, database, Default::default()).await
+}
+
+async fn build_app(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff_server::notify::NotifyConfig, database: Option<Database>, limits: signoff_server::transport::Limits) -> App {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -103,15 +112,13 @@ pub async fn spawn_app_full(clock: Arc<dyn Clock>, directory_extra: &str, notify
         database: database.unwrap_or_else(|| Database::Sqlite(dir.path().join("signoff.db"))),
         sources: Sources { policies: Some(policies), directory: Some(directory) },
         notify,
+        limits,
     };
     let service = signoff_server::build(&config, clock).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let router = signoff_server::http::router(service.clone());
-    tokio::spawn(async move {
-        axum::serve(listener, router).with_graceful_shutdown(async { let _ = stopped.await; }).await
-    });
+    tokio::spawn(signoff_server::serve_http(service.clone(), listener, async { let _ = stopped.await; }));
     App { url, http: reqwest::Client::new(), service, dir, _stop: stop, postgres: None }
 }
 
