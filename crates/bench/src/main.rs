@@ -144,7 +144,7 @@ async fn workflow_in_process(s: &Service, i: usize) {
 async fn engine(workflows: usize, concurrency: usize) {
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
-    let config = Config { database: Database::Sqlite(dir.path().join("bench.db")), sources: Sources { policies: Some(policies), directory: Some(directory) }, notify: Default::default(), limits: Default::default() };
+    let config = Config { database: Database::Sqlite(dir.path().join("bench.db")), sources: Sources { policies: Some(policies), directory: Some(directory) }, notify: Default::default(), limits: Default::default(), memory: Default::default() };
     let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
@@ -393,7 +393,7 @@ async fn scale(requests: usize, samples: usize) {
     let data = dir.path().join("data");
     {
         // Seed through the real service, in-process, then close it.
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default() };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default() };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let start = Instant::now();
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -490,7 +490,7 @@ async fn timers(requests: usize, burst: usize) {
     let due = Timestamp::now().round(jiff::Unit::Second).unwrap() + SignedDuration::from_secs(150);
     let ids = {
         let clock = Arc::new(signoff_server::ManualClock::new(due - SignedDuration::from_secs(20)));
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default() };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default() };
         let service = signoff_server::build(&config, clock.clone()).await.unwrap();
         let start = Instant::now();
         let step = SignedDuration::from_nanos(1_000_000_000 / burst.max(1) as i64);
@@ -566,7 +566,7 @@ async fn webhooks(requests: usize) {
     let notify: toml_config::Wrapper = toml::from_str(&notify_toml).unwrap();
     // Build the backlog with the dispatcher not running.
     let expected = {
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: notify.notify, limits: Default::default() };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: notify.notify, limits: Default::default(), memory: Default::default() };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let clock = signoff_server::ManualClock::new(jiff::Timestamp::now());
         let ids = seed(&service, &clock, "later", requests, jiff::SignedDuration::ZERO).await;
@@ -611,7 +611,7 @@ async fn streams(clients: usize, writers: usize) {
     let (policies, directory) = write_fixtures(dir.path());
     let data = dir.path().join("data");
     let ids = {
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default() };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default() };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let clock = signoff_server::ManualClock::new(jiff::Timestamp::now());
         seed(&service, &clock, "later", clients, jiff::SignedDuration::ZERO).await

@@ -41,8 +41,16 @@ pub struct ServeArgs {
     /// On SIGTERM, how long calls in flight may take to finish [default: 10s].
     #[arg(long, env = "SIGNOFF_SHUTDOWN_GRACE")]
     shutdown_grace: Option<String>,
+    /// Memory for request states kept to decide on, in MiB (weighed at about twice their JSON
+    /// size) [default: 64].
+    #[arg(long, env = "SIGNOFF_STATE_CACHE_MB")]
+    state_cache_mb: Option<u64>,
+    /// Largest page of `GET /v1/requests`, in MiB of request JSON (a page always holds one
+    /// request; the rest follow with `next_cursor`) [default: 8].
+    #[arg(long, env = "SIGNOFF_PAGE_MB")]
+    page_mb: Option<u64>,
     /// A TOML file with any of: listen, data, database_url, policies, directory, header_timeout,
-    /// body_timeout, max_connections, shutdown_grace, and [notify].
+    /// body_timeout, max_connections, shutdown_grace, state_cache_mb, page_mb, and [notify].
     #[arg(long, env = "SIGNOFF_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -59,6 +67,8 @@ struct FileConfig {
     body_timeout: Option<String>,
     max_connections: Option<usize>,
     shutdown_grace: Option<String>,
+    state_cache_mb: Option<u64>,
+    page_mb: Option<u64>,
     /// Where notifications go (webhooks); only in the file, since it holds secrets.
     #[serde(default)]
     notify: signoff_server::notify::NotifyConfig,
@@ -120,7 +130,17 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
         shutdown_grace: duration("shutdown-grace", args.shutdown_grace.or(file.shutdown_grace), defaults.shutdown_grace)?,
         ..defaults
     };
-    Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory }, notify: file.notify, limits } })
+    const MIB: u64 = 1024 * 1024;
+    let memory_defaults = signoff_server::Memory::default();
+    let page_mb = args.page_mb.or(file.page_mb);
+    if page_mb == Some(0) {
+        return Err("page-mb: must be at least 1".into());
+    }
+    let memory = signoff_server::Memory {
+        state_cache_bytes: args.state_cache_mb.or(file.state_cache_mb).map_or(memory_defaults.state_cache_bytes, |mb| mb.saturating_mul(MIB)),
+        page_bytes: page_mb.map_or(memory_defaults.page_bytes, |mb| mb.saturating_mul(MIB) as usize),
+    };
+    Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory }, notify: file.notify, limits, memory } })
 }
 
 async fn shutdown_signal() {

@@ -302,6 +302,7 @@ async fn list(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<Lis
             visible_to: None,
             limit,
             cursor: q.cursor,
+            max_bytes: None,
         })
         .await?;
     Ok(Json(RequestPage { items: page.items, next_cursor: page.next_cursor }))

@@ -49,16 +49,21 @@ impl Database {
     }
 
     pub async fn open(&self) -> Result<Arc<dyn Store>, String> {
+        self.open_with(&Memory::default()).await
+    }
+
+    /// `open`, keeping the store's state cache within `memory`.
+    pub async fn open_with(&self, memory: &Memory) -> Result<Arc<dyn Store>, String> {
         match self {
             Database::Postgres(url) => {
-                let store = signoff_store_postgres::PostgresStore::connect(url).await.map_err(|e| format!("database: {e}"))?;
+                let store = signoff_store_postgres::PostgresStore::connect_with(url, memory.state_cache_bytes).await.map_err(|e| format!("database: {e}"))?;
                 Ok(Arc::new(store))
             }
             Database::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(|e| format!("data: cannot create {}: {e}", parent.display()))?;
                 }
-                let store = SqliteStore::open(path).map_err(|e| format!("database: {}: {e}", path.display()))?;
+                let store = SqliteStore::open_with(path, memory.state_cache_bytes).map_err(|e| format!("database: {}: {e}", path.display()))?;
                 Ok(Arc::new(store))
             }
         }
@@ -71,6 +76,23 @@ pub struct Config {
     pub sources: Sources,
     pub notify: notify::NotifyConfig,
     pub limits: transport::Limits,
+    pub memory: Memory,
+}
+
+/// How much memory the server may hold for what clients send and ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Request states kept in memory for deciding on, by weight (about twice their JSON size).
+    pub state_cache_bytes: u64,
+    /// A page of `GET /v1/requests` ends before the item that would take it past this many
+    /// bytes of request JSON (with `next_cursor` set); it always holds at least one item.
+    pub page_bytes: usize,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory { state_cache_bytes: signoff_store::DEFAULT_STATE_CACHE_BYTES, page_bytes: 8 * 1024 * 1024 }
+    }
 }
 
 /// Selects the TLS implementation of every outgoing connection (webhooks, Slack, SMTP, the CLI
@@ -83,9 +105,9 @@ pub fn install_tls() {
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, String> {
     install_tls();
     config.notify.check()?;
-    let store = config.database.open().await?;
+    let store = config.database.open_with(&config.memory).await?;
     let service = Service::start(store, config.sources.clone(), clock).await?;
-    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits)))
+    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory)))
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: live streams end,

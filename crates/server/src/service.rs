@@ -168,6 +168,7 @@ pub struct Service {
     /// the database are still caught by optimistic concurrency.
     request_locks: Vec<tokio::sync::Mutex<()>>,
     limits: crate::transport::Limits,
+    memory: crate::Memory,
     /// Set once the server begins to shut down: live streams end and long polls answer.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -200,6 +201,7 @@ impl Service {
             notify: Arc::new(NotifyConfig::default()),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             limits: Default::default(),
+            memory: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
         };
         service.record_policies(&service.catalog()).await.map_err(|e| e.detail)?;
@@ -234,6 +236,12 @@ impl Service {
     /// Sets what the HTTP transport allows each client.
     pub fn with_limits(mut self, limits: crate::transport::Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Sets how much memory responses may take.
+    pub fn with_memory(mut self, memory: crate::Memory) -> Self {
+        self.memory = memory;
         self
     }
 
@@ -631,6 +639,7 @@ impl Service {
         if !caller.admin {
             query.visible_to = Some(caller.id.clone());
         }
+        query.max_bytes = Some(self.memory.page_bytes);
         Ok(self.store.list(&query).await?)
     }
 

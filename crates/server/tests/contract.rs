@@ -160,6 +160,38 @@ async fn what_is_accepted_can_be_read_back(app: &App) {
     assert_eq!(copied.len(), 2);
 }
 
+async fn list_pages_are_bounded_by_bytes(app: &App) {
+    // Twelve requests of 0.9 MB each: 10.8 MB of JSON in all, more than a page may hold.
+    let blob = "x".repeat(900 * 1024);
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let r = app.submit("alice", "any", json!({"blob": blob, "i": i})).await;
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    let page_bytes = signoff_server::Memory::default().page_bytes;
+    let mut seen = Vec::new();
+    let mut path = "/v1/requests?limit=500".to_string();
+    let mut pages = 0;
+    loop {
+        let resp = app.http.get(format!("{}{path}", app.url)).bearer_auth("alice-token").send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.text().await.unwrap();
+        assert!(text.len() <= page_bytes + 1024 * 1024, "a page of {} bytes", text.len());
+        let page: Value = serde_json::from_str(&text).unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(!items.is_empty());
+        seen.extend(items.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/requests?limit=500&cursor={c}"),
+            None => break,
+        }
+    }
+    assert!(pages >= 2, "the list took {pages} page(s)");
+    ids.reverse();
+    assert_eq!(seen, ids, "every request once, newest first");
+}
+
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -176,4 +208,4 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(refusals_follow_the_contract, one_caller_cannot_flood_a_history, what_is_accepted_can_be_read_back);
+on_both_stores!(refusals_follow_the_contract, one_caller_cannot_flood_a_history, what_is_accepted_can_be_read_back, list_pages_are_bounded_by_bytes);

@@ -359,7 +359,11 @@ impl Drop for Writing<'_> {
 fn answer(cache: &Cache, job: Job, outcome: Result<CommitOutcome>) {
     if matches!(outcome, Ok(CommitOutcome::Committed)) {
         for c in job.commits {
-            crate::remember(cache, c.state);
+            let cached = match &c.encoded_state {
+                Some(json) => signoff_store::CachedState::new(c.state.clone(), json.len()),
+                None => signoff_store::CachedState::measured(c.state.clone()),
+            };
+            crate::remember(cache, cached);
         }
     }
     let _ = job.reply.send(outcome);

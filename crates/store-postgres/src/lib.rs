@@ -41,9 +41,7 @@ pub struct PostgresStore {
 /// did about a tenth less than with 8, docs/benchmarks.md §7).
 const CONNECTIONS: usize = 8;
 
-/// States by request id, for `snapshot`.
-type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
-const CACHED_STATES: usize = 16_384;
+use signoff_store::{CachedState, StateCache};
 
 /// The channel commits are announced on: each notification lists `<id> <version>` lines.
 const CHANNEL: &str = "signoff_changes";
@@ -122,9 +120,9 @@ async fn key_match(pool: &Pool, scope: &str, key: &str, fingerprint: &str) -> Re
 }
 
 /// Keeps `state` for deciding on next, unless the cache already holds a newer version.
-fn remember(cache: &StateCache, state: Arc<RequestState>) {
-    if cache.get(&state.id).is_none_or(|cached| cached.version < state.version) {
-        cache.insert(state.id.clone(), state);
+fn remember(cache: &StateCache, state: CachedState) {
+    if cache.get(&state.state.id).is_none_or(|cached| cached.state.version < state.state.version) {
+        cache.insert(state.state.id.clone(), state);
     }
 }
 
@@ -135,13 +133,18 @@ fn decode_state(text: &str) -> Result<RequestState> {
 impl PostgresStore {
     /// Connects to `url` (`postgres://user@host:port/db`) and runs pending migrations.
     pub async fn connect(url: &str) -> Result<PostgresStore> {
+        Self::connect_with(url, signoff_store::DEFAULT_STATE_CACHE_BYTES).await
+    }
+
+    /// `connect`, keeping at most `state_cache_bytes` of request states in memory.
+    pub async fn connect_with(url: &str, state_cache_bytes: u64) -> Result<PostgresStore> {
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid(format!("database-url: {e}")))?;
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager).max_size(CONNECTIONS).build().map_err(unavailable)?;
         let mut client = pool.get().await.map_err(unavailable)?;
         schema::migrate(&mut client).await.map_err(unavailable)?;
         let (changes, _) = tokio::sync::broadcast::channel(4096);
-        let cache = Arc::new(StateCache::new(CACHED_STATES));
+        let cache = Arc::new(signoff_store::state_cache(state_cache_bytes));
         tokio::spawn(listen(url.to_string(), changes.clone(), cache.clone()));
         Ok(PostgresStore { committer: commit::Committer::start(pool.clone(), cache.clone()), pool, changes, cache })
     }
@@ -185,7 +188,7 @@ async fn listen(url: String, changes: tokio::sync::broadcast::Sender<Change>, ca
                                 for line in n.payload().lines() {
                                     let (id, version) = line.split_once(' ').unwrap_or((line, ""));
                                     let version: u64 = version.parse().unwrap_or(u64::MAX);
-                                    if cache.get(id).is_some_and(|s| s.version < version) {
+                                    if cache.get(id).is_some_and(|s| s.state.version < version) {
                                         cache.remove(id);
                                     }
                                     let _ = changes.send(Change::Request(id.to_string()));
@@ -244,16 +247,15 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         let statement = client.prepare_cached("SELECT state FROM requests WHERE id = $1").await.map_err(unavailable)?;
         let row = client.query_opt(&statement, &[&id]).await.map_err(unavailable)?;
-        let state = row.map(|r| decode_state(r.get(0))).transpose()?;
-        if let Some(s) = &state {
-            remember(&self.cache, Arc::new(s.clone()));
-        }
-        Ok(state)
+        let Some(text) = row.as_ref().map(|r| r.get::<_, &str>(0)) else { return Ok(None) };
+        let state = decode_state(text)?;
+        remember(&self.cache, CachedState::new(Arc::new(state.clone()), text.len()));
+        Ok(Some(state))
     }
 
     async fn snapshot(&self, id: &str) -> Result<Option<Snapshot>> {
-        if let Some(state) = self.cache.get(id) {
-            return Ok(Some(Snapshot { state: RequestState::clone(&state), current: false }));
+        if let Some(cached) = self.cache.get(id) {
+            return Ok(Some(Snapshot { state: RequestState::clone(&cached.state), current: false }));
         }
         Ok(self.load(id).await?.map(|state| Snapshot { state, current: true }))
     }
@@ -455,11 +457,19 @@ impl Store for PostgresStore {
         arg(&mut sql, " ORDER BY r.n DESC LIMIT ?", Box::new(limit + 1));
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
         let rows = self.client().await?.query(&sql, &params).await.map_err(unavailable)?;
-        let more = rows.len() as i64 > limit;
+        let max_bytes = q.max_bytes.unwrap_or(usize::MAX);
+        let mut more = rows.len() as i64 > limit;
         let mut items = Vec::new();
         let mut last = None;
+        let mut bytes = 0usize;
         for r in rows.iter().take(limit as usize) {
-            items.push(decode_state(r.get(1))?);
+            let text: &str = r.get(1);
+            bytes = bytes.saturating_add(text.len());
+            if bytes > max_bytes && !items.is_empty() {
+                more = true;
+                break;
+            }
+            items.push(decode_state(text)?);
             last = Some(r.get::<_, i64>(0));
         }
         Ok(Page { items, next_cursor: if more { last.map(|n| n.to_string()) } else { None } })

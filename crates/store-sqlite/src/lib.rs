@@ -24,14 +24,12 @@ use tokio::sync::oneshot;
 
 /// At most this many commits share one transaction.
 const MAX_GROUP: usize = 512;
-/// Request states kept in memory.
-const CACHED_STATES: usize = 4096;
 /// Reads running at once, each on its own connection: bounded so that a burst of reads (the
 /// scheduler firing thousands of timers) queues instead of opening a connection, a page cache
 /// and a blocking thread per read.
 const READERS: usize = 8;
 
-type StateCache = quick_cache::sync::Cache<String, Arc<RequestState>>;
+use signoff_store::{CachedState, StateCache};
 
 enum WriteOp {
     Commit(Vec<Commit>, oneshot::Sender<Result<CommitOutcome>>),
@@ -66,6 +64,11 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore> {
+        Self::open_with(path, signoff_store::DEFAULT_STATE_CACHE_BYTES)
+    }
+
+    /// `open`, keeping at most `state_cache_bytes` of request states in memory.
+    pub fn open_with(path: impl AsRef<Path>, state_cache_bytes: u64) -> Result<SqliteStore> {
         let path = path.as_ref().to_path_buf();
         let lock_path = PathBuf::from(format!("{}.lock", path.display()));
         let lock = std::fs::OpenOptions::new()
@@ -93,7 +96,7 @@ impl SqliteStore {
         // belong to a process that died mid-delivery, so those rows are due again now.
         conn.execute("UPDATE outbox SET claimed_until = NULL WHERE claimed_until IS NOT NULL", []).map_err(unavailable)?;
         let (tx, rx) = mpsc::channel();
-        let cache = Arc::new(StateCache::new(CACHED_STATES));
+        let cache = Arc::new(signoff_store::state_cache(state_cache_bytes));
         let writer_cache = cache.clone();
         std::thread::Builder::new()
             .name("signoff-sqlite-writer".into())
@@ -177,7 +180,11 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 (WriteOp::Commit(commits, reply), r) => {
                     if matches!(r, Ok(CommitOutcome::Committed)) {
                         for c in commits {
-                            cache.insert(c.state.id.clone(), c.state);
+                            let cached = match &c.encoded_state {
+                                Some(json) => CachedState::new(c.state.clone(), json.len()),
+                                None => CachedState::measured(c.state.clone()),
+                            };
+                            cache.insert(c.state.id.clone(), cached);
                         }
                     }
                     let _ = reply.send(r);
@@ -558,8 +565,8 @@ impl Store for SqliteStore {
     }
 
     async fn load(&self, id: &str) -> Result<Option<RequestState>> {
-        if let Some(state) = self.cache.get(id) {
-            return Ok(Some(RequestState::clone(&state)));
+        if let Some(cached) = self.cache.get(id) {
+            return Ok(Some(RequestState::clone(&cached.state)));
         }
         let id = id.to_string();
         self.read(move |c| {
@@ -763,6 +770,7 @@ impl Store for SqliteStore {
                 arg(&mut sql, " AND r.n IN (SELECT request_n FROM participants WHERE user_id = ?)", u.clone().into());
             }
             let limit = q.limit.clamp(1, 500) as i64;
+            let max_bytes = q.max_bytes.unwrap_or(usize::MAX);
             arg(&mut sql, " ORDER BY r.n DESC LIMIT ?", (limit + 1).into());
             let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
             let rows = stmt
@@ -771,9 +779,11 @@ impl Store for SqliteStore {
             let mut items = Vec::new();
             let mut last = None;
             let mut more = false;
+            let mut bytes = 0usize;
             for row in rows {
                 let (n, text) = row.map_err(unavailable)?;
-                if items.len() as i64 == limit {
+                bytes = bytes.saturating_add(text.len());
+                if items.len() as i64 == limit || (bytes > max_bytes && !items.is_empty()) {
                     more = true;
                     break;
                 }

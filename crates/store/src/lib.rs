@@ -15,8 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use signoff_engine::{Event, RequestState, RequestStatus};
 
+pub mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+
+pub use cache::{CachedState, DEFAULT_STATE_CACHE_BYTES, StateCache, state_cache};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -236,6 +239,9 @@ pub struct ListQuery {
     pub limit: u32,
     /// Opaque position from a previous page.
     pub cursor: Option<String>,
+    /// A page also ends before the item that would take it past this many bytes of state JSON
+    /// (it always holds at least one item); `None`: only `limit` counts.
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone)]

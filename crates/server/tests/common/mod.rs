@@ -113,6 +113,7 @@ async fn build_app(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff
         sources: Sources { policies: Some(policies), directory: Some(directory) },
         notify,
         limits,
+        memory: Default::default(),
     };
     let service = signoff_server::build(&config, clock).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

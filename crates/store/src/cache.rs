@@ -1,0 +1,73 @@
+//! The states a store keeps in memory, bounded by their size rather than their number: one
+//! request with a megabyte of context weighs as much as hundreds of small ones.
+
+use std::sync::Arc;
+
+use signoff_engine::RequestState;
+
+/// What the state cache may hold by default: 64 MiB (see `CachedState::weight`).
+pub const DEFAULT_STATE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A state kept in memory, weighed by the length of its JSON text: parsed, a state takes about
+/// twice its text (maps, strings and vectors each allocate), so the weight is twice the text,
+/// plus a fixed overhead per entry.
+#[derive(Debug, Clone)]
+pub struct CachedState {
+    pub state: Arc<RequestState>,
+    weight: u64,
+}
+
+impl CachedState {
+    /// `state`, whose JSON text is `json_bytes` long.
+    pub fn new(state: Arc<RequestState>, json_bytes: usize) -> CachedState {
+        CachedState { state, weight: 2 * json_bytes as u64 + 512 }
+    }
+
+    /// `state`, when its JSON text is not at hand (it is written once to be measured).
+    pub fn measured(state: Arc<RequestState>) -> CachedState {
+        let bytes = serde_json::to_vec(&*state).map_or(0, |v| v.len());
+        CachedState::new(state, bytes)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ByWeight;
+
+impl quick_cache::Weighter<String, CachedState> for ByWeight {
+    fn weight(&self, key: &String, value: &CachedState) -> u64 {
+        key.len() as u64 + value.weight
+    }
+}
+
+/// Request states by id, at most `max_bytes` of them by weight.
+pub type StateCache = quick_cache::sync::Cache<String, CachedState, ByWeight>;
+
+pub fn state_cache(max_bytes: u64) -> StateCache {
+    // The estimate of how many entries fit only sizes the initial tables.
+    StateCache::with_weighter((max_bytes / 8192).clamp(64, 1 << 20) as usize, max_bytes, ByWeight)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_bounded_by_weight_not_count() {
+        let cache = state_cache(1024 * 1024);
+        let state = |i: usize| {
+            let sub = signoff_engine::Submission {
+                id: format!("req_{i}"), requester: "alice".into(), title: None, subject: None,
+                context: serde_json::json!({"blob": "x".repeat(100_000)}), evidence: vec![], lineage: None, resubmits: None,
+            };
+            let policy = signoff_engine::Policy::from_yaml("id: p\nsteps:\n  - {id: a, approvers: {users: [mark]}}\n").unwrap();
+            let dir = signoff_engine::Directory::from_yaml("users:\n  - {id: alice}\n  - {id: mark}\n").unwrap();
+            Arc::new(signoff_engine::machine::submit(&policy, &dir, sub, jiff::Timestamp::UNIX_EPOCH).unwrap().1)
+        };
+        for i in 0..100 {
+            cache.insert(format!("req_{i}"), CachedState::measured(state(i)));
+        }
+        // 100 states of ~100 KB each: only a few fit in 1 MiB.
+        assert!(cache.len() <= 6, "{} states kept", cache.len());
+        assert!(cache.weight() <= 1024 * 1024);
+    }
+}
