@@ -27,6 +27,8 @@ const WORKFLOW_POLICY: &str = "id: bench\nsteps:\n  - {id: manager, approvers: {
 /// 10,000 of these fall due in the same second; the rest are far in the future.
 const BURST_POLICY: &str = "id: burst\nsteps:\n  - {id: review, approvers: {users: [mark]}, sla: 20s, on_timeout: approve}\n";
 const LATER_POLICY: &str = "id: later\nsteps:\n  - {id: review, approvers: {users: [mark]}, sla: 30d, remind_every: 1d}\n";
+const INBOX_POLICY: &str = "id: inbox\nsteps:\n  - {id: review, approvers: {expr: 'reviewer'}, sla: 30d}\n";
+const BLOB_POLICY: &str = "id: blob\nsteps:\n  - {id: review, approvers: {users: [mark]}}\n";
 const SCALE_POLICY: &str = "id: scale\nsteps:\n  - {id: review, approvers: {expr: 'reviewers'}, sla: 2d}\n";
 
 #[derive(Parser)]
@@ -79,6 +81,27 @@ enum Scenario {
         #[arg(long, default_value_t = 25_000)]
         requests: usize,
     },
+    /// One approver with 200,000 open tasks: inbox and `approver=me` latency, beside an
+    /// approver with a few.
+    Inbox {
+        #[arg(long, default_value_t = 200_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 2_000)]
+        samples: usize,
+        /// postgres://… to run on PostgreSQL (a fresh database is expected); SQLite otherwise.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// Submissions with 0.9 MB contexts, then the largest lists: the server's RSS.
+    Memory {
+        #[arg(long, default_value_t = 600)]
+        requests: usize,
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Extra arguments for `signoff serve`, e.g. `--state-cache-mb 16`.
+        #[arg(long, allow_hyphen_values = true, num_args = 0..)]
+        serve_args: Vec<String>,
+    },
     /// 100,000 pending requests: RSS and read latency.
     Scale {
         #[arg(long, default_value_t = 100_000)]
@@ -102,6 +125,8 @@ fn write_fixtures(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(policies.join("scale.yaml"), SCALE_POLICY).unwrap();
     std::fs::write(policies.join("burst.yaml"), BURST_POLICY).unwrap();
     std::fs::write(policies.join("later.yaml"), LATER_POLICY).unwrap();
+    std::fs::write(policies.join("inbox.yaml"), INBOX_POLICY).unwrap();
+    std::fs::write(policies.join("blob.yaml"), BLOB_POLICY).unwrap();
     let mut yaml = String::from("users:\n");
     for u in users() {
         yaml.push_str(&format!("  - {{id: {u}, manager: mark}}\n"));
@@ -689,6 +714,169 @@ async fn streams(clients: usize, writers: usize) {
     report("fan_out_latency", latencies);
 }
 
+/// Submits `n` requests through the service in-process, 256 at a time; `body(i)` makes the i-th.
+async fn seed_with(service: &Arc<Service>, n: usize, body: impl Fn(usize) -> (String, SubmitBody) + Send + Sync + 'static) {
+    let body = Arc::new(body);
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..256 {
+        let (s, next, body) = (service.clone(), next.clone(), body.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let (requester, b) = body(i);
+                s.submit(&caller(&requester), b, None).await.unwrap();
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn inbox(tasks: usize, samples: usize, database_url: Option<String>) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let data = dir.path().join("data");
+    let database = match &database_url {
+        Some(url) => Database::parse(url).unwrap(),
+        None => Database::Sqlite(data.join("signoff.db")),
+    };
+    {
+        let config = Config { database, sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default() };
+        let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+        let start = Instant::now();
+        // mark reviews `tasks` requests; u1 reviews 20 (one in 10,000), the same mix otherwise.
+        let total = tasks + 20;
+        seed_with(&service, total, move |i| {
+            let reviewer = if i % (total / 20).max(1) == 0 { "u1" } else { "mark" };
+            let body = SubmitBody {
+                policy: "inbox".into(),
+                title: Some(format!("request {i}")),
+                subject: Some(format!("S-{i}")),
+                context: json!({"reviewer": reviewer, "amount": i}),
+                evidence: vec![],
+                resubmits: None,
+            };
+            (format!("u{}", 2 + i % 198), body)
+        })
+        .await;
+        println!("seeded={total} seconds={:.1}", start.elapsed().as_secs_f64());
+    }
+    let server = spawn_server_on(&data, database_url.as_deref(), &policies, &directory);
+    let http = reqwest::Client::new();
+    // Warm up, then each call alone (latency) and with 8 concurrent callers (throughput).
+    for (name, path, token) in [
+        ("inbox_200k", "/v1/inbox", "mark-token"),
+        ("inbox_20", "/v1/inbox", "u1-token"),
+        ("approver_me_200k", "/v1/requests?approver=me", "mark-token"),
+        ("approver_me_20", "/v1/requests?approver=me", "u1-token"),
+    ] {
+        let url = format!("{}{path}", server.url);
+        let mut warm = Vec::new();
+        for _ in 0..50 {
+            let _: Value = timed(&http, &url, token, None, &mut warm).await;
+        }
+        let mut lat = Vec::new();
+        for _ in 0..samples {
+            let v: Value = timed(&http, &url, token, None, &mut lat).await;
+            assert!(!v["items"].as_array().unwrap().is_empty());
+        }
+        report(name, lat);
+        let done = Arc::new(AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (http, url, done) = (http.clone(), url.clone(), done.clone());
+            set.spawn(async move {
+                let mut lat = Vec::new();
+                while start.elapsed() < Duration::from_secs(5) {
+                    let _: Value = timed(&http, &url, token, None, &mut lat).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+        println!("call={name} concurrency=8 per_s={:.0}", done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64());
+    }
+}
+
+async fn memory(requests: usize, clients: usize, serve_args: Vec<String>) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+    let mut child = Command::new(&bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--policies")
+        .arg(&policies)
+        .arg("--directory")
+        .arg(&directory)
+        .args(&serve_args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {} (build it with --release first): {e}", bin.display()));
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
+    std::thread::spawn(move || for _ in lines {});
+    let server = Spawned { child, url };
+    let pid = server.child.id();
+    println!("scenario=memory requests={requests} clients={clients} serve_args={serve_args:?} start_rss_kb={}", rss_kb(pid, "VmRSS:"));
+    let http = reqwest::Client::new();
+    // 0.9 MB of context: a string of 460,000 characters and 2,000 small objects.
+    let context = Arc::new(json!({
+        "document": "x".repeat(460_000),
+        "lines": (0..2_000).map(|i| json!({"sku": format!("SKU-{i:06}"), "qty": i, "price": 12.5, "note": "n".repeat(180)})).collect::<Vec<_>>(),
+    }));
+    let body_bytes = serde_json::to_vec(&json!({"policy": "blob", "context": &*context})).unwrap().len();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (http, url, next, context) = (http.clone(), server.url.clone(), next.clone(), context.clone());
+        set.spawn(async move {
+            let mut lat = Vec::new();
+            while next.fetch_add(1, Ordering::Relaxed) < requests {
+                let _: Value = timed(&http, &format!("{url}/v1/requests"), "alice-token", Some(json!({"policy": "blob", "context": &*context})), &mut lat).await;
+            }
+            lat
+        });
+    }
+    let mut lat = Vec::new();
+    while let Some(l) = set.join_next().await {
+        lat.extend(l.unwrap());
+    }
+    println!("body_bytes={body_bytes} submit_seconds={:.1} after_submits_rss_kb={} peak_rss_kb={}", start.elapsed().as_secs_f64(), rss_kb(pid, "VmRSS:"), rss_kb(pid, "VmHWM:"));
+    report("submit_0.9MB", lat);
+    // Every request, 500 at a time (as many pages as the page limit makes), three times over.
+    let mut lat = Vec::new();
+    let (mut pages, mut largest) = (0, 0);
+    for _ in 0..3 {
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("{}/v1/requests?limit=500&cursor={c}", server.url),
+                None => format!("{}/v1/requests?limit=500", server.url),
+            };
+            let t = Instant::now();
+            let bytes = http.get(&path).bearer_auth("alice-token").send().await.unwrap().bytes().await.unwrap();
+            lat.push(t.elapsed());
+            largest = largest.max(bytes.len());
+            pages += 1;
+            let page: Value = serde_json::from_slice(&bytes).unwrap();
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+    }
+    report("list_limit_500", lat);
+    println!("list_pages={pages} largest_page_bytes={largest} end_rss_kb={} peak_rss_kb={}", rss_kb(pid, "VmRSS:"), rss_kb(pid, "VmHWM:"));
+}
+
 mod toml_config {
     #[derive(serde::Deserialize)]
     pub struct Wrapper {
@@ -705,6 +893,8 @@ fn main() {
             Scenario::Engine { workflows, concurrency } => engine(workflows, concurrency).await,
             Scenario::Http { clients, seconds, database_url, instances } => http_bench(clients, seconds, database_url, instances).await,
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
+            Scenario::Inbox { tasks, samples, database_url } => inbox(tasks, samples, database_url).await,
+            Scenario::Memory { requests, clients, serve_args } => memory(requests, clients, serve_args).await,
             Scenario::Timers { requests, burst } => timers(requests, burst).await,
             Scenario::Webhooks { requests } => webhooks(requests).await,
             Scenario::Streams { clients, writers } => streams(clients, writers).await,

@@ -136,8 +136,8 @@ async fn connections_are_capped() {
     // Once they are gone, calls are served again.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let resp = app.http.get(format!("{}/healthz", app.url)).send().await.unwrap();
-        if resp.status() == 200 {
+        // (A call racing the release may still be refused, or cut off.)
+        if app.http.get(format!("{}/healthz", app.url)).send().await.is_ok_and(|r| r.status() == 200) {
             break;
         }
         assert!(Instant::now() < deadline, "connections were not released");

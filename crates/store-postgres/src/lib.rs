@@ -26,6 +26,10 @@ use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::{NoTls, Row};
 
+/// A person's open tasks, soonest due first (undated last: NULLS LAST is the ascending
+/// default); served in order by `tasks_inbox`.
+pub const INBOX_SQL: &str = "SELECT body FROM tasks WHERE approver = $1 ORDER BY due_at, request_n, step_id LIMIT $2";
+
 /// Connection settings, as parsed from a `postgres://` URL.
 pub use tokio_postgres::Config;
 
@@ -425,54 +429,20 @@ impl Store for PostgresStore {
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Page> {
-        let mut sql = String::from("SELECT r.n, r.state FROM requests r WHERE TRUE");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync + Send>| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-        };
-        if let Some(cursor) = &q.cursor {
-            let n: i64 = cursor.parse().map_err(|_| StoreError::Invalid(format!("`{cursor}` is not a cursor this server issued")))?;
-            arg(&mut sql, " AND r.n < ?", Box::new(n));
-        }
-        if let Some(s) = q.status {
-            arg(&mut sql, " AND r.status = ?", Box::new(s.as_str().to_string()));
-        }
-        if let Some(p) = &q.policy {
-            arg(&mut sql, " AND r.policy_id = ?", Box::new(p.clone()));
-        }
-        if let Some(r) = &q.requester {
-            arg(&mut sql, " AND r.requester = ?", Box::new(r.clone()));
-        }
-        if let Some(s) = &q.subject {
-            arg(&mut sql, " AND r.subject = ?", Box::new(s.clone()));
-        }
-        if let Some(a) = &q.approver {
-            arg(&mut sql, " AND r.n IN (SELECT request_n FROM tasks WHERE approver = ?)", Box::new(a.clone()));
-        }
-        if let Some(u) = &q.visible_to {
-            arg(&mut sql, " AND r.n IN (SELECT request_n FROM participants WHERE user_id = ?)", Box::new(u.clone()));
-        }
-        let limit = q.limit.clamp(1, 500) as i64;
-        arg(&mut sql, " ORDER BY r.n DESC LIMIT ?", Box::new(limit + 1));
+        use signoff_store::sql::SqlArg;
+        let (sql, args) = signoff_store::sql::list_query(q, |k| format!("${k}"))?;
+        let args: Vec<Box<dyn ToSql + Sync + Send>> = args
+            .into_iter()
+            .map(|a| -> Box<dyn ToSql + Sync + Send> {
+                match a {
+                    SqlArg::Int(n) => Box::new(n),
+                    SqlArg::Text(t) => Box::new(t),
+                }
+            })
+            .collect();
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
         let rows = self.client().await?.query(&sql, &params).await.map_err(unavailable)?;
-        let max_bytes = q.max_bytes.unwrap_or(usize::MAX);
-        let mut more = rows.len() as i64 > limit;
-        let mut items = Vec::new();
-        let mut last = None;
-        let mut bytes = 0usize;
-        for r in rows.iter().take(limit as usize) {
-            let text: &str = r.get(1);
-            bytes = bytes.saturating_add(text.len());
-            if bytes > max_bytes && !items.is_empty() {
-                more = true;
-                break;
-            }
-            items.push(decode_state(text)?);
-            last = Some(r.get::<_, i64>(0));
-        }
-        Ok(Page { items, next_cursor: if more { last.map(|n| n.to_string()) } else { None } })
+        signoff_store::sql::list_page(q, rows.iter().map(|r| Ok((r.get::<_, i64>(0), r.get::<_, &str>(1)))))
     }
 
     async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
@@ -480,7 +450,7 @@ impl Store for PostgresStore {
             .client()
             .await?
             .query(
-                "SELECT body FROM tasks WHERE approver = $1 ORDER BY due_at IS NULL, due_at, request_n LIMIT $2",
+                INBOX_SQL,
                 &[&user, &(limit as i64)],
             )
             .await

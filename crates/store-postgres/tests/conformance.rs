@@ -38,3 +38,53 @@ async fn instances_starting_together_migrate_once() {
         s.await.unwrap().expect("every instance starts");
     }
 }
+
+/// The inbox and the approver's and a participant's lists read an index in the order they
+/// answer in (no Sort of all of a person's rows), with enough rows that PostgreSQL's plan is
+/// the one a large installation gets.
+#[tokio::test]
+async fn inbox_and_lists_are_served_in_index_order() {
+    let Some(db) = TestDatabase::create("inbox query plans") else { return };
+    drop(PostgresStore::connect(&db.url).await.unwrap());
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "INSERT INTO requests (id, status, policy_id, requester, created_at, updated_at, version, state)
+                 SELECT 'req_' || i, 'pending', 'p', 'alice', '', '', 1, '{}' FROM generate_series(1, 50000) AS i;
+             INSERT INTO tasks (approver, request_n, step_id, due_at, body)
+                 SELECT CASE WHEN n % 1000 = 0 THEN 'u1' ELSE 'mark' END, n, 'review', CASE WHEN n % 10 = 0 THEN NULL ELSE n * 7 % 1000 END, '{}' FROM requests;
+             INSERT INTO participants (user_id, request_n) SELECT approver, request_n FROM tasks;
+             ANALYZE;",
+        )
+        .await
+        .unwrap();
+    let plan = |sql: String, args: Vec<signoff_store::sql::SqlArg>| {
+        let client = &client;
+        async move {
+            let args: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = args
+                .into_iter()
+                .map(|a| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                    match a {
+                        signoff_store::sql::SqlArg::Int(n) => Box::new(n),
+                        signoff_store::sql::SqlArg::Text(t) => Box::new(t),
+                    }
+                })
+                .collect();
+            let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
+            let rows = client.query(&format!("EXPLAIN {sql}"), &params).await.unwrap();
+            rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
+        }
+    };
+    let inbox = plan(signoff_store_postgres::INBOX_SQL.to_string(), vec![signoff_store::sql::SqlArg::Text("mark".into()), signoff_store::sql::SqlArg::Int(100)]).await;
+    assert!(inbox.contains("tasks_inbox") && !inbox.contains("Sort"), "{inbox}");
+    for q in [
+        signoff_store::ListQuery { approver: Some("mark".into()), visible_to: Some("mark".into()), limit: 50, ..Default::default() },
+        signoff_store::ListQuery { visible_to: Some("mark".into()), limit: 50, ..Default::default() },
+        signoff_store::ListQuery { limit: 50, ..Default::default() },
+    ] {
+        let (sql, args) = signoff_store::sql::list_query(&q, |k| format!("${k}")).unwrap();
+        let p = plan(sql, args).await;
+        assert!(!p.contains("Sort") && !p.contains("Seq Scan") && !p.contains("Hash"), "{q:?}:\n{p}");
+    }
+}
