@@ -606,7 +606,7 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     // A context at the nesting limit goes in, and comes out before and after a restart; one
     // level more is refused at the door.
     let deep = |levels: usize| -> Value {
-        let text = format!("{{\"policy\": \"quote-discount\", \"context\": {{\"quote\": {{\"total\": 1, \"discount\": 0, \"margin\": 1, \"deep\": {}}}}}}}", signoff_engine::nesting::nested(levels, "1"));
+        let text = format!("{{\"policy\": \"quote-discount\", \"context\": {{\"quote\": {{\"total\": 1, \"discount\": 0, \"margin\": 1, \"nonstandard_clause\": false, \"deep\": {}}}}}}}", signoff_engine::nesting::nested(levels, "1"));
         serde_json::from_str(&text).unwrap()
     };
     let limit = signoff_engine::nesting::MAX_DEPTH;

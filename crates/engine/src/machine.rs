@@ -498,7 +498,7 @@ impl Tx<'_> {
         let step = self.state.step(step_id).expect("the gate checked the step");
         if !step.require_acks.iter().any(|i| i == item) {
             return invalid(
-                "bad_parameter",
+                "not_found",
                 format!("step `{step_id}` has no acknowledgement `{item}` (it has: {})", step.require_acks.join(", ")),
             );
         }
@@ -522,7 +522,7 @@ impl Tx<'_> {
             Err(c) => return invalid("delegation_cycle", c.to_string()),
         };
         if to == actor {
-            return invalid("bad_parameter", "cannot delegate to yourself");
+            return invalid("already_an_approver", format!("{actor} cannot delegate to themselves"));
         }
         if step.has_approved(actor) || step.has_rejected(actor) {
             return refuse("already_voted", format!("{actor} already decided step `{step_id}`"));

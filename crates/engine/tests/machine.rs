@@ -180,7 +180,7 @@ fn acks_gate_approvals() {
     let d = act(&p, &s, "sam", approve("a"));
     assert_eq!(code(&d), "acks_pending");
     let s = d.state;
-    assert_eq!(code(&act(&p, &s, "sam", Action::Acknowledge { step: "a".into(), item: "nope".into() })), "bad_parameter");
+    assert_eq!(code(&act(&p, &s, "sam", Action::Acknowledge { step: "a".into(), item: "nope".into() })), "not_found", "an unknown checklist item is a missing resource");
     let s = ok(&p, &s, "sam", Action::Acknowledge { step: "a".into(), item: "rollback".into() });
     assert_eq!(code(&act(&p, &s, "sam", approve("a"))), "acks_pending");
     let s = ok(&p, &s, "sue", Action::Acknowledge { step: "a".into(), item: "window".into() });

@@ -19,7 +19,6 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use signoff_engine::{Event, Policy, RequestState, RequestStatus, canonical};
 use signoff_store::{ListQuery, Task};
-use utoipa::OpenApi;
 
 use crate::error::ApiError;
 use crate::live;
@@ -45,13 +44,14 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/policies/validate", post(validate_policy))
         .route("/policies/{id}", get(policy))
         .route("/policies/{id}/plan", post(plan))
-        .route("/admin/reload", post(reload));
+        .route("/admin/reload", post(reload))
+        .route("/openapi.json", get(crate::openapi::catalog_document));
     Router::new()
         .nest("/v1", v1)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(crate::openapi::public_document))
         .route("/slack/interactions", post(slack_interactions))
         .route("/email/act", get(email_confirm).post(email_act))
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -205,8 +205,8 @@ fn idempotency(headers: &HeaderMap, route: &str, body: &Value) -> Result<Option<
     let key = v
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::bad_parameter("Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| ApiError::bad_parameter("Idempotency-Key must be 1 to 255 visible ASCII characters (no spaces)"))?;
     let fingerprint = canonical::digest(&json!({ "route": route, "body": body }));
     Ok(Some(IdempotencyKey { key: key.to_string(), fingerprint }))
 }
@@ -234,8 +234,8 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
 /// Submit a request.
 #[utoipa::path(post, path = "/v1/requests", tag = "requests", request_body = SubmitBody,
     params(("Idempotency-Key" = Option<String>, Header, description = "retry-safe key")),
-    responses((status = 201, body = RequestState), (status = 422, body = Problem)))]
-async fn submit(State(s): State<AppState>, Auth(caller): Auth, headers: HeaderMap, body: JsonBody<SubmitBody>) -> Result<Response, ApiError> {
+    responses((status = 201, body = RequestState)))]
+pub(crate) async fn submit(State(s): State<AppState>, Auth(caller): Auth, headers: HeaderMap, body: JsonBody<SubmitBody>) -> Result<Response, ApiError> {
     let key = idempotency(&headers, "POST /v1/requests", &body.raw)?;
     Ok(reply(s.submit(&caller, body.value, key).await?))
 }
@@ -243,8 +243,8 @@ async fn submit(State(s): State<AppState>, Auth(caller): Auth, headers: HeaderMa
 /// Act on a request: approve, reject, acknowledge, delegate, comment or cancel.
 #[utoipa::path(post, path = "/v1/requests/{id}/actions", tag = "requests", request_body = ActionBody,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
-    responses((status = 200, body = RequestState), (status = 403, body = Problem), (status = 409, body = Problem)))]
-async fn act(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, headers: HeaderMap, body: JsonBody<ActionBody>) -> Result<Response, ApiError> {
+    responses((status = 200, body = RequestState)))]
+pub(crate) async fn act(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, headers: HeaderMap, body: JsonBody<ActionBody>) -> Result<Response, ApiError> {
     let id = path(id)?;
     let key = idempotency(&headers, &format!("POST /v1/requests/{id}/actions"), &body.raw)?;
     Ok(reply(s.act(&caller, &id, body.value, key).await?))
@@ -252,36 +252,44 @@ async fn act(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<Stri
 
 /// One request.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", params(("id" = String, Path)),
-    responses((status = 200, body = RequestState), (status = 404, body = Problem)))]
-async fn request(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<RequestState>, ApiError> {
+    responses((status = 200, body = RequestState)))]
+pub(crate) async fn request(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<RequestState>, ApiError> {
     let id = path(id)?;
     Ok(Json(s.visible(&caller, &id).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct ListParams {
+pub(crate) struct ListParams {
+    #[param(value_type = Option<String>, pattern = "^(pending|approved|rejected|expired|cancelled)$")]
     status: Option<String>,
+    /// A policy id.
     policy: Option<String>,
+    /// A user id.
     requester: Option<String>,
     /// A user id, or `me`: requests with a step that user can act on now.
     approver: Option<String>,
     subject: Option<String>,
-    /// 1 to 500; 50 by default.
+    /// 1 to 500; 50 by default. A page also ends before the request that would take it past the
+    /// server's page size in bytes (8 MiB by default).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
     cursor: Option<String>,
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
-struct RequestPage {
+pub(crate) struct RequestPage {
     items: Vec<RequestState>,
     next_cursor: Option<String>,
 }
 
 /// Requests visible to the caller, newest first.
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", params(ListParams),
-    responses((status = 200, body = RequestPage), (status = 400, body = Problem)))]
-async fn list(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<ListParams>, QueryRejection>) -> Result<Json<RequestPage>, ApiError> {
+    responses((status = 200, body = RequestPage)))]
+pub(crate) async fn list(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<ListParams>, QueryRejection>) -> Result<Json<RequestPage>, ApiError> {
     let q = query(q)?;
     let status = q
         .status
@@ -309,35 +317,37 @@ async fn list(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<Lis
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
-struct EventList {
+pub(crate) struct EventList {
     items: Vec<Event>,
 }
 
 /// A request's full history, oldest first.
 #[utoipa::path(get, path = "/v1/requests/{id}/events", tag = "requests", params(("id" = String, Path)),
-    responses((status = 200, body = EventList), (status = 404, body = Problem)))]
-async fn events(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<EventList>, ApiError> {
+    responses((status = 200, body = EventList)))]
+pub(crate) async fn events(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<EventList>, ApiError> {
     let id = path(id)?;
     Ok(Json(EventList { items: s.events(&caller, &id).await? }))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
-struct Inbox {
+pub(crate) struct Inbox {
     #[schema(value_type = Vec<Object>)]
     items: Vec<Task>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct InboxParams {
+pub(crate) struct InboxParams {
     /// 1 to 1000; 100 by default. The most urgent tasks come first; `GET /v1/requests?approver=me`
     /// pages through all of them.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
 /// The caller's open tasks, soonest due first.
 #[utoipa::path(get, path = "/v1/inbox", tag = "requests", params(InboxParams), responses((status = 200, body = Inbox)))]
-async fn inbox(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<InboxParams>, QueryRejection>) -> Result<Json<Inbox>, ApiError> {
+pub(crate) async fn inbox(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<InboxParams>, QueryRejection>) -> Result<Json<Inbox>, ApiError> {
     let limit = query(q)?.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_parameter("limit must be between 1 and 1000"));
@@ -346,15 +356,15 @@ async fn inbox(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<In
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
-struct DeliveryList {
+pub(crate) struct DeliveryList {
     #[schema(value_type = Vec<Object>)]
     items: Vec<signoff_store::DeliveryReport>,
 }
 
 /// The request's notifications: where each went, its delivery state and every attempt.
 #[utoipa::path(get, path = "/v1/requests/{id}/notifications", tag = "requests", params(("id" = String, Path)),
-    responses((status = 200, body = DeliveryList), (status = 404, body = Problem)))]
-async fn notifications(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<DeliveryList>, ApiError> {
+    responses((status = 200, body = DeliveryList)))]
+pub(crate) async fn notifications(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<DeliveryList>, ApiError> {
     let id = path(id)?;
     Ok(Json(DeliveryList { items: s.deliveries(&caller, &id).await? }))
 }
@@ -366,16 +376,18 @@ async fn notifications(State(s): State<AppState>, Auth(caller): Auth, id: Result
 /// state.
 #[utoipa::path(get, path = "/v1/requests/{id}/stream", tag = "live",
     params(("id" = String, Path), ("Last-Event-ID" = Option<u64>, Header, description = "the last version received")),
-    responses((status = 200, content_type = "text/event-stream", body = String), (status = 404, body = Problem)))]
-async fn request_stream(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<live::EventStream, ApiError> {
+    responses((status = 200, content_type = "text/event-stream", body = String)))]
+pub(crate) async fn request_stream(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, headers: HeaderMap) -> Result<live::EventStream, ApiError> {
     let id = path(id)?;
     let last = match headers.get("last-event-id") {
         None => None,
         Some(v) => Some(
             v.to_str()
                 .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| ApiError::bad_parameter("Last-Event-ID must be a version number"))?,
+                .map(str::trim)
+                .filter(|v| (1..=18).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_parameter("Last-Event-ID must be a version number (1 to 18 digits)"))?,
         ),
     };
     live::request_stream(s, &caller, &id, last).await
@@ -384,21 +396,23 @@ async fn request_stream(State(s): State<AppState>, Auth(caller): Auth, id: Resul
 /// Server-Sent Events of everything the caller takes part in: `inbox` at connect, then
 /// `request` on every change, `resync` after falling behind, `heartbeat` every 15 s.
 #[utoipa::path(get, path = "/v1/stream", tag = "live", responses((status = 200, content_type = "text/event-stream", body = String)))]
-async fn user_stream(State(s): State<AppState>, Auth(caller): Auth) -> Result<live::EventStream, ApiError> {
+pub(crate) async fn user_stream(State(s): State<AppState>, Auth(caller): Auth) -> Result<live::EventStream, ApiError> {
     live::user_stream(s, &caller).await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
-struct WaitParams {
-    /// How long to wait at most, e.g. `30s` (the default) or `5m`; up to 10m.
+pub(crate) struct WaitParams {
+    /// How long to wait at most, e.g. `30s` (the default) or `5m`; longer is cut to 10m.
+    #[param(pattern = "^[1-9][0-9]{0,3}[smhd]$")]
     timeout: Option<String>,
 }
 
 /// Long poll: answers when the request is closed, or after the timeout, with the request.
 #[utoipa::path(get, path = "/v1/requests/{id}/wait", tag = "live", params(("id" = String, Path), WaitParams),
-    responses((status = 200, body = RequestState), (status = 404, body = Problem)))]
-async fn wait(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, q: Result<Query<WaitParams>, QueryRejection>) -> Result<Json<RequestState>, ApiError> {
+    responses((status = 200, body = RequestState)))]
+pub(crate) async fn wait(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, q: Result<Query<WaitParams>, QueryRejection>) -> Result<Json<RequestState>, ApiError> {
     let id = path(id)?;
     let timeout = match query(q)?.timeout {
         None => jiff::SignedDuration::from_secs(30),
@@ -417,15 +431,15 @@ fn summary(p: &Policy) -> Value {
 
 /// The loaded policies.
 #[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, body = Object)))]
-async fn policies(State(s): State<AppState>, Auth(_caller): Auth) -> Json<Value> {
+pub(crate) async fn policies(State(s): State<AppState>, Auth(_caller): Auth) -> Json<Value> {
     let items: Vec<Value> = s.catalog().policies.values().map(|p| summary(p)).collect();
     Json(json!({ "items": items }))
 }
 
 /// One policy, as JSON, with its hash.
 #[utoipa::path(get, path = "/v1/policies/{id}", tag = "policies", params(("id" = String, Path)),
-    responses((status = 200, body = Object), (status = 404, body = Problem)))]
-async fn policy(State(s): State<AppState>, Auth(_caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, body = Object)))]
+pub(crate) async fn policy(State(s): State<AppState>, Auth(_caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     let catalog = s.catalog();
     let p = catalog.policies.get(&id).ok_or_else(|| ApiError::not_found(format!("no policy `{id}`")))?;
@@ -439,8 +453,8 @@ async fn policy(State(s): State<AppState>, Auth(_caller): Auth, id: Result<Path<
 
 /// Validate a policy (YAML or JSON body), listing every problem.
 #[utoipa::path(post, path = "/v1/policies/validate", tag = "policies", request_body(content = String, content_type = "application/yaml"),
-    responses((status = 200, body = Object), (status = 422, body = Problem)))]
-async fn validate_policy(Auth(_caller): Auth, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    responses((status = 200, body = Object)))]
+pub(crate) async fn validate_policy(Auth(_caller): Auth, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let bytes = body.map_err(body_error)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_parameter("the body must be UTF-8 text"))?;
     match Policy::from_yaml(text) {
@@ -456,16 +470,16 @@ async fn validate_policy(Auth(_caller): Auth, body: Result<Bytes, BytesRejection
 
 /// The plan a submission would produce; nothing is stored.
 #[utoipa::path(post, path = "/v1/policies/{id}/plan", tag = "policies", params(("id" = String, Path)), request_body = PlanBody,
-    responses((status = 200, body = RequestState), (status = 422, body = Problem)))]
-async fn plan(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, body: JsonBody<PlanBody>) -> Result<Json<RequestState>, ApiError> {
+    responses((status = 200, body = RequestState)))]
+pub(crate) async fn plan(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, body: JsonBody<PlanBody>) -> Result<Json<RequestState>, ApiError> {
     let id = path(id)?;
     Ok(Json(s.plan(&caller, &id, body.value)?))
 }
 
 /// Reload policies and directory from disk (admins). An invalid file keeps the previous set.
 #[utoipa::path(post, path = "/v1/admin/reload", tag = "admin",
-    responses((status = 200, body = Object), (status = 403, body = Problem), (status = 422, body = Problem)))]
-async fn reload(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Value>, ApiError> {
+    responses((status = 200, body = Object)))]
+pub(crate) async fn reload(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Value>, ApiError> {
     if !caller.admin {
         return Err(ApiError::new("forbidden", "only admins may reload"));
     }
@@ -481,7 +495,11 @@ async fn reload(State(s): State<AppState>, Auth(caller): Auth) -> Result<Json<Va
 
 /// Slack interactivity: verified with the app's signing secret (v0 signature, timestamp within
 /// five minutes, each signature accepted once), then acted on as the linked directory user.
-async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(post, path = "/slack/interactions", tag = "integrations", security(()),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Slack's form with `payload`; signed with X-Slack-Signature"),
+    params(("X-Slack-Request-Timestamp" = Option<String>, Header), ("X-Slack-Signature" = Option<String>, Header)),
+    responses((status = 200, body = Object, description = "an ephemeral message for the person who clicked")))]
+pub(crate) async fn slack_interactions(State(s): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     use crate::notify::slack;
     let body = body.map_err(body_error)?;
     let config = s.notify_config().slack.clone().ok_or_else(|| ApiError::not_found("Slack is not configured"))?;
@@ -522,8 +540,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"))], html).into_response()
 }
 
-#[derive(Deserialize)]
-struct LinkQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LinkQuery {
+    /// The signed link.
     token: String,
 }
 
@@ -536,7 +556,9 @@ struct LinkForm {
 
 /// The page an emailed link opens: it shows what the link would do and asks to confirm.
 /// Nothing happens until the form is posted.
-async fn email_confirm(State(s): State<AppState>, q: Result<Query<LinkQuery>, QueryRejection>) -> Response {
+#[utoipa::path(get, path = "/email/act", tag = "integrations", security(()), params(LinkQuery),
+    responses((status = 200, content_type = "text/html", body = String, description = "a page asking to confirm")))]
+pub(crate) async fn email_confirm(State(s): State<AppState>, q: Result<Query<LinkQuery>, QueryRejection>) -> Response {
     let Ok(Query(q)) = q else { return page(StatusCode::BAD_REQUEST, "Invalid link", "<p>The link is incomplete.</p>") };
     match s.email_link(&q.token) {
         Err(e) => page(e.status, "This link does not work", &format!("<p>{}</p>", escape(&e.detail))),
@@ -564,7 +586,10 @@ fn confirm_form(token: &str, claim: &crate::notify::email::LinkClaim, note: Opti
 }
 
 /// The confirmation form's POST: spends the link and acts as its user.
-async fn email_act(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+#[utoipa::path(post, path = "/email/act", tag = "integrations", security(()),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token` and, to reject, `comment`"),
+    responses((status = 200, content_type = "text/html", body = String, description = "a page saying what was done")))]
+pub(crate) async fn email_act(State(s): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
     let form: Option<LinkForm> = body.ok().and_then(|b| serde_urlencoded::from_bytes(&b).ok());
     let Some(form) = form else { return page(StatusCode::BAD_REQUEST, "Invalid form", "<p>The form is incomplete.</p>") };
     let comment = form.comment.filter(|c| !c.trim().is_empty());
@@ -577,11 +602,15 @@ async fn email_act(State(s): State<AppState>, body: Result<Bytes, BytesRejection
 
 // ---- operations -------------------------------------------------------------------------
 
-async fn healthz() -> Json<Value> {
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, body = Object, description = "`{\"status\": \"ok\"}`")))]
+pub(crate) async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// The store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, body = Object, description = "`{\"status\": \"ready\"}`")))]
+pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
     s.store().ping().await?;
     Ok(Json(json!({ "status": "ready" })))
 }
@@ -597,7 +626,10 @@ fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-async fn metrics_text() -> Response {
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4")))]
+pub(crate) async fn metrics_text() -> Response {
     let mut resp = prometheus().render().into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -619,40 +651,4 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     metrics::histogram!("signoff_http_request_duration_seconds", "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
-}
-
-/// An RFC 9457 problem.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-struct Problem {
-    r#type: String,
-    title: String,
-    status: u16,
-    detail: String,
-    /// Stable snake_case code, e.g. `step_not_active`.
-    code: String,
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "signoff", description = "Policy-driven approval workflows. See spec/api.md."),
-    paths(submit, act, request, list, events, notifications, inbox, request_stream, user_stream, wait, policies, policy, validate_policy, plan, reload),
-    components(schemas(Problem, SubmitBody, ActionBody, PlanBody, RequestState, Event)),
-    modifiers(&BearerAuth)
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
-        openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
-    }
-}
-
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
 }

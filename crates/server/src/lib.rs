@@ -8,6 +8,7 @@ pub mod feed;
 pub mod http;
 pub mod live;
 pub mod notify;
+pub mod openapi;
 pub mod scheduler;
 pub mod service;
 pub mod transfer;

@@ -209,3 +209,59 @@ macro_rules! on_both_stores {
 }
 
 on_both_stores!(refusals_follow_the_contract, one_caller_cannot_flood_a_history, what_is_accepted_can_be_read_back, list_pages_are_bounded_by_bytes);
+
+/// The OpenAPI document says what the server does: query parameters in the query, every
+/// operation present, errors as problem+json with 401 wherever a token is needed, a quorum
+/// that is a number, typed bodies, and (signed in) the loaded policies' context schemas.
+#[tokio::test]
+async fn the_openapi_document_is_true() {
+    let app = spawn_app().await;
+    let doc: Value = app.http.get(format!("{}/openapi.json", app.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for (path, names) in [("/v1/requests", &["status", "policy", "requester", "approver", "subject", "limit", "cursor"][..]), ("/v1/inbox", &["limit"]), ("/v1/requests/{id}/wait", &["timeout"])] {
+        let params = doc["paths"][path]["get"]["parameters"].as_array().unwrap();
+        for name in names {
+            let p = params.iter().find(|p| p["name"] == *name).unwrap_or_else(|| panic!("{path}: no {name}"));
+            assert_eq!(p["in"], "query", "{path} {name}");
+            assert_ne!(p["required"], true, "{path} {name}");
+        }
+    }
+    for (path, method) in [("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"), ("/openapi.json", "get"), ("/slack/interactions", "post"), ("/email/act", "get"), ("/email/act", "post")] {
+        let op = &doc["paths"][path][method];
+        assert!(op.is_object(), "{method} {path} is missing");
+        assert_eq!(op["security"], json!([{}]), "{method} {path} needs no token: {op}");
+    }
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            for (status, r) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let content = r["content"].as_object().unwrap_or_else(|| panic!("{method} {path} {status}: no content"));
+                    assert!(content.contains_key("application/problem+json") || path == "/email/act", "{method} {path} {status}: {r}");
+                    assert!(!content.contains_key("application/json"), "{method} {path} {status}");
+                }
+            }
+            if op.get("security").is_none() {
+                assert!(responses.contains_key("401"), "{method} {path} needs a token but declares no 401");
+            }
+        }
+    }
+    let quorum = &doc["components"]["schemas"]["StepState"]["properties"]["quorum"];
+    assert_eq!(quorum["$ref"], "#/components/schemas/Quorum");
+    assert_eq!(doc["components"]["schemas"]["Quorum"]["oneOf"][0]["type"], "integer");
+    assert_eq!(doc["paths"]["/v1/inbox"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["items"]["items"]["$ref"], "#/components/schemas/Task");
+    assert_eq!(doc["components"]["schemas"]["Event"]["properties"]["type"]["enum"].as_array().unwrap().len(), 19);
+    assert!(doc["paths"]["/v1/requests/{id}/stream"]["get"]["responses"]["200"]["content"]["text/event-stream"].is_object());
+    assert!(!doc.to_string().contains("quote-discount"), "the public document names no policy");
+
+    // Signed in, the document names each loaded policy with its context schema.
+    let (status, full) = app.get("alice", "/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    let variants = full["paths"]["/v1/requests"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"].as_array().unwrap();
+    let quote = variants.iter().find(|v| v["allOf"][1]["properties"]["policy"]["const"] == "quote-discount").expect("quote-discount is offered");
+    assert_eq!(quote["allOf"][1]["properties"]["context"]["required"], json!(["quote"]));
+    let plan = &full["paths"]["/v1/policies/quote-discount/plan"]["post"];
+    assert_eq!(plan["requestBody"]["content"]["application/json"]["schema"]["properties"]["context"]["required"], json!(["quote"]));
+    let (status, _) = app.get("", "/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
