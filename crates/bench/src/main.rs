@@ -101,6 +101,9 @@ enum Scenario {
         /// Extra arguments for `signoff serve`, e.g. `--state-cache-mb 16`.
         #[arg(long, allow_hyphen_values = true, num_args = 0..)]
         serve_args: Vec<String>,
+        /// The `signoff` binary to measure (another build, say) [default: the one beside this].
+        #[arg(long)]
+        server: Option<PathBuf>,
     },
     /// 100,000 pending requests: RSS and read latency.
     Scale {
@@ -802,10 +805,10 @@ async fn inbox(tasks: usize, samples: usize, database_url: Option<String>) {
     }
 }
 
-async fn memory(requests: usize, clients: usize, serve_args: Vec<String>) {
+async fn memory(requests: usize, clients: usize, serve_args: Vec<String>, server: Option<PathBuf>) {
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
-    let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+    let bin = server.unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("signoff"));
     let mut child = Command::new(&bin)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path().join("data"))
@@ -824,7 +827,7 @@ async fn memory(requests: usize, clients: usize, serve_args: Vec<String>) {
     std::thread::spawn(move || for _ in lines {});
     let server = Spawned { child, url };
     let pid = server.child.id();
-    println!("scenario=memory requests={requests} clients={clients} serve_args={serve_args:?} start_rss_kb={}", rss_kb(pid, "VmRSS:"));
+    println!("scenario=memory server={} requests={requests} clients={clients} serve_args={serve_args:?} start_rss_kb={}", bin.display(), rss_kb(pid, "VmRSS:"));
     let http = reqwest::Client::new();
     // 0.9 MB of context: a string of 460,000 characters and 2,000 small objects.
     let context = Arc::new(json!({
@@ -894,7 +897,7 @@ fn main() {
             Scenario::Http { clients, seconds, database_url, instances } => http_bench(clients, seconds, database_url, instances).await,
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
             Scenario::Inbox { tasks, samples, database_url } => inbox(tasks, samples, database_url).await,
-            Scenario::Memory { requests, clients, serve_args } => memory(requests, clients, serve_args).await,
+            Scenario::Memory { requests, clients, serve_args, server } => memory(requests, clients, serve_args, server).await,
             Scenario::Timers { requests, burst } => timers(requests, burst).await,
             Scenario::Webhooks { requests } => webhooks(requests).await,
             Scenario::Streams { clients, writers } => streams(clients, writers).await,

@@ -441,8 +441,34 @@ impl Store for PostgresStore {
             })
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
-        let rows = self.client().await?.query(&sql, &params).await.map_err(unavailable)?;
-        signoff_store::sql::list_page(q, rows.iter().map(|r| Ok((r.get::<_, i64>(0), r.get::<_, &str>(1)))))
+        // Fetched a few rows at a time through a portal, and only until the page is full: the
+        // rest of `limit + 1` large states is never sent.
+        let mut client = self.client().await?;
+        let tx = client.build_transaction().read_only(true).start().await.map_err(unavailable)?;
+        let statement = tx.prepare_cached(&sql).await.map_err(unavailable)?;
+        let portal = tx.bind(&statement, &params).await.map_err(unavailable)?;
+        let limit = q.limit.clamp(1, 500) as usize;
+        let max_bytes = q.max_bytes.unwrap_or(usize::MAX);
+        let mut rows: Vec<(i64, String)> = Vec::new();
+        let mut bytes = 0usize;
+        // A first batch of 32, then as many as the rest of the budget holds at the size so far.
+        let mut want = 32.min(limit + 1);
+        loop {
+            let batch = tx.query_portal(&portal, want as i32).await.map_err(unavailable)?;
+            let done = batch.len() < want;
+            for r in batch {
+                let text: String = r.get(1);
+                bytes = bytes.saturating_add(text.len());
+                rows.push((r.get(0), text));
+            }
+            if done || rows.len() > limit || bytes > max_bytes {
+                break;
+            }
+            let average = (bytes / rows.len()).max(1);
+            want = ((max_bytes - bytes) / average + 1).clamp(1, limit + 1 - rows.len());
+        }
+        drop(tx);
+        signoff_store::sql::list_page(q, rows.into_iter().map(Ok))
     }
 
     async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {

@@ -749,12 +749,11 @@ impl Store for SqliteStore {
                 SqlArg::Text(t) => rusqlite::types::Value::Text(t),
             });
             let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
-            let rows: Vec<(i64, String)> = stmt
+            // Stepped lazily: rows past the page's byte budget are never read.
+            let rows = stmt
                 .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
-                .map_err(unavailable)?
-                .collect::<rusqlite::Result<_>>()
                 .map_err(unavailable)?;
-            signoff_store::sql::list_page(&q, rows.iter().map(|(n, t)| Ok((*n, t.as_str()))))
+            signoff_store::sql::list_page(&q, rows.map(|r| r.map_err(unavailable)))
         })
         .await
     }

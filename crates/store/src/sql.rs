@@ -61,13 +61,14 @@ pub fn list_query(q: &ListQuery, placeholder: impl Fn(usize) -> String) -> Resul
 
 /// A page from the rows of `list_query` (row number, state JSON), decoded: at most `limit`
 /// items, ending early before the item that would take it past `max_bytes` of JSON (one item
-/// at least).
-pub fn list_page<'a>(q: &ListQuery, rows: impl IntoIterator<Item = Result<(i64, &'a str)>>) -> Result<crate::Page> {
+/// at least). Rows are read only as far as the page goes: pass them lazily.
+pub fn list_page<S: AsRef<str>>(q: &ListQuery, rows: impl IntoIterator<Item = Result<(i64, S)>>) -> Result<crate::Page> {
     let limit = q.limit.clamp(1, 500) as usize;
     let max_bytes = q.max_bytes.unwrap_or(usize::MAX);
     let (mut items, mut last, mut more, mut bytes) = (Vec::new(), None, false, 0usize);
     for row in rows {
         let (n, text) = row?;
+        let text = text.as_ref();
         bytes = bytes.saturating_add(text.len());
         if items.len() == limit || (bytes > max_bytes && !items.is_empty()) {
             more = true;
