@@ -772,8 +772,10 @@ async fn inbox(tasks: usize, samples: usize, database_url: Option<String>) {
     // Warm up, then each call alone (latency) and with 8 concurrent callers (throughput).
     for (name, path, token) in [
         ("inbox_200k", "/v1/inbox", "mark-token"),
+        ("inbox_200k_first_20", "/v1/inbox?limit=20", "mark-token"),
         ("inbox_20", "/v1/inbox", "u1-token"),
         ("approver_me_200k", "/v1/requests?approver=me", "mark-token"),
+        ("approver_me_200k_first_20", "/v1/requests?approver=me&limit=20", "mark-token"),
         ("approver_me_20", "/v1/requests?approver=me", "u1-token"),
     ] {
         let url = format!("{}{path}", server.url);
