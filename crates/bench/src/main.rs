@@ -215,16 +215,23 @@ fn spawn_server(data: &Path, policies: &Path, directory: &Path) -> Spawned {
 
 fn spawn_server_on(data: &Path, database_url: Option<&str>, policies: &Path, directory: &Path) -> Spawned {
     let bin = std::env::current_exe().unwrap().with_file_name("signoff");
-    let mut command = Command::new(&bin);
-    command.args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(data);
+    let mut extra: Vec<String> = Vec::new();
     if let Some(url) = database_url {
-        command.args(["--database-url", url]);
+        extra.extend(["--database-url".to_string(), url.to_string()]);
     }
-    let mut child = command
+    spawn_binary(&bin, data, policies, directory, &extra)
+}
+
+/// `bin serve` on port 0 with `data`, the bench's policies and directory, and `extra` arguments.
+fn spawn_binary(bin: &Path, data: &Path, policies: &Path, directory: &Path, extra: &[String]) -> Spawned {
+    let mut child = Command::new(bin)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
         .arg("--policies")
         .arg(policies)
         .arg("--directory")
         .arg(directory)
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -811,23 +818,7 @@ async fn memory(requests: usize, clients: usize, serve_args: Vec<String>, server
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
     let bin = server.unwrap_or_else(|| std::env::current_exe().unwrap().with_file_name("signoff"));
-    let mut child = Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path().join("data"))
-        .arg("--policies")
-        .arg(&policies)
-        .arg("--directory")
-        .arg(&directory)
-        .args(&serve_args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {} (build it with --release first): {e}", bin.display()));
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
-    std::thread::spawn(move || for _ in lines {});
-    let server = Spawned { child, url };
+    let server = spawn_binary(&bin, &dir.path().join("data"), &policies, &directory, &serve_args);
     let pid = server.child.id();
     println!("scenario=memory server={} requests={requests} clients={clients} serve_args={serve_args:?} start_rss_kb={}", bin.display(), rss_kb(pid, "VmRSS:"));
     let http = reqwest::Client::new();

@@ -336,7 +336,7 @@ impl Tx<'_> {
                 let vars = self.vars.get_or_insert_with(|| {
                     planner::request_vars(self.dir, &self.state.effective_context, &self.state.requester)
                 });
-                match planner::eligible(self.policy, step, &to, self.dir, &self.state, vars, self.now) {
+                match planner::eligible(self.policy.separation, step, &to, self.dir, &self.state, vars, self.now) {
                     Ok((people, subs)) => {
                         let current = &self.state.step(step_id).map(|s| s.approvers.clone()).unwrap_or_default();
                         added = people.into_iter().filter(|p| !current.contains(p)).collect();
@@ -435,7 +435,7 @@ impl Tx<'_> {
             .vars
             .get_or_insert_with(|| planner::request_vars(self.dir, &self.state.effective_context, &self.state.requester));
         std::iter::once(&spec.approvers).chain(spec.escalation.iter().take(fired).map(|e| &e.to)).any(|who| {
-            planner::eligible_under(unrestricted, spec, who, self.dir, &self.state, vars, self.now)
+            planner::eligible(unrestricted, spec, who, self.dir, &self.state, vars, self.now)
                 .is_ok_and(|(people, _)| people.iter().any(|p| p == actor))
         })
     }

@@ -82,22 +82,9 @@ pub fn named(spec: &ApproverSpec, dir: &Directory, vars: &Vars, step: &str) -> R
 }
 
 /// The people `spec` makes eligible for `step` now: named ids, out-of-office delegations
-/// followed, separation of duties applied to the final delegates, then `eligible_if`.
+/// followed, separation of duties `sep` applied to the final delegates (the policy's; with none,
+/// it says who would be eligible were it not for separation of duties), then `eligible_if`.
 pub fn eligible(
-    policy: &Policy,
-    step: &Step,
-    spec: &ApproverSpec,
-    dir: &Directory,
-    state: &RequestState,
-    vars: &mut Vars,
-    now: Timestamp,
-) -> Result<(Vec<String>, Vec<Substitution>), ResolveError> {
-    eligible_under(policy.separation, step, spec, dir, state, vars, now)
-}
-
-/// `eligible` with the rules of separation of duties `sep` (with none, it says who would be
-/// eligible were it not for separation of duties).
-pub fn eligible_under(
     sep: Separation,
     step: &Step,
     spec: &ApproverSpec,
@@ -150,7 +137,7 @@ pub fn resolve(
     vars: &mut Vars,
     now: Timestamp,
 ) -> Result<Resolved, ResolveError> {
-    let (approvers, substitutions) = eligible(policy, step, &step.approvers, dir, state, vars, now)?;
+    let (approvers, substitutions) = eligible(policy.separation, step, &step.approvers, dir, state, vars, now)?;
     if approvers.is_empty() {
         return Err(ResolveError::NoEligibleApprovers(format!("step `{}` has no eligible approvers", step.id)));
     }
