@@ -52,17 +52,34 @@ fn the_document_validates_and_the_server_answers_as_it_says() {
     assert!(out.status.success(), "openapi-spec-validator: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 
     // Long-lived by design (event streams, a long poll): covered by the live tests instead.
-    let out = Command::new(tools.join("st"))
-        .arg("--config-file")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml"))
-        .arg("run")
-        .arg(&full)
-        .args(["--url", &url, "-H", "Authorization: Bearer alice-token", "--max-examples", "20", "--generation-deterministic"])
-        .args(["--phases", "examples,coverage,fuzzing", "--request-timeout", "15", "--workers", "2", "--no-color"])
-        .args(["--exclude-path", "/v1/stream", "--exclude-path-regex", "/(wait|stream)$", "--continue-on-failure"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    // PYTHONHASHSEED fixes the tool's own iteration order, so a run is repeatable. On this
+    // machine's Python (3.11.7) the tool itself now and then crashes while generating a case
+    // (CPython's "AST constructor recursion depth mismatch", fixed in later Pythons); a run that
+    // reports only such a crash, and no failure of a check, is made again, at most twice more.
+    let schemathesis = || {
+        Command::new(tools.join("st"))
+            .arg("--config-file")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml"))
+            .arg("run")
+            .arg(&full)
+            .args(["--url", &url, "-H", "Authorization: Bearer alice-token", "--max-examples", "20", "--generation-deterministic"])
+            .args(["--phases", "examples,coverage,fuzzing", "--request-timeout", "15", "--workers", "2", "--no-color"])
+            .args(["--exclude-path", "/v1/stream", "--exclude-path-regex", "/(wait|stream)$", "--continue-on-failure"])
+            .env("PYTHONHASHSEED", "0")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let mut out = schemathesis();
+    for _ in 0..2 {
+        let report = String::from_utf8_lossy(&out.stdout);
+        let crashed_alone = report.contains("AST constructor recursion depth mismatch") && !report.contains("Failures:") && !report.contains("Network Error");
+        if out.status.success() || !crashed_alone {
+            break;
+        }
+        eprintln!("schemathesis crashed on its own (not a check failure); running it again");
+        out = schemathesis();
+    }
     let report = String::from_utf8_lossy(&out.stdout);
     let _ = child.kill();
     let _ = child.wait();
