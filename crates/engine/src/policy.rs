@@ -231,16 +231,18 @@ impl Policy {
         let value: Value = yaml_serde::from_str(text).map_err(|e| {
             vec![PolicyProblem { path: String::new(), message: format!("not valid YAML: {e}") }]
         })?;
+        // New documents (files, validation) have the door's nesting limit; a version already
+        // stored is compiled from `from_value` whatever it once was let in with.
+        let depth = crate::nesting::value_depth(&value);
+        if depth > crate::nesting::MAX_DEPTH {
+            let message = format!("the document nests {depth} levels deep; at most {} are allowed", crate::nesting::MAX_DEPTH);
+            return Err(vec![PolicyProblem { path: String::new(), message }]);
+        }
         Policy::from_value(value)
     }
 
     /// Validates and compiles a document already parsed into JSON.
     pub fn from_value(source: Value) -> Result<Policy, Vec<PolicyProblem>> {
-        let depth = crate::nesting::value_depth(&source);
-        if depth > crate::nesting::MAX_DEPTH {
-            let message = format!("the document nests {depth} levels deep; at most {} are allowed", crate::nesting::MAX_DEPTH);
-            return Err(vec![PolicyProblem { path: String::new(), message }]);
-        }
         let mut p = Problems::default();
         let Some(doc) = p.object(&source, "") else {
             return Err(p.0);

@@ -99,7 +99,9 @@ async fn read_body(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let mut chunks = body.into_data_stream();
     let started = tokio::time::Instant::now();
     if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
-        if declared.is_some_and(|n| n <= limits.drain_bytes as u64) {
+        // A client waiting for `100 Continue` has sent nothing yet: reading would invite the body.
+        let waits_to_send = parts.headers.contains_key(header::EXPECT);
+        if !waits_to_send && declared.is_some_and(|n| n <= limits.drain_bytes as u64) {
             drain(&mut chunks, 0, &limits, started).await;
         }
         return too_large();

@@ -69,6 +69,9 @@ const HYPER_HEAD_BUFFER: usize = 64 * 1024;
 /// returns at the latest `limits.shutdown_grace` later.
 pub async fn serve(router: Router, listener: TcpListener, limits: Limits, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Connections over the cap are answered by at most this many tasks at once; beyond them a
+    // connection is closed unanswered, so a flood cannot turn refusals into a descriptor leak.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(64));
     let (closing, closed) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = pin!(shutdown);
@@ -98,7 +101,12 @@ pub async fn serve(router: Router, listener: TcpListener, limits: Limits, shutdo
             }
             Err(_) => {
                 metrics::counter!("signoff_connections_refused_total").increment(1);
-                connections.spawn(refuse(stream, limits.max_connections));
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    connections.spawn(async move {
+                        refuse(stream, limits.max_connections).await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }

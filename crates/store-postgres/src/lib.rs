@@ -28,7 +28,7 @@ use tokio_postgres::{NoTls, Row};
 
 /// A person's open tasks, soonest due first (undated last: NULLS LAST is the ascending
 /// default); served in order by `tasks_inbox`.
-pub const INBOX_SQL: &str = "SELECT body FROM tasks WHERE approver = $1 ORDER BY due_at, request_n, step_id LIMIT $2";
+pub const INBOX_SQL: &str = "SELECT body FROM tasks WHERE approver = $1 ORDER BY due_at, request_n, step_id COLLATE \"C\" LIMIT $2";
 
 /// Set for the transaction of each inbox and list: their queries read an index in the order
 /// they answer and stop at the page, which is the best plan whatever the statistics say; but
@@ -459,8 +459,8 @@ impl Store for PostgresStore {
         let max_bytes = q.max_bytes.unwrap_or(usize::MAX);
         let mut rows: Vec<(i64, String)> = Vec::new();
         let mut bytes = 0usize;
-        // A first batch of 32, then as many as the rest of the budget holds at the size so far.
-        let mut want = 32.min(limit + 1);
+        // One row first, then as many as the rest of the budget holds at the size so far.
+        let mut want = 1;
         loop {
             let batch = tx.query_portal(&portal, want as i32).await.map_err(unavailable)?;
             let done = batch.len() < want;

@@ -340,7 +340,8 @@ $$;
 "#, r#"
 -- The inbox reads one person's tasks soonest due first (NULLS LAST is the ascending default):
 -- this index holds them in that order, so the inbox costs the same for 20 tasks or 200,000.
-CREATE INDEX tasks_inbox ON tasks (approver, due_at, request_n, step_id);
+-- Step ids compare byte by byte, as in SQLite, so both stores break ties alike.
+CREATE INDEX tasks_inbox ON tasks (approver, due_at, request_n, step_id COLLATE "C");
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

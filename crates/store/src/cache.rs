@@ -42,9 +42,21 @@ impl quick_cache::Weighter<String, CachedState> for ByWeight {
 /// Request states by id, at most `max_bytes` of them by weight.
 pub type StateCache = quick_cache::sync::Cache<String, CachedState, ByWeight>;
 
+/// The least weight each shard of the cache holds. The cache is split into shards of equal
+/// weight and refuses an entry heavier than its shard: a shard of at least 16 MiB keeps any
+/// state a 1 MiB submission makes (its context twice, as submitted and effective).
+const MIN_SHARD_WEIGHT: u64 = 16 * 1024 * 1024;
+
 pub fn state_cache(max_bytes: u64) -> StateCache {
-    // The estimate of how many entries fit only sizes the initial tables.
-    StateCache::with_weighter((max_bytes / 8192).clamp(64, 1 << 20) as usize, max_bytes, ByWeight)
+    let shards = (max_bytes / MIN_SHARD_WEIGHT).clamp(1, 16) as usize;
+    let options = quick_cache::OptionsBuilder::new()
+        // Only sizes the initial tables.
+        .estimated_items_capacity((max_bytes / 8192).clamp(64, 1 << 20) as usize)
+        .weight_capacity(max_bytes)
+        .shards(shards)
+        .build()
+        .expect("capacities are set");
+    StateCache::with_options(options, ByWeight, Default::default(), Default::default())
 }
 
 #[cfg(test)]
@@ -53,7 +65,7 @@ mod tests {
 
     #[test]
     fn the_cache_is_bounded_by_weight_not_count() {
-        let cache = state_cache(1024 * 1024);
+        let cache = state_cache(2 * 1024 * 1024);
         let state = |i: usize| {
             let sub = signoff_engine::Submission {
                 id: format!("req_{i}"), requester: "alice".into(), title: None, subject: None,
@@ -66,8 +78,16 @@ mod tests {
         for i in 0..100 {
             cache.insert(format!("req_{i}"), CachedState::measured(state(i)));
         }
-        // 100 states of ~100 KB each: only a few fit in 1 MiB.
-        assert!(cache.len() <= 6, "{} states kept", cache.len());
-        assert!(cache.weight() <= 1024 * 1024);
+        // 100 states of about 400 KB by weight (100 KB of context, twice, doubled): a few fit
+        // in 2 MiB, the most recent among them.
+        assert!((1..=5).contains(&cache.len()), "{} states kept", cache.len());
+        assert!(cache.weight() <= 2 * 1024 * 1024);
+        assert!(cache.get("req_99").is_some(), "the newest state is kept");
+        // A state as heavy as a 1 MiB submission makes is kept by the default cache.
+        let big = state_cache(crate::DEFAULT_STATE_CACHE_BYTES);
+        for i in 0..5 {
+            big.insert(format!("req_{i}"), CachedState::new(state(i), 2 * 1024 * 1024));
+        }
+        assert_eq!(big.len(), 5);
     }
 }
