@@ -431,34 +431,20 @@ async fn scale(requests: usize, samples: usize) {
         let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default() };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let start = Instant::now();
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut tasks = Vec::new();
-        for _ in 0..256 {
-            let (s, next) = (service.clone(), next.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= requests {
-                        break;
-                    }
-                    // Each request: one of 200 requesters, reviewed by two others.
-                    let requester = format!("u{}", i % 200);
-                    let reviewers = json!([format!("u{}", (i * 7 + 1) % 200), format!("u{}", (i * 13 + 2) % 200)]);
-                    let body = SubmitBody {
-                        policy: "scale".into(),
-                        title: Some(format!("request {i}")),
-                        subject: Some(format!("S-{}", i % 1000)),
-                        context: json!({"reviewers": reviewers, "amount": i}),
-                        evidence: vec![],
-                        resubmits: None,
-                    };
-                    s.submit(&caller(&requester), body, None).await.unwrap();
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap();
-        }
+        seed_with(&service, requests, |i| {
+            // Each request: one of 200 requesters, reviewed by two others.
+            let reviewers = json!([format!("u{}", (i * 7 + 1) % 200), format!("u{}", (i * 13 + 2) % 200)]);
+            let body = SubmitBody {
+                policy: "scale".into(),
+                title: Some(format!("request {i}")),
+                subject: Some(format!("S-{}", i % 1000)),
+                context: json!({"reviewers": reviewers, "amount": i}),
+                evidence: vec![],
+                resubmits: None,
+            };
+            (format!("u{}", i % 200), body)
+        })
+        .await;
         println!("seeded={requests} seconds={:.1}", start.elapsed().as_secs_f64());
     }
     let server = spawn_server(&data, &policies, &directory);

@@ -403,25 +403,19 @@ impl Tx<'_> {
             ));
         }
         let sep = self.state.separation;
-        let is_requester = actor == self.state.requester && !sep.requester_can_approve;
-        let decided_other = sep.one_step_per_approver && self.state.decided_other_step(actor, step_id);
-        if !step.approvers.iter().any(|a| a == actor) {
-            if (is_requester || decided_other) && self.eligible_but_for_separation(actor, step_id) {
-                return Err(if is_requester {
-                    refuse("separation_of_duties", "the requester cannot act on their own request's steps")
-                } else {
-                    refuse("separation_of_duties", format!("{actor} already decided another step of this request"))
-                });
-            }
-            return Err(refuse("not_an_approver", format!("{actor} is not an approver of step `{step_id}`")));
+        let separated = if actor == self.state.requester && !sep.requester_can_approve {
+            Some(refuse("separation_of_duties", "the requester cannot act on their own request's steps"))
+        } else if sep.one_step_per_approver && self.state.decided_other_step(actor, step_id) {
+            Some(refuse("separation_of_duties", format!("{actor} already decided another step of this request")))
+        } else {
+            None
+        };
+        let named = step.approvers.iter().any(|a| a == actor);
+        match separated {
+            Some(refusal) if named || self.eligible_but_for_separation(actor, step_id) => Err(refusal),
+            _ if !named => Err(refuse("not_an_approver", format!("{actor} is not an approver of step `{step_id}`"))),
+            _ => Ok(()),
         }
-        if is_requester {
-            return Err(refuse("separation_of_duties", "the requester cannot act on their own request's steps"));
-        }
-        if decided_other {
-            return Err(refuse("separation_of_duties", format!("{actor} already decided another step of this request")));
-        }
-        Ok(())
     }
 
     /// Whether `actor` would be an approver of the step now (its approvers and the escalation

@@ -24,9 +24,6 @@ use crate::error::ApiError;
 use crate::live;
 use crate::service::{ActionBody, Caller, IdempotencyKey, PlanBody, ReloadError, Reply, Service, SubmitBody};
 
-/// Bodies above this size are refused with 413 `too_large`.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
 type AppState = Arc<Service>;
 
 pub fn router(service: Arc<Service>) -> Router {
@@ -56,7 +53,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/email/act", get(email_confirm).post(email_act))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::new("method_not_allowed", "this route does not take that method") })
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // `read_body` bounds every body (`Limits::max_body_bytes`) before an extractor sees it.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(service.clone(), read_body))
         .layer(middleware::from_fn(record_metrics))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
@@ -174,12 +172,9 @@ pub struct JsonBody<T> {
     pub raw: Value,
 }
 
+/// The body was already read whole (and bounded) by `read_body`: only its bytes can be wrong.
 fn body_error(e: BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new("too_large", format!("the body is larger than {MAX_BODY_BYTES} bytes"))
-    } else {
-        ApiError::bad_parameter(format!("the body could not be read: {e}"))
-    }
+    ApiError::bad_parameter(format!("the body could not be read: {e}"))
 }
 
 impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {

@@ -345,11 +345,7 @@ impl Service {
             return Ok(reply);
         }
         let catalog = self.catalog();
-        let policy = catalog
-            .policies
-            .get(&body.policy)
-            .ok_or_else(|| ApiError::new("unknown_policy", format!("no policy `{}` is loaded", body.policy)))?
-            .clone();
+        let policy = loaded(&catalog, &body.policy)?.clone();
         for _ in 0..MAX_ATTEMPTS {
             let now = self.clock.now();
             let earlier = match &body.resubmits {
@@ -650,10 +646,7 @@ impl Service {
     /// What submitting `context` under `policy_id` would produce, without storing anything.
     pub fn plan(&self, caller: &Caller, policy_id: &str, body: PlanBody) -> Result<RequestState, ApiError> {
         let catalog = self.catalog();
-        let policy = catalog
-            .policies
-            .get(policy_id)
-            .ok_or_else(|| ApiError::new("unknown_policy", format!("no policy `{policy_id}` is loaded")))?;
+        let policy = loaded(&catalog, policy_id)?;
         let requester = body.requester.unwrap_or_else(|| caller.id.clone());
         if catalog.directory.user(&requester).is_none() {
             return Err(ApiError::new("unknown_user", format!("no user `{requester}` in the directory")));
@@ -672,6 +665,11 @@ impl Service {
             .map(|(_, state)| state)
             .map_err(|e| ApiError::new(e.code(), e.to_string()))
     }
+}
+
+/// A loaded policy, for a submission or a plan: an unknown one is 422 `unknown_policy` for both.
+fn loaded<'a>(catalog: &'a Catalog, id: &str) -> Result<&'a Arc<Policy>, ApiError> {
+    catalog.policies.get(id).ok_or_else(|| ApiError::new("unknown_policy", format!("no policy `{id}` is loaded")))
 }
 
 fn stripe_of(id: &str) -> usize {

@@ -31,7 +31,9 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts, St
     let mut ids = Vec::new();
     let mut cursor = None;
     loop {
-        let page = store.list(&ListQuery { limit: 500, cursor, ..ListQuery::default() }).await.map_err(|e| e.to_string())?;
+        // (Pages bounded in bytes as the API's are: the states are read only for their ids.)
+        let query = ListQuery { limit: 500, cursor, max_bytes: Some(crate::Memory::default().page_bytes), ..ListQuery::default() };
+        let page = store.list(&query).await.map_err(|e| e.to_string())?;
         ids.extend(page.items.into_iter().map(|s| s.id));
         match page.next_cursor {
             Some(c) => cursor = Some(c),

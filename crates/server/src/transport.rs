@@ -204,6 +204,17 @@ impl<S: AsyncWrite + Unpin> ProblemIo<S> {
     }
 }
 
+impl<S: AsyncWrite + Unpin> ProblemIo<S> {
+    /// Writes `answer` in place of the `written` bytes hyper handed over (reported as written).
+    fn answer_instead(&mut self, cx: &mut Context<'_>, answer: Vec<u8>, written: usize) -> Poll<io::Result<usize>> {
+        self.pending = Some((answer, 0));
+        if let Poll::Ready(Err(e)) = self.flush_pending(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(written))
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for ProblemIo<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -214,11 +225,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ProblemIo<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         ready!(self.flush_pending(cx))?;
         if let Some(answer) = problem_for_bare_error(buf) {
-            self.pending = Some((answer, 0));
-            if let Poll::Ready(Err(e)) = self.flush_pending(cx) {
-                return Poll::Ready(Err(e));
-            }
-            return Poll::Ready(Ok(buf.len()));
+            return self.answer_instead(cx, answer, buf.len());
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -229,11 +236,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ProblemIo<S> {
         if let (Some(only), None) = (filled.next(), filled.next())
             && let Some(answer) = problem_for_bare_error(only)
         {
-            self.pending = Some((answer, 0));
-            if let Poll::Ready(Err(e)) = self.flush_pending(cx) {
-                return Poll::Ready(Err(e));
-            }
-            return Poll::Ready(Ok(only.len()));
+            return self.answer_instead(cx, answer, only.len());
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }

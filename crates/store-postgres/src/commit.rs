@@ -359,11 +359,7 @@ impl Drop for Writing<'_> {
 fn answer(cache: &Cache, job: Job, outcome: Result<CommitOutcome>) {
     if matches!(outcome, Ok(CommitOutcome::Committed)) {
         for c in job.commits {
-            let cached = match &c.encoded_state {
-                Some(json) => signoff_store::CachedState::new(c.state.clone(), json.len()),
-                None => signoff_store::CachedState::measured(c.state.clone()),
-            };
-            crate::remember(cache, cached);
+            crate::remember(cache, c.cached_state());
         }
     }
     let _ = job.reply.send(outcome);

@@ -137,6 +137,25 @@ fn remember(cache: &StateCache, state: CachedState) {
     }
 }
 
+/// A list query's arguments as PostgreSQL binds them.
+pub fn sql_params(args: Vec<signoff_store::sql::SqlArg>) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    args.into_iter()
+        .map(|a| -> Box<dyn ToSql + Sync + Send> {
+            match a {
+                signoff_store::sql::SqlArg::Int(n) => Box::new(n),
+                signoff_store::sql::SqlArg::Text(t) => Box::new(t),
+            }
+        })
+        .collect()
+}
+
+/// A read-only transaction with `ORDERED_READ` set, for the inbox and lists.
+async fn ordered_read(client: &mut deadpool_postgres::Object) -> Result<deadpool_postgres::Transaction<'_>> {
+    let tx = client.build_transaction().read_only(true).start().await.map_err(unavailable)?;
+    tx.batch_execute(ORDERED_READ).await.map_err(unavailable)?;
+    Ok(tx)
+}
+
 fn decode_state(text: &str) -> Result<RequestState> {
     signoff_store::decode(text)
 }
@@ -436,23 +455,13 @@ impl Store for PostgresStore {
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Page> {
-        use signoff_store::sql::SqlArg;
         let (sql, args) = signoff_store::sql::list_query(q, |k| format!("${k}"))?;
-        let args: Vec<Box<dyn ToSql + Sync + Send>> = args
-            .into_iter()
-            .map(|a| -> Box<dyn ToSql + Sync + Send> {
-                match a {
-                    SqlArg::Int(n) => Box::new(n),
-                    SqlArg::Text(t) => Box::new(t),
-                }
-            })
-            .collect();
+        let args = sql_params(args);
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref() as &(dyn ToSql + Sync)).collect();
         // Fetched a few rows at a time through a portal, and only until the page is full: the
         // rest of `limit + 1` large states is never sent.
         let mut client = self.client().await?;
-        let tx = client.build_transaction().read_only(true).start().await.map_err(unavailable)?;
-        tx.batch_execute(ORDERED_READ).await.map_err(unavailable)?;
+        let tx = ordered_read(&mut client).await?;
         let statement = tx.prepare_cached(&sql).await.map_err(unavailable)?;
         let portal = tx.bind(&statement, &params).await.map_err(unavailable)?;
         let limit = q.limit.clamp(1, 500) as usize;
@@ -481,8 +490,7 @@ impl Store for PostgresStore {
 
     async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
         let mut client = self.client().await?;
-        let tx = client.build_transaction().read_only(true).start().await.map_err(unavailable)?;
-        tx.batch_execute(ORDERED_READ).await.map_err(unavailable)?;
+        let tx = ordered_read(&mut client).await?;
         let statement = tx.prepare_cached(INBOX_SQL).await.map_err(unavailable)?;
         let rows = tx.query(&statement, &[&user, &(limit as i64)]).await.map_err(unavailable)?;
         rows.iter().map(|r| signoff_store::decode(r.get(0))).collect()

@@ -72,15 +72,7 @@ async fn inbox_and_lists_are_served_in_index_order() {
 async fn check_plans(client: &tokio_postgres::Client) {
     let plan = |sql: String, args: Vec<signoff_store::sql::SqlArg>, settings: &'static str| {
         async move {
-            let args: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = args
-                .into_iter()
-                .map(|a| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
-                    match a {
-                        signoff_store::sql::SqlArg::Int(n) => Box::new(n),
-                        signoff_store::sql::SqlArg::Text(t) => Box::new(t),
-                    }
-                })
-                .collect();
+            let args = signoff_store_postgres::sql_params(args);
             let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
             client.batch_execute(&format!("BEGIN; {settings}")).await.unwrap();
             let rows = client.query(&format!("EXPLAIN {sql}"), &params).await.unwrap();

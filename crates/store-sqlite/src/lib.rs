@@ -32,7 +32,7 @@ const MAX_GROUP: usize = 512;
 /// and a blocking thread per read.
 const READERS: usize = 8;
 
-use signoff_store::{CachedState, StateCache};
+use signoff_store::StateCache;
 
 enum WriteOp {
     Commit(Vec<Commit>, oneshot::Sender<Result<CommitOutcome>>),
@@ -183,11 +183,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 (WriteOp::Commit(commits, reply), r) => {
                     if matches!(r, Ok(CommitOutcome::Committed)) {
                         for c in commits {
-                            let cached = match &c.encoded_state {
-                                Some(json) => CachedState::new(c.state.clone(), json.len()),
-                                None => CachedState::measured(c.state.clone()),
-                            };
-                            cache.insert(c.state.id.clone(), cached);
+                            cache.insert(c.state.id.clone(), c.cached_state());
                         }
                     }
                     let _ = reply.send(r);
@@ -521,6 +517,14 @@ fn notification_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Notification> {
     })
 }
 
+/// A list query's argument as SQLite binds it.
+fn sql_value(arg: signoff_store::sql::SqlArg) -> rusqlite::types::Value {
+    match arg {
+        signoff_store::sql::SqlArg::Int(n) => rusqlite::types::Value::Integer(n),
+        signoff_store::sql::SqlArg::Text(t) => rusqlite::types::Value::Text(t),
+    }
+}
+
 fn decode_state(text: &str) -> Result<RequestState> {
     signoff_store::decode(text)
 }
@@ -742,12 +746,8 @@ impl Store for SqliteStore {
     async fn list(&self, q: &ListQuery) -> Result<Page> {
         let q = q.clone();
         self.read(move |c| {
-            use signoff_store::sql::SqlArg;
             let (sql, args) = signoff_store::sql::list_query(&q, |k| format!("?{k}"))?;
-            let args = args.into_iter().map(|a| match a {
-                SqlArg::Int(n) => rusqlite::types::Value::Integer(n),
-                SqlArg::Text(t) => rusqlite::types::Value::Text(t),
-            });
+            let args = args.into_iter().map(sql_value);
             let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
             // Stepped lazily: rows past the page's byte budget are never read.
             let rows = stmt
@@ -825,13 +825,7 @@ mod tests {
             ListQuery { limit: 50, ..Default::default() },
         ] {
             let (sql, args) = signoff_store::sql::list_query(&q, |k| format!("?{k}")).unwrap();
-            let args: Vec<rusqlite::types::Value> = args
-                .into_iter()
-                .map(|a| match a {
-                    signoff_store::sql::SqlArg::Int(n) => rusqlite::types::Value::Integer(n),
-                    signoff_store::sql::SqlArg::Text(t) => rusqlite::types::Value::Text(t),
-                })
-                .collect();
+            let args: Vec<rusqlite::types::Value> = args.into_iter().map(sql_value).collect();
             let p = plan(&conn, &sql, &args);
             assert!(!p.contains("TEMP B-TREE") && !p.contains("LIST SUBQUERY"), "{q:?}:\n{p}");
             let driven = q.approver.is_some() || q.visible_to.is_some();

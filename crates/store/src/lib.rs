@@ -110,6 +110,17 @@ pub struct Commit {
     pub previous: Option<Arc<RequestState>>,
 }
 
+impl Commit {
+    /// The committed state as a store keeps it in memory, weighed by its JSON (the caller's
+    /// encoding when there is one).
+    pub fn cached_state(&self) -> CachedState {
+        match &self.encoded_state {
+            Some(json) => CachedState::new(self.state.clone(), json.len()),
+            None => CachedState::measured(self.state.clone()),
+        }
+    }
+}
+
 impl KeyMatch {
     /// What a key stored for a call with `stored_fingerprint` (and its response) says about a
     /// new call with `fingerprint`.
