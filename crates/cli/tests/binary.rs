@@ -69,7 +69,7 @@ fn cli_golden_path_and_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let quote = dir.path().join("quote.json");
-    std::fs::write(&quote, include_str!("../../../examples/quote.json")).unwrap();
+    std::fs::write(&quote, include_str!("../../../examples/requests/quote-discount.json")).unwrap();
     let quote = quote.to_str().unwrap();
 
     let (code, out, err) = server.client("alice-token", &["submit", "--policy", "quote-discount", "--subject", "Q-2026-0120", "--context", quote]);
@@ -443,7 +443,7 @@ fn signoff_wait_blocks_until_the_decision() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&dir.path().join("data"));
     let quote = dir.path().join("quote.json");
-    std::fs::write(&quote, include_str!("../../../examples/quote.json")).unwrap();
+    std::fs::write(&quote, include_str!("../../../examples/requests/quote-discount.json")).unwrap();
     let submit = |server: &Server| {
         let (code, out, _) = server.client("alice-token", &["submit", "--policy", "quote-discount", "--context", quote.to_str().unwrap()]);
         assert_eq!(code, 0);
@@ -593,7 +593,7 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     let data = dir.path().join("data");
     let server = Server::start(&data);
     let quote = dir.path().join("quote.json");
-    std::fs::write(&quote, include_str!("../../../examples/quote.json")).unwrap();
+    std::fs::write(&quote, include_str!("../../../examples/requests/quote-discount.json")).unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
         let (_, out, _) = server.client("alice-token", &["submit", "--policy", "quote-discount", "--context", quote.to_str().unwrap()]);

@@ -32,9 +32,27 @@ pub fn parse(text: &str) -> Result<SignedDuration, String> {
         .ok_or_else(|| format!("`{text}` is longer than 100 years"))
 }
 
+/// A duration in the largest unit that divides it (`90s`, `4h`, `2d`), the form `parse` reads.
+pub fn format(d: SignedDuration) -> String {
+    let secs = d.as_secs();
+    for (unit, n) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs != 0 && secs % n == 0 {
+            return format!("{}{unit}", secs / n);
+        }
+    }
+    format!("{secs}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_in_the_largest_unit() {
+        for text in ["90s", "4h", "2d", "45m", "25h"] {
+            assert_eq!(format(parse(text).unwrap()), text);
+        }
+    }
 
     #[test]
     fn parses_each_unit() {

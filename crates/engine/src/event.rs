@@ -49,6 +49,9 @@ pub struct PlannedStep {
     pub require_acks: Vec<String>,
     #[serde(default)]
     pub on_timeout: TimeoutAction,
+    /// With `on_timeout: escalate`: what the timeout does once no level is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_last_timeout: Option<TimeoutAction>,
 }
 
 /// An out-of-office substitution applied while resolving approvers.
@@ -152,6 +155,9 @@ pub enum EventKind {
     StepTimedOut {
         action: TimeoutAction,
         due: Timestamp,
+        /// With `escalate`: the step's new due time (an `escalated` event follows).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_due: Option<Timestamp>,
     },
     /// On an earlier request: it was re-submitted as request `by` (same lineage).
     Resubmitted {

@@ -173,6 +173,7 @@ pub fn submit(policy: &Policy, dir: &Directory, sub: Submission, now: Timestamp)
                     rejections: s.rejections,
                     require_acks: s.require_acks.clone(),
                     on_timeout: s.on_timeout,
+                    on_last_timeout: s.on_last_timeout,
                 })
                 .collect()
         },
@@ -360,8 +361,21 @@ impl Tx<'_> {
     }
 
     fn time_out(&mut self, step_id: &str, due: Timestamp) {
-        let Some(action) = self.state.step(step_id).map(|s| s.on_timeout) else { return };
-        self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepTimedOut { action, due });
+        let Some(step) = self.state.step(step_id) else { return };
+        let mut action = step.on_timeout;
+        if action == TimeoutAction::Escalate {
+            let spec = self.policy.step(step_id);
+            let next = step.escalation_level + 1;
+            if spec.is_some_and(|s| s.escalation.len() >= next as usize) {
+                // The next level fires now and the step gets another `sla` to be decided in.
+                let next_due = spec.and_then(|s| s.sla).and_then(|sla| self.now.checked_add(sla).ok());
+                self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepTimedOut { action, due, next_due });
+                self.escalate(step_id, next, due);
+                return;
+            }
+            action = step.on_last_timeout.unwrap_or_default();
+        }
+        self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepTimedOut { action, due, next_due: None });
         let text = format!("step `{step_id}` timed out");
         let reason = Some(text.clone());
         match action {
@@ -373,7 +387,9 @@ impl Tx<'_> {
                 self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Rejected, reason: reason.clone() });
                 self.emit(SYSTEM_ACTOR, None, EventKind::Completed { status: RequestStatus::Rejected, reason });
             }
-            TimeoutAction::Expire => {
+            // `Escalate` never reaches here: `on_last_timeout` cannot be `escalate`, and a step
+            // whose levels are spent falls back to expiring.
+            TimeoutAction::Expire | TimeoutAction::Escalate => {
                 self.emit(SYSTEM_ACTOR, Some(step_id), EventKind::StepDecided { outcome: StepStatus::Expired, reason: reason.clone() });
                 self.emit(SYSTEM_ACTOR, None, EventKind::Expired { reason: text });
             }
@@ -620,7 +636,7 @@ impl Tx<'_> {
                     approvers: r.approvers,
                     quorum: r.quorum,
                     due_at: step.sla.and_then(at),
-                    escalation_at: step.escalation.iter().filter_map(|e| at(e.after)).collect(),
+                    escalation_at: step.escalation.iter().filter_map(|e| e.after.and_then(at)).collect(),
                     remind_every: step.remind_every,
                     substitutions: r.substitutions,
                 });

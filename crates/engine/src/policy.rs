@@ -107,6 +107,8 @@ pub struct Step {
     pub rejections: u32,
     pub sla: Option<SignedDuration>,
     pub on_timeout: TimeoutAction,
+    /// With `on_timeout: escalate`, what a timeout does once every level has fired.
+    pub on_last_timeout: Option<TimeoutAction>,
     pub escalation: Vec<Escalation>,
     pub remind_every: Option<SignedDuration>,
     pub require_acks: Vec<String>,
@@ -143,6 +145,9 @@ pub enum TimeoutAction {
     Reject,
     #[default]
     Expire,
+    /// Fire the next escalation level not yet fired and give the step a new due time; with no
+    /// level left, `on_last_timeout` applies.
+    Escalate,
 }
 
 /// Who may approve: named users, group members, and ids a CEL expression yields.
@@ -155,7 +160,9 @@ pub struct ApproverSpec {
 
 #[derive(Debug, Clone)]
 pub struct Escalation {
-    pub after: SignedDuration,
+    /// When the level fires after activation; `None` (only with `on_timeout: escalate`): only
+    /// when the step times out.
+    pub after: Option<SignedDuration>,
     pub to: ApproverSpec,
 }
 
@@ -247,14 +254,7 @@ impl Policy {
         let Some(doc) = p.object(&source, "") else {
             return Err(p.0);
         };
-        p.known_keys(
-            doc,
-            "",
-            &[
-                "id", "title", "version", "description", "context_schema", "auto_approve",
-                "expires_in", "separation_of_duties", "resubmission", "notify", "steps",
-            ],
-        );
+        p.known_keys(doc, "", fields::DOCUMENT);
         let id: Option<String> = p.required(doc, "id", "");
         if let Some(id) = &id
             && !valid_id(id) {
@@ -275,7 +275,7 @@ impl Policy {
         let separation: Separation = p.field(doc, "separation_of_duties", "").unwrap_or_default();
         let resubmission = doc.get("resubmission").and_then(|r| {
             let r = p.object(r, "resubmission")?;
-            p.known_keys(r, "resubmission", &["cooldown", "max_per_lineage"]);
+            p.known_keys(r, "resubmission", fields::RESUBMISSION);
             let max_per_lineage: Option<u32> = p.field(r, "max_per_lineage", "resubmission");
             if max_per_lineage == Some(0) {
                 p.push("resubmission.max_per_lineage", "must be at least 1".into());
@@ -331,6 +331,54 @@ impl Policy {
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)
     }
+
+    /// What is legal but wrong against `dir`: people and groups the directory lacks, approver
+    /// lists and escalation levels that name nobody, levels that fall due at or after the
+    /// step's `sla`. Warnings never make a policy invalid.
+    pub fn warnings(&self, dir: &crate::directory::Directory) -> Vec<PolicyProblem> {
+        let mut out = Vec::new();
+        let mut warn = |path: String, message: String| out.push(PolicyProblem { path, message });
+        for step in &self.steps {
+            let path = format!("steps.{}", step.id);
+            let who = |spec: &ApproverSpec, at: &str, what: &str, warn: &mut dyn FnMut(String, String)| {
+                let mut anyone = spec.expr.is_some();
+                for u in &spec.users {
+                    match dir.user(u) {
+                        Some(_) => anyone = true,
+                        None => warn(format!("{at}.users"), format!("no user `{u}` in the directory")),
+                    }
+                }
+                for g in &spec.groups {
+                    match dir.group(g) {
+                        None => warn(format!("{at}.groups"), format!("no group `{g}` in the directory")),
+                        Some([]) => warn(format!("{at}.groups"), format!("group `{g}` has no members")),
+                        Some(_) => anyone = true,
+                    }
+                }
+                if !anyone {
+                    warn(at.to_string(), format!("{what} nobody in the directory"));
+                }
+            };
+            who(&step.approvers, &format!("{path}.approvers"), "names", &mut warn);
+            for (i, level) in step.escalation.iter().enumerate() {
+                let at = format!("{path}.escalation[{i}]");
+                who(&level.to, &format!("{at}.to"), "escalates to", &mut warn);
+                if let (Some(after), Some(sla)) = (level.after, step.sla)
+                    && after >= sla
+                {
+                    let cure = match step.on_timeout {
+                        TimeoutAction::Escalate => "the timeout escalates first; leave out `after` to escalate on timeout",
+                        _ => "the step times out first, so this level can never help",
+                    };
+                    warn(
+                        format!("{at}.after"),
+                        format!("fires {} after activation, at or after the step's sla ({}): {cure}", duration::format(after), duration::format(sla)),
+                    );
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `[a-z0-9][a-z0-9._-]*`
@@ -383,6 +431,25 @@ fn check_order(steps: &[Step], p: &mut Problems) {
                 return;
             }
     }
+}
+
+/// The fields the parser accepts, by mapping; `docs/reference/policy.md` documents each.
+pub mod fields {
+    pub const DOCUMENT: &[&str] = &[
+        "id", "title", "version", "description", "context_schema", "auto_approve", "expires_in",
+        "separation_of_duties", "resubmission", "notify", "steps",
+    ];
+    pub const SEPARATION: &[&str] = &["requester_can_approve", "one_step_per_approver"];
+    pub const RESUBMISSION: &[&str] = &["cooldown", "max_per_lineage"];
+    pub const NOTIFY: &[&str] = &["channels", "slack_channel"];
+    pub const STEP: &[&str] = &[
+        "id", "title", "when", "reason", "after", "approvers", "eligible_if", "quorum", "rejections",
+        "sla", "on_timeout", "on_last_timeout", "escalation", "remind_every", "require_acks", "edits",
+        "notify",
+    ];
+    pub const APPROVERS: &[&str] = &["users", "groups", "expr"];
+    pub const ESCALATION: &[&str] = &["after", "to"];
+    pub const EDITS: &[&str] = &["allowed_keys", "schema", "max_diff_chars"];
 }
 
 #[derive(Default)]
@@ -463,7 +530,7 @@ impl Problems {
 
     fn approvers(&mut self, v: &Value, path: &str) -> Option<ApproverSpec> {
         let map = self.object(v, path)?;
-        self.known_keys(map, path, &["users", "groups", "expr"]);
+        self.known_keys(map, path, fields::APPROVERS);
         let spec = ApproverSpec {
             users: self.field(map, "users", path).unwrap_or_default(),
             groups: self.field(map, "groups", path).unwrap_or_default(),
@@ -491,15 +558,7 @@ impl Problems {
             None => at.clone(),
         };
         let path = path.as_str();
-        self.known_keys(
-            map,
-            path,
-            &[
-                "id", "title", "when", "reason", "after", "approvers", "eligible_if", "quorum",
-                "rejections", "sla", "on_timeout", "escalation", "remind_every", "require_acks",
-                "edits", "notify",
-            ],
-        );
+        self.known_keys(map, path, fields::STEP);
         let when_src: Option<String> = self.field(map, "when", path);
         let eligible_src: Option<String> = self.field(map, "eligible_if", path);
         let approvers = match map.get("approvers") {
@@ -517,6 +576,8 @@ impl Problems {
         if rejections == 0 {
             self.push(&join(path, "rejections"), "must be at least 1".into());
         }
+        let on_timeout: Option<TimeoutAction> = self.field(map, "on_timeout", path);
+        let on_last_timeout: Option<TimeoutAction> = self.field(map, "on_last_timeout", path);
         let escalation = match map.get("escalation") {
             None => Vec::new(),
             Some(Value::Array(levels)) => {
@@ -524,11 +585,15 @@ impl Problems {
                 for (i, level) in levels.iter().enumerate() {
                     let lpath = format!("{path}.escalation[{i}]");
                     let Some(lmap) = self.object(level, &lpath) else { continue };
-                    self.known_keys(lmap, &lpath, &["after", "to"]);
-                    if !lmap.contains_key("after") {
-                        self.push(&join(&lpath, "after"), "is required".into());
-                    }
-                    let after = self.duration(lmap, "after", &lpath);
+                    self.known_keys(lmap, &lpath, fields::ESCALATION);
+                    let after = match lmap.contains_key("after") {
+                        true => self.duration(lmap, "after", &lpath).map(Some),
+                        false if on_timeout == Some(TimeoutAction::Escalate) => Some(None),
+                        false => {
+                            self.push(&join(&lpath, "after"), "is required (it may be left out only with `on_timeout: escalate`)".into());
+                            None
+                        }
+                    };
                     let to = match lmap.get("to") {
                         Some(t) => self.approvers(t, &join(&lpath, "to")),
                         None => {
@@ -537,8 +602,15 @@ impl Problems {
                         }
                     };
                     if let (Some(after), Some(to)) = (after, to) {
-                        if out.last().is_some_and(|prev| prev.after >= after) {
-                            self.push(&join(&lpath, "after"), "levels must be in increasing order of `after`".into());
+                        match (out.last().map(|prev| prev.after), after) {
+                            (Some(Some(prev)), Some(after)) if prev >= after => {
+                                self.push(&join(&lpath, "after"), "levels must be in increasing order of `after`".into())
+                            }
+                            (Some(None), Some(_)) => self.push(
+                                &join(&lpath, "after"),
+                                "a level with `after` must come before every level without one".into(),
+                            ),
+                            _ => {}
                         }
                         out.push(Escalation { after, to });
                     }
@@ -550,6 +622,25 @@ impl Problems {
                 Vec::new()
             }
         };
+        let sla = self.duration(map, "sla", path);
+        if on_timeout == Some(TimeoutAction::Escalate) {
+            if !map.contains_key("sla") {
+                self.push(&join(path, "on_timeout"), "`escalate` needs an `sla`: the timeout is what escalates".into());
+            }
+            if !map.contains_key("escalation") {
+                self.push(&join(path, "on_timeout"), "`escalate` needs an `escalation` ladder to escalate to".into());
+            }
+        }
+        match on_last_timeout {
+            Some(TimeoutAction::Escalate) => self.push(
+                &join(path, "on_last_timeout"),
+                "must be approve, reject or expire: it applies when no escalation level is left".into(),
+            ),
+            Some(_) if on_timeout != Some(TimeoutAction::Escalate) => {
+                self.push(&join(path, "on_last_timeout"), "applies only with `on_timeout: escalate`".into())
+            }
+            _ => {}
+        }
         let require_acks: Vec<String> = self.field(map, "require_acks", path).unwrap_or_default();
         let distinct: BTreeSet<&String> = require_acks.iter().collect();
         if distinct.len() != require_acks.len() || require_acks.iter().any(|a| a.is_empty()) {
@@ -558,7 +649,7 @@ impl Problems {
         let edits = map.get("edits").and_then(|e| {
             let epath = join(path, "edits");
             let emap = self.object(e, &epath)?;
-            self.known_keys(emap, &epath, &["allowed_keys", "schema", "max_diff_chars"]);
+            self.known_keys(emap, &epath, fields::EDITS);
             let allowed_keys: Vec<String> = self.required(emap, "allowed_keys", &epath).unwrap_or_default();
             if emap.contains_key("allowed_keys") && allowed_keys.is_empty() {
                 self.push(&join(&epath, "allowed_keys"), "must list at least one key".into());
@@ -582,8 +673,9 @@ impl Problems {
             eligible_if: self.condition(eligible_src.as_ref(), &join(path, "eligible_if")),
             quorum,
             rejections,
-            sla: self.duration(map, "sla", path),
-            on_timeout: self.field(map, "on_timeout", path).unwrap_or_default(),
+            sla,
+            on_timeout: on_timeout.unwrap_or_default(),
+            on_last_timeout,
             escalation,
             remind_every: self.duration(map, "remind_every", path),
             require_acks,
@@ -650,6 +742,52 @@ steps:
         }
         let when = problems.iter().find(|p| p.path == "steps.a.when").unwrap();
         assert!(when.message.contains("quote.total >"), "{}", when.message);
+    }
+
+    #[test]
+    fn warns_about_what_is_legal_but_wrong() {
+        let dir = crate::directory::Directory::from_yaml("users:\n  - {id: mark}\n  - {id: vp}\ngroups:\n  finance: [mark]\n  empty: []\n").unwrap();
+        let p = Policy::from_yaml(
+            r#"
+id: w
+steps:
+  - id: a
+    approvers: {users: [mark, ghost], groups: [sre, empty]}
+    sla: 4h
+    escalation:
+      - {after: 2h, to: {users: [nobody]}}
+      - {after: 4h, to: {users: [vp]}}
+  - id: b
+    approvers: {groups: [finance]}
+"#,
+        )
+        .unwrap();
+        let got: Vec<(String, String)> = p.warnings(&dir).into_iter().map(|w| (w.path, w.message)).collect();
+        let want = [
+            ("steps.a.approvers.users", "no user `ghost` in the directory"),
+            ("steps.a.approvers.groups", "no group `sre` in the directory"),
+            ("steps.a.approvers.groups", "group `empty` has no members"),
+            ("steps.a.escalation[0].to.users", "no user `nobody` in the directory"),
+            ("steps.a.escalation[0].to", "escalates to nobody in the directory"),
+            ("steps.a.escalation[1].after", "fires 4h after activation, at or after the step's sla (4h): the step times out first, so this level can never help"),
+        ];
+        assert_eq!(got, want.map(|(p, m)| (p.to_string(), m.to_string())));
+        let fine = Policy::from_yaml(QUOTE).unwrap();
+        let demo = crate::directory::Directory::from_yaml(include_str!("../../../examples/directory.yaml")).unwrap();
+        assert_eq!(fine.warnings(&demo), vec![], "the example policy fits the demo directory");
+    }
+
+    #[test]
+    fn serde_fields_match_the_field_lists() {
+        fn accepts<T: DeserializeOwned>(fields: &[&str]) {
+            for f in fields {
+                let value = if f.ends_with("channels") { json!([]) } else if f.starts_with("slack") { json!("C1") } else { json!(true) };
+                assert!(serde_json::from_value::<T>(json!({ *f: value })).is_ok(), "{f}");
+            }
+            assert!(serde_json::from_value::<T>(json!({"bogus": 1})).is_err());
+        }
+        accepts::<Separation>(fields::SEPARATION);
+        accepts::<NotifyRules>(fields::NOTIFY);
     }
 
     #[test]

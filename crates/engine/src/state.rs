@@ -159,6 +159,10 @@ pub struct StepState {
     pub delegations: Vec<Delegation>,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub on_timeout: TimeoutAction,
+    /// With `on_timeout: escalate`: what the timeout does once no escalation level is left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub on_last_timeout: Option<TimeoutAction>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub activated_at: Option<Timestamp>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
@@ -322,6 +326,7 @@ impl RequestState {
                     acks: Vec::new(),
                     delegations: Vec::new(),
                     on_timeout: s.on_timeout,
+                    on_last_timeout: s.on_last_timeout,
                     activated_at: None,
                     due_at: None,
                     escalation_level: 0,
@@ -371,7 +376,8 @@ impl RequestState {
         let actor = event.actor.clone();
         match &event.kind {
             EventKind::Submitted { .. } => return Err(FoldError::SubmittedAgain(event.seq)),
-            EventKind::AutoApproved { .. } | EventKind::StepTimedOut { .. } => {}
+            EventKind::AutoApproved { .. } | EventKind::StepTimedOut { next_due: None, .. } => {}
+            EventKind::StepTimedOut { next_due: Some(due), .. } => self.step_mut(event)?.due_at = Some(*due),
             EventKind::EditsRefused { .. } | EventKind::Refused { .. } => {
                 *self.refusals.entry(actor.clone()).or_default() += 1;
             }

@@ -119,3 +119,69 @@ fn cancelling_voids_timers_and_a_decision_beats_a_later_timer() {
     let expired = tick(&p, &s, 45).state;
     assert_eq!(code(&act(&p, &expired, "mark", approve("a"))), "request_closed");
 }
+
+fn kinds(d: &machine::Decision) -> Vec<String> {
+    d.events
+        .iter()
+        .map(|e| match &e.kind {
+            EventKind::Escalated { level, added, .. } => format!("escalated:{level}:{}", added.join("+")),
+            EventKind::StepTimedOut { action, .. } => format!("step_timed_out:{}", serde_json::to_value(action).unwrap().as_str().unwrap()),
+            other => other.type_name().to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn on_timeout_escalate_fires_the_next_level_then_the_last_action() {
+    // "SLA 1 day, then escalate to a director": each timeout adds the next level and a new day.
+    let p = policy(
+        "id: t\nsteps:\n  - id: a\n    approvers: {users: [mark]}\n    sla: 1d\n    on_timeout: escalate\n    on_last_timeout: reject\n    escalation:\n      - {after: 2h, to: {users: [fiona]}}\n      - {to: {users: [vp-sales]}}\n      - {to: {users: [dana]}}\n",
+    );
+    let s = submit(&p, json!({}));
+    assert_eq!(s.step("a").unwrap().escalation_at, [at(120)], "only levels with `after` have a time of their own");
+    let d = tick(&p, &s, 120);
+    assert_eq!(kinds(&d), ["escalated:1:fiona"]);
+    let d = tick(&p, &d.state, 24 * 60);
+    assert_eq!(kinds(&d), ["step_timed_out:escalate", "escalated:2:vp-sales"]);
+    assert!(matches!(&d.events[0].kind, EventKind::StepTimedOut { next_due: Some(n), .. } if *n == at(48 * 60)));
+    let s = d.state;
+    assert_eq!(s.status, RequestStatus::Pending);
+    assert_eq!(s.step("a").unwrap().due_at, Some(at(48 * 60)), "a new due time");
+    assert_eq!(s.step("a").unwrap().approvers, ["mark", "fiona", "vp-sales"]);
+    assert_eq!(tick(&p, &s, 47 * 60).outcome, Outcome::Unchanged, "each level fires once");
+    // A day late (the server was down): one level, and a full sla from now.
+    let d = tick(&p, &s, 72 * 60);
+    assert_eq!(kinds(&d), ["step_timed_out:escalate", "escalated:3:dana"]);
+    assert_eq!(d.state.step("a").unwrap().due_at, Some(at(96 * 60)));
+    let d = tick(&p, &d.state, 96 * 60);
+    assert_eq!(kinds(&d), ["step_timed_out:reject", "step_decided", "completed"]);
+    assert_eq!(d.state.status, RequestStatus::Rejected);
+    assert!(d.state.timers().is_empty());
+}
+
+#[test]
+fn on_timeout_escalate_without_a_last_action_expires() {
+    let p = policy("id: t\nsteps:\n  - id: a\n    approvers: {users: [mark]}\n    sla: 1h\n    on_timeout: escalate\n    escalation: [{to: {users: [vp-sales]}}]\n");
+    let s = submit(&p, json!({}));
+    let d = tick(&p, &s, 60);
+    assert_eq!(kinds(&d), ["step_timed_out:escalate", "escalated:1:vp-sales"]);
+    let s = ok(&p, &d.state, "vp-sales", approve("a"));
+    assert_eq!(s.status, RequestStatus::Approved, "the escalated approver can decide");
+    let d = tick(&p, &d.state, 120);
+    assert_eq!(kinds(&d), ["step_timed_out:expire", "step_decided", "expired"]);
+}
+
+#[test]
+fn on_timeout_escalate_is_checked() {
+    for (doc, path) in [
+        ("  - {id: a, approvers: {users: [mark]}, on_timeout: escalate, escalation: [{to: {users: [v]}}]}\n", "steps.a.on_timeout"),
+        ("  - {id: a, approvers: {users: [mark]}, sla: 1h, on_timeout: escalate}\n", "steps.a.on_timeout"),
+        ("  - {id: a, approvers: {users: [mark]}, sla: 1h, on_last_timeout: reject}\n", "steps.a.on_last_timeout"),
+        ("  - {id: a, approvers: {users: [mark]}, sla: 1h, on_timeout: escalate, on_last_timeout: escalate, escalation: [{to: {users: [v]}}]}\n", "steps.a.on_last_timeout"),
+        ("  - {id: a, approvers: {users: [mark]}, sla: 1h, escalation: [{to: {users: [v]}}]}\n", "steps.a.escalation[0].after"),
+        ("  - {id: a, approvers: {users: [mark]}, sla: 1h, on_timeout: escalate, escalation: [{to: {users: [v]}}, {after: 2h, to: {users: [w]}}]}\n", "steps.a.escalation[1].after"),
+    ] {
+        let problems = Policy::from_yaml(&format!("id: t\nsteps:\n{doc}")).unwrap_err();
+        assert!(problems.iter().any(|p| p.path == path), "{doc}: {problems:?}");
+    }
+}
