@@ -627,7 +627,7 @@ impl Problems {
             if !map.contains_key("sla") {
                 self.push(&join(path, "on_timeout"), "`escalate` needs an `sla`: the timeout is what escalates".into());
             }
-            if !map.contains_key("escalation") {
+            if escalation.is_empty() {
                 self.push(&join(path, "on_timeout"), "`escalate` needs an `escalation` ladder to escalate to".into());
             }
         }

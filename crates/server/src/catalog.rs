@@ -30,12 +30,31 @@ pub struct CatalogError {
     pub problems: Vec<String>,
 }
 
+/// Something legal but wrong in a loaded policy (`Policy::warnings`); it never stops a load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogWarning {
+    pub file: String,
+    pub policy: String,
+    /// Where in the policy, e.g. `steps.finance.approvers.groups`.
+    pub path: String,
+    pub message: String,
+}
+
+impl CatalogWarning {
+    /// The step a warning is about, if it is about one.
+    pub fn step(&self) -> Option<&str> {
+        self.path.strip_prefix("steps.").map(|rest| rest.split(['.', '[']).next().unwrap_or(rest))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub policies: BTreeMap<String, Arc<Policy>>,
     pub directory: Arc<Directory>,
     /// (user, token) pairs generated for the demo directory; empty for a real directory.
     pub demo_tokens: Vec<(String, String)>,
+    /// Every loaded policy's warnings against the loaded directory, each logged at load.
+    pub warnings: Vec<CatalogWarning>,
 }
 
 impl Catalog {
@@ -75,7 +94,16 @@ impl Catalog {
                 demo_tokens.push((id, token));
             }
         }
-        Ok(Catalog { policies, directory: Arc::new(directory), demo_tokens })
+        let mut warnings = Vec::new();
+        for (id, policy) in &policies {
+            let file = origin.get(id).cloned().unwrap_or_default();
+            for w in policy.warnings(&directory) {
+                let w = CatalogWarning { file: file.clone(), policy: id.clone(), path: w.path, message: w.message };
+                tracing::warn!(file = %w.file, policy = %w.policy, step = w.step().unwrap_or("-"), path = %w.path, problem = %w.message, "policy warning");
+                warnings.push(w);
+            }
+        }
+        Ok(Catalog { policies, directory: Arc::new(directory), demo_tokens, warnings })
     }
 }
 
@@ -111,6 +139,19 @@ mod tests {
         assert_eq!(c.policies.len(), 3);
         assert!(c.demo_tokens.contains(&("alice".into(), "alice-token".into())));
         assert_eq!(c.directory.authenticate("mark-token").unwrap().id, "mark");
+    }
+
+    #[test]
+    fn warnings_name_file_step_and_problem() {
+        let c = Catalog::load(&Sources::default()).unwrap();
+        assert_eq!(c.warnings, [], "the bundled examples fit the demo directory");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("w.yaml"), "id: w\nsteps: [{id: ops, approvers: {groups: [sre, ghosts]}}]\n").unwrap();
+        let c = Catalog::load(&Sources { policies: Some(dir.path().to_path_buf()), directory: None }).unwrap();
+        assert_eq!(c.policies.len(), 1, "a warning never stops a load");
+        let w = &c.warnings[0];
+        assert!(w.file.ends_with("w.yaml"), "{w:?}");
+        assert_eq!((w.step(), w.path.as_str(), w.message.as_str()), (Some("ops"), "steps.ops.approvers.groups", "no group `ghosts` in the directory"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use signoff_engine::{Event, Policy, RequestState, RequestStatus, canonical};
-use signoff_store::{ListQuery, Task};
+use signoff_store::{ListQuery, ListSort, Task};
 
 use crate::error::ApiError;
 use crate::live;
@@ -37,6 +37,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/requests/{id}/wait", get(wait))
         .route("/stream", get(user_stream))
         .route("/inbox", get(inbox))
+        .route("/tasks", get(tasks))
+        .route("/me", get(me))
         .route("/policies", get(policies))
         .route("/policies/validate", post(validate_policy))
         .route("/policies/{id}", get(policy))
@@ -272,9 +274,14 @@ pub(crate) struct ListParams {
     /// server's page size in bytes (8 MiB by default).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
-    #[param(pattern = "^[0-9]{1,18}$")]
+    /// `next_cursor` of the previous page (of the same `sort`).
+    #[param(pattern = "^[0-9]{1,19}(\\.[0-9]{1,18})?$")]
     cursor: Option<String>,
+    /// `newest` (the default) or `due`: open requests by their soonest due task, undated last.
+    #[param(value_type = Option<String>, pattern = "^(newest|due)$")]
+    sort: Option<String>,
+    /// `true`: only requests with an open task past its due time.
+    overdue: Option<bool>,
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -283,7 +290,7 @@ pub(crate) struct RequestPage {
     next_cursor: Option<String>,
 }
 
-/// Requests visible to the caller, newest first.
+/// Requests visible to the caller, newest first (or soonest due first with `sort=due`).
 #[utoipa::path(get, path = "/v1/requests", tag = "requests", params(ListParams),
     responses((status = 200, body = RequestPage)))]
 pub(crate) async fn list(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<ListParams>, QueryRejection>) -> Result<Json<RequestPage>, ApiError> {
@@ -297,19 +304,28 @@ pub(crate) async fn list(State(s): State<AppState>, Auth(caller): Auth, q: Resul
     if !(1..=500).contains(&limit) {
         return Err(ApiError::bad_parameter("limit must be between 1 and 500"));
     }
-    let page = s
-        .list(&caller, ListQuery {
-            status,
-            policy: q.policy,
-            requester: q.requester,
-            approver: q.approver,
-            subject: q.subject,
-            visible_to: None,
-            limit,
-            cursor: q.cursor,
-            max_bytes: None,
-        })
-        .await?;
+    let sort = match q.sort.as_deref() {
+        None | Some("newest") => ListSort::Newest,
+        Some("due") => ListSort::Due,
+        Some(other) => return Err(ApiError::bad_parameter(format!("unknown sort `{other}` (newest, due)"))),
+    };
+    let query = ListQuery {
+        status,
+        policy: q.policy,
+        requester: q.requester,
+        approver: q.approver,
+        subject: q.subject,
+        visible_to: None,
+        limit,
+        cursor: q.cursor,
+        max_bytes: None,
+        sort,
+        overdue_at: None,
+    };
+    let page = match q.overdue {
+        Some(true) => s.list_overdue(&caller, query).await?,
+        _ => s.list(&caller, query).await?,
+    };
     Ok(Json(RequestPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
@@ -350,6 +366,34 @@ pub(crate) async fn inbox(State(s): State<AppState>, Auth(caller): Auth, q: Resu
         return Err(ApiError::bad_parameter("limit must be between 1 and 1000"));
     }
     Ok(Json(Inbox { items: s.inbox(&caller, limit).await? }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TasksParams {
+    /// 1 to 1000; 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// Only this user's tasks.
+    approver: Option<String>,
+}
+
+/// Every open task of every approver, soonest due first (admins).
+#[utoipa::path(get, path = "/v1/tasks", tag = "admin", params(TasksParams), responses((status = 200, body = Inbox)))]
+pub(crate) async fn tasks(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<TasksParams>, QueryRejection>) -> Result<Json<Inbox>, ApiError> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_parameter("limit must be between 1 and 1000"));
+    }
+    Ok(Json(Inbox { items: s.open_tasks(&caller, q.approver.as_deref(), limit).await? }))
+}
+
+/// Who the caller is: their directory entry, groups and whether they are an admin.
+#[utoipa::path(get, path = "/v1/me", tag = "admin", responses((status = 200, body = Object)))]
+pub(crate) async fn me(State(s): State<AppState>, Auth(caller): Auth) -> Json<Value> {
+    Json(s.me(&caller))
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -448,18 +492,22 @@ pub(crate) async fn policy(State(s): State<AppState>, Auth(_caller): Auth, id: R
     Ok(Json(doc))
 }
 
-/// Validate a policy (YAML or JSON body), listing every problem.
+/// Validate a policy (YAML or JSON body), listing every problem, and what is legal but wrong
+/// against the server's directory (`warnings`).
 #[utoipa::path(post, path = "/v1/policies/validate", tag = "policies", request_body(content = String, content_type = "application/yaml"),
     responses((status = 200, body = Object)))]
-pub(crate) async fn validate_policy(Auth(_caller): Auth, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub(crate) async fn validate_policy(State(s): State<AppState>, Auth(_caller): Auth, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let bytes = body.map_err(body_error)?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::bad_parameter("the body must be UTF-8 text"))?;
     match Policy::from_yaml(text) {
-        Ok(p) => Ok(Json(json!({ "valid": true, "id": p.id, "hash": p.hash })).into_response()),
+        Ok(p) => {
+            let warnings = p.warnings(&s.catalog().directory);
+            Ok(Json(json!({ "valid": true, "id": p.id, "hash": p.hash, "warnings": warnings })).into_response())
+        }
         Err(problems) => {
             let n = problems.len();
             Ok(ApiError::new("invalid_policy", format!("the policy has {n} problem(s)"))
-                .with(json!({ "valid": false, "errors": problems }))
+                .with(json!({ "valid": false, "errors": problems, "warnings": [] }))
                 .into_response())
         }
     }

@@ -24,7 +24,7 @@ use crate::service::{ActionBody, PlanBody, SubmitBody};
         (`application/problem+json`) with a stable `code`; see the product's spec/api.md."),
     paths(
         crate::http::submit, crate::http::act, crate::http::request, crate::http::list, crate::http::events,
-        crate::http::notifications, crate::http::inbox, crate::http::request_stream, crate::http::user_stream,
+        crate::http::notifications, crate::http::inbox, crate::http::tasks, crate::http::me, crate::http::request_stream, crate::http::user_stream,
         crate::http::wait, crate::http::policies, crate::http::policy, crate::http::validate_policy, crate::http::plan,
         crate::http::reload, crate::http::healthz, crate::http::readyz, crate::http::metrics_text,
         crate::http::slack_interactions, crate::http::email_confirm, crate::http::email_act, public_document,

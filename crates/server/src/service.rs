@@ -639,8 +639,39 @@ impl Service {
         Ok(self.store.list(&query).await?)
     }
 
+    /// `list` of the requests overdue now: with an open task past its due time.
+    pub async fn list_overdue(&self, caller: &Caller, query: ListQuery) -> Result<Page, ApiError> {
+        self.list(caller, ListQuery { overdue_at: Some(self.now()), ..query }).await
+    }
+
     pub async fn inbox(&self, caller: &Caller, limit: u32) -> Result<Vec<Task>, ApiError> {
         Ok(self.store.inbox(&caller.id, limit).await?)
+    }
+
+    /// Every open task of everyone (admins), or of one `approver`, soonest due first.
+    pub async fn open_tasks(&self, caller: &Caller, approver: Option<&str>, limit: u32) -> Result<Vec<Task>, ApiError> {
+        if !caller.admin {
+            return Err(ApiError::new("forbidden", "only admins see every open task; `GET /v1/inbox` lists yours"));
+        }
+        Ok(match approver {
+            Some(a) => self.store.inbox(a, limit).await?,
+            None => self.store.open_tasks(limit).await?,
+        })
+    }
+
+    /// The caller's directory entry.
+    pub fn me(&self, caller: &Caller) -> Value {
+        let catalog = self.catalog();
+        let dir = &catalog.directory;
+        let user = dir.user(&caller.id);
+        json!({
+            "id": caller.id,
+            "name": user.and_then(|u| u.name.clone()),
+            "email": user.and_then(|u| u.email.clone()),
+            "manager": user.and_then(|u| u.manager.clone()),
+            "groups": dir.groups_of(&caller.id),
+            "admin": caller.admin,
+        })
     }
 
     /// What submitting `context` under `policy_id` would produce, without storing anything.

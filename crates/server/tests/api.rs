@@ -283,6 +283,13 @@ async fn bad_input_gets_a_clear_error() {
     let (_, problem) = raw(Some("alice-token"), "/v1/policies/validate", "id: Bad\ncolour: 1\nsteps: [{id: a, approvers: {}, when: '1 +'}]\n").await;
     assert_eq!(problem["valid"], false);
     assert!(problem["errors"].as_array().unwrap().len() >= 4, "{problem}");
+    // Legal but wrong against the server's directory: valid, with warnings beside the errors.
+    let (status, answer) = raw(Some("alice-token"), "/v1/policies/validate", "id: w\nsteps:\n  - {id: ops, approvers: {groups: [sre, ghosts]}, sla: 1h, escalation: [{after: 2h, to: {users: [nobody]}}]}\n").await;
+    assert_eq!((status, &answer["valid"]), (StatusCode::OK, &json!(true)), "{answer}");
+    let paths: Vec<&str> = answer["warnings"].as_array().unwrap().iter().map(|w| w["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, ["steps.ops.approvers.groups", "steps.ops.escalation[0].to.users", "steps.ops.escalation[0].to", "steps.ops.escalation[0].after"], "{answer}");
+    let (_, answer) = raw(Some("alice-token"), "/v1/policies/validate", "id: fine\nsteps: [{id: a, approvers: {groups: [sre]}}]\n").await;
+    assert_eq!(answer["warnings"], json!([]), "{answer}");
 
     let id = app.submit("alice", "any", json!({})).await["id"].as_str().unwrap().to_string();
     for (body, status, code) in [

@@ -82,6 +82,9 @@ impl Store for Contended {
     async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
         self.inner.inbox(user, limit).await
     }
+    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>> {
+        self.inner.open_tasks(limit).await
+    }
     async fn idempotency(&self, scope: &str, key: &str, fp: &str) -> Result<Option<KeyMatch>> {
         self.inner.idempotency(scope, key, fp).await
     }

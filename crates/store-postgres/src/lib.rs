@@ -28,7 +28,8 @@ use tokio_postgres::{NoTls, Row};
 
 /// A person's open tasks, soonest due first (undated last: NULLS LAST is the ascending
 /// default); served in order by `tasks_inbox`.
-pub const INBOX_SQL: &str = "SELECT body FROM tasks WHERE approver = $1 ORDER BY due_at, request_n, step_id COLLATE \"C\" LIMIT $2";
+pub const INBOX_SQL: &str = "SELECT approver, body FROM tasks WHERE approver = $1 ORDER BY due_at, request_n, step_id COLLATE \"C\" LIMIT $2";
+pub const OPEN_TASKS_SQL: &str = "SELECT approver, body FROM tasks ORDER BY due_at, request_n, step_id COLLATE \"C\", approver COLLATE \"C\" LIMIT $1";
 
 /// Set for the transaction of each inbox and list: their queries read an index in the order
 /// they answer and stop at the page, which is the best plan whatever the statistics say; but
@@ -466,7 +467,7 @@ impl Store for PostgresStore {
         let portal = tx.bind(&statement, &params).await.map_err(unavailable)?;
         let limit = q.limit.clamp(1, 500) as usize;
         let max_bytes = q.max_bytes.unwrap_or(usize::MAX);
-        let mut rows: Vec<(i64, String)> = Vec::new();
+        let mut rows: Vec<(String, String)> = Vec::new();
         let mut bytes = 0usize;
         // One row first, then as many as the rest of the budget holds at the size so far.
         let mut want = 1;
@@ -493,7 +494,15 @@ impl Store for PostgresStore {
         let tx = ordered_read(&mut client).await?;
         let statement = tx.prepare_cached(INBOX_SQL).await.map_err(unavailable)?;
         let rows = tx.query(&statement, &[&user, &(limit as i64)]).await.map_err(unavailable)?;
-        rows.iter().map(|r| signoff_store::decode(r.get(0))).collect()
+        rows.iter().map(|r| signoff_store::task_row(r.get(0), r.get(1))).collect()
+    }
+
+    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>> {
+        let mut client = self.client().await?;
+        let tx = ordered_read(&mut client).await?;
+        let statement = tx.prepare_cached(OPEN_TASKS_SQL).await.map_err(unavailable)?;
+        let rows = tx.query(&statement, &[&(limit as i64)]).await.map_err(unavailable)?;
+        rows.iter().map(|r| signoff_store::task_row(r.get(0), r.get(1))).collect()
     }
 
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {

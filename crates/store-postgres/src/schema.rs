@@ -342,6 +342,9 @@ $$;
 -- this index holds them in that order, so the inbox costs the same for 20 tasks or 200,000.
 -- Step ids compare byte by byte, as in SQLite, so both stores break ties alike.
 CREATE INDEX tasks_inbox ON tasks (approver, due_at, request_n, step_id COLLATE "C");
+"#, r#"
+-- The admins' view of every open task, soonest due first (undated last), in index order.
+CREATE INDEX tasks_due ON tasks (due_at, request_n, step_id COLLATE "C", approver COLLATE "C");
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

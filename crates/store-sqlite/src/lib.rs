@@ -23,7 +23,8 @@ use signoff_store::{due_millis,
 use tokio::sync::oneshot;
 
 /// A person's open tasks, soonest due first (undated last); served in order by `tasks_inbox`.
-const INBOX_SQL: &str = "SELECT body FROM tasks WHERE approver = ?1 ORDER BY due_at IS NULL, due_at, request_n, step_id LIMIT ?2";
+const INBOX_SQL: &str = "SELECT approver, body FROM tasks WHERE approver = ?1 ORDER BY due_at IS NULL, due_at, request_n, step_id LIMIT ?2";
+const OPEN_TASKS_SQL: &str = "SELECT approver, body FROM tasks ORDER BY due_at IS NULL, due_at, request_n, step_id, approver LIMIT ?1";
 
 /// At most this many commits share one transaction.
 const MAX_GROUP: usize = 512;
@@ -751,7 +752,7 @@ impl Store for SqliteStore {
             let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
             // Stepped lazily: rows past the page's byte budget are never read.
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+                .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
                 .map_err(unavailable)?;
             signoff_store::sql::list_page(&q, rows.map(|r| r.map_err(unavailable)))
         })
@@ -766,8 +767,17 @@ impl Store for SqliteStore {
                     INBOX_SQL,
                 )
                 .map_err(unavailable)?;
-            let rows = stmt.query_map(params![user, limit], |r| r.get::<_, String>(0)).map_err(unavailable)?;
-            rows.map(|r| signoff_store::decode(&r.map_err(unavailable)?)).collect()
+            let rows = stmt.query_map(params![user, limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable).and_then(|(approver, body)| signoff_store::task_row(approver, &body))).collect()
+        })
+        .await
+    }
+
+    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(OPEN_TASKS_SQL).map_err(unavailable)?;
+            let rows = stmt.query_map(params![limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable).and_then(|(approver, body)| signoff_store::task_row(approver, &body))).collect()
         })
         .await
     }

@@ -126,6 +126,9 @@ CREATE INDEX used_keys_at ON used_keys (at);
 -- The inbox reads one person's tasks soonest due first (undated last): this index holds them
 -- in that order, so the inbox costs the same for 20 tasks or 200,000.
 CREATE INDEX tasks_inbox ON tasks (approver, due_at IS NULL, due_at, request_n, step_id);
+"#, r#"
+-- The admins' view of every open task, soonest due first (undated last), in index order.
+CREATE INDEX tasks_due ON tasks (due_at IS NULL, due_at, request_n, step_id, approver);
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -75,6 +75,7 @@ where
     idempotency_keys(&*fresh().await).await;
     inbox_follows_open_tasks(&*fresh().await).await;
     list_filters_and_pages(&*fresh().await).await;
+    lists_by_due_time(&*fresh().await).await;
     policies_by_hash(&*fresh().await).await;
     timers_follow_the_state(&*fresh().await).await;
     lineages(&*fresh().await).await;
@@ -273,6 +274,49 @@ pub async fn list_filters_and_pages(store: &dyn Store) {
     assert_eq!(ids(&visible), ["req_l5", "req_l3", "req_l1"]);
     let visible = store.list(&ListQuery { visible_to: Some("fiona".into()), ..all.clone() }).await.unwrap();
     assert_eq!(visible.items.len(), 7, "approvers on the plan see the request");
+}
+
+pub async fn lists_by_due_time(store: &dyn Store) {
+    let f = Fixture::new();
+    let mins = SignedDuration::from_mins;
+    // Each request's soonest due task is its finance step (30 minutes), until finance decides.
+    let a = committed(store, f.submit("req_a", "alice", "S-a", t0())).await;
+    committed(store, f.submit("req_b", "alice", "S-b", t0() - mins(50))).await;
+    committed(store, f.submit("req_c", "bob", "S-c", t0() + mins(10))).await;
+    let d = committed(store, f.submit("req_d", "alice", "S-d", t0() - mins(5))).await;
+    committed(store, f.act(&d, "fiona", approve("finance"))).await; // manager: due at t0 + 55m
+    let e = committed(store, f.submit("req_e", "alice", "S-e", t0() - mins(90))).await;
+    committed(store, f.act(&e, "alice", Action::Cancel { comment: None })).await;
+
+    let ids = |p: &Page| p.items.iter().map(|s| s.id.clone()).collect::<Vec<_>>();
+    let q = ListQuery { sort: ListSort::Due, limit: 2, ..ListQuery::default() };
+    let p1 = store.list(&q).await.unwrap();
+    assert_eq!(ids(&p1), ["req_b", "req_a"], "soonest due first; closed requests have no due time");
+    let p2 = store.list(&ListQuery { cursor: p1.next_cursor.clone(), ..q.clone() }).await.unwrap();
+    assert_eq!(ids(&p2), ["req_c", "req_d"]);
+    assert_eq!(p2.next_cursor, None);
+    let bobs = store.list(&ListQuery { requester: Some("bob".into()), limit: 50, ..q.clone() }).await.unwrap();
+    assert_eq!(ids(&bobs), ["req_c"]);
+    let marks = store.list(&ListQuery { approver: Some("mark".into()), visible_to: Some("mark".into()), limit: 50, ..q.clone() }).await.unwrap();
+    assert_eq!(ids(&marks), ["req_b", "req_a", "req_c", "req_d"]);
+    let fionas = store.list(&ListQuery { approver: Some("fiona".into()), limit: 50, ..q.clone() }).await.unwrap();
+    assert_eq!(ids(&fionas), ["req_b", "req_a", "req_c"], "fiona decided req_d");
+
+    let overdue = |at| ListQuery { overdue_at: Some(at), limit: 50, ..ListQuery::default() };
+    assert_eq!(ids(&store.list(&overdue(t0())).await.unwrap()), ["req_b"]);
+    assert_eq!(ids(&store.list(&overdue(t0() + mins(45))).await.unwrap()), ["req_c", "req_b", "req_a"], "newest first unless sorted");
+    let sorted = ListQuery { sort: ListSort::Due, ..overdue(t0() + mins(45)) };
+    assert_eq!(ids(&store.list(&sorted).await.unwrap()), ["req_b", "req_a", "req_c"]);
+
+    let tasks = store.open_tasks(100).await.unwrap();
+    let rows: Vec<(&str, &str, &str)> = tasks.iter().take(4).map(|t| (t.request.as_str(), t.step.as_str(), t.approver.as_str())).collect();
+    assert_eq!(rows, [("req_b", "finance", "fiona"), ("req_b", "finance", "frank"), ("req_b", "manager", "mark"), ("req_a", "finance", "fiona")]);
+    assert_eq!(tasks.len(), 10, "every open slot of every open request");
+    assert_eq!((tasks[0].requester.as_deref(), tasks[0].subject.as_deref()), (Some("alice"), Some("S-b")));
+    assert_eq!(store.open_tasks(3).await.unwrap().len(), 3);
+    let mark = store.inbox("mark", 100).await.unwrap();
+    assert!(mark.iter().all(|t| t.approver == "mark") && mark.len() == 4, "{mark:?}");
+    let _ = a;
 }
 
 pub async fn policies_by_hash(store: &dyn Store) {

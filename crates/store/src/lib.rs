@@ -254,6 +254,19 @@ pub struct ListQuery {
     /// A page also ends before the item that would take it past this many bytes of state JSON
     /// (it always holds at least one item); `None`: only `limit` counts.
     pub max_bytes: Option<usize>,
+    pub sort: ListSort,
+    /// Only requests with an open task due before this instant (overdue at that time).
+    pub overdue_at: Option<Timestamp>,
+}
+
+/// The order of a list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ListSort {
+    /// Newest first.
+    #[default]
+    Newest,
+    /// Open requests by their soonest due task, undated last; ties oldest first.
+    Due,
 }
 
 #[derive(Debug, Clone)]
@@ -271,6 +284,21 @@ pub struct Task {
     pub reason: Option<String>,
     pub due_at: Option<Timestamp>,
     pub policy: String,
+    /// Who may act on it. (Rows written before it was kept read back empty until their request
+    /// next changes; the stores fill it from the row.)
+    #[serde(default)]
+    pub approver: String,
+    #[serde(default)]
+    pub requester: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+}
+
+/// A task read back from its row: the body, with the approver its row is keyed by.
+pub fn task_row(approver: String, body: &str) -> Result<Task> {
+    let mut task: Task = decode(body)?;
+    task.approver = approver;
+    Ok(task)
 }
 
 /// An inbox row for each open approver slot of a state; what every store indexes.
@@ -288,6 +316,9 @@ pub fn tasks_of(state: &RequestState) -> Vec<(String, Task)> {
                     reason: step.reason.clone().or_else(|| step.title.clone()),
                     due_at: step.due_at,
                     policy: state.policy.id.clone(),
+                    approver: approver.to_string(),
+                    requester: Some(state.requester.clone()),
+                    subject: state.subject.clone(),
                 },
             )
         })
@@ -380,6 +411,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The first `limit` open tasks of `user`, soonest due first (undated last).
     async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>>;
+
+    /// The first `limit` open tasks of everyone, soonest due first (undated last).
+    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>>;
 
     /// What an idempotency key already holds, if anything.
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>>;

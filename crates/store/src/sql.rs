@@ -1,9 +1,10 @@
 //! The list query both SQL stores run, written once. It is driven by the index that already
 //! holds the rows in the order asked for, so a page costs about the same however many
 //! requests, tasks or participations there are: the approver's tasks (`approver=`), else the
-//! caller's participations (everyone but admins), else all requests; newest first throughout.
+//! caller's participations (everyone but admins), else all requests; newest first. Sorted by
+//! due time it is driven by the open tasks (only open requests have a due time).
 
-use crate::{ListQuery, Result, StoreError};
+use crate::{ListQuery, ListSort, Result, StoreError};
 
 /// A value bound to a placeholder of the query.
 #[derive(Debug, Clone, PartialEq)]
@@ -12,35 +13,68 @@ pub enum SqlArg {
     Text(String),
 }
 
-/// The SQL of a `list` page (columns: the request's row number and its state JSON, at most
+/// The SQL of a `list` page (columns: the row's cursor as text and its state JSON, at most
 /// `limit + 1` rows, so the caller can tell whether more follow), with placeholders written by
 /// `placeholder(k)` for the k-th argument (1-based), and the arguments.
 pub fn list_query(q: &ListQuery, placeholder: impl Fn(usize) -> String) -> Result<(String, Vec<SqlArg>)> {
     let mut args = Vec::new();
-    let mut sql = String::from("SELECT r.n, r.state FROM ");
     let mut bind = |sql: &mut String, clause: &str, v: SqlArg| {
         args.push(v);
         sql.push_str(&clause.replace('?', &placeholder(args.len())));
     };
-    // CROSS JOIN keeps the driving table outermost in SQLite; PostgreSQL plans it as a join.
-    let key = if let Some(approver) = &q.approver {
-        bind(&mut sql, "tasks d CROSS JOIN requests r WHERE d.approver = ? AND r.n = d.request_n", SqlArg::Text(approver.clone()));
-        // One row per request, though the approver may have tasks on several of its steps.
-        sql.push_str(" AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.approver = d.approver AND e.request_n = d.request_n AND e.step_id < d.step_id)");
-        if let Some(user) = &q.visible_to {
-            bind(&mut sql, " AND EXISTS (SELECT 1 FROM participants p WHERE p.user_id = ? AND p.request_n = d.request_n)", SqlArg::Text(user.clone()));
+    let mut sql = String::new();
+    let order = match q.sort {
+        ListSort::Newest => {
+            sql.push_str("SELECT CAST(r.n AS TEXT), r.state FROM ");
+            // CROSS JOIN keeps the driving table outermost in SQLite; PostgreSQL plans it as a join.
+            let key = if let Some(approver) = &q.approver {
+                bind(&mut sql, "tasks d CROSS JOIN requests r WHERE d.approver = ? AND r.n = d.request_n", SqlArg::Text(approver.clone()));
+                // One row per request, though the approver may have tasks on several of its steps.
+                sql.push_str(" AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.approver = d.approver AND e.request_n = d.request_n AND e.step_id < d.step_id)");
+                if let Some(user) = &q.visible_to {
+                    bind(&mut sql, " AND EXISTS (SELECT 1 FROM participants p WHERE p.user_id = ? AND p.request_n = d.request_n)", SqlArg::Text(user.clone()));
+                }
+                "d.request_n"
+            } else if let Some(user) = &q.visible_to {
+                bind(&mut sql, "participants d CROSS JOIN requests r WHERE d.user_id = ? AND r.n = d.request_n", SqlArg::Text(user.clone()));
+                "d.request_n"
+            } else {
+                sql.push_str("requests r WHERE TRUE");
+                "r.n"
+            };
+            if let Some(cursor) = &q.cursor {
+                let n: i64 = cursor.parse().map_err(|_| bad_cursor(cursor))?;
+                bind(&mut sql, &format!(" AND {key} < ?"), SqlArg::Int(n));
+            }
+            format!(" ORDER BY {key} DESC")
         }
-        "d.request_n"
-    } else if let Some(user) = &q.visible_to {
-        bind(&mut sql, "participants d CROSS JOIN requests r WHERE d.user_id = ? AND r.n = d.request_n", SqlArg::Text(user.clone()));
-        "d.request_n"
-    } else {
-        sql.push_str("requests r WHERE TRUE");
-        "r.n"
+        ListSort::Due => {
+            // Only open requests have tasks; one without a due time sorts after every dated one.
+            sql.push_str(
+                "SELECT CAST(x.due AS TEXT) || '.' || CAST(r.n AS TEXT), r.state FROM \
+                 (SELECT request_n, COALESCE(MIN(due_at), 9223372036854775807) AS due FROM tasks GROUP BY request_n) x \
+                 CROSS JOIN requests r WHERE r.n = x.request_n",
+            );
+            if let Some(approver) = &q.approver {
+                bind(&mut sql, " AND EXISTS (SELECT 1 FROM tasks e WHERE e.approver = ? AND e.request_n = r.n)", SqlArg::Text(approver.clone()));
+            }
+            if let Some(user) = &q.visible_to {
+                bind(&mut sql, " AND EXISTS (SELECT 1 FROM participants p WHERE p.user_id = ? AND p.request_n = r.n)", SqlArg::Text(user.clone()));
+            }
+            if let Some(cursor) = &q.cursor {
+                let (due, n) = cursor
+                    .split_once('.')
+                    .and_then(|(d, n)| Some((d.parse::<i64>().ok()?, n.parse::<i64>().ok()?)))
+                    .ok_or_else(|| bad_cursor(cursor))?;
+                bind(&mut sql, " AND (x.due > ?", SqlArg::Int(due));
+                bind(&mut sql, " OR (x.due = ?", SqlArg::Int(due));
+                bind(&mut sql, " AND r.n > ?))", SqlArg::Int(n));
+            }
+            " ORDER BY x.due, r.n".to_string()
+        }
     };
-    if let Some(cursor) = &q.cursor {
-        let n: i64 = cursor.parse().map_err(|_| StoreError::Invalid(format!("`{cursor}` is not a cursor this server issued")))?;
-        bind(&mut sql, &format!(" AND {key} < ?"), SqlArg::Int(n));
+    if let Some(at) = q.overdue_at {
+        bind(&mut sql, " AND EXISTS (SELECT 1 FROM tasks o WHERE o.request_n = r.n AND o.due_at < ?)", SqlArg::Int(at.as_millisecond()));
     }
     if let Some(s) = q.status {
         bind(&mut sql, " AND r.status = ?", SqlArg::Text(s.as_str().to_string()));
@@ -55,14 +89,18 @@ pub fn list_query(q: &ListQuery, placeholder: impl Fn(usize) -> String) -> Resul
         bind(&mut sql, " AND r.subject = ?", SqlArg::Text(s.clone()));
     }
     let limit = q.limit.clamp(1, 500) as i64;
-    bind(&mut sql, &format!(" ORDER BY {key} DESC LIMIT ?"), SqlArg::Int(limit + 1));
+    bind(&mut sql, &format!("{order} LIMIT ?"), SqlArg::Int(limit + 1));
     Ok((sql, args))
+}
+
+fn bad_cursor(cursor: &str) -> StoreError {
+    StoreError::Invalid(format!("`{cursor}` is not a cursor this server issued"))
 }
 
 /// A page from the rows of `list_query` (row number, state JSON), decoded: at most `limit`
 /// items, ending early before the item that would take it past `max_bytes` of JSON (one item
 /// at least). Rows are read only as far as the page goes: pass them lazily.
-pub fn list_page<S: AsRef<str>>(q: &ListQuery, rows: impl IntoIterator<Item = Result<(i64, S)>>) -> Result<crate::Page> {
+pub fn list_page<S: AsRef<str>>(q: &ListQuery, rows: impl IntoIterator<Item = Result<(String, S)>>) -> Result<crate::Page> {
     let limit = q.limit.clamp(1, 500) as usize;
     let max_bytes = q.max_bytes.unwrap_or(usize::MAX);
     let (mut items, mut last, mut more, mut bytes) = (Vec::new(), None, false, 0usize);
@@ -77,5 +115,5 @@ pub fn list_page<S: AsRef<str>>(q: &ListQuery, rows: impl IntoIterator<Item = Re
         items.push(crate::decode(text)?);
         last = Some(n);
     }
-    Ok(crate::Page { items, next_cursor: if more { last.map(|n| n.to_string()) } else { None } })
+    Ok(crate::Page { items, next_cursor: if more { last } else { None } })
 }
