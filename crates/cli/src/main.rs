@@ -1,6 +1,8 @@
 //! The `signoff` command: the server (`serve`), its client (`submit`, `status`, `action`,
-//! `history`, `inbox`, `policy`) and a self-contained `demo`. Exit codes: 0 success, 1 the
-//! server refused, 2 usage or configuration error, 3 the server cannot be reached.
+//! `history`, `inbox`, `requests`, `wait`, `whoami`, `policy`), offline tools (`token`,
+//! `migrate`, `export`, `import`) and a self-contained `demo`. Exit codes: 0 success, 1 the
+//! server refused, 2 usage or configuration error, 3 the server cannot be reached, 4 `wait`
+//! timed out.
 
 mod client;
 mod demo;
@@ -45,37 +47,44 @@ enum Command {
     Submit {
         #[command(flatten)]
         remote: Remote,
+        /// The policy's id (`signoff policy list` shows them).
         #[arg(long)]
         policy: String,
         /// A JSON file with the context (`-` for stdin).
         #[arg(long)]
         context: PathBuf,
+        /// What the request is about, e.g. a quote or change number.
         #[arg(long)]
         subject: Option<String>,
+        /// A line that tells approvers what they are asked to approve.
         #[arg(long)]
         title: Option<String>,
         /// An earlier rejected, expired or cancelled request this one re-submits.
         #[arg(long)]
         resubmits: Option<String>,
+        /// Makes a retried submission safe: the same key and body give the same request.
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// Show a request.
+    /// Show a request: its status, and each step's progress.
     Status {
         #[command(flatten)]
         remote: Remote,
+        /// The request's id (`req_…`).
         id: String,
     },
     /// Act on a request.
     Action {
         #[command(flatten)]
         remote: Remote,
+        /// The request's id (`req_…`).
         id: String,
-        /// approve, reject, acknowledge, delegate, comment or cancel.
-        #[arg(long)]
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["approve", "reject", "acknowledge", "delegate", "comment", "cancel"]))]
         action: String,
+        /// The step to act on (required for approve, reject, acknowledge and delegate).
         #[arg(long)]
         step: Option<String>,
+        /// A note kept in the history (required to reject).
         #[arg(long)]
         comment: Option<String>,
         /// The item to acknowledge.
@@ -87,29 +96,60 @@ enum Command {
         /// Approve with edits: a JSON object of top-level context keys.
         #[arg(long)]
         edits: Option<String>,
+        /// Makes a retried action safe: the same key and body act once.
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// A request's history, one line per event.
+    /// A request's history, one `key=value` line per event.
     History {
         #[command(flatten)]
         remote: Remote,
+        /// The request's id (`req_…`).
         id: String,
     },
-    /// Block until a request is decided: exit 0 if approved, 1 otherwise.
+    /// Block until a request is decided: exit 0 if approved, 1 if rejected, expired or
+    /// cancelled, 4 if still pending when --timeout passes.
     Wait {
         #[command(flatten)]
         remote: Remote,
+        /// The request's id (`req_…`).
         id: String,
         /// Give up after this long (e.g. 90s, 30m, 2h); without it, wait as long as it takes.
         #[arg(long)]
         timeout: Option<String>,
     },
-    /// The caller's open tasks.
+    /// The caller's open tasks, soonest due first.
     Inbox {
         #[command(flatten)]
         remote: Remote,
+        /// Every open task of every approver (admins).
+        #[arg(long)]
+        all: bool,
     },
+    /// Requests you may see: open ones soonest due first.
+    Requests {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["pending", "approved", "rejected", "expired", "cancelled"]))]
+        status: Option<String>,
+        /// Only requests under this policy.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Only requests with a step past its due time.
+        #[arg(long)]
+        overdue: bool,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
+        limit: u32,
+    },
+    /// Who the token belongs to: user, groups, admin.
+    Whoami {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Tokens for a real directory.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Check policies offline, or ask the server for a plan.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -120,7 +160,8 @@ enum Command {
         #[command(flatten)]
         db: StoreArgs,
     },
-    /// Write every request (full history) and policy to JSON Lines.
+    /// Write every request (full history) and policy to JSON Lines; a running server may keep
+    /// serving from the same database (the export is a consistent snapshot).
     Export {
         #[command(flatten)]
         db: StoreArgs,
@@ -150,12 +191,30 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    async fn open(&self) -> Result<std::sync::Arc<dyn signoff_store::Store>, String> {
-        let database = match &self.database_url {
+    fn database(&self) -> Result<signoff_server::Database, String> {
+        Ok(match &self.database_url {
             Some(url) => signoff_server::Database::parse(url)?,
             None => signoff_server::Database::Sqlite(self.data.clone().unwrap_or_else(|| PathBuf::from("signoff-data")).join("signoff.db")),
-        };
-        database.open().await
+        })
+    }
+
+    async fn open(&self) -> Result<std::sync::Arc<dyn signoff_store::Store>, String> {
+        self.database()?.open().await
+    }
+
+    /// The store to export from. A SQLite database is first copied in one read transaction,
+    /// so a server using it goes on serving (the copy lives as long as the guard).
+    async fn open_snapshot(&self) -> Result<(std::sync::Arc<dyn signoff_store::Store>, Option<tempfile::TempDir>), String> {
+        match self.database()? {
+            signoff_server::Database::Sqlite(path) => {
+                let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+                let copy = dir.path().join("snapshot.db");
+                signoff_store_sqlite::SqliteStore::snapshot(&path, &copy).map_err(|e| format!("database: {e}"))?;
+                let store = signoff_server::Database::Sqlite(copy).open().await?;
+                Ok((store, Some(dir)))
+            }
+            other => Ok((other.open().await?, None)),
+        }
     }
 }
 
@@ -172,7 +231,8 @@ fn file_or_std<T>(file: &Option<PathBuf>, flag: &str, open: impl FnOnce(&std::pa
 }
 
 async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
-    let store = match db.open().await {
+    let opened = if export { db.open_snapshot().await } else { db.open().await.map(|s| (s, None)) };
+    let (store, _snapshot) = match opened {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
@@ -214,21 +274,43 @@ async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Validate policy files; every problem is listed.
+    /// Validate policy files offline; every problem is listed (exit 1), and warnings for what
+    /// is legal but wrong against the directory.
     Check {
+        /// Policy files, or directories of them (their *.yaml and *.yml files).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The directory to check people and groups against [default: the demo directory].
+        #[arg(long)]
+        directory: Option<PathBuf>,
+    },
+    /// The policies the server has loaded.
+    List {
+        #[command(flatten)]
+        remote: Remote,
     },
     /// What submitting a context would produce.
     Plan {
         #[command(flatten)]
         remote: Remote,
+        /// The policy's id.
         #[arg(long)]
         policy: String,
+        /// A JSON file with the context (`-` for stdin).
         #[arg(long)]
         context: PathBuf,
+        /// Plan as if this user submitted (default: you).
         #[arg(long)]
         requester: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a fresh random token for USER and the directory line with its hash.
+    New {
+        /// The directory user the token signs in as.
+        user: String,
     },
 }
 
@@ -259,9 +341,15 @@ fn main() -> ExitCode {
                 client::action(&remote, &id, client::ActionArgs { action, step, comment, item, to, edits }, idempotency_key).await
             }
             Command::History { remote, id } => client::history(&remote, &id).await,
-            Command::Inbox { remote } => client::inbox(&remote).await,
+            Command::Inbox { remote, all } => client::inbox(&remote, all).await,
+            Command::Requests { remote, status, policy, overdue, limit } => {
+                client::requests(&remote, client::RequestFilter { status, policy, overdue, limit }).await
+            }
+            Command::Whoami { remote } => client::whoami(&remote).await,
+            Command::Token(TokenCommand::New { user }) => client::token_new(&user),
+            Command::Policy(PolicyCommand::List { remote }) => client::policy_list(&remote).await,
             Command::Wait { remote, id, timeout } => client::wait(&remote, &id, timeout.as_deref()).await,
-            Command::Policy(PolicyCommand::Check { files }) => client::policy_check(&files),
+            Command::Policy(PolicyCommand::Check { files, directory }) => client::policy_check(&files, directory.as_deref()),
             Command::Policy(PolicyCommand::Plan { remote, policy, context, requester }) => {
                 client::plan(&remote, &policy, &context, requester).await
             }

@@ -12,6 +12,7 @@ pub mod machine;
 pub mod nesting;
 pub mod policy;
 pub mod state;
+pub mod suggest;
 
 mod planner;
 

@@ -290,7 +290,7 @@ impl Tx<'_> {
                 }
                 if let Some(id) = step
                     && self.state.step(id).is_none() {
-                        return invalid("not_found", format!("the request has no step `{id}`"));
+                        return invalid("not_found", self.no_step(id));
                     }
                 self.emit(actor, step.as_deref(), EventKind::Commented { comment: comment.clone() });
                 Outcome::Applied
@@ -396,6 +396,11 @@ impl Tx<'_> {
         }
     }
 
+    /// "The request has no step `x`", with the steps it has and the nearest one.
+    fn no_step(&self, id: &str) -> String {
+        crate::suggest::unknown("the request has no step", id, self.state.steps.iter().map(|s| s.id.as_str()))
+    }
+
     /// Whether another refusal of `actor` is recorded (`Some`), and if so whether it is the
     /// last one that will be (`Some(true)`).
     fn refusal_recordable(&self, actor: &str) -> Option<bool> {
@@ -411,7 +416,7 @@ impl Tx<'_> {
         let step = self
             .state
             .step(step_id)
-            .ok_or_else(|| invalid("not_found", format!("the request has no step `{step_id}`")))?;
+            .ok_or_else(|| invalid("not_found", self.no_step(step_id)))?;
         if step.status != StepStatus::Active {
             return Err(refuse(
                 "step_not_active",

@@ -568,7 +568,17 @@ impl Problems {
                 None
             }
         };
-        let quorum: Quorum = self.field(map, "quorum", path).unwrap_or(Quorum::Count(1));
+        let quorum = match map.get("quorum") {
+            None => Quorum::Count(1),
+            Some(v) => Quorum::deserialize(v).unwrap_or_else(|_| {
+                let shown = match v {
+                    Value::String(s) => format!("`{s}`"),
+                    other => other.to_string(),
+                };
+                self.push(&join(path, "quorum"), format!("must be a number or \"all\", not {shown}"));
+                Quorum::Count(1)
+            }),
+        };
         if quorum == Quorum::Count(0) {
             self.push(&join(path, "quorum"), "must be at least 1 (or \"all\")".into());
         }
@@ -710,6 +720,14 @@ mod tests {
         .unwrap();
         assert!(p.steps[0].after.is_empty());
         assert_eq!(p.steps[1].after, vec!["a"]);
+    }
+
+    #[test]
+    fn a_bad_quorum_says_what_is_allowed() {
+        for q in ["two", "-1", "1.5", "[2]"] {
+            let problems = Policy::from_yaml(&format!("id: q\nsteps: [{{id: a, approvers: {{users: [x]}}, quorum: {q}}}]\n")).unwrap_err();
+            assert!(problems[0].message.starts_with("must be a number or \"all\""), "{q}: {problems:?}");
+        }
     }
 
     #[test]

@@ -42,7 +42,25 @@ pub fn status_of(code: &str) -> StatusCode {
     }
 }
 
+/// Every stable code, for turning a code read back from a reply into the code itself.
+const CODES: &[&str] = &[
+    "malformed_json", "bad_parameter", "too_deep", "malformed_request", "unauthenticated", "not_an_approver",
+    "separation_of_duties", "forbidden", "not_found", "method_not_allowed", "step_not_active", "request_closed",
+    "acks_pending", "idempotency_conflict", "not_terminal", "already_voted", "already_an_approver",
+    "request_timeout", "too_large", "uri_too_long", "headers_too_large", "unsupported_media_type",
+    "invalid_context", "invalid_policy", "planning_error", "no_eligible_approvers", "edit_key_not_allowed",
+    "edit_schema_invalid", "edit_diff_too_large", "delegation_cycle", "unknown_policy", "comment_required",
+    "unknown_user", "rate_limited", "resubmit_cooldown", "lineage_limit", "unavailable", "busy", "link_expired",
+    "internal",
+];
+
 impl ApiError {
+    /// The problem a saved reply holds, with its own status and code.
+    pub fn from_problem(status: StatusCode, problem: &Value) -> Self {
+        let code = problem["code"].as_str().and_then(|c| CODES.iter().find(|k| **k == c).copied()).unwrap_or("internal");
+        ApiError { status, code, detail: problem["detail"].as_str().unwrap_or("refused").to_string(), extra: None, retry_after: None }
+    }
+
     pub fn new(code: &'static str, detail: impl Into<String>) -> Self {
         ApiError { status: status_of(code), code, detail: detail.into(), extra: None, retry_after: None }
     }
@@ -113,9 +131,17 @@ pub fn problem_response(status: StatusCode, body: Value) -> Response {
     resp
 }
 
+/// Carried on a problem response so the edge can log what was refused, once, in one line.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub code: &'static str,
+    pub detail: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = problem_response(self.status, self.body());
+        resp.extensions_mut().insert(Refused { code: self.code, detail: self.detail.clone() });
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

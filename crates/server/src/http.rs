@@ -483,7 +483,10 @@ pub(crate) async fn policies(State(s): State<AppState>, Auth(_caller): Auth) -> 
 pub(crate) async fn policy(State(s): State<AppState>, Auth(_caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, ApiError> {
     let id = path(id)?;
     let catalog = s.catalog();
-    let p = catalog.policies.get(&id).ok_or_else(|| ApiError::not_found(format!("no policy `{id}`")))?;
+    let p = catalog
+        .policies
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(signoff_engine::suggest::unknown("no policy", &id, catalog.policies.keys().map(String::as_str))))?;
     let mut doc = p.source.clone();
     if let Value::Object(map) = &mut doc {
         map.insert("hash".into(), json!(p.hash));
@@ -689,8 +692,18 @@ async fn record_metrics(req: Request, next: Next) -> Response {
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
+    let path = req.uri().path().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
+    // Every refused or failed call is one log line: what was asked, the answer and why.
+    if let Some(r) = resp.extensions().get::<crate::error::Refused>() {
+        let status = resp.status().as_u16();
+        if status >= 500 {
+            tracing::warn!(%method, %path, status, code = r.code, detail = %r.detail, "failed");
+        } else {
+            tracing::info!(%method, %path, status, code = r.code, detail = %r.detail, "refused");
+        }
+    }
     let status = resp.status().as_u16().to_string();
     metrics::counter!("signoff_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
     metrics::histogram!("signoff_http_request_duration_seconds", "method" => method, "route" => route)

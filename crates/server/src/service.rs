@@ -600,19 +600,23 @@ impl Service {
         if claim.a == "reject" && comment.is_none() {
             return Err(LinkOutcome::NeedsReason(claim));
         }
-        let fresh = self.store.use_once(&format!("email:{}", claim.n), self.now()).await.map_err(|e| LinkOutcome::Refused(e.into()))?;
-        if !fresh {
-            return Err(LinkOutcome::Refused(ApiError::new("idempotency_conflict", "this link was already used")));
-        }
         let directory = self.catalog.load().directory.clone();
         let caller = Caller { id: claim.u.clone(), admin: directory.is_admin(&claim.u) };
+        // The link is spent by the commit that acts on it: its nonce is the action's
+        // idempotency key, written in the same transaction, so an action that fails to commit
+        // (a 503) leaves the link usable, and two clicks act once.
+        let key = IdempotencyKey {
+            key: format!("email:{}", claim.n),
+            fingerprint: signoff_engine::canonical::digest(&json!({ "route": "email", "nonce": claim.n })),
+        };
+        let spent = self.store.idempotency(&caller.id, &key.key, &key.fingerprint).await.map_err(|e| LinkOutcome::Refused(e.into()))?;
+        if spent.is_some() {
+            return Err(LinkOutcome::Refused(ApiError::new("idempotency_conflict", "this link was already used")));
+        }
         let body = ActionBody { action: claim.a.clone(), step: Some(claim.s.clone()), comment, edits: None, item: None, to: None };
-        match self.act(&caller, &claim.r, body, None).await {
+        match self.act(&caller, &claim.r, body, Some(key)).await {
             Ok(reply) if reply.status.is_success() => Ok(format!("Done: {} on step {} of request {}.", claim.a, claim.s, claim.r)),
-            Ok(reply) => {
-                let p = reply.json();
-                Err(LinkOutcome::Refused(ApiError { status: reply.status, ..ApiError::new("forbidden", p["detail"].as_str().unwrap_or("refused").to_string()) }))
-            }
+            Ok(reply) => Err(LinkOutcome::Refused(ApiError::from_problem(reply.status, &reply.json()))),
             Err(e) => Err(LinkOutcome::Refused(e)),
         }
     }
@@ -700,7 +704,9 @@ impl Service {
 
 /// A loaded policy, for a submission or a plan: an unknown one is 422 `unknown_policy` for both.
 fn loaded<'a>(catalog: &'a Catalog, id: &str) -> Result<&'a Arc<Policy>, ApiError> {
-    catalog.policies.get(id).ok_or_else(|| ApiError::new("unknown_policy", format!("no policy `{id}` is loaded")))
+    catalog.policies.get(id).ok_or_else(|| {
+        ApiError::new("unknown_policy", signoff_engine::suggest::unknown("no policy is loaded with id", id, catalog.policies.keys().map(String::as_str)))
+    })
 }
 
 fn stripe_of(id: &str) -> usize {

@@ -45,8 +45,8 @@ impl Delivery {
         Delivery::Failed { status, error: error.into(), retry_after: None, permanent: false }
     }
 
-    /// An HTTP exchange: 2xx delivered; anything else failed, with `Retry-After` kept.
-    pub async fn from_http(sent: Result<reqwest::Response, reqwest::Error>) -> Delivery {
+    /// An HTTP exchange at `now`: 2xx delivered; anything else failed, with `Retry-After` kept.
+    pub async fn from_http(sent: Result<reqwest::Response, reqwest::Error>, now: Timestamp) -> Delivery {
         match sent {
             Err(e) => Delivery::fail(None, format!("no answer: {e}")),
             Ok(resp) if resp.status().is_success() => {
@@ -54,7 +54,7 @@ impl Delivery {
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(parse_retry_after);
+                let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, now));
                 let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
                 Delivery::Failed {
                     status: Some(status),
@@ -68,13 +68,13 @@ impl Delivery {
     }
 }
 
-/// `Retry-After` as seconds or as an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<SignedDuration> {
+/// `Retry-After` as seconds or as an HTTP date (measured from `now`, the injected clock's).
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<SignedDuration> {
     if let Ok(secs) = value.trim().parse::<i64>() {
         return Some(SignedDuration::from_secs(secs.max(0)));
     }
     let at = jiff::fmt::rfc2822::parse(value.trim()).ok()?.timestamp();
-    Some(at.duration_since(Timestamp::now()).max(SignedDuration::ZERO))
+    Some(at.duration_since(now).max(SignedDuration::ZERO))
 }
 
 /// When to try again after `attempts` failed attempts, or never.
@@ -233,8 +233,10 @@ mod tests {
     fn retry_after_is_honoured() {
         let now: Timestamp = "2026-11-22T09:00:00Z".parse().unwrap();
         assert_eq!(next_attempt(1, now, Some(SignedDuration::from_secs(120))), Some(now + SignedDuration::from_secs(120)));
-        assert_eq!(parse_retry_after("42"), Some(SignedDuration::from_secs(42)));
-        assert!(parse_retry_after("Wed, 21 Oct 2099 07:28:00 GMT").unwrap() > SignedDuration::from_hours(24 * 365));
-        assert_eq!(parse_retry_after("soon"), None);
+        let now: Timestamp = "2099-10-21T07:00:00Z".parse().unwrap();
+        assert_eq!(parse_retry_after("42", now), Some(SignedDuration::from_secs(42)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2099 07:28:00 GMT", now), Some(SignedDuration::from_mins(28)), "from the injected clock");
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2099 06:28:00 GMT", now), Some(SignedDuration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

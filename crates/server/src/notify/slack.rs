@@ -183,7 +183,7 @@ pub fn blocks(payload: &Value) -> (String, Value) {
     (text, Value::Array(blocks))
 }
 
-async fn call(http: &reqwest::Client, config: &SlackConfig, method: &str, body: Value) -> Delivery {
+async fn call(http: &reqwest::Client, config: &SlackConfig, method: &str, body: Value, now: jiff::Timestamp) -> Delivery {
     let sent = http
         .post(format!("{}/{method}", config.api_url.trim_end_matches('/')))
         .bearer_auth(&config.token)
@@ -192,7 +192,7 @@ async fn call(http: &reqwest::Client, config: &SlackConfig, method: &str, body: 
         .await;
     let resp = match sent {
         Ok(r) if r.status().is_success() => r,
-        other => return Delivery::from_http(other).await,
+        other => return Delivery::from_http(other, now).await,
     };
     let status = resp.status().as_u16();
     match resp.json::<Value>().await {
@@ -207,7 +207,7 @@ pub async fn send(http: &reqwest::Client, config: &SlackConfig, store: &dyn sign
     let o = &n.outgoing;
     if o.kind == "task" {
         let (text, blocks) = blocks(&o.payload);
-        return call(http, config, "chat.postMessage", json!({ "channel": o.destination, "text": text, "blocks": blocks })).await;
+        return call(http, config, "chat.postMessage", json!({ "channel": o.destination, "text": text, "blocks": blocks }), now).await;
     }
     let parent_id = o.payload["post"].as_str().unwrap_or_default();
     let parent = match store.notification(parent_id).await {
@@ -225,9 +225,9 @@ pub async fn send(http: &reqwest::Client, config: &SlackConfig, store: &dyn sign
     match o.kind.as_str() {
         "update" => {
             let (text, blocks) = blocks(&o.payload);
-            call(http, config, "chat.update", json!({ "channel": posted["channel"], "ts": posted["ts"], "text": text, "blocks": blocks })).await
+            call(http, config, "chat.update", json!({ "channel": posted["channel"], "ts": posted["ts"], "text": text, "blocks": blocks }), now).await
         }
-        _ => call(http, config, "chat.postMessage", json!({ "channel": posted["channel"], "thread_ts": posted["ts"], "text": o.payload["text"] })).await,
+        _ => call(http, config, "chat.postMessage", json!({ "channel": posted["channel"], "thread_ts": posted["ts"], "text": o.payload["text"] }), now).await,
     }
 }
 
@@ -242,7 +242,8 @@ pub enum Unverified {
 /// Checks Slack's v0 signature and that the timestamp is within five minutes of `now`.
 pub fn verify(signing_secret: &str, timestamp: &str, signature: &str, body: &[u8], now: jiff::Timestamp) -> Result<(), Unverified> {
     let ts: i64 = timestamp.parse().map_err(|_| Unverified::Missing)?;
-    if (now.as_second() - ts).abs() > 5 * 60 {
+    // Saturating: an extreme header value is stale, not an overflow.
+    if now.as_second().saturating_sub(ts).saturating_abs() > 5 * 60 {
         return Err(Unverified::Stale);
     }
     let hex_sig = signature.strip_prefix("v0=").ok_or(Unverified::BadSignature)?;
@@ -301,5 +302,8 @@ mod tests {
         assert_eq!(verify(secret, ts, "v0=00", body, now), Err(Unverified::BadSignature));
         let later = jiff::Timestamp::from_second(1531420618 + 301).unwrap();
         assert_eq!(verify(secret, ts, &sign(secret, ts, body), body, later), Err(Unverified::Stale));
+        for extreme in [i64::MIN.to_string(), i64::MAX.to_string()] {
+            assert_eq!(verify(secret, &extreme, &sign(secret, &extreme, body), body, now), Err(Unverified::Stale), "{extreme}: no overflow");
+        }
     }
 }

@@ -42,7 +42,7 @@ pub async fn send(http: &reqwest::Client, endpoint: &WebhookEndpoint, id: &str, 
         .body(body.to_string())
         .send()
         .await;
-    Delivery::from_http(sent).await
+    Delivery::from_http(sent, now).await
 }
 
 #[cfg(test)]
