@@ -344,15 +344,28 @@ pub fn event_line(e: &Value) -> String {
     ];
     if let Value::Object(m) = &e["data"] {
         for (k, v) in m.iter().filter(|(k, v)| !v.is_null() && !matches!(k.as_str(), "context" | "steps" | "evidence" | "separation")) {
-            let value = match v {
-                Value::String(s) if k.ends_with("at") || k == "due" || k == "next_due" => time(&Value::String(s.clone())),
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            parts.push(kv(k, &value));
+            match v {
+                // One level of an object as `key.member=value` (the policy's id, version, hash).
+                Value::Object(members) => parts.extend(members.iter().map(|(m, v)| kv(&format!("{k}.{m}"), &scalar(k, v)))),
+                other => parts.push(kv(k, &scalar(k, other))),
+            }
         }
     }
     parts.join(" ")
+}
+
+/// A history value as text: times at fixed precision, lists as `[a,b]`, the rest as JSON.
+fn scalar(key: &str, v: &Value) -> String {
+    match v {
+        Value::String(_) if key.ends_with("_at") || key == "due" || key == "next_due" => time(v),
+        Value::String(s) => s.clone(),
+        Value::Array(items) => list(items.iter().map(|i| match i {
+            Value::String(s) if key.ends_with("_at") => time(&Value::String(s.clone())),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })),
+        other => other.to_string(),
+    }
 }
 
 pub async fn history(remote: &Remote, id: &str) -> u8 {

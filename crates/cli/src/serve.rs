@@ -143,6 +143,25 @@ pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
     Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory }, notify: file.notify, limits, memory } })
 }
 
+/// Who a demo user is, for the first screen: name, groups, manager, admin.
+fn role(dir: &signoff_engine::Directory, id: &str) -> String {
+    let mut parts = Vec::new();
+    if let Some(name) = dir.user(id).and_then(|u| u.name.clone()) {
+        parts.push(name);
+    }
+    let groups = dir.groups_of(id);
+    if !groups.is_empty() {
+        parts.push(format!("in {}", groups.join(", ")));
+    }
+    if let Some(manager) = dir.user(id).and_then(|u| u.manager.clone()) {
+        parts.push(format!("reports to {manager}"));
+    }
+    if dir.is_admin(id) {
+        parts.push("admin".into());
+    }
+    if parts.is_empty() { String::new() } else { format!("({})", parts.join("; ")) }
+}
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -197,10 +216,14 @@ pub async fn run(args: ServeArgs) -> u8 {
         if !catalog.demo_tokens.is_empty() {
             let _ = writeln!(out, "demo directory loaded; tokens (export SIGNOFF_TOKEN=...):");
             for (user, token) in &catalog.demo_tokens {
-                let _ = writeln!(out, "  {user}: {token}");
+                let _ = writeln!(out, "  {user}: {token}  {}", role(&catalog.directory, user));
             }
         }
         let _ = writeln!(out, "policies: {}", catalog.policies.keys().cloned().collect::<Vec<_>>().join(", "));
+        let _ = writeln!(out, "data: {}", settings.config.database.describe());
+        if !catalog.warnings.is_empty() {
+            let _ = writeln!(out, "policy warnings: {} (see the log, or `signoff policy check`)", catalog.warnings.len());
+        }
         let _ = out.flush();
     }
     match signoff_server::serve(service, listener, shutdown_signal()).await {

@@ -18,6 +18,8 @@ fn http() -> reqwest::blocking::Client {
 struct Server {
     child: Child,
     url: String,
+    /// Every line the server printed on stdout after the first.
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -40,8 +42,14 @@ impl Server {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().unwrap().unwrap();
         let url = first.strip_prefix("listening on ").unwrap_or_else(|| panic!("first line was {first:?}")).to_string();
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, url }
+        let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let keep = stdout.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        Server { child, url, stdout }
     }
 
     fn client(&self, token: &str, args: &[&str]) -> (i32, String, String) {
@@ -97,7 +105,7 @@ fn cli_golden_path_and_exit_codes() {
 
     let (code, out, _) = server.client("alice-token", &["history", &id]);
     assert_eq!(code, 0);
-    let types: Vec<&str> = out.lines().map(|l| l.split_whitespace().nth(2).unwrap()).collect();
+    let types: Vec<&str> = out.lines().map(|l| field(l, "type")).collect();
     assert_eq!(types.first(), Some(&"submitted"));
     assert_eq!(types.last(), Some(&"completed"));
     assert!(types.contains(&"refused"));
@@ -116,7 +124,7 @@ fn cli_golden_path_and_exit_codes() {
     assert!(err.contains("unauthenticated"), "{err}");
     let (code, _, _) = server.client("alice-token", &["submit", "--policy", "x"]);
     assert_eq!(code, 2, "a usage error exits 2");
-    let out = Command::new(BIN).args(["status", "req_x"]).env("SIGNOFF_URL", "http://127.0.0.1:1").output().unwrap();
+    let out = Command::new(BIN).args(["status", "req_x"]).env("SIGNOFF_URL", "http://127.0.0.1:1").env("SIGNOFF_TOKEN", "alice-token").output().unwrap();
     assert_eq!(out.status.code(), Some(3), "an unreachable server exits 3");
     server.kill9();
 }
@@ -294,7 +302,7 @@ fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("one.yaml"), "id: one\nsteps: [{id: a, approvers: {users: [mark]}}]\n").unwrap();
-    let Server { mut child, url } = Server::serve(&dir.path().join("data"), &["--policies".as_ref(), policies.as_os_str()], Stdio::piped());
+    let Server { mut child, url, .. } = Server::serve(&dir.path().join("data"), &["--policies".as_ref(), policies.as_os_str()], Stdio::piped());
     let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
     let http = http();
     let ids = || -> Vec<String> {
@@ -473,8 +481,8 @@ fn signoff_wait_blocks_until_the_decision() {
     assert_eq!(out.status.code(), Some(1), "rejected exits 1");
 
     let id = submit(&server);
-    let (code, out, _) = server.client("alice-token", &["wait", &id, "--timeout", "1s"]);
-    assert_eq!((code, out.trim()), (1, format!("request={id} status=pending").as_str()), "still pending at the timeout exits 1");
+    let (code, out, err) = server.client("alice-token", &["wait", &id, "--timeout", "1s"]);
+    assert_eq!((code, out.trim()), (4, format!("request={id} status=pending").as_str()), "still pending at the timeout exits 4, not 1: {err}");
     server.kill9();
 }
 
@@ -831,4 +839,216 @@ fn three_instances_on_postgres_survive_a_kill_9_mid_load() {
     for s in instances.into_iter().flatten() {
         s.kill9();
     }
+}
+
+
+/// Every policy in `examples/policies/` with its example context `examples/requests/<id>.json`,
+/// submitted against the built-in demo directory and driven to `approved` by the people the
+/// plan names (acknowledging checklists first).
+#[test]
+fn every_bundled_example_runs_to_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let http = http();
+    let mut files: Vec<_> = std::fs::read_dir(format!("{root}/policies")).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    assert!(files.len() >= 3);
+    for file in files {
+        let policy = signoff_engine::Policy::from_yaml(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let context_file = format!("{root}/requests/{}.json", policy.id);
+        let context: Value = serde_json::from_str(&std::fs::read_to_string(&context_file).unwrap_or_else(|_| panic!("{context_file}: every example needs a request"))).unwrap();
+        let submitted: Value = http
+            .post(format!("{}/v1/requests", server.url))
+            .bearer_auth("alice-token")
+            .json(&serde_json::json!({"policy": policy.id, "context": context, "subject": "example"}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let id = submitted["id"].as_str().unwrap_or_else(|| panic!("{}: {submitted}", policy.id)).to_string();
+        let mut state = submitted;
+        for _ in 0..10 {
+            if state["status"] != "pending" {
+                break;
+            }
+            let step = state["steps"].as_array().unwrap().iter().find(|s| s["status"] == "active").unwrap().clone();
+            let voted = |who: &str| state["steps"].as_array().unwrap().iter().any(|s| s["approvals"].as_array().unwrap().iter().any(|v| v["by"] == who));
+            let approver = step["approvers"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).find(|a| *a != "alice" && !voted(a));
+            let approver = approver.unwrap_or_else(|| panic!("{}: nobody left to approve step {}: {state}", policy.id, step["id"])).to_string();
+            let act = |body: Value| -> Value {
+                let resp = http.post(format!("{}/v1/requests/{id}/actions", server.url)).bearer_auth(format!("{approver}-token")).json(&body).send().unwrap();
+                let status = resp.status();
+                let v: Value = resp.json().unwrap();
+                assert!(status.is_success(), "{}: {approver} {body}: {v}", policy.id);
+                v
+            };
+            for item in step["require_acks"].as_array().into_iter().flatten() {
+                act(serde_json::json!({"action": "acknowledge", "step": step["id"], "item": item}));
+            }
+            state = act(serde_json::json!({"action": "approve", "step": step["id"], "comment": "ok"}));
+        }
+        assert_eq!(state["status"], "approved", "{}: {state}", policy.id);
+    }
+    let screen = server.stdout.lock().unwrap().join("\n");
+    assert!(!screen.contains("policy warnings"), "the examples fit the demo directory: {screen}");
+    server.kill9();
+}
+
+#[test]
+fn the_first_screen_says_who_is_who_and_where_the_data_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let screen = loop {
+        let lines = server.stdout.lock().unwrap().clone();
+        if lines.iter().any(|l| l.starts_with("data: ")) {
+            break lines.join("\n");
+        }
+        assert!(std::time::Instant::now() < deadline, "no data line: {lines:?}");
+        std::thread::yield_now();
+    };
+    for expected in [
+        "  alice: alice-token  (Alice Adams; reports to mark)",
+        "  mark: mark-token  (Mark Mendes; in sales-managers)",
+        "  fiona: fiona-token  (Fiona Fox; in finance)",
+        "  root: root-token  (Admin; admin)",
+    ] {
+        assert!(screen.contains(expected), "missing {expected:?} in\n{screen}");
+    }
+    let db = std::path::absolute(data.join("signoff.db")).unwrap();
+    assert!(screen.contains(&format!("data: {}", db.display())), "{screen}");
+    server.kill9();
+}
+
+#[test]
+fn the_approvers_view_in_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let quote = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/requests/quote-discount.json");
+    let (_, out, err) = server.client("alice-token", &["submit", "--policy", "quote-discount", "--subject", "Q-1", "--title", "ACME renewal", "--context", quote]);
+    let id = field(&out, "request").to_string();
+    let _ = err;
+
+    let (code, out, _) = server.client("mark-token", &["inbox"]);
+    assert_eq!(code, 0);
+    let line = out.lines().next().unwrap();
+    for (k, v) in [("request", id.as_str()), ("step", "manager"), ("policy", "quote-discount"), ("requester", "alice"), ("title", "\"ACME renewal\"")] {
+        assert!(line.contains(&format!("{k}={v}")), "{k} in {line}");
+    }
+    assert!(field(line, "due").len() == "2026-12-01T19:16:11.123Z".len(), "three fractional digits: {line}");
+
+    let (_, out, _) = server.client("mark-token", &["action", &id, "--step", "manager", "--action", "approve"]);
+    assert!(out.contains("step_status=approved"), "{out}");
+    let (_, out, _) = server.client("alice-token", &["status", &id]);
+    assert!(out.contains("step=manager status=approved progress=1/1"), "{out}");
+    assert!(out.contains("step=finance status=active progress=0/1 approvers=[fiona,frank] due="), "{out}");
+    assert!(out.contains("step=legal status=skipped progress=0/1"), "{out}");
+
+    let (_, out, _) = server.client("alice-token", &["history", &id]);
+    for line in out.lines() {
+        assert!(line.starts_with("seq=") && line.contains(" at=") && line.contains(" type=") && line.contains(" actor=") && line.contains(" step="), "{line}");
+    }
+    assert!(out.contains("type=approved actor=mark step=manager\n"), "{out}");
+    assert!(out.contains(" policy.hash=sha256:") && out.contains(" policy.id=quote-discount policy.version=1 "), "{out}");
+    assert!(out.contains(" approvers=[fiona,frank] "), "{out}");
+
+    let (code, out, _) = server.client("alice-token", &["requests"]);
+    assert_eq!(code, 0);
+    assert_eq!(field(out.lines().next().unwrap(), "steps"), "manager:1/1,finance:0/1", "{out}");
+    let (_, out, _) = server.client("alice-token", &["requests", "--overdue"]);
+    assert_eq!(out, "", "nothing is overdue yet");
+    let (_, out, _) = server.client("alice-token", &["requests", "--status", "approved"]);
+    assert_eq!(out, "");
+    let (code, out, _) = server.client("root-token", &["inbox", "--all"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.contains("approver=fiona")) && out.lines().any(|l| l.contains("approver=frank")), "{out}");
+    let (code, _, err) = server.client("mark-token", &["inbox", "--all"]);
+    assert_eq!(code, 1, "only admins: {err}");
+
+    let (_, out, _) = server.client("fiona-token", &["whoami"]);
+    assert_eq!(out.trim(), "user=fiona name=\"Fiona Fox\" groups=[finance] manager=- admin=false");
+    let (_, out, _) = server.client("fiona-token", &["policy", "list"]);
+    assert!(out.lines().any(|l| l.starts_with("policy=prod-deploy version=")), "{out}");
+
+    let out = Command::new(BIN).args(["token", "new", "nina"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let token = field(&text, "token");
+    assert!(token.len() > 40, "{text}");
+    assert!(text.contains(&format!("- {{ user: nina, sha256: {} }}", signoff_engine::directory::token_hash(token))), "{text}");
+    server.kill9();
+}
+
+#[test]
+fn errors_say_what_to_do_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let quote = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/requests/quote-discount.json");
+    let (_, out, _) = server.client("alice-token", &["submit", "--policy", "quote-discount", "--context", quote]);
+    let id = field(&out, "request").to_string();
+
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.args(args).env("SIGNOFF_URL", &server.url).env_remove("SIGNOFF_TOKEN");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (out.status.code().unwrap(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, err) = run(&["inbox"], &[]);
+    assert!(code == 2 && err.contains("SIGNOFF_TOKEN") && err.contains("--token"), "{code} {err}");
+    let (code, err) = run(&["inbox"], &[("SIGNOFF_TOKEN", "mark-token"), ("SIGNOFF_URL", "http://127.0.0.1:1")]);
+    assert!(code == 3 && err.contains("nothing answers at http://127.0.0.1:1") && err.contains("signoff serve"), "{code} {err}");
+    let (code, err) = run(&["inbox", "--url", "localhost:7800"], &[("SIGNOFF_TOKEN", "mark-token")]);
+    assert!(code == 2 && err.contains("http or https"), "{code} {err}");
+    let (code, err) = run(&["action", &id, "--action", "aprove", "--step", "manager"], &[("SIGNOFF_TOKEN", "mark-token")]);
+    assert!(code == 2 && err.contains("approve") && err.contains("reject"), "lists the valid actions: {code} {err}");
+    let (code, err) = run(&["action", &id, "--action", "approve"], &[("SIGNOFF_TOKEN", "mark-token")]);
+    assert!(code == 2 && err.contains("--step is required") && err.contains("[manager,finance]"), "{code} {err}");
+    let (code, err) = run(&["action", &id, "--action", "approve", "--step", "managr"], &[("SIGNOFF_TOKEN", "mark-token")]);
+    assert!(code == 1 && err.contains("did you mean `manager`"), "{code} {err}");
+    let (code, err) = run(&["submit", "--policy", "quote-discont", "--context", quote], &[("SIGNOFF_TOKEN", "alice-token")]);
+    assert!(code == 1 && err.contains("did you mean `quote-discount`") && err.contains("prod-deploy"), "{code} {err}");
+
+    // policy check: a directory, warnings against a directory file, a quorum that is neither.
+    let policies = dir.path().join("policies");
+    std::fs::create_dir(&policies).unwrap();
+    std::fs::write(policies.join("ops.yaml"), "id: ops\nsteps: [{id: a, approvers: {groups: [sre]}, sla: 1h, escalation: [{after: 2h, to: {users: [nobody]}}]}]\n").unwrap();
+    let (code, err) = run(&["policy", "check", policies.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "warnings never fail a check: {err}");
+    assert!(err.contains("warning: ") && err.contains("steps.a.escalation[0].after") && err.contains("no user `nobody`"), "{err}");
+    let directory = dir.path().join("directory.yaml");
+    std::fs::write(&directory, "users: [{id: nobody}]\n").unwrap();
+    let (code, err) = run(&["policy", "check", "--directory", directory.to_str().unwrap(), policies.to_str().unwrap()], &[]);
+    assert!(code == 0 && err.contains("no group `sre` in the directory") && !err.contains("no user `nobody`"), "{err}");
+    std::fs::write(policies.join("q.yml"), "id: q\nsteps: [{id: a, approvers: {users: [x]}, quorum: two}]\n").unwrap();
+    let (code, err) = run(&["policy", "check", policies.to_str().unwrap()], &[]);
+    assert!(code == 1 && err.contains("steps.a.quorum: must be a number or \"all\""), "{err}");
+
+    // The server logged each refusal as one line; exporting while it serves works.
+    let export = dir.path().join("export.jsonl");
+    let out = Command::new(BIN).args(["export", "--data"]).arg(dir.path().join("data")).arg("--out").arg(&export).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&export).unwrap().contains(&id), "the export holds the request");
+    let (code, _, _) = server.client("mark-token", &["action", &id, "--step", "manager", "--action", "approve"]);
+    assert_eq!(code, 0, "the server kept serving");
+    server.kill9();
+}
+
+#[test]
+fn the_readme_curl_tour_runs_as_written() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let after = &readme[readme.find("### With curl").expect("a curl tour")..];
+    let start = after.find("```sh\n").unwrap() + "```sh\n".len();
+    let script = &after[start..start + after[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"));
+    let address = server.url.trim_start_matches("http://").to_string();
+    let out = Command::new("bash").args(["-euo", "pipefail", "-c"]).arg(script.replace("localhost:7800", &address)).output().expect("bash");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the tour failed:\n{script}\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim_end().lines().last(), Some("approved"), "{stdout}");
+    server.kill9();
 }

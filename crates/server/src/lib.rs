@@ -34,6 +34,32 @@ pub enum Database {
 }
 
 impl Database {
+    /// Where the data is, for people: the SQLite file's full path, or the PostgreSQL server and
+    /// database (never the password).
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => {
+                let full = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+                format!("{} (embedded SQLite; `signoff export` backs it up while serving)", full.display())
+            }
+            Database::Postgres(url) => match url.parse::<signoff_store_postgres::Config>() {
+                Ok(c) => {
+                    let hosts: Vec<String> = c
+                        .get_hosts()
+                        .iter()
+                        .map(|h| match h {
+                            signoff_store_postgres::Host::Tcp(h) => h.clone(),
+                            #[cfg(unix)]
+                            signoff_store_postgres::Host::Unix(p) => p.display().to_string(),
+                        })
+                        .collect();
+                    format!("PostgreSQL database {} on {}", c.get_dbname().unwrap_or("(default)"), hosts.join(","))
+                }
+                Err(_) => "PostgreSQL".into(),
+            },
+        }
+    }
+
     /// `sqlite://PATH` or `postgres://user@host:port/database`.
     pub fn parse(url: &str) -> Result<Database, String> {
         if let Some(path) = url.strip_prefix("sqlite://") {

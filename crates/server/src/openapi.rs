@@ -60,6 +60,8 @@ const ERRORS: &[(&str, &str, &[u16])] = &[
     ("get", "/v1/requests/{id}/wait", &[400, 401, 404, 503]),
     ("get", "/v1/stream", &[401, 503]),
     ("get", "/v1/inbox", &[400, 401, 503]),
+    ("get", "/v1/tasks", &[400, 401, 403, 503]),
+    ("get", "/v1/me", &[401]),
     ("get", "/v1/policies", &[401]),
     ("get", "/v1/policies/{id}", &[401, 404]),
     ("post", "/v1/policies/validate", &[400, 401, 413, 422]),
@@ -73,7 +75,7 @@ const ERRORS: &[(&str, &str, &[u16])] = &[
 /// The emailed-link pages answer their errors as pages too.
 const PAGE_ERRORS: &[(&str, &str, &[u16])] = &[
     ("get", "/email/act", &[400, 404, 410]),
-    ("post", "/email/act", &[400, 403, 404, 409, 410, 413, 422, 503]),
+    ("post", "/email/act", &[400, 403, 404, 409, 410, 413, 422, 429, 503]),
 ];
 
 fn describe(status: u16) -> &'static str {

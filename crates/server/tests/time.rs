@@ -15,6 +15,7 @@ use signoff_server::scheduler::Scheduler;
 const TIMED: &[(&str, &str)] = &[
     ("approve-late.yaml", "id: approve-late\nsteps:\n  - {id: a, approvers: {users: [mark]}, sla: 1h, on_timeout: approve}\n  - {id: b, approvers: {users: [fiona]}, sla: 2h, on_timeout: reject}\n"),
     ("ladder.yaml", "id: ladder\nexpires_in: 1d\nsteps:\n  - id: a\n    approvers: {users: [mark]}\n    sla: 4h\n    remind_every: 1h\n    escalation:\n      - {after: 2h, to: {users: [vp-sales]}}\n      - {after: 3h, to: {groups: [finance]}}\n"),
+    ("escalate.yaml", "id: escalate\nsteps:\n  - id: a\n    approvers: {users: [mark]}\n    sla: 1d\n    on_timeout: escalate\n    on_last_timeout: reject\n    escalation: [{to: {users: [vp-sales]}}]\n"),
     ("retry.yaml", "id: retry\nresubmission: {cooldown: 10m, max_per_lineage: 3}\nsteps:\n  - {id: a, approvers: {users: [mark]}}\n"),
 ];
 
@@ -38,6 +39,34 @@ async fn fire(app: &App) -> usize {
 
 fn types(events: &[Value]) -> Vec<String> {
     events.iter().map(|e| e["type"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test]
+async fn a_timeout_escalates_then_takes_its_last_action() {
+    let (app, clock) = app_with("").await;
+    let (_, plan) = app.post("alice", "/v1/policies/escalate/plan", json!({"context": {}})).await;
+    assert_eq!((&plan["steps"][0]["on_timeout"], &plan["steps"][0]["on_last_timeout"]), (&json!("escalate"), &json!("reject")), "{plan}");
+    let r = app.submit("alice", "escalate", json!({})).await;
+    let id = r["id"].as_str().unwrap();
+    assert_eq!(r["steps"][0]["next_timer"]["kind"], "timeout");
+    clock.advance(SignedDuration::from_hours(24));
+    assert_eq!(fire(&app).await, 1);
+    assert_eq!(fire(&app).await, 0, "each level fires once");
+    let (_, r) = app.get("alice", &format!("/v1/requests/{id}")).await;
+    assert_eq!(r["status"], "pending", "escalated, not expired");
+    assert_eq!(r["steps"][0]["approvers"], json!(["mark", "vp-sales"]));
+    assert_eq!(r["steps"][0]["escalation_level"], 1);
+    assert_eq!(r["steps"][0]["due_at"], "2026-11-24T09:00:00Z", "another day to decide");
+    let (_, inbox) = app.get("vp-sales", "/v1/inbox").await;
+    assert_eq!(inbox["items"][0]["request"], json!(id), "the new approver has the task");
+    let (_, events) = app.get("alice", &format!("/v1/requests/{id}/events")).await;
+    let events = events["items"].as_array().unwrap().clone();
+    assert_eq!(types(&events)[types(&events).len() - 2..], ["step_timed_out", "escalated"]);
+    assert_eq!(events[events.len() - 2]["data"]["next_due"], "2026-11-24T09:00:00Z");
+    clock.advance(SignedDuration::from_hours(24));
+    assert_eq!(fire(&app).await, 1);
+    let (_, r) = app.get("alice", &format!("/v1/requests/{id}")).await;
+    assert_eq!(r["status"], "rejected", "no level left: on_last_timeout");
 }
 
 #[tokio::test]

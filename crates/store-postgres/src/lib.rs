@@ -40,6 +40,7 @@ pub const ORDERED_READ: &str = "SET LOCAL enable_sort = off";
 
 /// Connection settings, as parsed from a `postgres://` URL.
 pub use tokio_postgres::Config;
+pub use tokio_postgres::config::Host;
 
 pub struct PostgresStore {
     pool: Pool,
