@@ -186,6 +186,8 @@ pub async fn run(args: ServeArgs) -> u8 {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal; a log file or collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let settings = match resolve(args) {
         Ok(s) => s,

@@ -311,19 +311,28 @@ fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
     };
     assert_eq!(ids(), ["one"]);
     let hup = |pid: u32| assert!(Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap().success());
-    let mut wait_for_log = |needle: &str| {
+    let mut wait_for_log_line = |needles: &[&str]| {
         for line in stderr.by_ref() {
-            if line.unwrap().contains(needle) {
+            let line = line.unwrap();
+            if needles.iter().all(|n| line.contains(n)) {
                 return;
             }
         }
-        panic!("the server never logged {needle:?}");
+        panic!("the server never logged a line with {needles:?}");
     };
 
-    std::fs::write(policies.join("two.yaml"), "id: two\nsteps: [{id: a, approvers: {users: [fiona]}}]\n").unwrap();
+    // A policy that is legal but names someone the directory lacks: loaded, with a warning
+    // naming file, step and problem.
+    std::fs::write(policies.join("two.yaml"), "id: two\nsteps: [{id: a, approvers: {users: [fiona, ghost]}}]\n").unwrap();
     hup(child.id());
-    wait_for_log("reloaded policies and directory");
+    wait_for_log_line(&["policy warning", "two.yaml", "step=a ", "no user `ghost` in the directory"]);
+    wait_for_log_line(&["reloaded policies and directory"]);
     assert_eq!(ids(), ["one", "two"]);
+    // Every refused call is one line, with what was asked and why.
+    let resp = http.post(format!("{url}/v1/admin/reload")).bearer_auth("alice-token").send().unwrap();
+    assert_eq!(resp.status(), 403);
+    wait_for_log_line(&["refused", "/v1/admin/reload", "403", "forbidden"]);
+    let mut wait_for_log = |needle: &str| wait_for_log_line(&[needle]);
 
     std::fs::write(policies.join("three.yaml"), "id: three\nsteps: [{id: a, approvers: {users: [x]}, when: '1 +'}]\n").unwrap();
     hup(child.id());

@@ -99,7 +99,7 @@ impl Catalog {
             let file = origin.get(id).cloned().unwrap_or_default();
             for w in policy.warnings(&directory) {
                 let w = CatalogWarning { file: file.clone(), policy: id.clone(), path: w.path, message: w.message };
-                tracing::warn!(file = %w.file, policy = %w.policy, step = w.step().unwrap_or("-"), path = %w.path, problem = %w.message, "policy warning");
+                tracing::warn!(file = %w.file, policy = %w.policy, step = %w.step().unwrap_or("-"), path = %w.path, problem = %w.message, "policy warning");
                 warnings.push(w);
             }
         }
