@@ -79,6 +79,7 @@ enum Command {
         remote: Remote,
         /// The request's id (`req_…`).
         id: String,
+        /// What to do.
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["approve", "reject", "acknowledge", "delegate", "comment", "cancel"]))]
         action: String,
         /// The step to act on (required for approve, reject, acknowledge and delegate).
@@ -130,6 +131,7 @@ enum Command {
     Requests {
         #[command(flatten)]
         remote: Remote,
+        /// Only requests in this status.
         #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["pending", "approved", "rejected", "expired", "cancelled"]))]
         status: Option<String>,
         /// Only requests under this policy.
@@ -369,4 +371,30 @@ fn main() -> ExitCode {
         }
     });
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_and_flag_has_help() {
+        fn check(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_about().is_none() && path != " signoff" {
+                missing.push(path.clone());
+            }
+            for arg in cmd.get_arguments().filter(|a| !matches!(a.get_id().as_str(), "help" | "version")) {
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+                check(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        check(&super::Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+    }
 }
