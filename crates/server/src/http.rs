@@ -275,7 +275,7 @@ pub(crate) struct ListParams {
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page (of the same `sort`).
-    #[param(pattern = "^[0-9]{1,19}(\\.[0-9]{1,18})?$")]
+    #[param(pattern = "^[0-9]{1,18}(\\.[0-9]{1,18})?$")]
     cursor: Option<String>,
     /// `newest` (the default) or `due`: open requests by their soonest due task, undated last.
     #[param(value_type = Option<String>, pattern = "^(newest|due)$")]

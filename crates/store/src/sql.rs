@@ -43,16 +43,18 @@ pub fn list_query(q: &ListQuery, placeholder: impl Fn(usize) -> String) -> Resul
                 "r.n"
             };
             if let Some(cursor) = &q.cursor {
-                let n: i64 = cursor.parse().map_err(|_| bad_cursor(cursor))?;
+                // A cursor of the due order (`due.n`) positions at the same request.
+                let n: i64 = cursor.rsplit('.').next().unwrap_or(cursor).parse().map_err(|_| bad_cursor(cursor))?;
                 bind(&mut sql, &format!(" AND {key} < ?"), SqlArg::Int(n));
             }
             format!(" ORDER BY {key} DESC")
         }
         ListSort::Due => {
-            // Only open requests have tasks; one without a due time sorts after every dated one.
+            // Only open requests have tasks; one without a due time sorts after every dated one
+            // (as the largest 18-digit number, so every cursor fits the documented pattern).
             sql.push_str(
                 "SELECT CAST(x.due AS TEXT) || '.' || CAST(r.n AS TEXT), r.state FROM \
-                 (SELECT request_n, COALESCE(MIN(due_at), 9223372036854775807) AS due FROM tasks GROUP BY request_n) x \
+                 (SELECT request_n, COALESCE(MIN(due_at), 999999999999999999) AS due FROM tasks GROUP BY request_n) x \
                  CROSS JOIN requests r WHERE r.n = x.request_n",
             );
             if let Some(approver) = &q.approver {
@@ -62,10 +64,9 @@ pub fn list_query(q: &ListQuery, placeholder: impl Fn(usize) -> String) -> Resul
                 bind(&mut sql, " AND EXISTS (SELECT 1 FROM participants p WHERE p.user_id = ? AND p.request_n = r.n)", SqlArg::Text(user.clone()));
             }
             if let Some(cursor) = &q.cursor {
-                let (due, n) = cursor
-                    .split_once('.')
-                    .and_then(|(d, n)| Some((d.parse::<i64>().ok()?, n.parse::<i64>().ok()?)))
-                    .ok_or_else(|| bad_cursor(cursor))?;
+                // `due.n`; a bare number (a cursor of the newest order) is a due time.
+                let (due, n) = cursor.split_once('.').unwrap_or((cursor, "0"));
+                let (due, n) = due.parse::<i64>().ok().zip(n.parse::<i64>().ok()).ok_or_else(|| bad_cursor(cursor))?;
                 bind(&mut sql, " AND (x.due > ?", SqlArg::Int(due));
                 bind(&mut sql, " OR (x.due = ?", SqlArg::Int(due));
                 bind(&mut sql, " AND r.n > ?))", SqlArg::Int(n));
