@@ -85,9 +85,11 @@ mod tests {
         assert!(cache.get("req_99").is_some(), "the newest state is kept");
         // A state as heavy as a 1 MiB submission makes is kept by the default cache.
         let big = state_cache(crate::DEFAULT_STATE_CACHE_BYTES);
+        // (Which of several such states stay depends on how keys hash to shards, which is
+        // seeded at random; each one must at least be admitted.)
         for i in 0..5 {
             big.insert(format!("req_{i}"), CachedState::new(state(i), 2 * 1024 * 1024));
+            assert!(big.get(&format!("req_{i}")).is_some(), "a 2 MiB state is admitted");
         }
-        assert_eq!(big.len(), 5);
     }
 }
