@@ -18,46 +18,60 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-/// The HTTP status of every stable error code.
-pub fn status_of(code: &str) -> StatusCode {
-    match code {
-        "malformed_json" | "bad_parameter" | "too_deep" | "malformed_request" => StatusCode::BAD_REQUEST,
-        "unauthenticated" => StatusCode::UNAUTHORIZED,
-        "not_an_approver" | "separation_of_duties" | "forbidden" => StatusCode::FORBIDDEN,
-        "not_found" => StatusCode::NOT_FOUND,
-        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
-        "step_not_active" | "request_closed" | "acks_pending" | "idempotency_conflict" | "not_terminal"
-        | "already_voted" | "already_an_approver" => StatusCode::CONFLICT,
-        "request_timeout" => StatusCode::REQUEST_TIMEOUT,
-        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "uri_too_long" => StatusCode::URI_TOO_LONG,
-        "headers_too_large" => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "invalid_context" | "invalid_policy" | "planning_error" | "no_eligible_approvers"
-        | "edit_key_not_allowed" | "edit_schema_invalid" | "edit_diff_too_large" | "delegation_cycle"
-        | "unknown_policy" | "comment_required" | "unknown_user" => StatusCode::UNPROCESSABLE_ENTITY,
-        "rate_limited" | "resubmit_cooldown" | "lineage_limit" => StatusCode::TOO_MANY_REQUESTS,
-        "unavailable" | "busy" => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// Every stable code, for turning a code read back from a reply into the code itself.
-const CODES: &[&str] = &[
-    "malformed_json", "bad_parameter", "too_deep", "malformed_request", "unauthenticated", "not_an_approver",
-    "separation_of_duties", "forbidden", "not_found", "method_not_allowed", "step_not_active", "request_closed",
-    "acks_pending", "idempotency_conflict", "not_terminal", "already_voted", "already_an_approver",
-    "request_timeout", "too_large", "uri_too_long", "headers_too_large", "unsupported_media_type",
-    "invalid_context", "invalid_policy", "planning_error", "no_eligible_approvers", "edit_key_not_allowed",
-    "edit_schema_invalid", "edit_diff_too_large", "delegation_cycle", "unknown_policy", "comment_required",
-    "unknown_user", "rate_limited", "resubmit_cooldown", "lineage_limit", "unavailable", "busy", "link_expired",
-    "internal",
+/// Every stable error code with its HTTP status: the one list `status_of` and
+/// `ApiError::from_problem` read.
+const CODES: &[(&str, StatusCode)] = &[
+    ("malformed_json", StatusCode::BAD_REQUEST),
+    ("bad_parameter", StatusCode::BAD_REQUEST),
+    ("too_deep", StatusCode::BAD_REQUEST),
+    ("malformed_request", StatusCode::BAD_REQUEST),
+    ("unauthenticated", StatusCode::UNAUTHORIZED),
+    ("not_an_approver", StatusCode::FORBIDDEN),
+    ("separation_of_duties", StatusCode::FORBIDDEN),
+    ("forbidden", StatusCode::FORBIDDEN),
+    ("not_found", StatusCode::NOT_FOUND),
+    ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
+    ("step_not_active", StatusCode::CONFLICT),
+    ("request_closed", StatusCode::CONFLICT),
+    ("acks_pending", StatusCode::CONFLICT),
+    ("idempotency_conflict", StatusCode::CONFLICT),
+    ("not_terminal", StatusCode::CONFLICT),
+    ("already_voted", StatusCode::CONFLICT),
+    ("already_an_approver", StatusCode::CONFLICT),
+    ("request_timeout", StatusCode::REQUEST_TIMEOUT),
+    ("too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    ("uri_too_long", StatusCode::URI_TOO_LONG),
+    ("headers_too_large", StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+    ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+    ("invalid_context", StatusCode::UNPROCESSABLE_ENTITY),
+    ("invalid_policy", StatusCode::UNPROCESSABLE_ENTITY),
+    ("planning_error", StatusCode::UNPROCESSABLE_ENTITY),
+    ("no_eligible_approvers", StatusCode::UNPROCESSABLE_ENTITY),
+    ("edit_key_not_allowed", StatusCode::UNPROCESSABLE_ENTITY),
+    ("edit_schema_invalid", StatusCode::UNPROCESSABLE_ENTITY),
+    ("edit_diff_too_large", StatusCode::UNPROCESSABLE_ENTITY),
+    ("delegation_cycle", StatusCode::UNPROCESSABLE_ENTITY),
+    ("unknown_policy", StatusCode::UNPROCESSABLE_ENTITY),
+    ("comment_required", StatusCode::UNPROCESSABLE_ENTITY),
+    ("unknown_user", StatusCode::UNPROCESSABLE_ENTITY),
+    ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
+    ("resubmit_cooldown", StatusCode::TOO_MANY_REQUESTS),
+    ("lineage_limit", StatusCode::TOO_MANY_REQUESTS),
+    ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
+    ("busy", StatusCode::SERVICE_UNAVAILABLE),
+    ("link_expired", StatusCode::GONE),
+    ("internal", StatusCode::INTERNAL_SERVER_ERROR),
 ];
+
+/// The HTTP status of every stable error code (500 for one it does not know).
+pub fn status_of(code: &str) -> StatusCode {
+    CODES.iter().find(|(c, _)| *c == code).map_or(StatusCode::INTERNAL_SERVER_ERROR, |(_, s)| *s)
+}
 
 impl ApiError {
     /// The problem a saved reply holds, with its own status and code.
     pub fn from_problem(status: StatusCode, problem: &Value) -> Self {
-        let code = problem["code"].as_str().and_then(|c| CODES.iter().find(|k| **k == c).copied()).unwrap_or("internal");
+        let code = problem["code"].as_str().and_then(|c| CODES.iter().find(|(k, _)| *k == c)).map_or("internal", |(k, _)| *k);
         ApiError { status, code, detail: problem["detail"].as_str().unwrap_or("refused").to_string(), extra: None, retry_after: None }
     }
 
