@@ -16,11 +16,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
-use serde_json::Value;
 use signoff_engine::{Event, RequestState};
-use signoff_store::{due_millis, 
-    Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, DeliveryStatus, KeyMatch, ListQuery, Notification,
-    Outgoing, Page, PolicyRecord, Result, Snapshot, Store, StoreError, Task,
+use signoff_store::rows::{NOTIFICATION_COLUMNS, OutboxRow, from_millis};
+use signoff_store::{
+    Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord,
+    Result, Snapshot, Store, StoreError, Task, due_millis,
 };
 use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
@@ -90,34 +90,26 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-const NOTIFICATION_COLUMNS: &str = "id, request_id, channel, destination, kind, payload, coalesce_key, created_at, status, attempts, revision, next_attempt_at, last_error, result, delivered_at";
-
-fn notification(r: &Row) -> Notification {
-    let json = |i: usize| r.get::<_, Option<String>>(i).and_then(|t| signoff_store::decode::<Value>(&t).ok());
-    let time = |i: usize| r.get::<_, Option<String>>(i).and_then(|t| t.parse().ok());
-    Notification {
-        outgoing: Outgoing {
-            id: r.get(0),
-            request_id: r.get(1),
-            channel: r.get(2),
-            destination: r.get(3),
-            kind: r.get(4),
-            payload: json(5).unwrap_or_default(),
-            coalesce_key: r.get(6),
-            created_at: time(7).unwrap_or_default(),
-        },
-        status: match r.get::<_, String>(8).as_str() {
-            "delivered" => DeliveryStatus::Delivered,
-            "failed" => DeliveryStatus::Failed,
-            _ => DeliveryStatus::Pending,
-        },
-        attempts: r.get::<_, i32>(9) as u32,
-        revision: r.get::<_, i32>(10) as u32,
-        next_attempt_at: r.get::<_, Option<i64>>(11).and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+/// The notification in an outbox row (`NOTIFICATION_COLUMNS` first).
+fn notification(r: &Row) -> Result<Notification> {
+    OutboxRow {
+        id: r.get(0),
+        request_id: r.get(1),
+        channel: r.get(2),
+        destination: r.get(3),
+        kind: r.get(4),
+        payload: r.get(5),
+        coalesce_key: r.get(6),
+        created_at: r.get(7),
+        status: r.get(8),
+        attempts: r.get::<_, i32>(9).into(),
+        revision: r.get::<_, i32>(10).into(),
+        next_attempt_at: r.get(11),
         last_error: r.get(12),
-        result: json(13),
-        delivered_at: time(14),
+        result: r.get(13),
+        delivered_at: r.get(14),
     }
+    .decode()
 }
 
 /// What the idempotency key `scope`/`key`, if used, says about a call with `fingerprint`.
@@ -262,17 +254,12 @@ impl Store for PostgresStore {
 
     async fn policy(&self, hash: &str) -> Result<Option<PolicyRecord>> {
         let row = self.client().await?.query_opt("SELECT hash, id, version, source FROM policies WHERE hash = $1", &[&hash]).await.map_err(unavailable)?;
-        row.map(|r| {
-            Ok(PolicyRecord { hash: r.get(0), id: r.get(1), version: r.get::<_, i64>(2) as u64, source: signoff_store::decode(r.get(3))? })
-        })
-        .transpose()
+        row.map(|r| PolicyRecord::from_row(r.get(0), r.get(1), r.get(2), r.get(3))).transpose()
     }
 
     async fn policies(&self) -> Result<Vec<PolicyRecord>> {
         let rows = self.client().await?.query("SELECT hash, id, version, source FROM policies ORDER BY hash", &[]).await.map_err(unavailable)?;
-        rows.iter()
-            .map(|r| Ok(PolicyRecord { hash: r.get(0), id: r.get(1), version: r.get::<_, i64>(2) as u64, source: signoff_store::decode(r.get(3))? }))
-            .collect()
+        rows.iter().map(|r| PolicyRecord::from_row(r.get(0), r.get(1), r.get(2), r.get(3))).collect()
     }
 
     async fn load(&self, id: &str) -> Result<Option<RequestState>> {
@@ -324,7 +311,7 @@ impl Store for PostgresStore {
 
     async fn next_timer_at(&self) -> Result<Option<Timestamp>> {
         let row = self.client().await?.query_one("SELECT MIN(COALESCE(claimed_until, due_at)) FROM timers", &[]).await.map_err(unavailable)?;
-        row.get::<_, Option<i64>>(0).map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
+        row.get::<_, Option<i64>>(0).map(from_millis).transpose()
     }
 
     async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {
@@ -346,7 +333,7 @@ impl Store for PostgresStore {
             .query(&sql, &[&now.as_millisecond(), &(limit as i64), &due_millis(lease_until)])
             .await
             .map_err(unavailable)?;
-        let mut out: Vec<Notification> = rows.iter().map(notification).collect();
+        let mut out = rows.iter().map(notification).collect::<Result<Vec<_>>>()?;
         out.sort_by_key(|n| n.next_attempt_at);
         Ok(out)
     }
@@ -358,7 +345,7 @@ impl Store for PostgresStore {
             .query_one("SELECT MIN(COALESCE(claimed_until, next_attempt_at)) FROM outbox WHERE status = 'pending'", &[])
             .await
             .map_err(unavailable)?;
-        row.get::<_, Option<i64>>(0).map(|ms| Timestamp::from_millisecond(ms).map_err(corrupt)).transpose()
+        row.get::<_, Option<i64>>(0).map(from_millis).transpose()
     }
 
     async fn record_attempts(&self, attempts: Vec<Attempt>) -> Result<()> {
@@ -425,7 +412,7 @@ impl Store for PostgresStore {
 
     async fn notification(&self, id: &str) -> Result<Option<Notification>> {
         let sql = format!("SELECT {NOTIFICATION_COLUMNS} FROM outbox WHERE id = $1");
-        Ok(self.client().await?.query_opt(&sql, &[&id]).await.map_err(unavailable)?.as_ref().map(notification))
+        self.client().await?.query_opt(&sql, &[&id]).await.map_err(unavailable)?.as_ref().map(notification).transpose()
     }
 
     async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>> {
@@ -437,7 +424,7 @@ impl Store for PostgresStore {
             let n: i64 = r.get(15);
             let log = client.query("SELECT body FROM outbox_attempts WHERE notification_n = $1 ORDER BY seq", &[&n]).await.map_err(unavailable)?;
             let attempt_log = log.iter().map(|l| signoff_store::decode(l.get(0))).collect::<Result<_>>()?;
-            out.push(DeliveryReport { notification: notification(r), attempt_log });
+            out.push(DeliveryReport { notification: notification(r)?, attempt_log });
         }
         Ok(out)
     }

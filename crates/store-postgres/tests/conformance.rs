@@ -92,3 +92,26 @@ async fn check_plans(client: &tokio_postgres::Client) {
         assert!(!p.contains("Sort") && !p.contains("Seq Scan") && !p.contains("Hash"), "{q:?}:\n{p}");
     }
 }
+
+/// A row the store cannot read back is reported, not passed off with defaults.
+#[tokio::test]
+async fn a_damaged_outbox_row_reads_as_corrupt() {
+    let Some(db) = TestDatabase::create("a damaged outbox row") else { return };
+    let store = PostgresStore::connect(&db.url).await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "INSERT INTO outbox (id, request_id, channel, destination, kind, payload, status, next_attempt_at, created_at)
+             VALUES ('ntf_1', 'req_1', 'webhook', 'erp', 'event', '{}', 'pending', 0, 'yesterday')",
+        )
+        .await
+        .unwrap();
+    let corrupt = |r: Result<(), signoff_store::StoreError>| {
+        matches!(r, Err(signoff_store::StoreError::Corrupt(e)) if e.contains("ntf_1") && e.contains("created_at"))
+    };
+    assert!(corrupt(store.notification("ntf_1").await.map(|_| ())));
+    assert!(corrupt(store.deliveries("req_1").await.map(|_| ())));
+    let now = jiff::Timestamp::from_millisecond(1_000).unwrap();
+    assert!(corrupt(store.claim_notifications(now, 10, now).await.map(|_| ())));
+}

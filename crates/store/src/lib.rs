@@ -16,6 +16,7 @@ use serde_json::Value;
 use signoff_engine::{Event, RequestState, RequestStatus};
 
 pub mod cache;
+pub mod rows;
 pub mod sql;
 #[cfg(feature = "conformance")]
 pub mod conformance;
