@@ -201,7 +201,7 @@ impl StoreArgs {
     }
 
     async fn open(&self) -> Result<std::sync::Arc<dyn signoff_store::Store>, String> {
-        self.database()?.open().await
+        self.database()?.open().await.map_err(|e| e.to_string())
     }
 
     /// The store to export from. A SQLite database is first copied in one read transaction,
@@ -212,10 +212,10 @@ impl StoreArgs {
                 let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
                 let copy = dir.path().join("snapshot.db");
                 signoff_store_sqlite::SqliteStore::snapshot(&path, &copy).map_err(|e| format!("database: {e}"))?;
-                let store = signoff_server::Database::Sqlite(copy).open().await?;
+                let store = signoff_server::Database::Sqlite(copy).open().await.map_err(|e| e.to_string())?;
                 Ok((store, Some(dir)))
             }
-            other => Ok((other.open().await?, None)),
+            other => Ok((other.open().await.map_err(|e| e.to_string())?, None)),
         }
     }
 }

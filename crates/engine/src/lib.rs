@@ -4,6 +4,7 @@
 //! or reads a clock: the caller passes `now` in, which is what makes every decision replayable.
 
 pub mod canonical;
+pub mod code;
 pub mod condition;
 pub mod directory;
 pub mod duration;
@@ -16,6 +17,7 @@ pub mod suggest;
 
 mod planner;
 
+pub use code::Code;
 pub use directory::{Directory, User};
 pub use event::{Event, EventKind};
 pub use machine::{Action, Command, Decision, Outcome, Refusal, Submission, SubmitError};

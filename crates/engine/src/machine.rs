@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use crate::canonical::{self, GENESIS_HASH};
+use crate::code::Code;
 use crate::condition::Vars;
 use crate::directory::Directory;
 use crate::event::{Event, EventKind, PlannedStep, PolicyRef};
@@ -38,9 +39,9 @@ pub enum SubmitError {
 
 impl SubmitError {
     /// The stable error code of the API.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            SubmitError::InvalidContext(_) => "invalid_context",
+            SubmitError::InvalidContext(_) => Code::InvalidContext,
             SubmitError::Plan(e) => e.code(),
         }
     }
@@ -96,7 +97,7 @@ impl Action {
 /// A refusal with its stable code (`step_not_active`, `not_an_approver`, …).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: &'static str,
+    pub code: Code,
     pub detail: String,
 }
 
@@ -210,17 +211,17 @@ pub fn decide(policy: &Policy, dir: &Directory, state: &RequestState, cmd: &Comm
         && tx.events.is_empty()
         && let Some(limit_reached) = tx.refusal_recordable(&cmd.actor)
     {
-        let kind = EventKind::Refused { action: cmd.action.name().into(), code: r.code.into(), detail: r.detail.clone(), limit_reached };
+        let kind = EventKind::Refused { action: cmd.action.name().into(), code: r.code.as_str().into(), detail: r.detail.clone(), limit_reached };
         tx.emit(&cmd.actor, cmd.action.step(), kind);
     }
     Decision { events: tx.events, state: tx.state, outcome }
 }
 
-fn refuse(code: &'static str, detail: impl Into<String>) -> Outcome {
+fn refuse(code: Code, detail: impl Into<String>) -> Outcome {
     Outcome::Refused(Refusal { code, detail: detail.into() })
 }
 
-fn invalid(code: &'static str, detail: impl Into<String>) -> Outcome {
+fn invalid(code: Code, detail: impl Into<String>) -> Outcome {
     Outcome::Invalid(Refusal { code, detail: detail.into() })
 }
 
@@ -261,7 +262,7 @@ impl Tx<'_> {
             Action::Tick => return self.fire_due_timers(),
             Action::NoteResubmission { by } => {
                 if !self.state.status.is_terminal() {
-                    return invalid("not_terminal", "only a closed request can be re-submitted");
+                    return invalid(Code::NotTerminal, "only a closed request can be re-submitted");
                 }
                 if !self.state.resubmitted_by.contains(by) {
                     self.emit(SYSTEM_ACTOR, None, EventKind::Resubmitted { by: by.clone() });
@@ -271,26 +272,26 @@ impl Tx<'_> {
             _ => {}
         }
         if self.state.status.is_terminal() {
-            return refuse("request_closed", format!("the request is {}", self.state.status.as_str()));
+            return refuse(Code::RequestClosed, format!("the request is {}", self.state.status.as_str()));
         }
         match &cmd.action {
             Action::Cancel { comment } => {
                 if actor != self.state.requester && !self.dir.is_admin(actor) {
-                    return refuse("forbidden", "only the requester or an admin may cancel a request");
+                    return refuse(Code::Forbidden, "only the requester or an admin may cancel a request");
                 }
                 self.emit(actor, None, EventKind::Cancelled { comment: comment.clone() });
                 Outcome::Applied
             }
             Action::Comment { step, comment } => {
                 if comment.trim().is_empty() {
-                    return invalid("comment_required", "a comment must not be empty");
+                    return invalid(Code::CommentRequired, "a comment must not be empty");
                 }
                 if !self.dir.is_admin(actor) && !self.state.participants().contains(&actor) {
-                    return refuse("forbidden", "only the requester, people on the plan and admins may comment");
+                    return refuse(Code::Forbidden, "only the requester, people on the plan and admins may comment");
                 }
                 if let Some(id) = step
                     && self.state.step(id).is_none() {
-                        return invalid("not_found", self.no_step(id));
+                        return invalid(Code::NotFound, self.no_step(id));
                     }
                 self.emit(actor, step.as_deref(), EventKind::Commented { comment: comment.clone() });
                 Outcome::Applied
@@ -416,25 +417,25 @@ impl Tx<'_> {
         let step = self
             .state
             .step(step_id)
-            .ok_or_else(|| invalid("not_found", self.no_step(step_id)))?;
+            .ok_or_else(|| invalid(Code::NotFound, self.no_step(step_id)))?;
         if step.status != StepStatus::Active {
             return Err(refuse(
-                "step_not_active",
+                Code::StepNotActive,
                 format!("step `{step_id}` is {}", serde_json::to_value(step.status).unwrap_or_default().as_str().unwrap_or("")),
             ));
         }
         let sep = self.state.separation;
         let separated = if actor == self.state.requester && !sep.requester_can_approve {
-            Some(refuse("separation_of_duties", "the requester cannot act on their own request's steps"))
+            Some(refuse(Code::SeparationOfDuties, "the requester cannot act on their own request's steps"))
         } else if sep.one_step_per_approver && self.state.decided_other_step(actor, step_id) {
-            Some(refuse("separation_of_duties", format!("{actor} already decided another step of this request")))
+            Some(refuse(Code::SeparationOfDuties, format!("{actor} already decided another step of this request")))
         } else {
             None
         };
         let named = step.approvers.iter().any(|a| a == actor);
         match separated {
             Some(refusal) if named || self.eligible_but_for_separation(actor, step_id) => Err(refusal),
-            _ if !named => Err(refuse("not_an_approver", format!("{actor} is not an approver of step `{step_id}`"))),
+            _ if !named => Err(refuse(Code::NotAnApprover, format!("{actor} is not an approver of step `{step_id}`"))),
             _ => Ok(()),
         }
     }
@@ -461,11 +462,11 @@ impl Tx<'_> {
         }
         let step = self.state.step(step_id).expect("the gate checked the step");
         if step.has_rejected(actor) {
-            return refuse("already_voted", format!("{actor} already rejected step `{step_id}`"));
+            return refuse(Code::AlreadyVoted, format!("{actor} already rejected step `{step_id}`"));
         }
         let pending = step.pending_acks();
         if !pending.is_empty() {
-            return refuse("acks_pending", format!("acknowledge first: {}", pending.join(", ")));
+            return refuse(Code::AcksPending, format!("acknowledge first: {}", pending.join(", ")));
         }
         let edits = edits.clone().filter(|e| e.as_object().is_none_or(|m| !m.is_empty()));
         if let Some(edits) = &edits {
@@ -473,7 +474,7 @@ impl Tx<'_> {
             if let Err(r) = check_edits(rules, edits, &self.state.effective_context) {
                 if let Some(limit_reached) = self.refusal_recordable(actor) {
                     self.emit(actor, Some(step_id), EventKind::EditsRefused {
-                        code: r.code.into(),
+                        code: r.code.as_str().into(),
                         detail: r.detail.clone(),
                         edits: edits.clone(),
                         limit_reached,
@@ -491,14 +492,14 @@ impl Tx<'_> {
 
     fn reject(&mut self, actor: &str, step_id: &str, comment: &Option<String>) -> Outcome {
         if blank(comment) {
-            return invalid("comment_required", "a rejection needs a comment");
+            return invalid(Code::CommentRequired, "a rejection needs a comment");
         }
         if let Err(o) = self.gate(actor, step_id) {
             return o;
         }
         let step = self.state.step(step_id).expect("the gate checked the step");
         if step.has_approved(actor) {
-            return refuse("already_voted", format!("{actor} already approved step `{step_id}`"));
+            return refuse(Code::AlreadyVoted, format!("{actor} already approved step `{step_id}`"));
         }
         let comment = comment.clone().unwrap_or_default();
         self.emit(actor, Some(step_id), EventKind::Rejected { comment });
@@ -513,7 +514,7 @@ impl Tx<'_> {
         let step = self.state.step(step_id).expect("the gate checked the step");
         if !step.require_acks.iter().any(|i| i == item) {
             return invalid(
-                "not_found",
+                Code::NotFound,
                 format!("step `{step_id}` has no acknowledgement `{item}` (it has: {})", step.require_acks.join(", ")),
             );
         }
@@ -530,26 +531,26 @@ impl Tx<'_> {
         }
         let step = self.state.step(step_id).expect("the gate checked the step");
         if self.dir.user(to).is_none() {
-            return invalid("unknown_user", format!("no user `{to}` in the directory"));
+            return invalid(Code::UnknownUser, format!("no user `{to}` in the directory"));
         }
         let to = match self.dir.final_delegate(to, self.now) {
             Ok(t) => t,
-            Err(c) => return invalid("delegation_cycle", c.to_string()),
+            Err(c) => return invalid(Code::DelegationCycle, c.to_string()),
         };
         if to == actor {
-            return invalid("already_an_approver", format!("{actor} cannot delegate to themselves"));
+            return invalid(Code::AlreadyAnApprover, format!("{actor} cannot delegate to themselves"));
         }
         if step.has_approved(actor) || step.has_rejected(actor) {
-            return refuse("already_voted", format!("{actor} already decided step `{step_id}`"));
+            return refuse(Code::AlreadyVoted, format!("{actor} already decided step `{step_id}`"));
         }
         let sep = self.state.separation;
         if (to == self.state.requester && !sep.requester_can_approve)
             || (sep.one_step_per_approver && self.state.decided_other_step(&to, step_id))
         {
-            return refuse("separation_of_duties", format!("{to} may not approve this step (separation of duties)"));
+            return refuse(Code::SeparationOfDuties, format!("{to} may not approve this step (separation of duties)"));
         }
         if step.approvers.contains(&to) {
-            return refuse("already_an_approver", format!("{to} is already an approver of step `{step_id}`"));
+            return refuse(Code::AlreadyAnApprover, format!("{to} is already an approver of step `{step_id}`"));
         }
         self.emit(actor, Some(step_id), EventKind::Delegated { from: actor.to_string(), to });
         Outcome::Applied
@@ -663,22 +664,22 @@ impl Tx<'_> {
 
 /// Checks approve-with-edits against a step's rules.
 fn check_edits(rules: Option<&EditRules>, edits: &Value, context: &Value) -> Result<(), Refusal> {
-    let refusal = |code, detail: String| Refusal { code, detail };
+    let refusal = |code: Code, detail: String| Refusal { code, detail };
     let Value::Object(map) = edits else {
-        return Err(refusal("edit_schema_invalid", "edits must be an object of top-level context keys".into()));
+        return Err(refusal(Code::EditSchemaInvalid, "edits must be an object of top-level context keys".into()));
     };
     let Some(rules) = rules else {
-        return Err(refusal("edit_key_not_allowed", "this step does not allow edits".into()));
+        return Err(refusal(Code::EditKeyNotAllowed, "this step does not allow edits".into()));
     };
     let outside: Vec<&str> = map.keys().filter(|k| !rules.allowed_keys.contains(k)).map(String::as_str).collect();
     if !outside.is_empty() {
         return Err(refusal(
-            "edit_key_not_allowed",
+            Code::EditKeyNotAllowed,
             format!("not editable: {} (allowed: {})", outside.join(", "), rules.allowed_keys.join(", ")),
         ));
     }
     if let Some(schema) = &rules.schema {
-        schema.check(edits).map_err(|m| refusal("edit_schema_invalid", m.join("; ")))?;
+        schema.check(edits).map_err(|m| refusal(Code::EditSchemaInvalid, m.join("; ")))?;
     }
     if let Some(max) = rules.max_diff_chars {
         let changed: usize = map
@@ -687,7 +688,7 @@ fn check_edits(rules: Option<&EditRules>, edits: &Value, context: &Value) -> Res
             .map(|(_, v)| canonical::to_string(v).chars().count())
             .sum();
         if changed > max {
-            return Err(refusal("edit_diff_too_large", format!("the edits change {changed} characters; at most {max} are allowed")));
+            return Err(refusal(Code::EditDiffTooLarge, format!("the edits change {changed} characters; at most {max} are allowed")));
         }
     }
     Ok(())

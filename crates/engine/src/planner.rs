@@ -5,6 +5,7 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
+use crate::code::Code;
 use crate::condition::{Vars, json_type};
 use crate::directory::Directory;
 use crate::event::Substitution;
@@ -21,11 +22,11 @@ pub enum ResolveError {
 }
 
 impl ResolveError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            ResolveError::Planning(_) => "planning_error",
-            ResolveError::NoEligibleApprovers(_) => "no_eligible_approvers",
-            ResolveError::DelegationCycle(_) => "delegation_cycle",
+            ResolveError::Planning(_) => Code::PlanningError,
+            ResolveError::NoEligibleApprovers(_) => Code::NoEligibleApprovers,
+            ResolveError::DelegationCycle(_) => Code::DelegationCycle,
         }
     }
 

@@ -8,7 +8,6 @@ pub mod feed;
 pub mod http;
 pub mod live;
 pub mod notify;
-pub mod openapi;
 pub mod scheduler;
 pub mod service;
 pub mod transfer;
@@ -24,6 +23,7 @@ use tokio::net::TcpListener;
 
 pub use catalog::Sources;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::StartError;
 pub use service::Service;
 
 /// Where the data lives, from `--database-url` or `--data`.
@@ -75,22 +75,23 @@ impl Database {
         Err(format!("database-url: `{url}` must start with sqlite:// or postgres://"))
     }
 
-    pub async fn open(&self) -> Result<Arc<dyn Store>, String> {
+    pub async fn open(&self) -> Result<Arc<dyn Store>, StartError> {
         self.open_with(&Memory::default()).await
     }
 
     /// `open`, keeping the store's state cache within `memory`.
-    pub async fn open_with(&self, memory: &Memory) -> Result<Arc<dyn Store>, String> {
+    pub async fn open_with(&self, memory: &Memory) -> Result<Arc<dyn Store>, StartError> {
         match self {
             Database::Postgres(url) => {
-                let store = signoff_store_postgres::PostgresStore::connect_with(url, memory.state_cache_bytes).await.map_err(|e| format!("database: {e}"))?;
+                let store = signoff_store_postgres::PostgresStore::connect_with(url, memory.state_cache_bytes).await?;
                 Ok(Arc::new(store))
             }
             Database::Sqlite(path) => {
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| format!("data: cannot create {}: {e}", parent.display()))?;
+                    std::fs::create_dir_all(parent).map_err(|error| StartError::DataDir { path: parent.to_path_buf(), error })?;
                 }
-                let store = SqliteStore::open_with(path, memory.state_cache_bytes).map_err(|e| format!("database: {}: {e}", path.display()))?;
+                let store = SqliteStore::open_with(path, memory.state_cache_bytes)
+                    .map_err(|error| StartError::Database { file: Some(path.clone()), error })?;
                 Ok(Arc::new(store))
             }
         }
@@ -129,9 +130,9 @@ pub fn install_tls() {
 }
 
 /// Opens the store and loads the catalog.
-pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, String> {
+pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, StartError> {
     install_tls();
-    config.notify.check()?;
+    config.notify.check().map_err(StartError::Setting)?;
     let store = config.database.open_with(&config.memory).await?;
     let service = Service::start(store, config.sources.clone(), clock).await?;
     Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory)))

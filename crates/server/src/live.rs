@@ -13,7 +13,7 @@ use serde_json::json;
 use signoff_engine::RequestState;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::error::ApiError;
+use crate::error::Problem;
 use crate::feed::RequestWatch;
 use crate::service::{Caller, Service};
 
@@ -63,7 +63,7 @@ struct RequestStream {
 
 /// The events of one request: its state now (unless the client has it: `Last-Event-ID`), after
 /// every change, a heartbeat after 15 s of silence, and the end after the terminal state.
-pub async fn request_stream(service: Arc<Service>, caller: &Caller, id: &str, last_event_id: Option<u64>) -> Result<EventStream, ApiError> {
+pub async fn request_stream(service: Arc<Service>, caller: &Caller, id: &str, last_event_id: Option<u64>) -> Result<EventStream, Problem> {
     let watch = service.feed().watch_request(id);
     let state = service.visible(caller, id).await?;
     let start = RequestStream { _open: Open::new(STREAMS), service, watch, first: Some(state), last_sent: last_event_id.unwrap_or(0), closed: false };
@@ -109,7 +109,7 @@ pub async fn request_stream(service: Arc<Service>, caller: &Caller, id: &str, la
 /// Everything `caller` takes part in: `inbox` (their open tasks) at connect, `request` with the
 /// new state of any of their requests as it changes, `resync` if they fell behind (fetch the
 /// inbox again), and heartbeats.
-pub async fn user_stream(service: Arc<Service>, caller: &Caller) -> Result<EventStream, ApiError> {
+pub async fn user_stream(service: Arc<Service>, caller: &Caller) -> Result<EventStream, Problem> {
     let rx = service.feed().watch_user(&caller.id);
     let inbox = service.inbox(caller, 1000).await?;
     let first = Event::default().event("inbox").data(json!({ "items": inbox }).to_string());
@@ -134,7 +134,7 @@ pub async fn user_stream(service: Arc<Service>, caller: &Caller) -> Result<Event
 }
 
 /// Answers as soon as the request is closed, or after `timeout`, with the request either way.
-pub async fn wait(service: &Service, caller: &Caller, id: &str, timeout: SignedDuration) -> Result<RequestState, ApiError> {
+pub async fn wait(service: &Service, caller: &Caller, id: &str, timeout: SignedDuration) -> Result<RequestState, Problem> {
     let mut watch = service.feed().watch_request(id);
     let state = service.visible(caller, id).await?;
     if state.status.is_terminal() {

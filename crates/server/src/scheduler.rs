@@ -56,12 +56,12 @@ impl Scheduler {
     }
 
     /// Fires every timer due now; returns how many requests changed.
-    pub async fn fire_due(&self) -> Result<usize, crate::error::ApiError> {
+    pub async fn fire_due(&self) -> Result<usize, crate::error::Problem> {
         Ok(self.fire_due_counted().await?.1)
     }
 
     /// Fires every timer due now: (requests found due, requests changed).
-    async fn fire_due_counted(&self) -> Result<(usize, usize), crate::error::ApiError> {
+    async fn fire_due_counted(&self) -> Result<(usize, usize), crate::error::Problem> {
         let now = self.service.now();
         let mut found = 0;
         let mut changed = 0;

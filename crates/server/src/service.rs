@@ -6,18 +6,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use signoff_engine::machine::{self, Action, Command, Outcome, Submission};
-use signoff_engine::{Event, Policy, RequestState, RequestStatus};
+use signoff_engine::{Code, Event, Policy, RequestState, RequestStatus};
 use signoff_store::{
     Commit, CommitOutcome, IdempotencyRecord, KeyMatch, ListQuery, Page, PolicyRecord, SavedResponse, Snapshot, Store, Task,
 };
 
 use crate::catalog::{Catalog, CatalogError, Sources};
 use crate::clock::Clock;
-use crate::error::ApiError;
+use crate::error::Problem;
 use crate::feed::Feed;
 use crate::notify::{self, NotifyConfig};
 use crate::scheduler::TimerWake;
@@ -26,7 +25,7 @@ use crate::scheduler::TimerWake;
 pub enum LinkOutcome {
     /// A rejection without a reason: show the form again (the link is not spent).
     NeedsReason(crate::notify::email::LinkClaim),
-    Refused(ApiError),
+    Refused(Problem),
 }
 
 /// Whether `caller` may see a request: its requester, anyone on its plan, or an admin.
@@ -39,8 +38,8 @@ fn may_see(caller: &Caller, state: &RequestState) -> bool {
 pub enum ReloadError {
     #[error("{0}")]
     Invalid(CatalogError),
-    #[error("{}", .0.detail)]
-    Store(ApiError),
+    #[error("{0}")]
+    Store(signoff_store::StoreError),
 }
 
 /// How many times a command is re-decided after losing a race before the caller is told to retry.
@@ -60,22 +59,53 @@ pub struct IdempotencyKey {
     pub fingerprint: String,
 }
 
-/// A response: status and JSON text (a problem when the status is an error). The body is
-/// serialized once, straight from the state: it is what the client gets and what an
+/// What a call produced: its kind and its JSON text (a problem when it was refused). The body
+/// is serialized once, straight from the state: it is what the client gets and what an
 /// idempotency key keeps.
 #[derive(Debug, Clone)]
 pub struct Reply {
-    pub status: StatusCode,
+    pub kind: Replied,
     pub body: String,
+}
+
+/// The kind of a reply; the edge answers it with `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replied {
+    /// A request was submitted.
+    Created,
+    /// An action was applied (or repeated).
+    Done,
+    /// An action was refused, and the refusal recorded in the history.
+    Refused(Code),
+}
+
+impl Replied {
+    /// The HTTP status of the reply, which is also what an idempotency key keeps.
+    pub fn status(self) -> u16 {
+        match self {
+            Replied::Created => 201,
+            Replied::Done => 200,
+            Replied::Refused(code) => code.http_status(),
+        }
+    }
+
+    pub fn is_success(self) -> bool {
+        !matches!(self, Replied::Refused(_))
+    }
 }
 
 impl Reply {
     fn from_saved(saved: SavedResponse) -> Reply {
-        Reply { status: StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK), body: saved.body }
+        let kind = match saved.status {
+            201 => Replied::Created,
+            200..=299 => Replied::Done,
+            _ => Replied::Refused(serde_json::from_str(&saved.body).map_or(Code::Internal, |b: Value| Problem::from_body(&b).code)),
+        };
+        Reply { kind, body: saved.body }
     }
 
-    fn of<T: serde::Serialize>(status: StatusCode, value: &T) -> Result<Reply, ApiError> {
-        Ok(Reply { status, body: serde_json::to_string(value).map_err(ApiError::internal)? })
+    fn of<T: serde::Serialize>(kind: Replied, value: &T) -> Result<Reply, Problem> {
+        Ok(Reply { kind, body: serde_json::to_string(value).map_err(Problem::internal)? })
     }
 
     /// The body as a JSON value.
@@ -122,9 +152,9 @@ pub struct ActionBody {
 }
 
 impl ActionBody {
-    fn into_action(self) -> Result<Action, ApiError> {
+    fn into_action(self) -> Result<Action, Problem> {
         let need = |v: Option<String>, what: &str| {
-            v.ok_or_else(|| ApiError::bad_parameter(format!("`{what}` is required for action `{}`", self.action)))
+            v.ok_or_else(|| Problem::bad_parameter(format!("`{what}` is required for action `{}`", self.action)))
         };
         Ok(match self.action.as_str() {
             "approve" => Action::Approve { step: need(self.step.clone(), "step")?, comment: self.comment, edits: self.edits },
@@ -134,7 +164,7 @@ impl ActionBody {
             "comment" => Action::Comment { step: self.step.clone(), comment: need(self.comment.clone(), "comment")? },
             "cancel" => Action::Cancel { comment: self.comment },
             other => {
-                return Err(ApiError::bad_parameter(format!(
+                return Err(Problem::bad_parameter(format!(
                     "unknown action `{other}` (approve, reject, acknowledge, delegate, comment, cancel)"
                 )));
             }
@@ -176,19 +206,19 @@ pub struct Service {
 /// Stripes of `request_locks`; unrelated requests rarely share one.
 const LOCK_STRIPES: usize = 1024;
 
-fn refusal_error(r: machine::Refusal) -> ApiError {
-    ApiError::new(r.code, r.detail)
+fn refusal_error(r: machine::Refusal) -> Problem {
+    Problem::new(r.code, r.detail)
 }
 
 /// A refusal for a caller who cannot see the request: its code, and nothing of the request.
-fn outsider_error(r: machine::Refusal) -> ApiError {
-    ApiError::new(r.code, format!("refused ({}); you are not on this request, so no more is said", r.code))
+fn outsider_error(r: machine::Refusal) -> Problem {
+    Problem::new(r.code, format!("refused ({}); you are not on this request, so no more is said", r.code))
 }
 
 impl Service {
     /// Loads the catalog and records its policies in the store.
-    pub async fn start(store: Arc<dyn Store>, sources: Sources, clock: Arc<dyn Clock>) -> Result<Service, String> {
-        let catalog = Catalog::load(&sources).map_err(|e| e.to_string())?;
+    pub async fn start(store: Arc<dyn Store>, sources: Sources, clock: Arc<dyn Clock>) -> Result<Service, crate::StartError> {
+        let catalog = Catalog::load(&sources)?;
         let service = Service {
             store,
             sources,
@@ -204,7 +234,7 @@ impl Service {
             memory: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
         };
-        service.record_policies(&service.catalog()).await.map_err(|e| e.detail)?;
+        service.record_policies(&service.catalog()).await?;
         if let Some(changes) = service.store.changes() {
             tokio::spawn(service.feed.clone().follow(service.store.clone(), changes));
         }
@@ -276,7 +306,7 @@ impl Service {
         &self.timer_wake
     }
 
-    async fn record_policies(&self, catalog: &Catalog) -> Result<(), ApiError> {
+    async fn record_policies(&self, catalog: &Catalog) -> Result<(), signoff_store::StoreError> {
         for p in catalog.policies.values() {
             let record = PolicyRecord { hash: p.hash.clone(), id: p.id.clone(), version: p.version, source: p.source.clone() };
             self.store.put_policy(&record).await?;
@@ -301,25 +331,25 @@ impl Service {
     }
 
     /// The exact policy a request was planned with.
-    async fn policy_for(&self, state: &RequestState) -> Result<Arc<Policy>, ApiError> {
+    async fn policy_for(&self, state: &RequestState) -> Result<Arc<Policy>, Problem> {
         let hash = &state.policy.hash;
         if let Some(p) = self.catalog.load().policies.get(&state.policy.id).filter(|p| &p.hash == hash) {
             return Ok(p.clone());
         }
-        if let Some(p) = self.pinned.lock().map_err(ApiError::internal)?.get(hash) {
+        if let Some(p) = self.pinned.lock().map_err(Problem::internal)?.get(hash) {
             return Ok(p.clone());
         }
         let record = self
             .store
             .policy(hash)
             .await?
-            .ok_or_else(|| ApiError::internal(format!("policy {hash} of request {} is missing", state.id)))?;
-        let policy = Arc::new(Policy::from_value(record.source).map_err(|e| ApiError::internal(format!("{e:?}")))?);
-        self.pinned.lock().map_err(ApiError::internal)?.insert(hash.clone(), policy.clone());
+            .ok_or_else(|| Problem::internal(format!("policy {hash} of request {} is missing", state.id)))?;
+        let policy = Arc::new(Policy::from_value(record.source).map_err(|e| Problem::internal(format!("{e:?}")))?);
+        self.pinned.lock().map_err(Problem::internal)?.insert(hash.clone(), policy.clone());
         Ok(policy)
     }
 
-    async fn check_key(&self, caller: &Caller, idem: &Option<IdempotencyKey>) -> Result<Option<Reply>, ApiError> {
+    async fn check_key(&self, caller: &Caller, idem: &Option<IdempotencyKey>) -> Result<Option<Reply>, Problem> {
         let Some(k) = idem else { return Ok(None) };
         match self.store.idempotency(&caller.id, &k.key, &k.fingerprint).await? {
             None => Ok(None),
@@ -332,14 +362,14 @@ impl Service {
             scope: caller.id.clone(),
             key: k.key.clone(),
             fingerprint: k.fingerprint.clone(),
-            response: SavedResponse { status: reply.status.as_u16(), body: reply.body.clone() },
+            response: SavedResponse { status: reply.kind.status(), body: reply.body.clone() },
             at: now,
         })
     }
 
-    pub async fn submit(&self, caller: &Caller, body: SubmitBody, idem: Option<IdempotencyKey>) -> Result<Reply, ApiError> {
+    pub async fn submit(&self, caller: &Caller, body: SubmitBody, idem: Option<IdempotencyKey>) -> Result<Reply, Problem> {
         if body.subject.as_deref().is_some_and(|s| s.chars().any(char::is_control)) {
-            return Err(ApiError::bad_parameter("subject may not contain control characters"));
+            return Err(Problem::bad_parameter("subject may not contain control characters"));
         }
         if let Some(reply) = self.check_key(caller, &idem).await? {
             return Ok(reply);
@@ -368,7 +398,7 @@ impl Service {
                 resubmits: body.resubmits.clone(),
             };
             let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
-            let reply = Reply::of(StatusCode::CREATED, &state)?;
+            let reply = Reply::of(Replied::Created, &state)?;
             let notifications = notify::plan(&self.notify, &policy, &catalog.directory, &events, &state);
             let state = Arc::new(state);
             let mut commits = vec![Commit {
@@ -409,23 +439,23 @@ impl Service {
                 CommitOutcome::VersionConflict => continue,
             }
         }
-        Err(ApiError::new("busy", "the request is changing too fast; retry"))
+        Err(Problem::new(Code::Busy, "the request is changing too fast; retry"))
     }
 
     /// The earlier request a resubmission names, if it may be re-submitted now: the caller's own
     /// (or an admin's pick), of the same policy, closed without approval, and within the
     /// policy's cooldown and lineage limit.
-    async fn resubmittable(&self, caller: &Caller, earlier: &str, policy: &Policy, now: jiff::Timestamp) -> Result<RequestState, ApiError> {
+    async fn resubmittable(&self, caller: &Caller, earlier: &str, policy: &Policy, now: jiff::Timestamp) -> Result<RequestState, Problem> {
         let prev = self.visible(caller, earlier).await?;
         if prev.requester != caller.id && !caller.admin {
-            return Err(ApiError::new("forbidden", format!("{earlier} was requested by {}; only they can re-submit it", prev.requester)));
+            return Err(Problem::new(Code::Forbidden, format!("{earlier} was requested by {}; only they can re-submit it", prev.requester)));
         }
         if prev.policy.id != policy.id {
-            return Err(ApiError::new("not_terminal", format!("{earlier} is a request of policy `{}`", prev.policy.id)));
+            return Err(Problem::new(Code::NotTerminal, format!("{earlier} is a request of policy `{}`", prev.policy.id)));
         }
         if !prev.status.is_terminal() || prev.status == RequestStatus::Approved {
-            return Err(ApiError::new(
-                "not_terminal",
+            return Err(Problem::new(
+                Code::NotTerminal,
                 format!("{earlier} is {}; only rejected, expired or cancelled requests can be re-submitted", prev.status.as_str()),
             ));
         }
@@ -434,21 +464,21 @@ impl Service {
             let members = self.store.lineage(lineage).await?.len().max(1);
             if let Some(max) = rules.max_per_lineage
                 && members >= max as usize {
-                    return Err(ApiError::new("lineage_limit", format!("lineage {lineage} already has {members} of at most {max} requests")));
+                    return Err(Problem::new(Code::LineageLimit, format!("lineage {lineage} already has {members} of at most {max} requests")));
                 }
         }
         if let (Some(cooldown), Some(closed)) = (rules.cooldown, prev.decided_at) {
             let ready = closed.checked_add(cooldown).unwrap_or(closed);
             if now < ready {
                 let wait = ready.duration_since(now).as_secs().max(1);
-                return Err(ApiError::new("resubmit_cooldown", format!("{earlier} closed at {closed}; re-submit after {ready}"))
+                return Err(Problem::new(Code::ResubmitCooldown, format!("{earlier} closed at {closed}; re-submit after {ready}"))
                     .retry_after(wait as u64));
             }
         }
         Ok(prev)
     }
 
-    pub async fn act(&self, caller: &Caller, id: &str, body: ActionBody, idem: Option<IdempotencyKey>) -> Result<Reply, ApiError> {
+    pub async fn act(&self, caller: &Caller, id: &str, body: ActionBody, idem: Option<IdempotencyKey>) -> Result<Reply, Problem> {
         if let Some(reply) = self.check_key(caller, &idem).await? {
             return Ok(reply);
         }
@@ -457,20 +487,20 @@ impl Service {
     }
 
     /// Fires the timers of one request that are due now; true if anything happened.
-    pub async fn fire(&self, id: &str) -> Result<bool, ApiError> {
+    pub async fn fire(&self, id: &str) -> Result<bool, Problem> {
         let tick = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::Tick };
         match self.run_command(id, &tick, None, &None).await {
             Ok((_, changed)) => Ok(changed),
-            Err(e) if e.code == "not_found" => Ok(false),
+            Err(e) if e.code == Code::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
 
     /// Load, decide, commit; on a lost race, again on fresh state. `caller` is `None` for the
     /// system (no visibility check). Returns the reply and whether anything was committed.
-    async fn run_command(&self, id: &str, command: &Command, caller: Option<&Caller>, idem: &Option<IdempotencyKey>) -> Result<(Reply, bool), ApiError> {
+    async fn run_command(&self, id: &str, command: &Command, caller: Option<&Caller>, idem: &Option<IdempotencyKey>) -> Result<(Reply, bool), Problem> {
         let _turn = self.request_locks[stripe_of(id)].lock().await;
-        let not_found = || ApiError::not_found(format!("no request `{id}`"));
+        let not_found = || Problem::not_found(format!("no request `{id}`"));
         // First decide on the store's snapshot, which may be stale where several instances
         // share the store; whatever is answered without a commit (whose version check would
         // catch the staleness) is decided again on the current state.
@@ -501,18 +531,18 @@ impl Service {
                 Outcome::Applied | Outcome::Unchanged if outsider => return Err(not_found()),
                 Outcome::Invalid(r) if outsider => return Err(outsider_error(r)),
                 Outcome::Invalid(r) => return Err(refusal_error(r)),
-                Outcome::Unchanged => return Ok((Reply::of(StatusCode::OK, &decision.state)?, false)),
-                Outcome::Applied => Reply::of(StatusCode::OK, &decision.state)?,
+                Outcome::Unchanged => return Ok((Reply::of(Replied::Done, &decision.state)?, false)),
+                Outcome::Applied => Reply::of(Replied::Done, &decision.state)?,
                 Outcome::Refused(r) => {
                     let e = if outsider { outsider_error(r) } else { refusal_error(r) };
                     if unrecorded {
                         // The caller used up the refusals the history records (see
                         // `MAX_RECORDED_REFUSALS`): answered, logged and counted, not recorded.
-                        tracing::warn!(request = %id, actor = %command.actor, code = e.code, "refusal not recorded: the caller reached the limit of recorded refusals");
+                        tracing::warn!(request = %id, actor = %command.actor, code = e.code.as_str(), "refusal not recorded: the caller reached the limit of recorded refusals");
                         metrics::counter!("signoff_refusals_unrecorded_total").increment(1);
                         return Err(e);
                     }
-                    Reply::of(e.status, &e.body())?
+                    Reply::of(Replied::Refused(e.code), &e.body())?
                 }
             };
             let notifications = notify::plan(&self.notify, &policy, &directory, &decision.events, &decision.state);
@@ -524,13 +554,13 @@ impl Service {
                 idempotency: caller.and_then(|c| Self::record(c, idem, &reply, now)),
                 notifications,
                 // The reply of an applied command is the new state: the store need not encode it again.
-                encoded_state: reply.status.is_success().then(|| reply.body.clone()),
+                encoded_state: reply.kind.is_success().then(|| reply.body.clone()),
                 previous: Some(Arc::new(state)),
             };
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {
                     self.committed(&new_state);
-                    metrics::counter!("signoff_actions_total", "action" => command.action.name(), "status" => reply.status.as_u16().to_string()).increment(1);
+                    metrics::counter!("signoff_actions_total", "action" => command.action.name(), "status" => reply.kind.status().to_string()).increment(1);
                     return Ok((reply, true));
                 }
                 CommitOutcome::KeyUsed(m) => return key_reply(m).map(|r| (r, false)),
@@ -540,7 +570,7 @@ impl Service {
                 }
             }
         }
-        Err(ApiError::new("busy", "the request is changing too fast; retry"))
+        Err(Problem::new(Code::Busy, "the request is changing too fast; retry"))
     }
 
     /// What follows every durable commit: the scheduler learns of an earlier timer, watchers
@@ -556,14 +586,14 @@ impl Service {
     }
 
     /// The request if `caller` may see it (see `may_see`); anyone else is told it does not exist.
-    pub async fn visible(&self, caller: &Caller, id: &str) -> Result<RequestState, ApiError> {
-        let state = self.store.load(id).await?.ok_or_else(|| ApiError::not_found(format!("no request `{id}`")))?;
-        if may_see(caller, &state) { Ok(state) } else { Err(ApiError::not_found(format!("no request `{id}`"))) }
+    pub async fn visible(&self, caller: &Caller, id: &str) -> Result<RequestState, Problem> {
+        let state = self.store.load(id).await?.ok_or_else(|| Problem::not_found(format!("no request `{id}`")))?;
+        if may_see(caller, &state) { Ok(state) } else { Err(Problem::not_found(format!("no request `{id}`"))) }
     }
 
     /// A Slack button click (already parsed): acts as the directory user linked to the Slack
     /// account, with exactly the API's authorization. Answers the text to show the clicker.
-    pub async fn slack_click(&self, click: notify::slack::Click) -> Result<String, ApiError> {
+    pub async fn slack_click(&self, click: notify::slack::Click) -> Result<String, Problem> {
         let directory = self.catalog.load().directory.clone();
         let Some(user) = directory.users().find(|u| u.slack.as_deref() == Some(click.slack_user.as_str())) else {
             return Ok(format!("Your Slack account ({}) is not linked to a signoff user.", click.slack_user));
@@ -574,23 +604,23 @@ impl Service {
         }
         let body = ActionBody { action: click.action.clone(), step: Some(click.step.clone()), comment: click.reason.clone(), edits: None, item: None, to: None };
         match self.act(&caller, &click.request, body, None).await {
-            Ok(reply) if reply.status.is_success() => Ok(format!("Done: {} on step {} of {}.", click.action, click.step, click.request)),
+            Ok(reply) if reply.kind.is_success() => Ok(format!("Done: {} on step {} of {}.", click.action, click.step, click.request)),
             Ok(reply) => {
                 let problem = reply.json();
                 Ok(format!("Not done ({}): {}", problem["code"].as_str().unwrap_or(""), problem["detail"].as_str().unwrap_or("")))
             }
-            Err(e) if e.status.is_client_error() => Ok(format!("Not done ({}): {}", e.code, e.detail)),
+            Err(e) if e.code.is_client_error() => Ok(format!("Not done ({}): {}", e.code, e.detail)),
             Err(e) => Err(e),
         }
     }
 
     /// What an emailed link would do, if it is genuine and has not expired.
-    pub fn email_link(&self, token: &str) -> Result<crate::notify::email::LinkClaim, ApiError> {
+    pub fn email_link(&self, token: &str) -> Result<crate::notify::email::LinkClaim, Problem> {
         use crate::notify::email;
-        let config = self.notify.email.as_ref().ok_or_else(|| ApiError::not_found("email is not configured"))?;
+        let config = self.notify.email.as_ref().ok_or_else(|| Problem::not_found("email is not configured"))?;
         email::open(&config.link_secret, token, self.now()).map_err(|e| match e {
-            email::BadLink::Forged => ApiError::bad_parameter("this link is not one signoff sent"),
-            email::BadLink::Expired => ApiError { status: StatusCode::GONE, ..ApiError::new("link_expired", "this link has expired") },
+            email::BadLink::Forged => Problem::bad_parameter("this link is not one signoff sent"),
+            email::BadLink::Expired => Problem::new(Code::LinkExpired, "this link has expired"),
         })
     }
 
@@ -611,28 +641,28 @@ impl Service {
         };
         let spent = self.store.idempotency(&caller.id, &key.key, &key.fingerprint).await.map_err(|e| LinkOutcome::Refused(e.into()))?;
         if spent.is_some() {
-            return Err(LinkOutcome::Refused(ApiError::new("idempotency_conflict", "this link was already used")));
+            return Err(LinkOutcome::Refused(Problem::new(Code::IdempotencyConflict, "this link was already used")));
         }
         let body = ActionBody { action: claim.a.clone(), step: Some(claim.s.clone()), comment, edits: None, item: None, to: None };
         match self.act(&caller, &claim.r, body, Some(key)).await {
-            Ok(reply) if reply.status.is_success() => Ok(format!("Done: {} on step {} of request {}.", claim.a, claim.s, claim.r)),
-            Ok(reply) => Err(LinkOutcome::Refused(ApiError::from_problem(reply.status, &reply.json()))),
+            Ok(reply) if reply.kind.is_success() => Ok(format!("Done: {} on step {} of request {}.", claim.a, claim.s, claim.r)),
+            Ok(reply) => Err(LinkOutcome::Refused(Problem::from_body(&reply.json()))),
             Err(e) => Err(LinkOutcome::Refused(e)),
         }
     }
 
     /// The request's notifications and every delivery attempt.
-    pub async fn deliveries(&self, caller: &Caller, id: &str) -> Result<Vec<signoff_store::DeliveryReport>, ApiError> {
+    pub async fn deliveries(&self, caller: &Caller, id: &str) -> Result<Vec<signoff_store::DeliveryReport>, Problem> {
         self.visible(caller, id).await?;
         Ok(self.store.deliveries(id).await?)
     }
 
-    pub async fn events(&self, caller: &Caller, id: &str) -> Result<Vec<Event>, ApiError> {
+    pub async fn events(&self, caller: &Caller, id: &str) -> Result<Vec<Event>, Problem> {
         self.visible(caller, id).await?;
         Ok(self.store.events(id).await?)
     }
 
-    pub async fn list(&self, caller: &Caller, mut query: ListQuery) -> Result<Page, ApiError> {
+    pub async fn list(&self, caller: &Caller, mut query: ListQuery) -> Result<Page, Problem> {
         if query.approver.as_deref() == Some("me") {
             query.approver = Some(caller.id.clone());
         }
@@ -644,18 +674,18 @@ impl Service {
     }
 
     /// `list` of the requests overdue now: with an open task past its due time.
-    pub async fn list_overdue(&self, caller: &Caller, query: ListQuery) -> Result<Page, ApiError> {
+    pub async fn list_overdue(&self, caller: &Caller, query: ListQuery) -> Result<Page, Problem> {
         self.list(caller, ListQuery { overdue_at: Some(self.now()), ..query }).await
     }
 
-    pub async fn inbox(&self, caller: &Caller, limit: u32) -> Result<Vec<Task>, ApiError> {
+    pub async fn inbox(&self, caller: &Caller, limit: u32) -> Result<Vec<Task>, Problem> {
         Ok(self.store.inbox(&caller.id, limit).await?)
     }
 
     /// Every open task of everyone (admins), or of one `approver`, soonest due first.
-    pub async fn open_tasks(&self, caller: &Caller, approver: Option<&str>, limit: u32) -> Result<Vec<Task>, ApiError> {
+    pub async fn open_tasks(&self, caller: &Caller, approver: Option<&str>, limit: u32) -> Result<Vec<Task>, Problem> {
         if !caller.admin {
-            return Err(ApiError::new("forbidden", "only admins see every open task; `GET /v1/inbox` lists yours"));
+            return Err(Problem::new(Code::Forbidden, "only admins see every open task; `GET /v1/inbox` lists yours"));
         }
         Ok(match approver {
             Some(a) => self.store.inbox(a, limit).await?,
@@ -679,12 +709,12 @@ impl Service {
     }
 
     /// What submitting `context` under `policy_id` would produce, without storing anything.
-    pub fn plan(&self, caller: &Caller, policy_id: &str, body: PlanBody) -> Result<RequestState, ApiError> {
+    pub fn plan(&self, caller: &Caller, policy_id: &str, body: PlanBody) -> Result<RequestState, Problem> {
         let catalog = self.catalog();
         let policy = loaded(&catalog, policy_id)?;
         let requester = body.requester.unwrap_or_else(|| caller.id.clone());
         if catalog.directory.user(&requester).is_none() {
-            return Err(ApiError::new("unknown_user", format!("no user `{requester}` in the directory")));
+            return Err(Problem::new(Code::UnknownUser, format!("no user `{requester}` in the directory")));
         }
         let sub = Submission {
             id: "req_plan".into(),
@@ -698,14 +728,14 @@ impl Service {
         };
         machine::submit(policy, &catalog.directory, sub, self.clock.now())
             .map(|(_, state)| state)
-            .map_err(|e| ApiError::new(e.code(), e.to_string()))
+            .map_err(|e| Problem::new(e.code(), e.to_string()))
     }
 }
 
 /// A loaded policy, for a submission or a plan: an unknown one is 422 `unknown_policy` for both.
-fn loaded<'a>(catalog: &'a Catalog, id: &str) -> Result<&'a Arc<Policy>, ApiError> {
+fn loaded<'a>(catalog: &'a Catalog, id: &str) -> Result<&'a Arc<Policy>, Problem> {
     catalog.policies.get(id).ok_or_else(|| {
-        ApiError::new("unknown_policy", signoff_engine::suggest::unknown("no policy is loaded with id", id, catalog.policies.keys().map(String::as_str)))
+        Problem::new(Code::UnknownPolicy, signoff_engine::suggest::unknown("no policy is loaded with id", id, catalog.policies.keys().map(String::as_str)))
     })
 }
 
@@ -714,19 +744,19 @@ fn stripe_of(id: &str) -> usize {
     BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize % LOCK_STRIPES
 }
 
-fn submit_error(e: machine::SubmitError) -> ApiError {
-    let err = ApiError::new(e.code(), e.to_string());
+fn submit_error(e: machine::SubmitError) -> Problem {
+    let err = Problem::new(e.code(), e.to_string());
     match &e {
         machine::SubmitError::InvalidContext(errors) => err.with(json!({ "errors": errors })),
         _ => err,
     }
 }
 
-fn key_reply(m: KeyMatch) -> Result<Reply, ApiError> {
+fn key_reply(m: KeyMatch) -> Result<Reply, Problem> {
     match m {
         KeyMatch::Same(saved) => Ok(Reply::from_saved(saved)),
-        KeyMatch::Different => Err(ApiError::new(
-            "idempotency_conflict",
+        KeyMatch::Different => Err(Problem::new(
+            Code::IdempotencyConflict,
             "this Idempotency-Key was already used with a different request",
         )),
     }

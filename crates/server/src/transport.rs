@@ -15,9 +15,10 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use signoff_engine::Code;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::error::ApiError;
+use crate::error::Problem;
 
 /// What the transport allows each client; every field is configurable (`signoff serve --help`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +147,7 @@ async fn connection(stream: TcpStream, router: Router, limits: Limits, mut close
 
 /// Answers a connection over the cap with 503 and closes it.
 async fn refuse(mut stream: TcpStream, cap: usize) {
-    let problem = ApiError::new("busy", format!("the server has {cap} connections open, its limit; retry shortly")).retry_after(1);
+    let problem = Problem::new(Code::Busy, format!("the server has {cap} connections open, its limit; retry shortly")).retry_after(1);
     let body = problem.body().to_string();
     let head = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
@@ -274,11 +275,11 @@ fn problem_for_bare_error(written: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (code, detail) = match status {
-        414 => ("uri_too_long", format!("the request target is longer than {MAX_URI_BYTES} bytes")),
-        431 => ("headers_too_large", format!("the request head is larger than {MAX_HEAD_BYTES} bytes or has too many header lines")),
-        _ => ("malformed_request", "the request is not valid HTTP/1.1 (request line or headers)".to_string()),
+        414 => (Code::UriTooLong, format!("the request target is longer than {MAX_URI_BYTES} bytes")),
+        431 => (Code::HeadersTooLarge, format!("the request head is larger than {MAX_HEAD_BYTES} bytes or has too many header lines")),
+        _ => (Code::MalformedRequest, "the request is not valid HTTP/1.1 (request line or headers)".to_string()),
     };
-    let body = ApiError::new(code, detail).body().to_string();
+    let body = Problem::new(code, detail).body().to_string();
     let mut out = String::with_capacity(head.len() + body.len() + 96);
     out.push_str(status_line);
     out.push_str("\r\ncontent-type: application/problem+json\r\n");

@@ -47,7 +47,7 @@ async fn two_instances_on_one_database_decide_each_request_once() {
         // The two approvals race on different instances: one commit loses and is re-decided.
         let (mark, fiona) = (caller("mark"), caller("fiona"));
         let (x, y) = tokio::join!(a.act(&mark, &id, approve("manager"), None), b.act(&fiona, &id, approve("finance"), None));
-        assert_eq!((x.unwrap().status.as_u16(), y.unwrap().status.as_u16()), (200, 200));
+        assert_eq!((x.unwrap().kind.status(), y.unwrap().kind.status()), (200, 200));
         let events = a.store().events(&id).await.unwrap();
         signoff_engine::event::verify_chain(&events).unwrap();
         assert_eq!(events.iter().filter(|e| e.kind.type_name() == "completed").count(), 1);
@@ -129,8 +129,8 @@ async fn text_postgresql_cannot_hold_is_a_client_error() {
     let a = instance(&db).await;
     let body = quote_submission(Some("S-\0"));
     let e = a.submit(&caller("alice"), body, None).await.unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (400, "bad_parameter"));
+    assert_eq!((e.status(), e.code.as_str()), (400, "bad_parameter"));
     let e = a.visible(&caller("alice"), "req_\0").await.unwrap_err();
-    assert_eq!((e.status.as_u16(), e.code), (400, "bad_parameter"), "{}", e.detail);
+    assert_eq!((e.status(), e.code.as_str()), (400, "bad_parameter"), "{}", e.detail);
     drop((a, db));
 }

@@ -120,7 +120,7 @@ async fn a_lost_race_is_re_decided_on_fresh_state() {
 
     let approve = ActionBody { action: "approve".into(), step: Some("manager".into()), comment: None, edits: None, item: None, to: None };
     let reply = service.act(&caller("mark"), &id, approve, None).await.unwrap();
-    assert_eq!(reply.status, 200);
+    assert_eq!(reply.kind.status(), 200);
     assert_eq!(reply.json()["status"], "approved", "mark's approval, re-decided after fiona's, completes the request");
 
     let events = store.events(&id).await.unwrap();

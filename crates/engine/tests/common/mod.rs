@@ -78,7 +78,7 @@ pub fn ok(p: &Policy, state: &RequestState, actor: &str, action: Action) -> Requ
 
 pub fn code(d: &Decision) -> &'static str {
     match &d.outcome {
-        Outcome::Refused(r) | Outcome::Invalid(r) => r.code,
+        Outcome::Refused(r) | Outcome::Invalid(r) => r.code.as_str(),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }

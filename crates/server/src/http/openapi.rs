@@ -8,26 +8,36 @@
 
 use std::sync::OnceLock;
 
-use axum::Json;
+use axum::routing::get;
+use axum::{Json, Router};
 use axum::extract::State;
 use serde_json::{Value, json};
 use signoff_engine::{Event, RequestState};
 use utoipa::OpenApi;
 
 use crate::catalog::Catalog;
-use crate::http::Auth;
+use super::AppState;
+use super::extract::Auth;
 use crate::service::{ActionBody, PlanBody, SubmitBody};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(public_document))
+}
+
+pub(super) fn v1_routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(catalog_document))
+}
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "signoff", description = "Policy-driven approval workflows. Errors are RFC 9457 problems \
         (`application/problem+json`) with a stable `code`; see the product's spec/api.md."),
     paths(
-        crate::http::submit, crate::http::act, crate::http::request, crate::http::list, crate::http::events,
-        crate::http::notifications, crate::http::inbox, crate::http::tasks, crate::http::me, crate::http::request_stream, crate::http::user_stream,
-        crate::http::wait, crate::http::policies, crate::http::policy, crate::http::validate_policy, crate::http::plan,
-        crate::http::reload, crate::http::healthz, crate::http::readyz, crate::http::metrics_text,
-        crate::http::slack_interactions, crate::http::email_confirm, crate::http::email_act, public_document,
+        super::requests::submit, super::requests::act, super::requests::request, super::requests::list, super::requests::events,
+        super::requests::notifications, super::requests::inbox, super::admin::tasks, super::admin::me, super::live::request_stream, super::live::user_stream,
+        super::live::wait, super::policies::policies, super::policies::policy, super::policies::validate_policy, super::policies::plan,
+        super::admin::reload, super::operations::healthz, super::operations::readyz, super::operations::metrics_text,
+        super::slack::slack_interactions, super::email::email_confirm, super::email::email_act, public_document,
         catalog_document,
     ),
     components(schemas(SubmitBody, ActionBody, PlanBody, RequestState, Event)),
@@ -362,6 +372,6 @@ pub(crate) async fn public_document() -> Json<Value> {
 /// This document with the loaded policies (ids, context schemas) and the directory's user ids,
 /// for building valid submissions and plans.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", responses((status = 200, body = Object)))]
-pub(crate) async fn catalog_document(State(s): State<std::sync::Arc<crate::Service>>, Auth(_caller): Auth) -> Json<Value> {
+pub(crate) async fn catalog_document(State(s): State<AppState>, Auth(_caller): Auth) -> Json<Value> {
     Json(with_catalog(&s.catalog()))
 }

@@ -1,0 +1,99 @@
+//! What handlers take from a call: the caller, a JSON body, the idempotency key, path and
+//! query parameters; and how a service reply leaves.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use signoff_engine::{Code, canonical};
+
+use super::AppState;
+use crate::error::Problem;
+use crate::service::{Caller, IdempotencyKey, Reply};
+
+/// The caller, from `Authorization: Bearer <token>`.
+pub struct Auth(pub Caller);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, service: &AppState) -> Result<Self, Problem> {
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| Problem::new(Code::Unauthenticated, "send Authorization: Bearer <token>"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Problem::new(Code::Unauthenticated, "the Authorization header must be `Bearer <token>`"))?;
+        service
+            .authenticate(token)
+            .map(Auth)
+            .ok_or_else(|| Problem::new(Code::Unauthenticated, "unknown token"))
+    }
+}
+
+/// A JSON body: syntax errors are `malformed_json`, wrong shapes `bad_parameter`, oversized
+/// bodies `too_large`, bodies nesting deeper than `nesting::MAX_DEPTH` `too_deep`. Keeps the parsed value for the idempotency fingerprint.
+pub struct JsonBody<T> {
+    pub value: T,
+    pub raw: Value,
+}
+
+/// The body was already read whole (and bounded) by `read_body`: only its bytes can be wrong.
+pub(super) fn body_error(e: BytesRejection) -> Problem {
+    Problem::bad_parameter(format!("the body could not be read: {e}"))
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Problem> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        let depth = signoff_engine::nesting::text_depth(&bytes);
+        if depth > signoff_engine::nesting::MAX_DEPTH {
+            return Err(Problem::new(
+                Code::TooDeep,
+                format!("the body nests {depth} levels of objects and arrays; at most {} are allowed", signoff_engine::nesting::MAX_DEPTH),
+            ));
+        }
+        let raw: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Problem::new(Code::MalformedJson, format!("the body is not valid JSON: {e}")))?;
+        let value = T::deserialize(&raw).map_err(|e| Problem::bad_parameter(format!("the body is not valid: {e}")))?;
+        Ok(JsonBody { value, raw })
+    }
+}
+
+/// The `Idempotency-Key` header with the fingerprint of this call.
+pub(super) fn idempotency(headers: &HeaderMap, route: &str, body: &Value) -> Result<Option<IdempotencyKey>, Problem> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| Problem::bad_parameter("Idempotency-Key must be 1 to 255 visible ASCII characters (no spaces)"))?;
+    let fingerprint = canonical::digest(&json!({ "route": route, "body": body }));
+    Ok(Some(IdempotencyKey { key: key.to_string(), fingerprint }))
+}
+
+pub(super) fn reply(r: Reply) -> Response {
+    let content_type = if r.kind.is_success() { "application/json" } else { "application/problem+json" };
+    let status = StatusCode::from_u16(r.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], r.body).into_response()
+}
+
+/// A path parameter; one that cannot be decoded (e.g. invalid UTF-8) is `bad_parameter`.
+pub(super) fn path(p: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    p.map(|Path(id)| id).map_err(|e| Problem::bad_parameter(e.body_text()))
+}
+
+pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    q.map(|Query(t)| t).map_err(|e| Problem::bad_parameter(e.body_text()))
+}

@@ -1,0 +1,82 @@
+//! What operators and orchestrators call: liveness, readiness and Prometheus metrics, and the
+//! middleware that counts and logs every call.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::error::Problem;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text))
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, body = Object, description = "`{\"status\": \"ok\"}`")))]
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses((status = 200, body = Object, description = "`{\"status\": \"ready\"}`")))]
+pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, Problem> {
+    s.store().ping().await?;
+    Ok(Json(json!({ "status": "ready" })))
+}
+
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (several servers in one test process).
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4")))]
+pub(crate) async fn metrics_text() -> Response {
+    let mut resp = prometheus().render().into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    resp
+}
+
+pub(super) async fn record_metrics(req: Request, next: Next) -> Response {
+    prometheus();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let path = req.uri().path().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    // Every refused or failed call is one log line: what was asked, the answer and why.
+    if let Some(r) = resp.extensions().get::<super::problem::Refused>() {
+        let status = resp.status().as_u16();
+        if status >= 500 {
+            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, "failed");
+        } else {
+            tracing::info!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, "refused");
+        }
+    }
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("signoff_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("signoff_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
