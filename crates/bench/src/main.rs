@@ -558,31 +558,12 @@ async fn timers(requests: usize, burst: usize) {
 }
 
 async fn webhooks(requests: usize) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
     let data = dir.path().join("data");
     // The receiver: counts deliveries and when the first and last arrived.
-    let count = Arc::new(AtomicUsize::new(0));
-    let first_last = Arc::new(std::sync::Mutex::new((None::<Instant>, None::<Instant>)));
-    let (c, fl) = (count.clone(), first_last.clone());
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move || {
-            let (c, fl) = (c.clone(), fl.clone());
-            async move {
-                c.fetch_add(1, Ordering::Relaxed);
-                let now = Instant::now();
-                let mut g = fl.lock().unwrap();
-                g.0.get_or_insert(now);
-                g.1 = Some(now);
-                axum::http::StatusCode::NO_CONTENT
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let receiver = signoff_testkit::peers::webhook::WebhookReceiver::start(Default::default()).await;
+    let hook = receiver.url.clone();
     let notify_toml = format!("[[notify.webhooks]]\nname = \"bench\"\nurl = \"{hook}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n");
     let notify: toml_config::Wrapper = toml::from_str(&notify_toml).unwrap();
     // Build the backlog with the dispatcher not running.
@@ -615,15 +596,15 @@ async fn webhooks(requests: usize) {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(600);
-    while count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+    while receiver.arrivals.lock().unwrap().len() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let peak = rss_kb(child.id(), "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();
-    let (first, last) = *first_last.lock().unwrap();
+    let (first, last) = *receiver.first_last.lock().unwrap();
     let secs = last.unwrap().duration_since(first.unwrap()).as_secs_f64();
-    let delivered = count.load(Ordering::Relaxed);
+    let delivered = receiver.arrivals.lock().unwrap().len();
     println!("delivered={delivered} seconds={secs:.2} deliveries_per_s={:.0} server_peak_rss_kb={peak}", delivered as f64 / secs);
 }
 

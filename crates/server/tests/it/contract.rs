@@ -1,9 +1,7 @@
 //! The contract under stress, on SQLite and on PostgreSQL alike: refusals with their precise
 //! codes and a bounded record of them, what goes in coming back out, bounded responses.
 
-mod common;
-
-use common::*;
+use signoff_testkit::app::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -1,11 +1,9 @@
 //! Property tests: any sequence of commands keeps the engine's invariants, and replaying a
 //! request's events always rebuilds the same state.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 
-use common::*;
+use crate::common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use signoff_engine::event::verify_chain;
@@ -13,7 +11,7 @@ use signoff_engine::machine::{self, Action, Command, Submission};
 use signoff_engine::{Event, EventKind, Policy, RequestState, RequestStatus, StepStatus};
 
 const POLICIES: &[&str] = &[
-    include_str!("../../../examples/policies/quote-discount.yaml"),
+    include_str!("../../../../examples/policies/quote-discount.yaml"),
     "id: mixed\nsteps:\n  - {id: a, after: [], approvers: {groups: [sre]}, quorum: 2, rejections: 2, require_acks: [check]}\n  - {id: b, after: [], approvers: {users: [mark, fiona, sam]}}\n  - {id: c, after: [a, b], approvers: {groups: [finance]}, quorum: all}\n",
     "id: timed\nexpires_in: 1d\nsteps:\n  - {id: a, approvers: {groups: [sre]}, quorum: 2, sla: 3h, on_timeout: approve, escalation: [{after: 1h, to: {users: [mark]}}, {after: 2h, to: {groups: [finance]}}], remind_every: 30m}\n  - {id: b, approvers: {users: [lena, fiona]}, sla: 2h, on_timeout: reject, remind_every: 45m}\n  - {id: c, after: [], approvers: {users: [sam, frank]}, sla: 5h}\n",
     "id: seq\nsteps:\n  - {id: a, approvers: {users: [mark, sam]}}\n  - {id: b, when: 'x > 1', approvers: {groups: [finance]}}\n  - {id: c, approvers: {users: [lena, sue, mark]}, quorum: 2}\n",

@@ -1,5 +1,4 @@
 //! Shared fixtures for the engine's tests: the demo directory and a policy builder.
-#![allow(dead_code)]
 
 use jiff::Timestamp;
 use serde_json::{Value, json};

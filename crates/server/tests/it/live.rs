@@ -1,11 +1,9 @@
 //! Live updates over HTTP: SSE streams, the caller-wide stream and long-poll waits, with an
 //! injected clock so heartbeats and timeouts happen when the test says.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use signoff_testkit::app::*;
 use jiff::SignedDuration;
 use serde_json::{Value, json};
 use signoff_server::ManualClock;

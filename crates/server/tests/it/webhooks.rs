@@ -2,81 +2,15 @@
 //! loopback that verifies Standard Webhooks signatures, answers as told (errors, 429 with
 //! Retry-After) and deduplicates on `webhook-id`.
 
-mod common;
+use std::sync::Arc;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
-
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use base64::Engine;
-use common::*;
-use hmac::{Hmac, Mac};
+use signoff_testkit::app::*;
+use signoff_testkit::peers::webhook::{Behaviour, SECRET, WebhookReceiver};
 use jiff::SignedDuration;
-use serde_json::{Value, json};
+use serde_json::json;
 use signoff_server::ManualClock;
 use signoff_server::notify::dispatch::Dispatcher;
 use signoff_server::notify::{NotifyConfig, WebhookEndpoint};
-
-const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// A webhook receiver: verifies each delivery, answers from a script (then 204), and keeps
-/// what it accepted by `webhook-id`.
-#[derive(Default)]
-struct Receiver {
-    script: Mutex<VecDeque<(u16, Option<&'static str>)>>,
-    accepted: Mutex<HashMap<String, Value>>,
-    order: Mutex<Vec<String>>,
-    arrivals: Mutex<usize>,
-    bad_signatures: Mutex<usize>,
-}
-
-fn verify(headers: &HeaderMap, body: &[u8]) -> bool {
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let (id, ts, sigs) = (get("webhook-id"), get("webhook-timestamp"), get("webhook-signature"));
-    let key = base64::engine::general_purpose::STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{id}.{ts}.").as_bytes());
-    mac.update(body);
-    let expected = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()));
-    !id.is_empty() && sigs.split(' ').any(|s| s == expected)
-}
-
-async fn start_receiver() -> (Arc<Receiver>, String) {
-    let receiver = Arc::new(Receiver::default());
-    let r = receiver.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let r = r.clone();
-            async move {
-                *r.arrivals.lock().unwrap() += 1;
-                if !verify(&headers, &body) {
-                    *r.bad_signatures.lock().unwrap() += 1;
-                    return StatusCode::UNAUTHORIZED.into_response();
-                }
-                if let Some((status, retry_after)) = r.script.lock().unwrap().pop_front() {
-                    let mut resp = StatusCode::from_u16(status).unwrap().into_response();
-                    if let Some(ra) = retry_after {
-                        resp.headers_mut().insert("retry-after", ra.parse().unwrap());
-                    }
-                    return resp;
-                }
-                let id = headers["webhook-id"].to_str().unwrap().to_string();
-                let value: Value = serde_json::from_slice(&body).unwrap();
-                if r.accepted.lock().unwrap().insert(id.clone(), value).is_none() {
-                    r.order.lock().unwrap().push(id);
-                }
-                StatusCode::NO_CONTENT.into_response()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (receiver, url)
-}
 
 fn endpoint(name: &str, url: &str, events: Option<&[&str]>, policies: Option<&[&str]>) -> WebhookEndpoint {
     WebhookEndpoint {
@@ -97,7 +31,8 @@ async fn app(webhooks: Vec<WebhookEndpoint>) -> (App, Arc<ManualClock>, Arc<Disp
 
 #[tokio::test]
 async fn every_event_is_delivered_signed_once() {
-    let (receiver, url) = start_receiver().await;
+    let receiver = WebhookReceiver::start(Behaviour::verifying()).await;
+    let url = receiver.url.clone();
     let (app, _, dispatcher) = app(vec![endpoint("crm", &url, None, None)]).await;
     let id = app.submit("alice", "any", json!({})).await["id"].as_str().unwrap().to_string();
     app.approve("fiona", &id, "finance").await;
@@ -130,7 +65,8 @@ async fn every_event_is_delivered_signed_once() {
 
 #[tokio::test]
 async fn failures_are_retried_on_schedule_and_retry_after_is_honoured() {
-    let (receiver, url) = start_receiver().await;
+    let receiver = WebhookReceiver::start(Behaviour::verifying()).await;
+    let url = receiver.url.clone();
     let (app, clock, dispatcher) = app(vec![endpoint("crm", &url, Some(&["submitted"]), None)]).await;
     receiver.script.lock().unwrap().extend([(503, None), (429, Some("120"))]);
     let id = app.submit("alice", "any", json!({})).await["id"].as_str().unwrap().to_string();
@@ -180,7 +116,8 @@ async fn an_unreachable_receiver_fails_after_the_last_attempt() {
 
 #[tokio::test]
 async fn endpoints_filter_by_event_and_policy() {
-    let (receiver, url) = start_receiver().await;
+    let receiver = WebhookReceiver::start(Behaviour::verifying()).await;
+    let url = receiver.url.clone();
     let (app, _, dispatcher) = app(vec![
         endpoint("done", &url, Some(&["completed"]), None),
         endpoint("quotes", &url, Some(&["submitted"]), Some(&["quote-discount"])),
@@ -197,7 +134,8 @@ async fn endpoints_filter_by_event_and_policy() {
 
 #[tokio::test]
 async fn the_running_dispatcher_delivers_after_commits() {
-    let (receiver, url) = start_receiver().await;
+    let receiver = WebhookReceiver::start(Behaviour::verifying()).await;
+    let url = receiver.url.clone();
     let (app, _, dispatcher) = app(vec![endpoint("crm", &url, Some(&["completed"]), None)]).await;
     let running = tokio::spawn(dispatcher.clone().run());
     let id = app.submit("alice", "any", json!({})).await["id"].as_str().unwrap().to_string();

@@ -59,7 +59,7 @@ fn the_document_validates_and_the_server_answers_as_it_says() {
     let schemathesis = || {
         Command::new(tools.join("st"))
             .arg("--config-file")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml"))
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/schemathesis.toml"))
             .arg("run")
             .arg(&full)
             .args(["--url", &url, "-H", "Authorization: Bearer alice-token", "--max-examples", "20", "--generation-deterministic"])

@@ -1,11 +1,9 @@
 //! End-to-end tests of the HTTP API: each test starts the real server on 127.0.0.1:0 against
 //! its own temporary SQLite database and drives it over HTTP.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use signoff_testkit::app::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

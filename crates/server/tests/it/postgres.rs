@@ -1,8 +1,6 @@
 //! The service on PostgreSQL: two instances on one database, clients spreading their calls
 //! across both. Skipped (and said so) when no PostgreSQL is reachable.
 
-mod common;
-
 use std::sync::Arc;
 
 use serde_json::json;
@@ -16,7 +14,7 @@ fn quote_submission(subject: Option<&str>) -> SubmitBody {
         policy: "quote-discount".into(),
         title: None,
         subject: subject.map(str::to_string),
-        context: common::quote(0.18, 0.21),
+        context: signoff_testkit::app::quote(0.18, 0.21),
         evidence: vec![],
         resubmits: None,
     }

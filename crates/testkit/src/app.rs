@@ -1,6 +1,5 @@
-//! Shared by the HTTP tests: a real server on 127.0.0.1:0 with its own temporary SQLite
-//! database, test policies and a directory whose token for user `<id>` is `<id>-token`.
-#![allow(dead_code)]
+//! The test app: a real server on 127.0.0.1:0 with its own temporary SQLite database (or a
+//! PostgreSQL one), test policies and a directory whose token for user `<id>` is `<id>-token`.
 
 use std::sync::Arc;
 
@@ -13,8 +12,8 @@ use signoff_server::{Clock, Config, Database, Sources, SystemClock};
 pub const USERS: &[&str] = &["alice", "bob", "mark", "fiona", "frank", "lena", "sam", "sue", "sid", "dana", "vp-sales", "root"];
 
 pub const POLICIES: &[(&str, &str)] = &[
-    ("quote.yaml", include_str!("../../../../examples/policies/quote-discount.yaml")),
-    ("deploy.yaml", include_str!("../../../../examples/policies/prod-deploy.yaml")),
+    ("quote.yaml", include_str!("../../../examples/policies/quote-discount.yaml")),
+    ("deploy.yaml", include_str!("../../../examples/policies/prod-deploy.yaml")),
     ("seq.yaml", "id: seq\nsteps:\n  - {id: first, approvers: {users: [mark]}}\n  - {id: second, approvers: {users: [fiona]}}\n"),
     ("any.yaml", "id: any\nsteps:\n  - {id: finance, approvers: {groups: [finance]}}\n"),
     ("two-of-three.yaml", "id: two-of-three\nsteps:\n  - {id: sre, approvers: {groups: [sre]}, quorum: 2, rejections: 2}\n"),

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use signoff_engine::policy::fields;
 
-const REFERENCE: &str = include_str!("../../../docs/reference/policy.md");
+const REFERENCE: &str = include_str!("../../../../docs/reference/policy.md");
 
 fn accepted() -> BTreeSet<String> {
     let mut out = BTreeSet::new();

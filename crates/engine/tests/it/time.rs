@@ -1,8 +1,6 @@
 //! Time in the engine: timers derived from state, fired by `Tick` at a given `now`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use jiff::SignedDuration;
 use serde_json::json;
 use signoff_engine::machine::{self, Action, Command, Outcome};

@@ -2,13 +2,11 @@
 //! idle clients are closed, connections are capped, and errors raised below the handlers carry
 //! a problem body like every other error.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use signoff_testkit::app::*;
 use serde_json::Value;
 use signoff_server::transport::Limits;
 

@@ -1,11 +1,9 @@
 //! Time end to end through the HTTP API, with an injected clock: timers stored with requests
 //! and fired by the scheduler, out-of-office delegation, and resubmission lineages.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use signoff_testkit::app::*;
 use jiff::SignedDuration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

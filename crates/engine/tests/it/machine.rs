@@ -1,13 +1,11 @@
 //! Scenario tests of the state machine: one workflow pattern per test.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use signoff_engine::machine::{self, Action, Outcome, Submission};
 use signoff_engine::{EventKind, RequestStatus, StepStatus};
 
-const QUOTE: &str = include_str!("../../../examples/policies/quote-discount.yaml");
+const QUOTE: &str = include_str!("../../../../examples/policies/quote-discount.yaml");
 
 #[test]
 fn golden_path_manager_and_finance_approve() {
@@ -190,7 +188,7 @@ fn acks_gate_approvals() {
 
 #[test]
 fn edits_are_validated_and_merged() {
-    let p = policy(include_str!("../../../examples/policies/prod-deploy.yaml"));
+    let p = policy(include_str!("../../../../examples/policies/prod-deploy.yaml"));
     let s = submit(&p, json!({"replicas": 3, "canary_percent": 10, "service": "api"}));
     for (actor, item) in [("sam", "rollback-plan-reviewed"), ("sam", "change-window-ok")] {
         let _ = act(&p, &s, actor, Action::Acknowledge { step: "sre".into(), item: item.into() });

@@ -1,0 +1,13 @@
+//! The server's integration tests, in one binary (one link on two cores): the HTTP contract,
+//! live views, time, transport limits, each notification channel and PostgreSQL.
+
+mod api;
+mod contract;
+mod email;
+mod live;
+mod postgres;
+mod service;
+mod slack;
+mod time;
+mod transport;
+mod webhooks;

@@ -1,0 +1,5 @@
+//! Protocol peers on loopback: the other end of each integration, speaking its real protocol.
+
+pub mod slack;
+pub mod smtp;
+pub mod webhook;
