@@ -129,6 +129,14 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The background workers beside the HTTP API (`Service::workers` builds them).
+pub struct Workers {
+    /// Fires due timers.
+    pub scheduler: scheduler::Scheduler,
+    /// Delivers the outbox.
+    pub dispatcher: Arc<notify::dispatch::Dispatcher>,
+}
+
 /// Opens the store and loads the catalog.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, StartError> {
     install_tls();
@@ -156,8 +164,9 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
             }
         });
     }
-    let scheduler = tokio::spawn(scheduler::Scheduler::new(service.clone()).run());
-    let dispatcher = tokio::spawn(notify::dispatch::Dispatcher::new(service.clone()).run());
+    let Workers { scheduler, dispatcher } = service.workers();
+    let scheduler = tokio::spawn(scheduler.run());
+    let dispatcher = tokio::spawn(dispatcher.run());
     let served = serve_http(service, listener, shutdown).await;
     // In-flight commits finish in the store's writer thread whatever happens to these tasks; a
     // delivery cut short is retried at the next start.

@@ -10,7 +10,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Notify;
 
-use crate::service::Service;
+use signoff_store::Store;
+
+use crate::clock::Clock;
+use crate::error::Problem;
+
+/// What fires a request's due timers (the service, through the same engine path as a human
+/// action): true if anything happened.
+#[async_trait::async_trait]
+pub trait Fire: Send + Sync {
+    async fn fire(&self, id: &str) -> Result<bool, Problem>;
+}
 
 /// Due requests fired per round, concurrently (their commits share group commits).
 const BATCH: u32 = 1024;
@@ -46,32 +56,36 @@ impl TimerWake {
     }
 }
 
+/// The timer worker: what it uses is what it is given.
 pub struct Scheduler {
-    service: Arc<Service>,
+    timers: Arc<dyn Fire>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<TimerWake>,
 }
 
 impl Scheduler {
-    pub fn new(service: Arc<Service>) -> Self {
-        Scheduler { service }
+    pub fn new(timers: Arc<dyn Fire>, store: Arc<dyn Store>, clock: Arc<dyn Clock>, wake: Arc<TimerWake>) -> Self {
+        Scheduler { timers, store, clock, wake }
     }
 
     /// Fires every timer due now; returns how many requests changed.
-    pub async fn fire_due(&self) -> Result<usize, crate::error::Problem> {
+    pub async fn fire_due(&self) -> Result<usize, Problem> {
         Ok(self.fire_due_counted().await?.1)
     }
 
     /// Fires every timer due now: (requests found due, requests changed).
-    async fn fire_due_counted(&self) -> Result<(usize, usize), crate::error::Problem> {
-        let now = self.service.now();
+    async fn fire_due_counted(&self) -> Result<(usize, usize), Problem> {
+        let now = self.clock.now();
         let mut found = 0;
         let mut changed = 0;
         loop {
-            let ids = self.service.store().claim_timers(now, BATCH, now + CLAIM_LEASE).await?;
+            let ids = self.store.claim_timers(now, BATCH, now + CLAIM_LEASE).await?;
             let n = ids.len();
             found += n;
             let mut round = tokio::task::JoinSet::new();
             for id in ids {
-                let s = self.service.clone();
+                let s = self.timers.clone();
                 round.spawn(async move { (s.fire(&id).await, id) });
             }
             let mut changed_now = 0;
@@ -94,8 +108,8 @@ impl Scheduler {
 
     /// Runs until the task is dropped.
     pub async fn run(self) {
-        let wake = self.service.timer_wake().clone();
-        let shared = self.service.store().changes().is_some();
+        let wake = self.wake.clone();
+        let shared = self.store.changes().is_some();
         // Rounds in a row that found a timer due but nothing to claim.
         let mut unclaimable = 0;
         loop {
@@ -104,19 +118,19 @@ impl Scheduler {
                 Ok(counts) => counts,
                 Err(e) => {
                     tracing::error!(error = %e.detail, "timer scheduler: retrying in 1 s");
-                    let retry = self.service.now() + SignedDuration::from_secs(1);
-                    self.service.clock().sleep_until(retry).await;
+                    let retry = self.clock.now() + SignedDuration::from_secs(1);
+                    self.clock.sleep_until(retry).await;
                     continue;
                 }
             };
-            let next = match self.service.store().next_timer_at().await {
+            let next = match self.store.next_timer_at().await {
                 Ok(next) => next,
                 Err(e) => {
                     tracing::error!(error = %e, "timer scheduler: retrying in 1 s");
-                    Some(self.service.now() + SignedDuration::from_secs(1))
+                    Some(self.clock.now() + SignedDuration::from_secs(1))
                 }
             };
-            let now = self.service.now();
+            let now = self.clock.now();
             let idle = if shared { SHARED_STORE_LOOK } else { SignedDuration::from_hours(1) };
             let mut until = next.unwrap_or(now + idle).min(now + idle);
             if until <= now {
@@ -138,7 +152,7 @@ impl Scheduler {
             unclaimable = 0;
             wake.planned_ms.store(until.as_millisecond(), Ordering::Release);
             tokio::select! {
-                _ = self.service.clock().sleep_until(until) => {}
+                _ = self.clock.sleep_until(until) => {}
                 _ = wake.notify.notified() => {}
             }
         }

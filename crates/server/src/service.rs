@@ -18,6 +18,7 @@ use crate::catalog::{Catalog, CatalogError, Sources};
 use crate::clock::Clock;
 use crate::error::Problem;
 use crate::feed::Feed;
+use crate::notify::channel::Channels;
 use crate::notify::{self, NotifyConfig};
 use crate::scheduler::TimerWake;
 
@@ -191,7 +192,10 @@ pub struct Service {
     pinned: Mutex<HashMap<String, Arc<Policy>>>,
     timer_wake: Arc<TimerWake>,
     feed: Arc<Feed>,
+    /// Notification settings, for the integrations' inbound side (Slack clicks, email links).
     notify: Arc<NotifyConfig>,
+    /// The channels notifications are planned for.
+    channels: Arc<Channels>,
     outbox_wake: Arc<tokio::sync::Notify>,
     /// Commands on one request queue here rather than race to a version conflict: a lost race
     /// costs a second decision and a second trip through group commit. Other instances sharing
@@ -229,6 +233,7 @@ impl Service {
             timer_wake: Arc::new(TimerWake::new()),
             feed: Arc::new(Feed::default()),
             notify: Arc::new(NotifyConfig::default()),
+            channels: Arc::new(Channels::default()),
             outbox_wake: Arc::new(tokio::sync::Notify::new()),
             limits: Default::default(),
             memory: Default::default(),
@@ -259,6 +264,7 @@ impl Service {
 
     /// Sets where notifications go (checked by the caller).
     pub fn with_notify(mut self, config: NotifyConfig) -> Self {
+        self.channels = Arc::new(Channels::configured(&config));
         self.notify = Arc::new(config);
         self
     }
@@ -294,16 +300,16 @@ impl Service {
         &self.notify
     }
 
-    pub fn outbox_wake(&self) -> &Arc<tokio::sync::Notify> {
-        &self.outbox_wake
-    }
-
     pub fn feed(&self) -> &Arc<Feed> {
         &self.feed
     }
 
-    pub fn timer_wake(&self) -> &Arc<TimerWake> {
-        &self.timer_wake
+    /// The background workers, each given the components it uses.
+    pub fn workers(self: &Arc<Self>) -> crate::Workers {
+        crate::Workers {
+            scheduler: crate::scheduler::Scheduler::new(self.clone(), self.store.clone(), self.clock.clone(), self.timer_wake.clone()),
+            dispatcher: notify::dispatch::Dispatcher::new(self.store.clone(), self.clock.clone(), self.channels.clone(), self.outbox_wake.clone()),
+        }
     }
 
     async fn record_policies(&self, catalog: &Catalog) -> Result<(), signoff_store::StoreError> {
@@ -399,7 +405,7 @@ impl Service {
             };
             let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
             let reply = Reply::of(Replied::Created, &state)?;
-            let notifications = notify::plan(&self.notify, &policy, &catalog.directory, &events, &state);
+            let notifications = self.channels.plan(&policy, &catalog.directory, &events, &state);
             let state = Arc::new(state);
             let mut commits = vec![Commit {
                 expected_version: 0,
@@ -486,16 +492,6 @@ impl Service {
         Ok(self.run_command(id, &command, Some(caller), &idem).await?.0)
     }
 
-    /// Fires the timers of one request that are due now; true if anything happened.
-    pub async fn fire(&self, id: &str) -> Result<bool, Problem> {
-        let tick = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::Tick };
-        match self.run_command(id, &tick, None, &None).await {
-            Ok((_, changed)) => Ok(changed),
-            Err(e) if e.code == Code::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Load, decide, commit; on a lost race, again on fresh state. `caller` is `None` for the
     /// system (no visibility check). Returns the reply and whether anything was committed.
     async fn run_command(&self, id: &str, command: &Command, caller: Option<&Caller>, idem: &Option<IdempotencyKey>) -> Result<(Reply, bool), Problem> {
@@ -545,7 +541,7 @@ impl Service {
                     Reply::of(Replied::Refused(e.code), &e.body())?
                 }
             };
-            let notifications = notify::plan(&self.notify, &policy, &directory, &decision.events, &decision.state);
+            let notifications = self.channels.plan(&policy, &directory, &decision.events, &decision.state);
             let new_state = Arc::new(decision.state);
             let commit = Commit {
                 expected_version: state.version,
@@ -577,7 +573,7 @@ impl Service {
     /// get the new state.
     fn committed(&self, state: &Arc<RequestState>) {
         self.timer_wake.hint(state.next_timer_at);
-        if self.notify.is_active() {
+        if self.channels.is_active() {
             self.outbox_wake.notify_one();
         }
         if self.feed.is_watched(state) {
@@ -762,3 +758,15 @@ fn key_reply(m: KeyMatch) -> Result<Reply, Problem> {
     }
 }
 
+#[async_trait::async_trait]
+impl crate::scheduler::Fire for Service {
+    /// Fires the timers of one request that are due now; true if anything happened.
+    async fn fire(&self, id: &str) -> Result<bool, Problem> {
+        let tick = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::Tick };
+        match self.run_command(id, &tick, None, &None).await {
+            Ok((_, changed)) => Ok(changed),
+            Err(e) if e.code == Code::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

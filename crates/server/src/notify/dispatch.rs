@@ -12,7 +12,10 @@ use serde_json::Value;
 use signoff_store::{Attempt, AttemptOutcome, Notification};
 use tokio::sync::{Notify, Semaphore};
 
-use crate::service::Service;
+use signoff_store::Store;
+
+use super::channel::{Channels, Outbound};
+use crate::clock::Clock;
 
 /// Delays after the 1st, 2nd, … failed attempt; after the last, the notification has failed.
 pub const RETRY_SCHEDULE: [SignedDuration; 7] = [
@@ -88,8 +91,13 @@ pub fn next_attempt(attempts: u32, now: Timestamp, retry_after: Option<SignedDur
     now.checked_add(delay).ok()
 }
 
+/// The outbox worker: what it uses is what it is given.
 pub struct Dispatcher {
-    service: Arc<Service>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    channels: Arc<Channels>,
+    /// Woken by the service after a commit that wrote notifications.
+    wake: Arc<Notify>,
     http: reqwest::Client,
     slots: Arc<Semaphore>,
     done: Notify,
@@ -99,9 +107,9 @@ pub struct Dispatcher {
 const LEASE: SignedDuration = SignedDuration::from_secs(2 * TIMEOUT.as_secs() as i64 + 30);
 
 impl Dispatcher {
-    pub fn new(service: Arc<Service>) -> Arc<Dispatcher> {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, channels: Arc<Channels>, wake: Arc<Notify>) -> Arc<Dispatcher> {
         let http = reqwest::Client::builder().timeout(TIMEOUT).pool_max_idle_per_host(CONCURRENCY).build().unwrap_or_default();
-        Arc::new(Dispatcher { service, http, slots: Arc::new(Semaphore::new(CONCURRENCY)), done: Notify::new() })
+        Arc::new(Dispatcher { store, clock, channels, wake, http, slots: Arc::new(Semaphore::new(CONCURRENCY)), done: Notify::new() })
     }
 
     /// Delivers everything due now and waits for the attempts to be recorded; how many were
@@ -126,8 +134,8 @@ impl Dispatcher {
         if free == 0 {
             return Vec::new();
         }
-        let now = self.service.now();
-        let due = match self.service.store().claim_notifications(now, free as u32, now + LEASE).await {
+        let now = self.clock.now();
+        let due = match self.store.claim_notifications(now, free as u32, now + LEASE).await {
             Ok(due) => due,
             Err(e) => {
                 tracing::error!(error = %e, "dispatcher: cannot read the outbox");
@@ -140,7 +148,7 @@ impl Dispatcher {
             let me = self.clone();
             started.push(tokio::spawn(async move {
                 let attempt = me.attempt(&n).await;
-                if let Err(e) = me.service.store().record_attempts(vec![attempt]).await {
+                if let Err(e) = me.store.record_attempts(vec![attempt]).await {
                     tracing::error!(notification = %n.outgoing.id, error = %e, "dispatcher: cannot record an attempt; it is retried when its claim runs out");
                 }
                 drop(slot);
@@ -151,30 +159,12 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, n: &Notification) -> Attempt {
-        let delivery = match n.outgoing.channel.as_str() {
-            "webhook" => match self.service.notify_config().endpoint(&n.outgoing.destination) {
-                Some(endpoint) => {
-                    let body = n.outgoing.payload.to_string();
-                    super::webhook::send(&self.http, endpoint, &n.outgoing.id, &body, self.service.now()).await
-                }
-                None => Delivery::Failed {
-                    status: None,
-                    error: format!("no webhook endpoint `{}` is configured any more", n.outgoing.destination),
-                    retry_after: None,
-                    permanent: true,
-                },
-            },
-            "slack" => match &self.service.notify_config().slack {
-                Some(slack) => super::slack::send(&self.http, slack, &**self.service.store(), n, self.service.now()).await,
-                None => Delivery::Failed { status: None, error: "Slack is not configured any more".into(), retry_after: None, permanent: true },
-            },
-            "email" => match &self.service.notify_config().email {
-                Some(email) => super::email::send(email, n, self.service.now()).await,
-                None => Delivery::Failed { status: None, error: "email is not configured any more".into(), retry_after: None, permanent: true },
-            },
-            other => Delivery::Failed { status: None, error: format!("unknown channel `{other}`"), retry_after: None, permanent: true },
+        let out = Outbound { http: &self.http, store: &*self.store };
+        let delivery = match self.channels.get(&n.outgoing.channel) {
+            Some(channel) => channel.deliver(&out, n, self.clock.now()).await,
+            None => Delivery::Failed { status: None, error: format!("unknown channel `{}`", n.outgoing.channel), retry_after: None, permanent: true },
         };
-        let now = self.service.now();
+        let now = self.clock.now();
         let (status, outcome) = match delivery {
             Delivery::Delivered { status, result } => (status, AttemptOutcome::Delivered { result }),
             Delivery::NotYet { until } => (None, AttemptOutcome::Deferred { until }),
@@ -191,21 +181,21 @@ impl Dispatcher {
     /// Runs until the task is dropped: delivers what is due, then sleeps until the next row
     /// falls due, a commit adds rows, or a delivery finishes.
     pub async fn run(self: Arc<Self>) {
-        let wake = self.service.outbox_wake().clone();
+        let wake = self.wake.clone();
         loop {
             let started = self.start_due().await;
             if !started.is_empty() {
                 continue;
             }
-            let next = self.service.store().next_notification_at().await.ok().flatten();
-            let now = self.service.now();
+            let next = self.store.next_notification_at().await.ok().flatten();
+            let now = self.clock.now();
             let until = match next {
                 Some(t) if t > now => t,
                 // Due rows wait for a free slot: a finishing delivery wakes us.
                 _ => now + SignedDuration::from_hours(1),
             };
             tokio::select! {
-                _ = self.service.clock().sleep_until(until) => {}
+                _ = self.clock.sleep_until(until) => {}
                 _ = wake.notified() => {}
                 _ = self.done.notified() => {}
             }

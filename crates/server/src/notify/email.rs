@@ -102,6 +102,31 @@ pub fn open(secret: &str, token: &str, now: Timestamp) -> Result<LinkClaim, BadL
     Ok(claim)
 }
 
+/// Task emails with signed approve and reject links.
+pub struct Email(pub Option<EmailConfig>);
+
+#[async_trait::async_trait]
+impl super::channel::Channel for Email {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    fn is_active(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn plan(&self, policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
+        plan(policy, dir, events, state)
+    }
+
+    async fn deliver(&self, _out: &super::channel::Outbound<'_>, n: &signoff_store::Notification, now: Timestamp) -> Delivery {
+        match &self.0 {
+            Some(config) => send(config, n, now).await,
+            None => Delivery::Failed { status: None, error: "email is not configured any more".into(), retry_after: None, permanent: true },
+        }
+    }
+}
+
 /// The task emails a commit's events call for.
 pub fn plan(policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
     let mut out = Vec::new();

@@ -1,7 +1,9 @@
-//! Notifications: who is told of what (`plan`, pure: events in, outbox rows out, written in the
-//! same transaction as the events), and how they get there (`dispatch`, with retries).
-//! Deployment settings say where messages can go; a policy or step can narrow that.
+//! Notifications: who is told of what (each `channel::Channel`'s `plan`, pure: events in, outbox
+//! rows out, written in the same transaction as the events), and how they get there
+//! (`dispatch`, with retries). Deployment settings say where messages can go; a policy or step
+//! can narrow that.
 
+pub mod channel;
 pub mod dispatch;
 pub mod email;
 pub mod slack;
@@ -9,8 +11,7 @@ pub mod webhook;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use signoff_engine::{Directory, Event, Policy, RequestState};
-use signoff_store::Outgoing;
+use signoff_engine::RequestState;
 
 /// `[notify]` in the configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -83,46 +84,3 @@ pub fn summary(state: &RequestState) -> Value {
     })
 }
 
-impl NotifyConfig {
-    /// Whether any channel is configured at all.
-    pub fn is_active(&self) -> bool {
-        !self.webhooks.is_empty() || self.slack.is_some() || self.email.is_some()
-    }
-}
-
-/// The notifications a commit's `events` call for.
-pub fn plan(config: &NotifyConfig, policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
-    let mut out = Vec::new();
-    if let Some(slack) = &config.slack {
-        out.extend(slack::plan(slack, policy, dir, events, state));
-    }
-    if config.email.is_some() {
-        out.extend(email::plan(policy, dir, events, state));
-    }
-    for endpoint in &config.webhooks {
-        if endpoint.policies.as_ref().is_some_and(|p| !p.contains(&state.policy.id)) {
-            continue;
-        }
-        for event in events {
-            let kind = event.kind.type_name();
-            if endpoint.events.as_ref().is_some_and(|e| !e.iter().any(|k| k == kind)) {
-                continue;
-            }
-            out.push(Outgoing {
-                id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-                request_id: state.id.clone(),
-                channel: "webhook".into(),
-                destination: endpoint.name.clone(),
-                kind: "event".into(),
-                payload: json!({
-                    "type": format!("request.{kind}"),
-                    "timestamp": event.at,
-                    "data": { "event": event, "request": summary(state) },
-                }),
-                coalesce_key: None,
-                created_at: event.at,
-            });
-        }
-    }
-    out
-}

@@ -91,6 +91,31 @@ fn message(id: String, state: &RequestState, destination: &str, kind: &str, payl
     }
 }
 
+/// Slack messages for people: a message per task, kept up to date, with threads.
+pub struct Slack(pub Option<SlackConfig>);
+
+#[async_trait::async_trait]
+impl super::channel::Channel for Slack {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+
+    fn is_active(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn plan(&self, policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
+        self.0.as_ref().map_or_else(Vec::new, |config| plan(config, policy, dir, events, state))
+    }
+
+    async fn deliver(&self, out: &super::channel::Outbound<'_>, n: &signoff_store::Notification, now: jiff::Timestamp) -> Delivery {
+        match &self.0 {
+            Some(config) => send(out.http, config, out.store, n, now).await,
+            None => Delivery::Failed { status: None, error: "Slack is not configured any more".into(), retry_after: None, permanent: true },
+        }
+    }
+}
+
 /// The Slack messages a commit's events call for.
 pub fn plan(config: &SlackConfig, policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
     let Some(last) = events.last() else { return Vec::new() };

@@ -6,8 +6,15 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::WebhookEndpoint;
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde_json::json;
+use signoff_engine::{Directory, Event, Policy, RequestState};
+use signoff_store::{Notification, Outgoing};
+
+use super::channel::{Channel, Outbound};
 use super::dispatch::Delivery;
+use super::{WebhookEndpoint, summary};
 
 /// The key bytes of a `whsec_…` secret.
 pub fn secret_bytes(secret: &str) -> Result<Vec<u8>, String> {
@@ -43,6 +50,62 @@ pub async fn send(http: &reqwest::Client, endpoint: &WebhookEndpoint, id: &str, 
         .send()
         .await;
     Delivery::from_http(sent, now).await
+}
+
+/// Signed webhooks to every configured endpoint (that takes the event and the policy).
+pub struct Webhooks(pub Vec<WebhookEndpoint>);
+
+#[async_trait]
+impl Channel for Webhooks {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn is_active(&self) -> bool {
+        !self.0.is_empty()
+    }
+
+    fn plan(&self, _policy: &Policy, _dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        for endpoint in &self.0 {
+            if endpoint.policies.as_ref().is_some_and(|p| !p.contains(&state.policy.id)) {
+                continue;
+            }
+            for event in events {
+                let kind = event.kind.type_name();
+                if endpoint.events.as_ref().is_some_and(|e| !e.iter().any(|k| k == kind)) {
+                    continue;
+                }
+                out.push(Outgoing {
+                    id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+                    request_id: state.id.clone(),
+                    channel: "webhook".into(),
+                    destination: endpoint.name.clone(),
+                    kind: "event".into(),
+                    payload: json!({
+                        "type": format!("request.{kind}"),
+                        "timestamp": event.at,
+                        "data": { "event": event, "request": summary(state) },
+                    }),
+                    coalesce_key: None,
+                    created_at: event.at,
+                });
+            }
+        }
+        out
+    }
+
+    async fn deliver(&self, out: &Outbound<'_>, n: &Notification, now: Timestamp) -> Delivery {
+        match self.0.iter().find(|w| w.name == n.outgoing.destination) {
+            Some(endpoint) => send(out.http, endpoint, &n.outgoing.id, &n.outgoing.payload.to_string(), now).await,
+            None => Delivery::Failed {
+                status: None,
+                error: format!("no webhook endpoint `{}` is configured any more", n.outgoing.destination),
+                retry_after: None,
+                permanent: true,
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ async fn setup() -> Setup {
         link_ttl: Some("72h".into()),
     };
     let app = spawn_app_notifying(clock.clone(), "", NotifyConfig { email: Some(email), ..Default::default() }).await;
-    let dispatcher = Dispatcher::new(app.service.clone());
+    let dispatcher = app.service.workers().dispatcher;
     Setup { app, clock, dispatcher, inbox }
 }
 

@@ -100,7 +100,7 @@ async fn a_timer_set_by_an_instance_that_died_is_fired_by_another() {
     // before the timer exists, and no commit of b's tells it about it.
     let a = signoff_server::build(&config, clock.clone()).await.unwrap();
     let b = signoff_server::build(&config, clock.clone()).await.unwrap();
-    let scheduler = tokio::spawn(signoff_server::scheduler::Scheduler::new(b.clone()).run());
+    let scheduler = tokio::spawn(b.workers().scheduler.run());
     while clock.sleepers() == 0 {
         tokio::task::yield_now().await;
     }

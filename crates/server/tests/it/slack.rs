@@ -12,7 +12,6 @@ use signoff_server::ManualClock;
 use signoff_server::notify::dispatch::Dispatcher;
 use signoff_server::notify::slack::{SlackConfig, sign};
 use signoff_server::notify::NotifyConfig;
-use signoff_server::scheduler::Scheduler;
 
 struct Setup {
     app: App,
@@ -32,7 +31,7 @@ async fn setup() -> Setup {
     )
     .unwrap();
     app.service.reload().await.unwrap();
-    let dispatcher = Dispatcher::new(app.service.clone());
+    let dispatcher = app.service.workers().dispatcher;
     Setup { app, clock, dispatcher, slack }
 }
 
@@ -93,7 +92,7 @@ async fn escalations_and_reminders_post_in_the_thread() {
     let first = calls(&s.slack, "chat.postMessage");
     assert_eq!(first.len(), 1);
     s.clock.advance(SignedDuration::from_hours(2));
-    Scheduler::new(s.app.service.clone()).fire_due().await.unwrap();
+    s.app.service.workers().scheduler.fire_due().await.unwrap();
     s.dispatcher.deliver_due().await;
     let posts = calls(&s.slack, "chat.postMessage");
     let threaded: Vec<&Value> = posts.iter().filter(|p| p["thread_ts"] == "1700000000.000001").collect();

@@ -8,7 +8,7 @@ use jiff::SignedDuration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use signoff_server::ManualClock;
-use signoff_server::scheduler::Scheduler;
+use signoff_server::scheduler::Fire;
 
 const TIMED: &[(&str, &str)] = &[
     ("approve-late.yaml", "id: approve-late\nsteps:\n  - {id: a, approvers: {users: [mark]}, sla: 1h, on_timeout: approve}\n  - {id: b, approvers: {users: [fiona]}, sla: 2h, on_timeout: reject}\n"),
@@ -32,7 +32,7 @@ async fn app_with(extra_directory: &str) -> (App, Arc<ManualClock>) {
 }
 
 async fn fire(app: &App) -> usize {
-    Scheduler::new(app.service.clone()).fire_due().await.unwrap()
+    app.service.workers().scheduler.fire_due().await.unwrap()
 }
 
 fn types(events: &[Value]) -> Vec<String> {
@@ -153,7 +153,7 @@ async fn a_human_decision_racing_the_timer_never_both() {
 #[tokio::test]
 async fn the_scheduler_wakes_for_due_timers() {
     let (app, clock) = app_with("").await;
-    let scheduler = tokio::spawn(Scheduler::new(app.service.clone()).run());
+    let scheduler = tokio::spawn(app.service.workers().scheduler.run());
     let id = app.submit("alice", "approve-late", json!({})).await["id"].as_str().unwrap().to_string();
     clock.advance(SignedDuration::from_mins(60));
     // The scheduler reacts to the clock; wait (bounded) for the change it makes.

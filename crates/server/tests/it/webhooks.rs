@@ -25,7 +25,7 @@ fn endpoint(name: &str, url: &str, events: Option<&[&str]>, policies: Option<&[&
 async fn app(webhooks: Vec<WebhookEndpoint>) -> (App, Arc<ManualClock>, Arc<Dispatcher>) {
     let clock = Arc::new(ManualClock::new("2026-11-22T09:00:00Z".parse().unwrap()));
     let app = spawn_app_notifying(clock.clone(), "", NotifyConfig { webhooks, ..Default::default() }).await;
-    let dispatcher = Dispatcher::new(app.service.clone());
+    let dispatcher = app.service.workers().dispatcher;
     (app, clock, dispatcher)
 }
 
