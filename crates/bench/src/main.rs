@@ -148,7 +148,7 @@ fn caller(id: &str) -> Caller {
 }
 
 fn action(step: &str) -> ActionBody {
-    ActionBody { action: "approve".into(), step: Some(step.into()), comment: None, edits: None, item: None, to: None }
+    ActionBody::Approve { step: step.into(), comment: None, edits: None }
 }
 
 async fn workflow_in_process(s: &Service, i: usize) {

@@ -4,8 +4,12 @@ use std::io::Read;
 use std::path::Path;
 
 use reqwest::Method;
-use serde_json::{Value, json};
-use signoff_engine::Policy;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use signoff_api::{ActionBody, ActionFields, Inbox, Me, PlanBody, PolicyList, Problem, RequestState, SubmitBody, Task};
+use signoff_engine::policy::Quorum;
+use signoff_engine::{Policy, StepState, StepStatus};
 
 use crate::Remote;
 
@@ -82,6 +86,20 @@ impl Client {
         }
     }
 
+    /// Sends `body` (JSON) and reads the answer as a `T`, keeping its JSON for `--json`.
+    pub async fn send<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<&impl Serialize>, key: Option<&str>) -> Result<Answer<T>, Failure> {
+        let body = body.map(serde_json::to_value).transpose().map_err(|e| Failure::Usage(format!("cannot write the request: {e}")))?;
+        let raw = self.call(method, path, body, key).await?;
+        let value = serde_json::from_value(raw.clone()).map_err(|e| {
+            Failure::Unreachable(format!("{}{path} answered something this client cannot read ({e}); is the server the same version?", self.url))
+        })?;
+        Ok(Answer { value, raw })
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<Answer<T>, Failure> {
+        self.send(Method::GET, path, None::<&()>, None).await
+    }
+
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>, key: Option<&str>) -> Result<Value, Failure> {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(t) = &self.token {
@@ -98,14 +116,19 @@ impl Client {
         let text = resp.text().await.map_err(|e| Failure::Unreachable(format!("{}: the answer broke off: {e}", self.url)))?;
         let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            Ok(value)
-        } else {
-            Err(Failure::Refused {
-                code: value["code"].as_str().unwrap_or("http_error").to_string(),
-                detail: value["detail"].as_str().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}")),
-            })
+            return Ok(value);
         }
+        Err(match serde_json::from_value::<Problem>(value) {
+            Ok(p) => Failure::Refused { code: p.code, detail: p.detail },
+            Err(_) => Failure::Refused { code: "http_error".into(), detail: format!("HTTP {status}") },
+        })
     }
+}
+
+/// An answer read as its wire type, with the JSON it came as (what `--json` prints).
+pub struct Answer<T> {
+    pub value: T,
+    pub raw: Value,
 }
 
 /// A usage error unless `url` is an http(s) URL with a host.
@@ -171,44 +194,44 @@ fn list(items: impl Iterator<Item = String>) -> String {
     format!("[{}]", items.collect::<Vec<_>>().join(","))
 }
 
-fn strings(v: &Value) -> impl Iterator<Item = String> + '_ {
-    v.as_array().into_iter().flatten().map(|s| s.as_str().unwrap_or_default().to_string())
+/// A time as `time` prints it; `-` for none.
+fn at(t: Option<jiff::Timestamp>) -> String {
+    t.map_or_else(|| "-".into(), |t| format!("{}.{:03}Z", t.strftime("%Y-%m-%dT%H:%M:%S"), t.subsec_millisecond()))
 }
 
 /// `request=… status=… steps=N` (N counts the steps not skipped).
-pub fn submit_line(state: &Value) -> String {
-    let steps = state["steps"].as_array().map_or(0, |s| s.iter().filter(|s| s["status"] != "skipped").count());
-    format!("request={} status={} steps={steps}", state["id"].as_str().unwrap_or(""), state["status"].as_str().unwrap_or(""))
+pub fn submit_line(state: &RequestState) -> String {
+    let steps = state.steps.iter().filter(|s| s.status != StepStatus::Skipped).count();
+    format!("request={} status={} steps={steps}", state.id, state.status.as_str())
 }
 
 /// The lines of `signoff status`.
-pub fn status_lines(state: &Value) -> Vec<String> {
-    let due = state["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["status"] == "active" && s["due_at"].is_string())
-        .map(|s| format!("{}:{}", s["id"].as_str().unwrap_or(""), time(&s["due_at"])))
+pub fn status_lines(state: &RequestState) -> Vec<String> {
+    let due = state
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Active && s.due_at.is_some())
+        .map(|s| format!("{}:{}", s.id, at(s.due_at)))
         .collect::<Vec<_>>()
         .join(",");
     let mut lines = vec![
-        format!("status={}", state["status"].as_str().unwrap_or("")),
-        format!("current_tasks={}", list(strings(&state["current_tasks"]))),
-        format!("pending_reasons={}", list(strings(&state["pending_reasons"]))),
+        format!("status={}", state.status.as_str()),
+        format!("current_tasks={}", list(state.current_tasks.iter().cloned())),
+        format!("pending_reasons={}", list(state.pending_reasons.iter().cloned())),
         format!("due={due}"),
     ];
-    if let Some(reason) = state["decision_reason"].as_str() {
+    if let Some(reason) = &state.decision_reason {
         lines.push(format!("decision_reason={reason}"));
     }
-    for step in state["steps"].as_array().into_iter().flatten() {
-        let mut line = format!("step={} status={} progress={}", text(&step["id"], ""), text(&step["status"], ""), progress(step));
-        if step["status"] == "active" {
-            line.push_str(&format!(" approvers={}", list(strings(&step["approvers"]))));
-            if step["due_at"].is_string() {
-                line.push_str(&format!(" due={}", time(&step["due_at"])));
+    for step in &state.steps {
+        let mut line = format!("step={} status={} progress={}", step.id, step.status.as_str(), progress(step));
+        if step.status == StepStatus::Active {
+            line.push_str(&format!(" approvers={}", list(step.approvers.iter().cloned())));
+            if step.due_at.is_some() {
+                line.push_str(&format!(" due={}", at(step.due_at)));
             }
-            if let Some(level) = step["escalation_level"].as_u64().filter(|l| *l > 0) {
-                line.push_str(&format!(" escalation_level={level}"));
+            if step.escalation_level > 0 {
+                line.push_str(&format!(" escalation_level={}", step.escalation_level));
             }
         }
         lines.push(line);
@@ -216,33 +239,27 @@ pub fn status_lines(state: &Value) -> Vec<String> {
     lines
 }
 
+/// A quorum as the policy says it: a number, or `all`.
+fn quorum(q: &Quorum) -> String {
+    match q {
+        Quorum::Count(n) => n.to_string(),
+        Quorum::All => "all".into(),
+    }
+}
+
 /// A step's approvals toward its quorum, `1/2` (`1/all` before an `all` quorum is resolved).
-pub fn progress(step: &Value) -> String {
-    let approvals = step["approvals"].as_array().map_or(0, Vec::len);
-    let quorum = match &step["quorum"] {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        _ => "?".into(),
-    };
-    format!("{approvals}/{quorum}")
+pub fn progress(step: &StepState) -> String {
+    format!("{}/{}", step.approvals.len(), quorum(&step.quorum))
 }
 
 /// `manager:1/1,finance:0/1`: each step that is not skipped, with its progress.
-fn steps_progress(state: &Value) -> String {
-    state["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["status"] != "skipped")
-        .map(|s| format!("{}:{}", text(&s["id"], ""), progress(s)))
-        .collect::<Vec<_>>()
-        .join(",")
+fn steps_progress(state: &RequestState) -> String {
+    state.steps.iter().filter(|s| s.status != StepStatus::Skipped).map(|s| format!("{}:{}", s.id, progress(s))).collect::<Vec<_>>().join(",")
 }
 
 /// The soonest due time of a request's active steps.
-fn soonest_due(state: &Value) -> String {
-    let due = state["steps"].as_array().into_iter().flatten().filter(|s| s["status"] == "active").filter_map(|s| s["due_at"].as_str()).min();
-    due.map_or_else(|| "-".to_string(), |d| time(&Value::String(d.to_string())))
+fn soonest_due(state: &RequestState) -> String {
+    at(state.steps.iter().filter(|s| s.status == StepStatus::Active).filter_map(|s| s.due_at).min())
 }
 
 fn print(remote: &Remote, value: &Value, lines: Vec<String>) {
@@ -266,17 +283,17 @@ pub async fn submit(
 ) -> u8 {
     finish(async {
         let context = read_json(context)?;
-        let body = json!({ "policy": policy, "context": context, "subject": subject, "title": title, "resubmits": resubmits });
-        let state = Client::from(remote)?.call(Method::POST, "/v1/requests", Some(body), key.as_deref()).await?;
-        print(remote, &state, vec![submit_line(&state)]);
+        let body = SubmitBody { policy: policy.into(), title, subject, context, evidence: Vec::new(), resubmits: resubmits.map(Into::into) };
+        let state: Answer<RequestState> = Client::from(remote)?.send(Method::POST, "/v1/requests", Some(&body), key.as_deref()).await?;
+        print(remote, &state.raw, vec![submit_line(&state.value)]);
         Ok(())
     }.await)
 }
 
 pub async fn status(remote: &Remote, id: &str) -> u8 {
     finish(async {
-        let state = Client::from(remote)?.call(Method::GET, &format!("/v1/requests/{id}"), None, None).await?;
-        print(remote, &state, status_lines(&state));
+        let state: Answer<RequestState> = Client::from(remote)?.get(&format!("/v1/requests/{id}")).await?;
+        print(remote, &state.raw, status_lines(&state.value));
         Ok(())
     }.await)
 }
@@ -291,11 +308,11 @@ pub struct ActionArgs {
 }
 
 /// `request=… status=… step=… step_status=…`
-pub fn action_line(state: &Value, step: Option<&str>) -> String {
-    let mut line = format!("request={} status={}", state["id"].as_str().unwrap_or(""), state["status"].as_str().unwrap_or(""));
+pub fn action_line(state: &RequestState, step: Option<&str>) -> String {
+    let mut line = format!("request={} status={}", state.id, state.status.as_str());
     if let Some(step) = step {
-        let st = state["steps"].as_array().into_iter().flatten().find(|s| s["id"] == step);
-        line.push_str(&format!(" step={step} step_status={}", st.and_then(|s| s["status"].as_str()).unwrap_or("")));
+        let status = state.step(step).map_or("", |s| s.status.as_str());
+        line.push_str(&format!(" step={step} step_status={status}"));
     }
     line
 }
@@ -308,8 +325,8 @@ pub async fn action(remote: &Remote, id: &str, a: ActionArgs, key: Option<String
         let client = Client::from(remote)?;
         if a.step.is_none() && STEP_ACTIONS.contains(&a.action.as_str()) {
             // Say which steps could be meant, if the request can be read.
-            let active = match client.call(Method::GET, &format!("/v1/requests/{id}"), None, None).await {
-                Ok(state) => format!(" (active steps of {id}: {})", list(strings(&state["current_tasks"]))),
+            let active = match client.get::<RequestState>(&format!("/v1/requests/{id}")).await {
+                Ok(state) => format!(" (active steps of {id}: {})", list(state.value.current_tasks.into_iter())),
                 Err(_) => String::new(),
             };
             return Err(Failure::Usage(format!("--step is required for {}{active}", a.action)));
@@ -326,9 +343,11 @@ pub async fn action(remote: &Remote, id: &str, a: ActionArgs, key: Option<String
             None => None,
             Some(text) => Some(serde_json::from_str(text).map_err(|e| Failure::Usage(format!("--edits: not valid JSON: {e}")))?),
         };
-        let body = json!({ "action": a.action, "step": a.step, "comment": a.comment, "item": a.item, "to": a.to, "edits": edits });
-        let state = client.call(Method::POST, &format!("/v1/requests/{id}/actions"), Some(body), key.as_deref()).await?;
-        print(remote, &state, vec![action_line(&state, a.step.as_deref())]);
+        let step = a.step.clone();
+        let fields = ActionFields { action: a.action, step: a.step, comment: a.comment, edits, item: a.item, to: a.to };
+        let body = ActionBody::try_from(fields).map_err(Failure::Usage)?;
+        let state: Answer<RequestState> = client.send(Method::POST, &format!("/v1/requests/{id}/actions"), Some(&body), key.as_deref()).await?;
+        print(remote, &state.raw, vec![action_line(&state.value, step.as_deref())]);
         Ok(())
     }.await)
 }
@@ -378,18 +397,18 @@ pub async fn history(remote: &Remote, id: &str) -> u8 {
 }
 
 /// One inbox line: what the task is, whose, under which policy, and when it is due.
-pub fn task_line(t: &Value, with_approver: bool) -> String {
-    let what = t["title"].as_str().or(t["subject"].as_str()).unwrap_or("-");
-    let mut parts = vec![kv("request", text(&t["request"], "")), kv("step", text(&t["step"], ""))];
+pub fn task_line(t: &Task, with_approver: bool) -> String {
+    let what = t.title.as_deref().or(t.subject.as_deref()).unwrap_or("-");
+    let mut parts = vec![kv("request", &t.request), kv("step", &t.step)];
     if with_approver {
-        parts.push(kv("approver", text(&t["approver"], "")));
+        parts.push(kv("approver", &t.approver));
     }
     parts.extend([
-        kv("policy", text(&t["policy"], "")),
-        kv("requester", text(&t["requester"], "-")),
+        kv("policy", &t.policy),
+        kv("requester", t.requester.as_deref().unwrap_or("-")),
         kv("title", what),
-        format!("due={}", time(&t["due_at"])),
-        kv("reason", text(&t["reason"], "-")),
+        format!("due={}", at(t.due_at)),
+        kv("reason", t.reason.as_deref().unwrap_or("-")),
     ]);
     parts.join(" ")
 }
@@ -397,9 +416,9 @@ pub fn task_line(t: &Value, with_approver: bool) -> String {
 pub async fn inbox(remote: &Remote, all: bool) -> u8 {
     finish(async {
         let path = if all { "/v1/tasks" } else { "/v1/inbox" };
-        let inbox = Client::from(remote)?.call(Method::GET, path, None, None).await?;
-        let lines = inbox["items"].as_array().into_iter().flatten().map(|t| task_line(t, all)).collect();
-        print(remote, &inbox, lines);
+        let inbox: Answer<Inbox> = Client::from(remote)?.get(path).await?;
+        let lines = inbox.value.items.iter().map(|t| task_line(t, all)).collect();
+        print(remote, &inbox.raw, lines);
         Ok(())
     }.await)
 }
@@ -413,13 +432,13 @@ pub struct RequestFilter {
 }
 
 /// One line per request: `request=… status=… policy=… subject=… requester=… due=… steps=…`.
-pub fn request_line(r: &Value) -> String {
+pub fn request_line(r: &RequestState) -> String {
     [
-        kv("request", text(&r["id"], "")),
-        kv("status", text(&r["status"], "")),
-        kv("policy", text(&r["policy"]["id"], "")),
-        kv("subject", text(&r["subject"], "-")),
-        kv("requester", text(&r["requester"], "")),
+        kv("request", &r.id),
+        kv("status", r.status.as_str()),
+        kv("policy", &r.policy.id),
+        kv("subject", r.subject.as_deref().unwrap_or("-")),
+        kv("requester", &r.requester),
         format!("due={}", soonest_due(r)),
         format!("steps={}", steps_progress(r)),
     ]
@@ -442,9 +461,9 @@ pub async fn requests(remote: &Remote, f: RequestFilter) -> u8 {
         if f.overdue {
             query.push("overdue=true".into());
         }
-        let page = Client::from(remote)?.call(Method::GET, &format!("/v1/requests?{}", query.join("&")), None, None).await?;
-        let lines = page["items"].as_array().into_iter().flatten().map(request_line).collect();
-        print(remote, &page, lines);
+        let page: Answer<signoff_api::RequestPage> = Client::from(remote)?.get(&format!("/v1/requests?{}", query.join("&"))).await?;
+        let lines = page.value.items.iter().map(request_line).collect();
+        print(remote, &page.raw, lines);
         Ok(())
     }.await)
 }
@@ -457,32 +476,31 @@ fn urlencode(s: &str) -> String {
 
 pub async fn whoami(remote: &Remote) -> u8 {
     finish(async {
-        let me = Client::from(remote)?.call(Method::GET, "/v1/me", None, None).await?;
+        let me: Answer<Me> = Client::from(remote)?.get("/v1/me").await?;
+        let m = &me.value;
         let line = [
-            kv("user", text(&me["id"], "")),
-            kv("name", text(&me["name"], "-")),
-            format!("groups={}", list(strings(&me["groups"]))),
-            kv("manager", text(&me["manager"], "-")),
-            format!("admin={}", me["admin"].as_bool().unwrap_or(false)),
+            kv("user", &m.id),
+            kv("name", m.name.as_deref().unwrap_or("-")),
+            format!("groups={}", list(m.groups.iter().cloned())),
+            kv("manager", m.manager.as_deref().unwrap_or("-")),
+            format!("admin={}", m.admin),
         ]
         .join(" ");
-        print(remote, &me, vec![line]);
+        print(remote, &me.raw, vec![line]);
         Ok(())
     }.await)
 }
 
 pub async fn policy_list(remote: &Remote) -> u8 {
     finish(async {
-        let policies = Client::from(remote)?.call(Method::GET, "/v1/policies", None, None).await?;
-        let lines = policies["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| {
-                [kv("policy", text(&p["id"], "")), format!("version={}", p["version"]), kv("hash", text(&p["hash"], "")), kv("title", text(&p["title"], "-"))].join(" ")
-            })
+        let policies: Answer<PolicyList> = Client::from(remote)?.get("/v1/policies").await?;
+        let lines = policies
+            .value
+            .items
+            .iter()
+            .map(|p| [kv("policy", &p.id), format!("version={}", p.version), kv("hash", &p.hash), kv("title", p.title.as_deref().unwrap_or("-"))].join(" "))
             .collect();
-        print(remote, &policies, lines);
+        print(remote, &policies.raw, lines);
         Ok(())
     }.await)
 }
@@ -572,23 +590,24 @@ pub fn policy_check(paths: &[std::path::PathBuf], directory: Option<&Path>) -> u
 
 pub async fn plan(remote: &Remote, policy: &str, context: &Path, requester: Option<String>) -> u8 {
     finish(async {
-        let context = read_json(context)?;
-        let body = json!({ "context": context, "requester": requester });
-        let plan = Client::from(remote)?.call(Method::POST, &format!("/v1/policies/{policy}/plan"), Some(body), None).await?;
-        let mut lines = vec![format!("status={}", plan["status"].as_str().unwrap_or(""))];
-        for s in plan["steps"].as_array().into_iter().flatten() {
-            let mut line = format!("step={} status={}", s["id"].as_str().unwrap_or(""), s["status"].as_str().unwrap_or(""));
-            if s["status"] == "active" {
-                line.push_str(&format!(" approvers={} quorum={}", list(strings(&s["approvers"])), s["quorum"]));
+        let body = PlanBody { context: read_json(context)?, requester };
+        let plan: Answer<RequestState> = Client::from(remote)?.send(Method::POST, &format!("/v1/policies/{policy}/plan"), Some(&body), None).await?;
+        let mut lines = vec![format!("status={}", plan.value.status.as_str())];
+        for s in &plan.value.steps {
+            let mut line = format!("step={} status={}", s.id, s.status.as_str());
+            if s.status == StepStatus::Active {
+                // The quorum as JSON: a number, or "all" in quotes.
+                let q = serde_json::to_string(&s.quorum).unwrap_or_default();
+                line.push_str(&format!(" approvers={} quorum={q}", list(s.approvers.iter().cloned())));
             }
-            if let Some(b) = s["skipped_because"].as_str() {
+            if let Some(b) = &s.skipped_because {
                 line.push_str(&format!(" because={b}"));
-            } else if let Some(r) = s["reason"].as_str() {
+            } else if let Some(r) = &s.reason {
                 line.push_str(&format!(" reason={r}"));
             }
             lines.push(line);
         }
-        print(remote, &plan, lines);
+        print(remote, &plan.raw, lines);
         Ok(())
     }.await)
 }
@@ -607,13 +626,13 @@ pub async fn wait(remote: &Remote, id: &str, timeout: Option<&str>) -> u8 {
     loop {
         let left = limit.map(|l| l.saturating_duration_since(std::time::Instant::now()).as_secs());
         let poll = left.map_or(60, |s| s.clamp(1, 60));
-        let state = match client.call(Method::GET, &format!("/v1/requests/{id}/wait?timeout={poll}s"), None, None).await {
+        let state: Answer<RequestState> = match client.get(&format!("/v1/requests/{id}/wait?timeout={poll}s")).await {
             Ok(s) => s,
             Err(f) => return f.report(),
         };
-        let status = state["status"].as_str().unwrap_or("");
+        let status = state.value.status.as_str();
         if status != "pending" || left.is_some_and(|s| s <= 1) {
-            print(remote, &state, vec![format!("request={id} status={status}")]);
+            print(remote, &state.raw, vec![format!("request={id} status={status}")]);
             return match status {
                 "approved" => 0,
                 "pending" => Failure::TimedOut(format!("still pending after {}", timeout.unwrap_or(""))).report(),

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
+use signoff_api::{ActionBody, RequestState, SubmitBody};
+use signoff_engine::RequestStatus;
 use signoff_server::{Config, Database, Sources, SystemClock};
 
 use crate::client::{Client, Failure, action_line, event_line, status_lines, submit_line};
@@ -37,27 +39,27 @@ async fn walk() -> Result<(), Failure> {
     println!();
     println!("# alice submits a quote: 18% discount (manager) and 21% margin (finance)");
     println!("$ SIGNOFF_TOKEN=alice-token signoff submit --policy quote-discount --subject Q-2026-0120 --context quote.json");
-    let body = json!({ "policy": "quote-discount", "title": "ACME renewal", "subject": "Q-2026-0120", "context": quote });
-    let state = as_user("alice").call(Method::POST, "/v1/requests", Some(body), None).await?;
+    let body = SubmitBody { policy: "quote-discount".into(), title: Some("ACME renewal".into()), subject: Some("Q-2026-0120".into()), context: quote, evidence: Vec::new(), resubmits: None };
+    let state: RequestState = as_user("alice").send(Method::POST, "/v1/requests", Some(&body), None).await?.value;
     println!("{}", submit_line(&state));
-    let id = state["id"].as_str().unwrap_or_default().to_string();
+    let id = state.id;
 
     println!("$ signoff status {id}");
-    let state = as_user("alice").call(Method::GET, &format!("/v1/requests/{id}"), None, None).await?;
+    let state: RequestState = as_user("alice").get(&format!("/v1/requests/{id}")).await?.value;
     status_lines(&state).iter().for_each(|l| println!("{l}"));
 
     for (user, step, comment) in [("mark", "manager", "discount is within my band"), ("fiona", "finance", "margin acceptable for a 3-year term")] {
         println!();
         println!("# {user} approves the {step} step");
         println!("$ SIGNOFF_TOKEN={user}-token signoff action {id} --step {step} --action approve --comment \"{comment}\"");
-        let body = json!({ "action": "approve", "step": step, "comment": comment });
-        let state: Value = as_user(user).call(Method::POST, &format!("/v1/requests/{id}/actions"), Some(body), None).await?;
+        let body = ActionBody::Approve { step: step.into(), comment: Some(comment.into()), edits: None };
+        let state: RequestState = as_user(user).send(Method::POST, &format!("/v1/requests/{id}/actions"), Some(&body), None).await?.value;
         println!("{}", action_line(&state, Some(step)));
     }
 
     println!();
     println!("$ signoff status {id}");
-    let state = as_user("alice").call(Method::GET, &format!("/v1/requests/{id}"), None, None).await?;
+    let state: RequestState = as_user("alice").get(&format!("/v1/requests/{id}")).await?.value;
     status_lines(&state).iter().for_each(|l| println!("{l}"));
     println!("$ signoff history {id}");
     let events = as_user("alice").call(Method::GET, &format!("/v1/requests/{id}/events"), None, None).await?;
@@ -66,8 +68,8 @@ async fn walk() -> Result<(), Failure> {
     }
     let _ = stop.send(());
     let _ = server.await;
-    if state["status"] != "approved" {
-        return Err(Failure::Refused { code: "demo_failed".into(), detail: format!("the request ended {}", state["status"]) });
+    if state.status != RequestStatus::Approved {
+        return Err(Failure::Refused { code: "demo_failed".into(), detail: format!("the request ended \"{}\"", state.status.as_str()) });
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::canonical;
+use crate::id::{LineageId, RequestId};
 use crate::policy::{Quorum, Separation, TimeoutAction};
 use crate::state::{RequestStatus, StepStatus};
 
@@ -67,7 +68,7 @@ pub struct Substitution {
 #[allow(clippy::large_enum_variant)]
 pub enum EventKind {
     Submitted {
-        id: String,
+        id: RequestId,
         policy: PolicyRef,
         requester: String,
         #[serde(default)]
@@ -78,9 +79,9 @@ pub enum EventKind {
         #[serde(default)]
         evidence: Vec<Value>,
         #[serde(default)]
-        lineage: Option<String>,
+        lineage: Option<LineageId>,
         #[serde(default)]
-        resubmits: Option<String>,
+        resubmits: Option<RequestId>,
         #[serde(default)]
         expires_at: Option<Timestamp>,
         #[serde(default)]
@@ -161,7 +162,7 @@ pub enum EventKind {
     },
     /// On an earlier request: it was re-submitted as request `by` (same lineage).
     Resubmitted {
-        by: String,
+        by: RequestId,
     },
     StepDecided {
         outcome: StepStatus,

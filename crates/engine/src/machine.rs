@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::canonical::{self, GENESIS_HASH};
 use crate::code::Code;
+use crate::id::{LineageId, RequestId};
 use crate::condition::Vars;
 use crate::directory::Directory;
 use crate::event::{Event, EventKind, PlannedStep, PolicyRef};
@@ -18,14 +19,14 @@ use crate::SYSTEM_ACTOR;
 /// What a requester submits.
 #[derive(Debug, Clone)]
 pub struct Submission {
-    pub id: String,
+    pub id: RequestId,
     pub requester: String,
     pub title: Option<String>,
     pub subject: Option<String>,
     pub context: Value,
     pub evidence: Vec<Value>,
-    pub lineage: Option<String>,
-    pub resubmits: Option<String>,
+    pub lineage: Option<LineageId>,
+    pub resubmits: Option<RequestId>,
 }
 
 /// Why a submission was refused; nothing is stored.
@@ -65,7 +66,7 @@ pub enum Action {
     /// The scheduler: fire every timer due at `now` (escalations, reminders, timeouts, expiry).
     Tick,
     /// On a closed request: it was re-submitted as request `by`.
-    NoteResubmission { by: String },
+    NoteResubmission { by: RequestId },
 }
 
 impl Action {

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::canonical::GENESIS_HASH;
 use crate::event::{Event, EventKind, PolicyRef};
+use crate::id::{LineageId, RequestId};
 use crate::policy::{Quorum, Separation, TimeoutAction};
 
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -64,6 +65,18 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Waiting => "waiting",
+            StepStatus::Active => "active",
+            StepStatus::Approved => "approved",
+            StepStatus::Rejected => "rejected",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Expired => "expired",
+        }
+    }
+
     pub fn is_open(self) -> bool {
         matches!(self, StepStatus::Waiting | StepStatus::Active)
     }
@@ -221,7 +234,8 @@ impl StepState {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestState {
-    pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub id: RequestId,
     pub status: RequestStatus,
     pub policy: PolicyRef,
     pub title: Option<String>,
@@ -239,11 +253,14 @@ pub struct RequestState {
     pub current_tasks: Vec<String>,
     pub pending_reasons: Vec<String>,
     pub comments: Vec<Comment>,
-    pub lineage: Option<String>,
-    pub resubmits: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub lineage: Option<LineageId>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub resubmits: Option<RequestId>,
     /// Later requests that re-submitted this one.
     #[serde(default)]
-    pub resubmitted_by: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub resubmitted_by: Vec<RequestId>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]

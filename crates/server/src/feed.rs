@@ -80,7 +80,7 @@ impl Feed {
     /// Whether anyone watches `state`'s request or the stream of one of its participants: only
     /// then is the state worth copying for `publish`.
     pub fn is_watched(&self, state: &RequestState) -> bool {
-        let requests = self.requests.lock().map(|m| m.contains_key(&state.id)).unwrap_or(false);
+        let requests = self.requests.lock().map(|m| m.contains_key(state.id.as_str())).unwrap_or(false);
         requests
             || self
                 .users
@@ -91,7 +91,7 @@ impl Feed {
 
     /// Hands a committed state to its watchers.
     pub fn publish(&self, state: Arc<RequestState>) {
-        if let Some(tx) = self.requests.lock().ok().and_then(|m| m.get(&state.id).cloned()) {
+        if let Some(tx) = self.requests.lock().ok().and_then(|m| m.get(state.id.as_str()).cloned()) {
             tx.send_replace(Some(state.clone()));
         }
         if let Ok(users) = self.users.lock() {

@@ -6,10 +6,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use signoff_engine::machine::{self, Action, Command, Outcome, Submission};
-use signoff_engine::{Code, Event, Policy, RequestState, RequestStatus};
+use signoff_engine::{Code, Event, LineageId, Policy, RequestId, RequestState, RequestStatus};
 use signoff_store::{
     Commit, CommitOutcome, IdempotencyRecord, KeyMatch, ListQuery, Page, PolicyRecord, SavedResponse, Snapshot, Store, Task,
 };
@@ -115,73 +114,7 @@ impl Reply {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SubmitBody {
-    pub policy: String,
-    #[serde(default)]
-    pub title: Option<String>,
-    #[serde(default)]
-    pub subject: Option<String>,
-    #[schema(value_type = Object)]
-    pub context: Value,
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    pub evidence: Vec<Value>,
-    #[serde(default)]
-    pub resubmits: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ActionBody {
-    /// approve | reject | acknowledge | delegate | comment | cancel
-    pub action: String,
-    #[serde(default)]
-    pub step: Option<String>,
-    #[serde(default)]
-    pub comment: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = Option<Object>)]
-    pub edits: Option<Value>,
-    /// The acknowledged item, for `acknowledge`.
-    #[serde(default)]
-    pub item: Option<String>,
-    /// The delegate, for `delegate`.
-    #[serde(default)]
-    pub to: Option<String>,
-}
-
-impl ActionBody {
-    fn into_action(self) -> Result<Action, Problem> {
-        let need = |v: Option<String>, what: &str| {
-            v.ok_or_else(|| Problem::bad_parameter(format!("`{what}` is required for action `{}`", self.action)))
-        };
-        Ok(match self.action.as_str() {
-            "approve" => Action::Approve { step: need(self.step.clone(), "step")?, comment: self.comment, edits: self.edits },
-            "reject" => Action::Reject { step: need(self.step.clone(), "step")?, comment: self.comment },
-            "acknowledge" => Action::Acknowledge { step: need(self.step.clone(), "step")?, item: need(self.item.clone(), "item")? },
-            "delegate" => Action::Delegate { step: need(self.step.clone(), "step")?, to: need(self.to.clone(), "to")? },
-            "comment" => Action::Comment { step: self.step.clone(), comment: need(self.comment.clone(), "comment")? },
-            "cancel" => Action::Cancel { comment: self.comment },
-            other => {
-                return Err(Problem::bad_parameter(format!(
-                    "unknown action `{other}` (approve, reject, acknowledge, delegate, comment, cancel)"
-                )));
-            }
-        })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PlanBody {
-    #[schema(value_type = Object)]
-    pub context: Value,
-    /// Plan as this requester; the caller by default.
-    #[serde(default)]
-    pub requester: Option<String>,
-}
+pub use signoff_api::{ActionBody, ActionFields, PlanBody, SubmitBody};
 
 pub struct Service {
     store: Arc<dyn Store>,
@@ -388,10 +321,10 @@ impl Service {
                 None => None,
                 Some(id) => Some(self.resubmittable(caller, id, &policy, now).await?),
             };
-            let id = format!("req_{}", uuid::Uuid::now_v7().simple());
+            let id = RequestId::from_key(&uuid::Uuid::now_v7().simple().to_string());
             let lineage = match &earlier {
-                None => format!("lin_{}", id.trim_start_matches("req_")),
-                Some(e) => e.lineage.clone().unwrap_or_else(|| format!("lin_{}", e.id.trim_start_matches("req_"))),
+                None => LineageId::started_by(&id),
+                Some(e) => e.lineage.clone().unwrap_or_else(|| LineageId::started_by(&e.id)),
             };
             let sub = Submission {
                 id: id.clone(),
@@ -401,7 +334,7 @@ impl Service {
                 context: body.context.clone(),
                 evidence: body.evidence.clone(),
                 lineage: Some(lineage),
-                resubmits: body.resubmits.clone(),
+                resubmits: body.resubmits.as_deref().map(RequestId::from),
             };
             let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
             let reply = Reply::of(Replied::Created, &state)?;
@@ -488,7 +421,7 @@ impl Service {
         if let Some(reply) = self.check_key(caller, &idem).await? {
             return Ok(reply);
         }
-        let command = Command { actor: caller.id.clone(), action: body.into_action()? };
+        let command = Command { actor: caller.id.clone(), action: body.into() };
         Ok(self.run_command(id, &command, Some(caller), &idem).await?.0)
     }
 
@@ -598,7 +531,8 @@ impl Service {
         if click.action == "reject" && click.reason.is_none() {
             return Ok("Type a reason in the box, then press Reject.".into());
         }
-        let body = ActionBody { action: click.action.clone(), step: Some(click.step.clone()), comment: click.reason.clone(), edits: None, item: None, to: None };
+        let fields = ActionFields { action: click.action.clone(), step: Some(click.step.clone()), comment: click.reason.clone(), ..Default::default() };
+        let body = ActionBody::try_from(fields).map_err(Problem::bad_parameter)?;
         match self.act(&caller, &click.request, body, None).await {
             Ok(reply) if reply.kind.is_success() => Ok(format!("Done: {} on step {} of {}.", click.action, click.step, click.request)),
             Ok(reply) => {
@@ -639,7 +573,8 @@ impl Service {
         if spent.is_some() {
             return Err(LinkOutcome::Refused(Problem::new(Code::IdempotencyConflict, "this link was already used")));
         }
-        let body = ActionBody { action: claim.a.clone(), step: Some(claim.s.clone()), comment, edits: None, item: None, to: None };
+        let fields = ActionFields { action: claim.a.clone(), step: Some(claim.s.clone()), comment, ..Default::default() };
+        let body = ActionBody::try_from(fields).map_err(|e| LinkOutcome::Refused(Problem::bad_parameter(e)))?;
         match self.act(&caller, &claim.r, body, Some(key)).await {
             Ok(reply) if reply.kind.is_success() => Ok(format!("Done: {} on step {} of request {}.", claim.a, claim.s, claim.r)),
             Ok(reply) => Err(LinkOutcome::Refused(Problem::from_body(&reply.json()))),
@@ -690,18 +625,18 @@ impl Service {
     }
 
     /// The caller's directory entry.
-    pub fn me(&self, caller: &Caller) -> Value {
+    pub fn me(&self, caller: &Caller) -> signoff_api::Me {
         let catalog = self.catalog();
         let dir = &catalog.directory;
         let user = dir.user(&caller.id);
-        json!({
-            "id": caller.id,
-            "name": user.and_then(|u| u.name.clone()),
-            "email": user.and_then(|u| u.email.clone()),
-            "manager": user.and_then(|u| u.manager.clone()),
-            "groups": dir.groups_of(&caller.id),
-            "admin": caller.admin,
-        })
+        signoff_api::Me {
+            id: caller.id.clone(),
+            name: user.and_then(|u| u.name.clone()),
+            email: user.and_then(|u| u.email.clone()),
+            manager: user.and_then(|u| u.manager.clone()),
+            groups: dir.groups_of(&caller.id).to_vec(),
+            admin: caller.admin,
+        }
     }
 
     /// What submitting `context` under `policy_id` would produce, without storing anything.

@@ -98,14 +98,14 @@ impl Group {
         let previous = c.previous.as_ref().filter(|p| p.version == c.expected_version);
         let tasks = tasks_of(state);
         let tasks_changed = previous.is_none_or(|p| tasks_of(p) != tasks);
-        self.id.push(state.id.clone());
+        self.id.push(state.id.to_string());
         self.expected.push(c.expected_version as i64);
         self.version.push(state.version as i64);
         self.status.push(state.status.as_str());
         self.policy_id.push(state.policy.id.clone());
         self.requester.push(state.requester.clone());
         self.subject.push(state.subject.clone());
-        self.lineage.push(state.lineage.clone());
+        self.lineage.push(state.lineage.as_ref().map(ToString::to_string));
         self.created_at.push(state.created_at.to_string());
         self.updated_at.push(state.updated_at.to_string());
         self.state.push(match &c.encoded_state {

@@ -126,8 +126,8 @@ async fn key_match(pool: &Pool, scope: &str, key: &str, fingerprint: &str) -> Re
 
 /// Keeps `state` for deciding on next, unless the cache already holds a newer version.
 fn remember(cache: &StateCache, state: CachedState) {
-    if cache.get(&state.state.id).is_none_or(|cached| cached.state.version < state.state.version) {
-        cache.insert(state.state.id.clone(), state);
+    if cache.get(state.state.id.as_str()).is_none_or(|cached| cached.state.version < state.state.version) {
+        cache.insert(state.state.id.to_string(), state);
     }
 }
 

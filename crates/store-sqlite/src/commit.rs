@@ -37,7 +37,7 @@ fn check(tx: &Connection, c: &Commit) -> Result<std::result::Result<Option<i64>,
     }
     let current: Option<(i64, i64)> = tx
         .prepare_cached("SELECT n, version FROM requests WHERE id = ?1")
-        .and_then(|mut s| s.query_row(params![c.state.id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .and_then(|mut s| s.query_row(params![c.state.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .map_err(unavailable)?;
     Ok(match (current, c.expected_version) {
         (None, 0) => Ok(None),
@@ -82,7 +82,7 @@ fn insert_request(tx: &Connection, state: &RequestState, json: &str) -> Result<i
     )
     .and_then(|mut s| {
         s.execute(params![
-            state.id,
+            state.id.as_str(),
             state.status.as_str(),
             state.policy.id,
             state.requester,
@@ -91,7 +91,7 @@ fn insert_request(tx: &Connection, state: &RequestState, json: &str) -> Result<i
             state.updated_at.to_string(),
             state.version as i64,
             json,
-            state.lineage
+            state.lineage.as_deref()
         ])
     })
     .map_err(unavailable)?;
@@ -111,7 +111,7 @@ fn events(tx: &Connection, c: &Commit) -> Result<()> {
         .map_err(unavailable)?;
     for e in &c.events {
         let body = serde_json::to_string(e).map_err(corrupt)?;
-        insert.execute(params![c.state.id, e.seq as i64, e.kind.type_name(), e.at.to_string(), body]).map_err(unavailable)?;
+        insert.execute(params![c.state.id.as_str(), e.seq as i64, e.kind.type_name(), e.at.to_string(), body]).map_err(unavailable)?;
     }
     Ok(())
 }

@@ -147,7 +147,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
-        let ids: Vec<String> = commits.iter().map(|c| c.state.id.clone()).collect();
+        let ids: Vec<String> = commits.iter().map(|c| c.state.id.to_string()).collect();
         let outcome = self.writer.call(|reply| WriteOp::Commit(commits, reply)).await?;
         if outcome == CommitOutcome::Committed {
             // A commit ends the request's timer claim (its timers are what it left due).

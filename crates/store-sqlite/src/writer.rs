@@ -82,7 +82,7 @@ fn answer(op: WriteOp, result: Result<CommitOutcome>, cache: &StateCache) {
         (WriteOp::Commit(commits, reply), r) => {
             if matches!(r, Ok(CommitOutcome::Committed)) {
                 for c in commits {
-                    cache.insert(c.state.id.clone(), c.cached_state());
+                    cache.insert(c.state.id.to_string(), c.cached_state());
                 }
             }
             let _ = reply.send(r);

@@ -68,7 +68,7 @@ mod tests {
         let cache = state_cache(2 * 1024 * 1024);
         let state = |i: usize| {
             let sub = signoff_engine::Submission {
-                id: format!("req_{i}"), requester: "alice".into(), title: None, subject: None,
+                id: format!("req_{i}").into(), requester: "alice".into(), title: None, subject: None,
                 context: serde_json::json!({"blob": "x".repeat(100_000)}), evidence: vec![], lineage: None, resubmits: None,
             };
             let policy = signoff_engine::Policy::from_yaml("id: p\nsteps:\n  - {id: a, approvers: {users: [mark]}}\n").unwrap();

@@ -40,7 +40,7 @@ impl Fixture {
             subject: Some(subject.into()),
             context: json!({"n": 1}),
             evidence: vec![],
-            lineage: lineage.map(str::to_string),
+            lineage: lineage.map(Into::into),
             resubmits: None,
         };
         let (events, state) = machine::submit(&self.policy, &self.dir, sub, at).unwrap();
@@ -391,7 +391,7 @@ pub async fn lineages(store: &dyn Store) {
     committed(store, f.submit_in("req_g1", "alice", "S", t0(), Some("lin_a"))).await;
     committed(store, f.submit_in("req_g2", "alice", "S", t0(), Some("lin_b"))).await;
     committed(store, f.submit_in("req_g3", "alice", "S", t0(), Some("lin_a"))).await;
-    let ids: Vec<String> = store.lineage("lin_a").await.unwrap().into_iter().map(|s| s.id).collect();
+    let ids: Vec<String> = store.lineage("lin_a").await.unwrap().into_iter().map(|s| s.id.to_string()).collect();
     assert_eq!(ids, ["req_g1", "req_g3"]);
     assert!(store.lineage("lin_none").await.unwrap().is_empty());
 }

@@ -311,7 +311,7 @@ pub fn tasks_of(state: &RequestState) -> Vec<(String, Task)> {
             (
                 approver.to_string(),
                 Task {
-                    request: state.id.clone(),
+                    request: state.id.to_string(),
                     step: step.id.clone(),
                     title: state.title.clone(),
                     reason: step.reason.clone().or_else(|| step.title.clone()),

@@ -11,7 +11,7 @@ use signoff_engine::Code;
 use super::AppState;
 use super::extract::{Auth, query};
 use super::policies::summary;
-use super::requests::Inbox;
+use signoff_api::{Inbox, Me};
 use crate::error::Problem;
 use crate::service::ReloadError;
 
@@ -43,7 +43,7 @@ pub(crate) async fn tasks(State(s): State<AppState>, Auth(caller): Auth, q: Resu
 
 /// Who the caller is: their directory entry, groups and whether they are an admin.
 #[utoipa::path(get, path = "/v1/me", tag = "admin", responses((status = 200, body = Object)))]
-pub(crate) async fn me(State(s): State<AppState>, Auth(caller): Auth) -> Json<Value> {
+pub(crate) async fn me(State(s): State<AppState>, Auth(caller): Auth) -> Json<Me> {
     Json(s.me(&caller))
 }
 

@@ -18,7 +18,7 @@ use utoipa::OpenApi;
 use crate::catalog::Catalog;
 use super::AppState;
 use super::extract::Auth;
-use crate::service::{ActionBody, PlanBody, SubmitBody};
+use crate::service::{ActionFields, PlanBody, SubmitBody};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/openapi.json", get(public_document))
@@ -40,7 +40,7 @@ pub(super) fn v1_routes() -> Router<AppState> {
         super::slack::slack_interactions, super::email::email_confirm, super::email::email_act, public_document,
         catalog_document,
     ),
-    components(schemas(SubmitBody, ActionBody, PlanBody, RequestState, Event)),
+    components(schemas(SubmitBody, ActionFields, PlanBody, RequestState, Event)),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

@@ -13,6 +13,7 @@ use super::AppState;
 use super::extract::{Auth, JsonBody, body_error, path};
 use crate::error::Problem;
 use crate::service::PlanBody;
+use signoff_api::{PolicyList, PolicySummary};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -22,15 +23,14 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/policies/{id}/plan", post(plan))
 }
 
-pub(super) fn summary(p: &Policy) -> Value {
-    json!({ "id": p.id, "title": p.title, "version": p.version, "hash": p.hash })
+pub(super) fn summary(p: &Policy) -> PolicySummary {
+    PolicySummary { id: p.id.clone(), title: p.title.clone(), version: p.version, hash: p.hash.clone() }
 }
 
 /// The loaded policies.
 #[utoipa::path(get, path = "/v1/policies", tag = "policies", responses((status = 200, body = Object)))]
-pub(crate) async fn policies(State(s): State<AppState>, Auth(_caller): Auth) -> Json<Value> {
-    let items: Vec<Value> = s.catalog().policies.values().map(|p| summary(p)).collect();
-    Json(json!({ "items": items }))
+pub(crate) async fn policies(State(s): State<AppState>, Auth(_caller): Auth) -> Json<PolicyList> {
+    Json(PolicyList { items: s.catalog().policies.values().map(|p| summary(p)).collect() })
 }
 
 /// One policy, as JSON, with its hash.

@@ -8,13 +8,14 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use signoff_engine::{Event, RequestState, RequestStatus};
-use signoff_store::{ListQuery, ListSort, Task};
+use signoff_engine::{RequestState, RequestStatus};
+use signoff_store::{ListQuery, ListSort};
 
 use super::AppState;
 use super::extract::{Auth, JsonBody, idempotency, path, query, reply};
 use crate::error::Problem;
-use crate::service::{ActionBody, SubmitBody};
+use crate::service::{ActionBody, ActionFields, SubmitBody};
+use signoff_api::{DeliveryList, EventList, Inbox, RequestPage};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -36,13 +37,14 @@ pub(crate) async fn submit(State(s): State<AppState>, Auth(caller): Auth, header
 }
 
 /// Act on a request: approve, reject, acknowledge, delegate, comment or cancel.
-#[utoipa::path(post, path = "/v1/requests/{id}/actions", tag = "requests", request_body = ActionBody,
+#[utoipa::path(post, path = "/v1/requests/{id}/actions", tag = "requests", request_body = ActionFields,
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 200, body = RequestState)))]
-pub(crate) async fn act(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, headers: HeaderMap, body: JsonBody<ActionBody>) -> Result<Response, Problem> {
+pub(crate) async fn act(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, headers: HeaderMap, body: JsonBody<ActionFields>) -> Result<Response, Problem> {
     let id = path(id)?;
     let key = idempotency(&headers, &format!("POST /v1/requests/{id}/actions"), &body.raw)?;
-    Ok(reply(s.act(&caller, &id, body.value, key).await?))
+    let action = ActionBody::try_from(body.value).map_err(Problem::bad_parameter)?;
+    Ok(reply(s.act(&caller, &id, action, key).await?))
 }
 
 /// One request.
@@ -78,12 +80,6 @@ pub(crate) struct ListParams {
     sort: Option<String>,
     /// `true`: only requests with an open task past its due time.
     overdue: Option<bool>,
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct RequestPage {
-    items: Vec<RequestState>,
-    next_cursor: Option<String>,
 }
 
 /// Requests visible to the caller, newest first (or soonest due first with `sort=due`).
@@ -125,23 +121,12 @@ pub(crate) async fn list(State(s): State<AppState>, Auth(caller): Auth, q: Resul
     Ok(Json(RequestPage { items: page.items, next_cursor: page.next_cursor }))
 }
 
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct EventList {
-    items: Vec<Event>,
-}
-
 /// A request's full history, oldest first.
 #[utoipa::path(get, path = "/v1/requests/{id}/events", tag = "requests", params(("id" = String, Path)),
     responses((status = 200, body = EventList)))]
 pub(crate) async fn events(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<EventList>, Problem> {
     let id = path(id)?;
     Ok(Json(EventList { items: s.events(&caller, &id).await? }))
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct Inbox {
-    #[schema(value_type = Vec<Object>)]
-    pub(super) items: Vec<Task>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -162,12 +147,6 @@ pub(crate) async fn inbox(State(s): State<AppState>, Auth(caller): Auth, q: Resu
         return Err(Problem::bad_parameter("limit must be between 1 and 1000"));
     }
     Ok(Json(Inbox { items: s.inbox(&caller, limit).await? }))
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub(crate) struct DeliveryList {
-    #[schema(value_type = Vec<Object>)]
-    items: Vec<signoff_store::DeliveryReport>,
 }
 
 /// The request's notifications: where each went, its delivery state and every attempt.

@@ -147,7 +147,7 @@ pub fn plan(policy: &Policy, dir: &Directory, events: &[Event], state: &RequestS
             let Some(address) = dir.user(&user).and_then(|u| u.email.clone()) else { continue };
             out.push(Outgoing {
                 id: format!("eml_{}", uuid::Uuid::now_v7().simple()),
-                request_id: state.id.clone(),
+                request_id: state.id.to_string(),
                 channel: "email".into(),
                 destination: address,
                 kind: "task".into(),

@@ -81,7 +81,7 @@ fn existing_posts(config: &SlackConfig, policy: &Policy, dir: &Directory, state:
 fn message(id: String, state: &RequestState, destination: &str, kind: &str, payload: Value, coalesce_key: Option<String>, at: jiff::Timestamp) -> Outgoing {
     Outgoing {
         id,
-        request_id: state.id.clone(),
+        request_id: state.id.to_string(),
         channel: "slack".into(),
         destination: destination.to_string(),
         kind: kind.into(),

@@ -78,7 +78,7 @@ impl Channel for Webhooks {
                 }
                 out.push(Outgoing {
                     id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-                    request_id: state.id.clone(),
+                    request_id: state.id.to_string(),
                     channel: "webhook".into(),
                     destination: endpoint.name.clone(),
                     kind: "event".into(),

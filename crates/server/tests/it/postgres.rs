@@ -31,7 +31,7 @@ fn caller(id: &str) -> Caller {
 }
 
 fn approve(step: &str) -> ActionBody {
-    ActionBody { action: "approve".into(), step: Some(step.into()), comment: None, edits: None, item: None, to: None }
+    ActionBody::Approve { step: step.into(), comment: None, edits: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -118,7 +118,7 @@ async fn a_lost_race_is_re_decided_on_fresh_state() {
     let d = machine::decide(policy, directory, &state, &fiona, service.now());
     *store.competitor.lock().unwrap() = Some(Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new(), encoded_state: None, previous: None });
 
-    let approve = ActionBody { action: "approve".into(), step: Some("manager".into()), comment: None, edits: None, item: None, to: None };
+    let approve = ActionBody::Approve { step: "manager".into(), comment: None, edits: None };
     let reply = service.act(&caller("mark"), &id, approve, None).await.unwrap();
     assert_eq!(reply.kind.status(), 200);
     assert_eq!(reply.json()["status"], "approved", "mark's approval, re-decided after fiona's, completes the request");
