@@ -123,20 +123,6 @@ impl From<ActionBody> for signoff_engine::Action {
     }
 }
 
-impl ActionBody {
-    /// The action's name, as the body's `action` says it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ActionBody::Approve { .. } => "approve",
-            ActionBody::Reject { .. } => "reject",
-            ActionBody::Acknowledge { .. } => "acknowledge",
-            ActionBody::Delegate { .. } => "delegate",
-            ActionBody::Comment { .. } => "comment",
-            ActionBody::Cancel { .. } => "cancel",
-        }
-    }
-}
-
 /// `POST /v1/policies/{id}/plan`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -526,15 +526,10 @@ fn policy_files(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>,
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut found: Vec<_> = std::fs::read_dir(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-                .collect();
+            let found = signoff_server::catalog::policy_files(p).map_err(|e| format!("{}: {e}", p.display()))?;
             if found.is_empty() {
                 return Err(format!("{}: no *.yaml or *.yml files in this directory", p.display()));
             }
-            found.sort();
             files.extend(found);
         } else {
             files.push(p.clone());

@@ -47,12 +47,8 @@ enum Command {
     Submit {
         #[command(flatten)]
         remote: Remote,
-        /// The policy's id (`signoff policy list` shows them).
-        #[arg(long)]
-        policy: String,
-        /// A JSON file with the context (`-` for stdin).
-        #[arg(long)]
-        context: PathBuf,
+        #[command(flatten)]
+        input: PolicyInput,
         /// What the request is about, e.g. a quote or change number.
         #[arg(long)]
         subject: Option<String>,
@@ -181,23 +177,32 @@ enum Command {
     },
 }
 
-/// Which database an offline command works on (the server must not hold a SQLite file).
+/// A policy and a context for it: what `submit` and `policy plan` take.
 #[derive(Args)]
+struct PolicyInput {
+    /// The policy's id (`signoff policy list` shows them).
+    #[arg(long)]
+    policy: String,
+    /// A JSON file with the context (`-` for stdin).
+    #[arg(long)]
+    context: PathBuf,
+}
+
+/// Which database: for `serve`, and for the offline commands (on SQLite, the server must not
+/// hold the file).
+#[derive(Args, Default)]
 pub struct StoreArgs {
     /// Directory of the embedded database [default: ./signoff-data].
     #[arg(long, env = "SIGNOFF_DATA")]
-    data: Option<PathBuf>,
-    /// sqlite://PATH or postgres://… (beats --data).
+    pub data: Option<PathBuf>,
+    /// sqlite://PATH or postgres://… (beats --data; default: <data>/signoff.db).
     #[arg(long, env = "SIGNOFF_DATABASE_URL")]
-    database_url: Option<String>,
+    pub database_url: Option<String>,
 }
 
 impl StoreArgs {
     fn database(&self) -> Result<signoff_server::Database, String> {
-        Ok(match &self.database_url {
-            Some(url) => signoff_server::Database::parse(url)?,
-            None => signoff_server::Database::Sqlite(self.data.clone().unwrap_or_else(|| PathBuf::from("signoff-data")).join("signoff.db")),
-        })
+        signoff_server::settings::database(self.data.clone(), self.database_url.clone()).map_err(|e| e.to_string())
     }
 
     async fn open(&self) -> Result<std::sync::Arc<dyn signoff_store::Store>, String> {
@@ -295,12 +300,8 @@ enum PolicyCommand {
     Plan {
         #[command(flatten)]
         remote: Remote,
-        /// The policy's id.
-        #[arg(long)]
-        policy: String,
-        /// A JSON file with the context (`-` for stdin).
-        #[arg(long)]
-        context: PathBuf,
+        #[command(flatten)]
+        input: PolicyInput,
         /// Plan as if this user submitted (default: you).
         #[arg(long)]
         requester: Option<String>,
@@ -335,8 +336,8 @@ fn main() -> ExitCode {
     let code = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
-            Command::Submit { remote, policy, context, subject, title, resubmits, idempotency_key } => {
-                client::submit(&remote, &policy, &context, subject, title, resubmits, idempotency_key).await
+            Command::Submit { remote, input, subject, title, resubmits, idempotency_key } => {
+                client::submit(&remote, &input.policy, &input.context, subject, title, resubmits, idempotency_key).await
             }
             Command::Status { remote, id } => client::status(&remote, &id).await,
             Command::Action { remote, id, action, step, comment, item, to, edits, idempotency_key } => {
@@ -352,8 +353,8 @@ fn main() -> ExitCode {
             Command::Policy(PolicyCommand::List { remote }) => client::policy_list(&remote).await,
             Command::Wait { remote, id, timeout } => client::wait(&remote, &id, timeout.as_deref()).await,
             Command::Policy(PolicyCommand::Check { files, directory }) => client::policy_check(&files, directory.as_deref()),
-            Command::Policy(PolicyCommand::Plan { remote, policy, context, requester }) => {
-                client::plan(&remote, &policy, &context, requester).await
+            Command::Policy(PolicyCommand::Plan { remote, input, requester }) => {
+                client::plan(&remote, &input.policy, &input.context, requester).await
             }
             Command::Demo => demo::run().await,
             Command::Migrate { db } => match db.open().await {

@@ -1,27 +1,22 @@
-//! `signoff serve`: settings layered flag > environment (`SIGNOFF_<FLAG>`) > config file >
-//! default, checked before anything starts, each problem reported as one line naming the
-//! setting. Prints `listening on http://…` as its first line on stdout.
+//! `signoff serve`: its flags and environment (`SIGNOFF_<FLAG>`), laid over the config file
+//! and the defaults by `signoff_server::settings`. Prints `listening on http://…` as its first
+//! line on stdout, then who the demo users are and where the data is.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
-use serde::Deserialize;
-use signoff_server::{Config, Database, Sources, SystemClock};
+use signoff_server::SystemClock;
+use signoff_server::settings::{Layer, Settings};
 
 #[derive(Args, Default)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:7800]; port 0 picks a free port.
     #[arg(long, env = "SIGNOFF_LISTEN")]
     listen: Option<String>,
-    /// Directory of the embedded database [default: ./signoff-data].
-    #[arg(long, env = "SIGNOFF_DATA")]
-    data: Option<PathBuf>,
-    /// sqlite://PATH (default: <data>/signoff.db).
-    #[arg(long, env = "SIGNOFF_DATABASE_URL")]
-    database_url: Option<String>,
+    #[command(flatten)]
+    store: crate::StoreArgs,
     /// Directory of *.yaml / *.yml policies [default: the built-in examples].
     #[arg(long, env = "SIGNOFF_POLICIES")]
     policies: Option<PathBuf>,
@@ -55,92 +50,31 @@ pub struct ServeArgs {
     config: Option<PathBuf>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<String>,
-    data: Option<PathBuf>,
-    database_url: Option<String>,
-    policies: Option<PathBuf>,
-    directory: Option<PathBuf>,
-    header_timeout: Option<String>,
-    body_timeout: Option<String>,
-    max_connections: Option<usize>,
-    shutdown_grace: Option<String>,
-    state_cache_mb: Option<u64>,
-    page_mb: Option<u64>,
-    /// Where notifications go (webhooks); only in the file, since it holds secrets.
-    #[serde(default)]
-    notify: signoff_server::notify::NotifyConfig,
+impl ServeArgs {
+    /// The flags and environment, as the top layer of settings.
+    fn layer(self) -> (Layer, Option<PathBuf>) {
+        let layer = Layer {
+            listen: self.listen,
+            data: self.store.data,
+            database_url: self.store.database_url,
+            policies: self.policies,
+            directory: self.directory,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_grace,
+            state_cache_mb: self.state_cache_mb,
+            page_mb: self.page_mb,
+            notify: None,
+        };
+        (layer, self.config)
+    }
 }
 
-/// The resolved settings.
-pub struct Settings {
-    pub listen: SocketAddr,
-    pub config: Config,
-}
-
+/// The settings `args` make, over the config file and the defaults.
 pub fn resolve(args: ServeArgs) -> Result<Settings, String> {
-    let file: FileConfig = match &args.config {
-        None => FileConfig::default(),
-        Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| format!("config: {}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| format!("config: {}: {}", path.display(), e.message()))?
-        }
-    };
-    let listen = args.listen.or(file.listen).unwrap_or_else(|| "127.0.0.1:7800".into());
-    let listen: SocketAddr = listen
-        .parse()
-        .map_err(|_| format!("listen: `{listen}` is not an address like 127.0.0.1:7800"))?;
-    let data = args.data.or(file.data).unwrap_or_else(|| PathBuf::from("signoff-data"));
-    let database = match args.database_url.or(file.database_url) {
-        Some(url) => Database::parse(&url)?,
-        None => Database::Sqlite(data.join("signoff.db")),
-    };
-    let policies = args.policies.or(file.policies);
-    if let Some(p) = &policies
-        && !p.is_dir() {
-            return Err(format!("policies: {} is not a directory", p.display()));
-        }
-    let directory = args.directory.or(file.directory);
-    if let Some(d) = &directory
-        && !d.is_file() {
-            return Err(format!("directory: {} is not a file", d.display()));
-        }
-    if directory.is_none() && !listen.ip().is_loopback() {
-        return Err(format!(
-            "directory: the built-in demo directory makes a token for every demo user (the admin's too), so it is served only on a loopback address; pass --directory FILE to listen on {listen}"
-        ));
-    }
-    file.notify.check()?;
-    let defaults = signoff_server::transport::Limits::default();
-    let duration = |name: &str, value: Option<String>, default: std::time::Duration| -> Result<std::time::Duration, String> {
-        let Some(text) = value else { return Ok(default) };
-        let d = signoff_engine::duration::parse(&text).map_err(|e| format!("{name}: `{text}`: {e}"))?;
-        d.try_into().ok().filter(|d: &std::time::Duration| !d.is_zero()).ok_or_else(|| format!("{name}: `{text}` must be a positive duration such as 10s"))
-    };
-    let max_connections = args.max_connections.or(file.max_connections).unwrap_or(defaults.max_connections);
-    if max_connections == 0 {
-        return Err("max-connections: must be at least 1".into());
-    }
-    let limits = signoff_server::transport::Limits {
-        header_timeout: duration("header-timeout", args.header_timeout.or(file.header_timeout), defaults.header_timeout)?,
-        body_timeout: duration("body-timeout", args.body_timeout.or(file.body_timeout), defaults.body_timeout)?,
-        max_connections,
-        shutdown_grace: duration("shutdown-grace", args.shutdown_grace.or(file.shutdown_grace), defaults.shutdown_grace)?,
-        ..defaults
-    };
-    const MIB: u64 = 1024 * 1024;
-    let memory_defaults = signoff_server::Memory::default();
-    let page_mb = args.page_mb.or(file.page_mb);
-    if page_mb == Some(0) {
-        return Err("page-mb: must be at least 1".into());
-    }
-    let memory = signoff_server::Memory {
-        state_cache_bytes: args.state_cache_mb.or(file.state_cache_mb).map_or(memory_defaults.state_cache_bytes, |mb| mb.saturating_mul(MIB)),
-        page_bytes: page_mb.map_or(memory_defaults.page_bytes, |mb| mb.saturating_mul(MIB) as usize),
-    };
-    Ok(Settings { listen, config: Config { database, sources: Sources { policies, directory }, notify: file.notify, limits, memory } })
+    let (flags, config) = args.layer();
+    Settings::resolve(flags, config.as_deref()).map_err(|e| e.to_string())
 }
 
 /// Who a demo user is, for the first screen: name, groups, manager, admin.
@@ -240,6 +174,7 @@ pub async fn run(args: ServeArgs) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use signoff_server::Database;
 
     #[test]
     fn defaults_need_no_configuration() {
@@ -267,7 +202,7 @@ mod tests {
         std::fs::write(&cfg, "colour = 1\n").unwrap();
         let err = resolve(ServeArgs { config: Some(cfg), ..ServeArgs::default() }).err().unwrap();
         assert!(err.starts_with("config:") && err.contains("colour"), "{err}");
-        let err = resolve(ServeArgs { database_url: Some("mysql://x".into()), ..ServeArgs::default() }).err().unwrap();
+        let err = resolve(ServeArgs { store: crate::StoreArgs { database_url: Some("mysql://x".into()), data: None }, ..ServeArgs::default() }).err().unwrap();
         assert!(err.starts_with("database-url:"), "{err}");
     }
 

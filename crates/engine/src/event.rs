@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::canonical;
 use crate::id::{LineageId, RequestId};
 use crate::policy::{Quorum, Separation, TimeoutAction};
-use crate::state::{RequestStatus, StepStatus};
+use crate::status::{RequestStatus, StepStatus};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -14,6 +14,7 @@ pub mod machine;
 pub mod nesting;
 pub mod policy;
 pub mod state;
+pub mod status;
 pub mod suggest;
 
 mod planner;

@@ -111,14 +111,18 @@ fn parse_directory(file: &str, text: &str) -> Result<Directory, CatalogError> {
     Directory::from_yaml(text).map_err(|problems| CatalogError { file: file.to_string(), problems })
 }
 
-fn read_policy_dir(dir: &Path) -> Result<Vec<(String, String)>, CatalogError> {
-    let fail = |e: std::io::Error| CatalogError { file: dir.display().to_string(), problems: vec![e.to_string()] };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(fail)?
+/// The policy files of `dir`: its `*.yaml` and `*.yml` files, sorted by name.
+pub fn policy_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     paths.sort();
+    Ok(paths)
+}
+
+fn read_policy_dir(dir: &Path) -> Result<Vec<(String, String)>, CatalogError> {
+    let paths = policy_files(dir).map_err(|e| CatalogError { file: dir.display().to_string(), problems: vec![e.to_string()] })?;
     paths
         .into_iter()
         .map(|p| {

@@ -10,6 +10,7 @@ pub mod live;
 pub mod notify;
 pub mod scheduler;
 pub mod service;
+pub mod settings;
 pub mod transfer;
 pub mod transport;
 

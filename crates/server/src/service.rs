@@ -341,27 +341,16 @@ impl Service {
             let notifications = self.channels.plan(&policy, &catalog.directory, &events, &state);
             let state = Arc::new(state);
             let mut commits = vec![Commit {
-                expected_version: 0,
-                events,
-                state: state.clone(),
                 idempotency: Self::record(caller, &idem, &reply, now),
                 notifications,
                 encoded_state: Some(reply.body.clone()),
-                previous: None,
+                ..Commit::create(events, state.clone())
             }];
             if let Some(e) = &earlier {
                 // The earlier request's history links forward to this one, in the same commit.
                 let link = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::NoteResubmission { by: id } };
                 let d = machine::decide(&policy, &catalog.directory, e, &link, now);
-                commits.push(Commit {
-                    expected_version: e.version,
-                    events: d.events,
-                    state: Arc::new(d.state),
-                    idempotency: None,
-                    notifications: Vec::new(),
-                    encoded_state: None,
-                    previous: Some(Arc::new(e.clone())),
-                });
+                commits.push(Commit::after(Arc::new(e.clone()), d.events, Arc::new(d.state)));
             }
             let linked = commits.get(1).map(|c| c.state.clone());
             match self.store.commit_all(commits).await? {
@@ -477,14 +466,11 @@ impl Service {
             let notifications = self.channels.plan(&policy, &directory, &decision.events, &decision.state);
             let new_state = Arc::new(decision.state);
             let commit = Commit {
-                expected_version: state.version,
-                events: decision.events,
-                state: new_state.clone(),
                 idempotency: caller.and_then(|c| Self::record(c, idem, &reply, now)),
                 notifications,
                 // The reply of an applied command is the new state: the store need not encode it again.
                 encoded_state: reply.kind.is_success().then(|| reply.body.clone()),
-                previous: Some(Arc::new(state)),
+                ..Commit::after(Arc::new(state), decision.events, new_state.clone())
             };
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {

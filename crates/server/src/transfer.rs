@@ -75,7 +75,7 @@ pub async fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Counts
             verify_chain(&events).map_err(|e| format!("line {at}: request {id}: {e}"))?;
             let state = RequestState::fold(&events).map_err(|e| format!("line {at}: request {id}: {e}"))?;
             counts.events += events.len();
-            let commit = Commit { expected_version: 0, events, state: std::sync::Arc::new(state), idempotency: None, notifications: Vec::new(), encoded_state: None, previous: None };
+            let commit = Commit::create(events, std::sync::Arc::new(state));
             match store.commit(commit).await.map_err(|e| format!("line {at}: {e}"))? {
                 CommitOutcome::Committed => counts.requests += 1,
                 _ => return Err(format!("line {at}: request {id} is already in the target store")),

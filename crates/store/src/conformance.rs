@@ -44,12 +44,12 @@ impl Fixture {
             resubmits: None,
         };
         let (events, state) = machine::submit(&self.policy, &self.dir, sub, at).unwrap();
-        Commit { expected_version: 0, events, state: Arc::new(state), idempotency: None, notifications: Vec::new(), encoded_state: None, previous: None }
+        Commit::create(events, Arc::new(state))
     }
 
     fn act(&self, state: &RequestState, actor: &str, action: Action) -> Commit {
         let d = machine::decide(&self.policy, &self.dir, state, &Command { actor: actor.into(), action }, t0());
-        Commit { expected_version: state.version, events: d.events, state: Arc::new(d.state), idempotency: None, notifications: Vec::new(), encoded_state: None, previous: Some(Arc::new(state.clone())) }
+        Commit::after(Arc::new(state.clone()), d.events, Arc::new(d.state))
     }
 }
 

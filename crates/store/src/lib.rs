@@ -112,6 +112,16 @@ pub struct Commit {
 }
 
 impl Commit {
+    /// A commit that creates a request: its first events and the state they fold to.
+    pub fn create(events: Vec<Event>, state: Arc<RequestState>) -> Commit {
+        Commit { expected_version: 0, events, state, idempotency: None, notifications: Vec::new(), encoded_state: None, previous: None }
+    }
+
+    /// A commit of `events`, decided on `previous`, that turn it into `state`.
+    pub fn after(previous: Arc<RequestState>, events: Vec<Event>, state: Arc<RequestState>) -> Commit {
+        Commit { expected_version: previous.version, previous: Some(previous), ..Commit::create(events, state) }
+    }
+
     /// The committed state as a store keeps it in memory, weighed by its JSON (the caller's
     /// encoding when there is one).
     pub fn cached_state(&self) -> CachedState {

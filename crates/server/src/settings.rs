@@ -1,0 +1,156 @@
+//! Layered settings: flag > environment > configuration file > default. The binary reads flags
+//! and the environment (`SIGNOFF_<FLAG>`) into a `Layer`; `Settings::resolve` lays it over the
+//! TOML file's, fills in the defaults and checks every setting before anything starts, each
+//! problem one line that names the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::StartError;
+use crate::notify::NotifyConfig;
+use crate::transport::Limits;
+use crate::{Config, Database, Memory, Sources};
+
+/// One layer of settings: what flags and the environment say, or what the file says. Unset
+/// fields fall through to the layer below.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub listen: Option<String>,
+    pub data: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub policies: Option<PathBuf>,
+    pub directory: Option<PathBuf>,
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub max_connections: Option<usize>,
+    pub shutdown_grace: Option<String>,
+    pub state_cache_mb: Option<u64>,
+    pub page_mb: Option<u64>,
+    /// Where notifications go; only in the file, since it holds secrets.
+    pub notify: Option<NotifyConfig>,
+}
+
+impl Layer {
+    /// The file at `path`, as a layer.
+    pub fn from_file(path: &Path) -> Result<Layer, StartError> {
+        let text = std::fs::read_to_string(path).map_err(|e| setting(format!("config: {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| setting(format!("config: {}: {}", path.display(), e.message())))
+    }
+
+    /// This layer over `lower`: each setting this one has, else `lower`'s.
+    pub fn over(self, lower: Layer) -> Layer {
+        Layer {
+            listen: self.listen.or(lower.listen),
+            data: self.data.or(lower.data),
+            database_url: self.database_url.or(lower.database_url),
+            policies: self.policies.or(lower.policies),
+            directory: self.directory.or(lower.directory),
+            header_timeout: self.header_timeout.or(lower.header_timeout),
+            body_timeout: self.body_timeout.or(lower.body_timeout),
+            max_connections: self.max_connections.or(lower.max_connections),
+            shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
+            state_cache_mb: self.state_cache_mb.or(lower.state_cache_mb),
+            page_mb: self.page_mb.or(lower.page_mb),
+            notify: self.notify.or(lower.notify),
+        }
+    }
+}
+
+fn setting(message: String) -> StartError {
+    StartError::Setting(message)
+}
+
+/// The resolved settings of a server.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub config: Config,
+}
+
+impl Settings {
+    /// `flags` over the file at `config` (if any) over the defaults, checked.
+    pub fn resolve(flags: Layer, config: Option<&Path>) -> Result<Settings, StartError> {
+        let file = config.map(Layer::from_file).transpose()?.unwrap_or_default();
+        Settings::from_layer(flags.over(file))
+    }
+
+    /// `layer` with the defaults filled in, checked.
+    pub fn from_layer(layer: Layer) -> Result<Settings, StartError> {
+        let listen = layer.listen.unwrap_or_else(|| "127.0.0.1:7800".into());
+        let listen: SocketAddr = listen.parse().map_err(|_| setting(format!("listen: `{listen}` is not an address like 127.0.0.1:7800")))?;
+        let database = database(layer.data, layer.database_url)?;
+        let sources = sources(layer.policies, layer.directory, listen)?;
+        let notify = layer.notify.unwrap_or_default();
+        notify.check().map_err(setting)?;
+        let limits = limits(layer.header_timeout, layer.body_timeout, layer.max_connections, layer.shutdown_grace)?;
+        let memory = memory(layer.state_cache_mb, layer.page_mb)?;
+        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory } })
+    }
+}
+
+/// The database `database_url` names, else the embedded one in `data` (`./signoff-data`).
+pub fn database(data: Option<PathBuf>, database_url: Option<String>) -> Result<Database, StartError> {
+    match database_url {
+        Some(url) => Database::parse(&url).map_err(setting),
+        None => Ok(Database::Sqlite(data.unwrap_or_else(|| PathBuf::from("signoff-data")).join("signoff.db"))),
+    }
+}
+
+fn sources(policies: Option<PathBuf>, directory: Option<PathBuf>, listen: SocketAddr) -> Result<Sources, StartError> {
+    if let Some(p) = &policies
+        && !p.is_dir()
+    {
+        return Err(setting(format!("policies: {} is not a directory", p.display())));
+    }
+    if let Some(d) = &directory
+        && !d.is_file()
+    {
+        return Err(setting(format!("directory: {} is not a file", d.display())));
+    }
+    if directory.is_none() && !listen.ip().is_loopback() {
+        return Err(setting(format!(
+            "directory: the built-in demo directory makes a token for every demo user (the admin's too), so it is served only on a loopback address; pass --directory FILE to listen on {listen}"
+        )));
+    }
+    Ok(Sources { policies, directory })
+}
+
+fn duration(name: &str, value: Option<String>, default: Duration) -> Result<Duration, StartError> {
+    let Some(text) = value else { return Ok(default) };
+    let d = signoff_engine::duration::parse(&text).map_err(|e| setting(format!("{name}: `{text}`: {e}")))?;
+    d.try_into()
+        .ok()
+        .filter(|d: &Duration| !d.is_zero())
+        .ok_or_else(|| setting(format!("{name}: `{text}` must be a positive duration such as 10s")))
+}
+
+fn limits(header_timeout: Option<String>, body_timeout: Option<String>, max_connections: Option<usize>, shutdown_grace: Option<String>) -> Result<Limits, StartError> {
+    let defaults = Limits::default();
+    let max_connections = max_connections.unwrap_or(defaults.max_connections);
+    if max_connections == 0 {
+        return Err(setting("max-connections: must be at least 1".into()));
+    }
+    Ok(Limits {
+        header_timeout: duration("header-timeout", header_timeout, defaults.header_timeout)?,
+        body_timeout: duration("body-timeout", body_timeout, defaults.body_timeout)?,
+        max_connections,
+        shutdown_grace: duration("shutdown-grace", shutdown_grace, defaults.shutdown_grace)?,
+        ..defaults
+    })
+}
+
+fn memory(state_cache_mb: Option<u64>, page_mb: Option<u64>) -> Result<Memory, StartError> {
+    const MIB: u64 = 1024 * 1024;
+    let defaults = Memory::default();
+    if page_mb == Some(0) {
+        return Err(setting("page-mb: must be at least 1".into()));
+    }
+    Ok(Memory {
+        state_cache_bytes: state_cache_mb.map_or(defaults.state_cache_bytes, |mb| mb.saturating_mul(MIB)),
+        page_bytes: page_mb.map_or(defaults.page_bytes, |mb| mb.saturating_mul(MIB) as usize),
+    })
+}
