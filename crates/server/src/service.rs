@@ -17,7 +17,7 @@ use crate::catalog::{Catalog, CatalogError, Sources};
 use crate::clock::Clock;
 use crate::error::Problem;
 use crate::feed::Feed;
-use crate::notify::channel::Channels;
+use crate::notify::Channels;
 use crate::notify::{self, NotifyConfig};
 use crate::scheduler::TimerWake;
 

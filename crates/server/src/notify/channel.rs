@@ -1,14 +1,16 @@
-//! A notification channel is one implementation of `Channel`: what it sends for a commit's
-//! events, and how it delivers one message. `Channels` is the registry the service plans with
-//! and the dispatcher delivers through; a new channel is one file and one line in `configured`.
+//! What a notification channel is: one implementation of `Channel` (what it sends for a
+//! commit's events, and how it delivers one message), what an attempt comes to (`Delivery`),
+//! and the request's summary every message carries. `notify::Channels` registers the
+//! implementations; a new channel is one file and one line there.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
 use signoff_engine::{Directory, Event, Policy, RequestState};
 use signoff_store::{Notification, Outgoing, Store};
 
-use super::NotifyConfig;
-use super::dispatch::Delivery;
 
 /// What a delivery may use besides its channel's settings.
 pub struct Outbound<'a> {
@@ -34,36 +36,80 @@ pub trait Channel: Send + Sync {
     async fn deliver(&self, out: &Outbound<'_>, n: &Notification, now: Timestamp) -> Delivery;
 }
 
-/// Every channel, configured or not: a row of a channel since unconfigured fails for good.
-pub struct Channels(Vec<Box<dyn Channel>>);
+/// A receiver gets this long to answer.
+pub const TIMEOUT: Duration = Duration::from_secs(15);
 
-impl Channels {
-    /// The channels `config` sets up, in the order their messages are planned.
-    pub fn configured(config: &NotifyConfig) -> Channels {
-        Channels(vec![
-            Box::new(super::slack::Slack(config.slack.clone())),
-            Box::new(super::email::Email(config.email.clone())),
-            Box::new(super::webhook::Webhooks(config.webhooks.clone())),
-        ])
+/// What one attempt came to.
+#[derive(Debug)]
+pub enum Delivery {
+    Delivered { status: Option<u16>, result: Option<Value> },
+    Failed { status: Option<u16>, error: String, retry_after: Option<SignedDuration>, permanent: bool },
+    /// Not attempted: what it depends on is not delivered yet.
+    NotYet { until: Timestamp },
+}
+
+impl Delivery {
+    pub fn fail(status: Option<u16>, error: impl Into<String>) -> Delivery {
+        Delivery::Failed { status, error: error.into(), retry_after: None, permanent: false }
     }
 
-    /// Whether any channel is configured at all.
-    pub fn is_active(&self) -> bool {
-        self.0.iter().any(|c| c.is_active())
-    }
-
-    /// The notifications a commit's `events` call for, on every channel.
-    pub fn plan(&self, policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
-        self.0.iter().filter(|c| c.is_active()).flat_map(|c| c.plan(policy, dir, events, state)).collect()
-    }
-
-    pub fn get(&self, name: &str) -> Option<&dyn Channel> {
-        self.0.iter().find(|c| c.name() == name).map(|c| &**c)
+    /// An HTTP exchange at `now`: 2xx delivered; anything else failed, with `Retry-After` kept.
+    pub async fn from_http(sent: Result<reqwest::Response, reqwest::Error>, now: Timestamp) -> Delivery {
+        match sent {
+            Err(e) => Delivery::fail(None, format!("no answer: {e}")),
+            Ok(resp) if resp.status().is_success() => {
+                Delivery::Delivered { status: Some(resp.status().as_u16()), result: None }
+            }
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, now));
+                let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+                Delivery::Failed {
+                    status: Some(status),
+                    error: format!("HTTP {status}: {body}"),
+                    retry_after,
+                    // 410 Gone: the receiver says never again.
+                    permanent: status == 410,
+                }
+            }
+        }
     }
 }
 
-impl Default for Channels {
-    fn default() -> Self {
-        Channels::configured(&NotifyConfig::default())
+/// `Retry-After` as seconds or as an HTTP date (measured from `now`, the injected clock's).
+pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<SignedDuration> {
+    if let Ok(secs) = value.trim().parse::<i64>() {
+        return Some(SignedDuration::from_secs(secs.max(0)));
+    }
+    let at = jiff::fmt::rfc2822::parse(value.trim()).ok()?.timestamp();
+    Some(at.duration_since(now).max(SignedDuration::ZERO))
+}
+
+/// A compact view of the request for messages; receivers fetch the rest from the API.
+pub fn summary(state: &RequestState) -> Value {
+    json!({
+        "id": state.id,
+        "status": state.status,
+        "policy": state.policy.id,
+        "title": state.title,
+        "subject": state.subject,
+        "requester": state.requester,
+        "current_tasks": state.current_tasks,
+        "pending_reasons": state.pending_reasons,
+        "version": state.version,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        let now: Timestamp = "2099-10-21T07:00:00Z".parse().unwrap();
+        assert_eq!(parse_retry_after("42", now), Some(SignedDuration::from_secs(42)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2099 07:28:00 GMT", now), Some(SignedDuration::from_mins(28)), "from the injected clock");
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2099 06:28:00 GMT", now), Some(SignedDuration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

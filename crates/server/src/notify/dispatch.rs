@@ -5,16 +5,15 @@
 //! receivers deduplicate on its id (`webhook-id`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::Value;
 use signoff_store::{Attempt, AttemptOutcome, Notification};
 use tokio::sync::{Notify, Semaphore};
 
 use signoff_store::Store;
 
-use super::channel::{Channels, Outbound};
+use super::Channels;
+use super::channel::{Delivery, Outbound, TIMEOUT};
 use crate::clock::Clock;
 
 /// Delays after the 1st, 2nd, … failed attempt; after the last, the notification has failed.
@@ -29,56 +28,8 @@ pub const RETRY_SCHEDULE: [SignedDuration; 7] = [
 ];
 /// Deliveries in flight at once.
 const CONCURRENCY: usize = 256;
-/// A receiver gets this long to answer.
-pub const TIMEOUT: Duration = Duration::from_secs(15);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: SignedDuration = SignedDuration::from_hours(24);
-
-/// What one attempt came to.
-#[derive(Debug)]
-pub enum Delivery {
-    Delivered { status: Option<u16>, result: Option<Value> },
-    Failed { status: Option<u16>, error: String, retry_after: Option<SignedDuration>, permanent: bool },
-    /// Not attempted: what it depends on is not delivered yet.
-    NotYet { until: Timestamp },
-}
-
-impl Delivery {
-    pub fn fail(status: Option<u16>, error: impl Into<String>) -> Delivery {
-        Delivery::Failed { status, error: error.into(), retry_after: None, permanent: false }
-    }
-
-    /// An HTTP exchange at `now`: 2xx delivered; anything else failed, with `Retry-After` kept.
-    pub async fn from_http(sent: Result<reqwest::Response, reqwest::Error>, now: Timestamp) -> Delivery {
-        match sent {
-            Err(e) => Delivery::fail(None, format!("no answer: {e}")),
-            Ok(resp) if resp.status().is_success() => {
-                Delivery::Delivered { status: Some(resp.status().as_u16()), result: None }
-            }
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| parse_retry_after(v, now));
-                let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
-                Delivery::Failed {
-                    status: Some(status),
-                    error: format!("HTTP {status}: {body}"),
-                    retry_after,
-                    // 410 Gone: the receiver says never again.
-                    permanent: status == 410,
-                }
-            }
-        }
-    }
-}
-
-/// `Retry-After` as seconds or as an HTTP date (measured from `now`, the injected clock's).
-pub fn parse_retry_after(value: &str, now: Timestamp) -> Option<SignedDuration> {
-    if let Ok(secs) = value.trim().parse::<i64>() {
-        return Some(SignedDuration::from_secs(secs.max(0)));
-    }
-    let at = jiff::fmt::rfc2822::parse(value.trim()).ok()?.timestamp();
-    Some(at.duration_since(now).max(SignedDuration::ZERO))
-}
 
 /// When to try again after `attempts` failed attempts, or never.
 pub fn next_attempt(attempts: u32, now: Timestamp, retry_after: Option<SignedDuration>) -> Option<Timestamp> {
@@ -223,10 +174,5 @@ mod tests {
     fn retry_after_is_honoured() {
         let now: Timestamp = "2026-11-22T09:00:00Z".parse().unwrap();
         assert_eq!(next_attempt(1, now, Some(SignedDuration::from_secs(120))), Some(now + SignedDuration::from_secs(120)));
-        let now: Timestamp = "2099-10-21T07:00:00Z".parse().unwrap();
-        assert_eq!(parse_retry_after("42", now), Some(SignedDuration::from_secs(42)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2099 07:28:00 GMT", now), Some(SignedDuration::from_mins(28)), "from the injected clock");
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2099 06:28:00 GMT", now), Some(SignedDuration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -15,8 +15,7 @@ use sha2::Sha256;
 use signoff_engine::{Directory, Event, EventKind, Policy, RequestState};
 use signoff_store::Outgoing;
 
-use super::dispatch::Delivery;
-use super::summary;
+use super::channel::{Delivery, summary};
 
 /// `[notify.email]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -210,7 +209,7 @@ pub async fn send(config: &EmailConfig, n: &signoff_store::Notification, now: Ti
         Err(e) => return Delivery::Failed { status: None, error: format!("cannot build the message: {e}"), retry_after: None, permanent: true },
     };
     let transport = match AsyncSmtpTransport::<Tokio1Executor>::from_url(&config.smtp_url) {
-        Ok(t) => t.timeout(Some(super::dispatch::TIMEOUT)).build(),
+        Ok(t) => t.timeout(Some(super::channel::TIMEOUT)).build(),
         Err(e) => return Delivery::Failed { status: None, error: format!("smtp_url: {e}"), retry_after: None, permanent: true },
     };
     match transport.send(message).await {

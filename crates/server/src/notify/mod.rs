@@ -9,9 +9,11 @@ pub mod email;
 pub mod slack;
 pub mod webhook;
 
+pub use webhook::WebhookEndpoint;
+
 use serde::Deserialize;
-use serde_json::{Value, json};
-use signoff_engine::RequestState;
+use signoff_engine::{Directory, Event, Policy, RequestState};
+use signoff_store::Outgoing;
 
 /// `[notify]` in the configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -26,22 +28,6 @@ pub struct NotifyConfig {
     /// Email for people.
     #[serde(default)]
     pub email: Option<email::EmailConfig>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookEndpoint {
-    /// A short name, shown in delivery reports.
-    pub name: String,
-    pub url: String,
-    /// `whsec_` followed by base64 (as Standard Webhooks and svix issue them).
-    pub secret: String,
-    /// Event types to send (`completed`, `step_activated`, …); all when absent.
-    #[serde(default)]
-    pub events: Option<Vec<String>>,
-    /// Policies whose requests are sent; all when absent.
-    #[serde(default)]
-    pub policies: Option<Vec<String>>,
 }
 
 impl NotifyConfig {
@@ -69,18 +55,36 @@ impl NotifyConfig {
     }
 }
 
-/// A compact view of the request for messages; receivers fetch the rest from the API.
-pub fn summary(state: &RequestState) -> Value {
-    json!({
-        "id": state.id,
-        "status": state.status,
-        "policy": state.policy.id,
-        "title": state.title,
-        "subject": state.subject,
-        "requester": state.requester,
-        "current_tasks": state.current_tasks,
-        "pending_reasons": state.pending_reasons,
-        "version": state.version,
-    })
+/// Every channel, configured or not: a row of a channel since unconfigured fails for good.
+pub struct Channels(Vec<Box<dyn channel::Channel>>);
+
+impl Channels {
+    /// The channels `config` sets up, in the order their messages are planned.
+    pub fn configured(config: &NotifyConfig) -> Channels {
+        Channels(vec![
+            Box::new(slack::Slack(config.slack.clone())),
+            Box::new(email::Email(config.email.clone())),
+            Box::new(webhook::Webhooks(config.webhooks.clone())),
+        ])
+    }
+
+    /// Whether any channel is configured at all.
+    pub fn is_active(&self) -> bool {
+        self.0.iter().any(|c| c.is_active())
+    }
+
+    /// The notifications a commit's `events` call for, on every channel.
+    pub fn plan(&self, policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
+        self.0.iter().filter(|c| c.is_active()).flat_map(|c| c.plan(policy, dir, events, state)).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&dyn channel::Channel> {
+        self.0.iter().find(|c| c.name() == name).map(|c| &**c)
+    }
 }
 
+impl Default for Channels {
+    fn default() -> Self {
+        Channels::configured(&NotifyConfig::default())
+    }
+}

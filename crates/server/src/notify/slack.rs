@@ -10,8 +10,7 @@ use sha2::{Digest, Sha256};
 use signoff_engine::{Directory, Event, EventKind, Policy, RequestState};
 use signoff_store::Outgoing;
 
-use super::dispatch::Delivery;
-use super::summary;
+use super::channel::{Delivery, summary};
 
 /// `[notify.slack]`.
 #[derive(Debug, Clone, Deserialize)]

@@ -12,9 +12,25 @@ use serde_json::json;
 use signoff_engine::{Directory, Event, Policy, RequestState};
 use signoff_store::{Notification, Outgoing};
 
-use super::channel::{Channel, Outbound};
-use super::dispatch::Delivery;
-use super::{WebhookEndpoint, summary};
+use serde::Deserialize;
+
+use super::channel::{Channel, Delivery, Outbound, summary};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookEndpoint {
+    /// A short name, shown in delivery reports.
+    pub name: String,
+    pub url: String,
+    /// `whsec_` followed by base64 (as Standard Webhooks and svix issue them).
+    pub secret: String,
+    /// Event types to send (`completed`, `step_activated`, …); all when absent.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// Policies whose requests are sent; all when absent.
+    #[serde(default)]
+    pub policies: Option<Vec<String>>,
+}
 
 /// The key bytes of a `whsec_…` secret.
 pub fn secret_bytes(secret: &str) -> Result<Vec<u8>, String> {
