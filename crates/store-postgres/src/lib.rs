@@ -18,7 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
 use signoff_engine::{Event, RequestState};
 use signoff_store::rows::{NOTIFICATION_COLUMNS, OutboxRow, from_millis};
-use signoff_store::{
+use signoff_store::{Session, 
     Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord,
     Result, Snapshot, Store, StoreError, Task, due_millis,
 };
@@ -431,6 +431,35 @@ impl Store for PostgresStore {
 
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         Some(self.changes.subscribe())
+    }
+
+    async fn put_session(&self, s: &Session) -> Result<()> {
+        let client = self.client().await?;
+        client.execute("DELETE FROM sessions WHERE expires_at < $1", &[&s.created_at.as_millisecond()]).await.map_err(unavailable)?;
+        client
+            .execute(
+                "INSERT INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (id_hash) DO UPDATE SET user_id = EXCLUDED.user_id, csrf = EXCLUDED.csrf, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at",
+                &[&s.id_hash, &s.user, &s.csrf, &s.created_at.as_millisecond(), &s.expires_at.as_millisecond()],
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str, now: Timestamp) -> Result<Option<Session>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT id_hash, user_id, csrf, created_at, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2", &[&id_hash, &now.as_millisecond()])
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| signoff_store::rows::session(r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).transpose()
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<()> {
+        let client = self.client().await?;
+        client.execute("DELETE FROM sessions WHERE id_hash = $1", &[&id_hash]).await.map_err(unavailable)?;
+        Ok(())
     }
 
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {

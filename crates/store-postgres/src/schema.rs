@@ -345,6 +345,16 @@ CREATE INDEX tasks_inbox ON tasks (approver, due_at, request_n, step_id COLLATE 
 "#, r#"
 -- The admins' view of every open task, soonest due first (undated last), in index order.
 CREATE INDEX tasks_due ON tasks (due_at, request_n, step_id COLLATE "C", approver COLLATE "C");
+"#, r#"
+-- Web sessions: the sha256 of each cookie's secret, whose it is, and until when (unix ms).
+CREATE TABLE sessions (
+    id_hash    TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    csrf       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX sessions_expires ON sessions (expires_at);
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::Connection;
 use signoff_engine::{Event, RequestState};
-use signoff_store::{
+use signoff_store::{Session, 
     Attempt, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord, Result, StateCache,
     Store, StoreError, Task, due_millis,
 };
@@ -191,6 +191,21 @@ impl Store for SqliteStore {
     async fn deliveries(&self, request_id: &str) -> Result<Vec<DeliveryReport>> {
         let request_id = request_id.to_string();
         self.readers.run(move |c| outbox::deliveries(c, &request_id)).await
+    }
+
+    async fn put_session(&self, session: &Session) -> Result<()> {
+        let write = writer::SessionWrite::Start(session.clone());
+        self.writer.call(|reply| WriteOp::Session(write, reply)).await
+    }
+
+    async fn session(&self, id_hash: &str, now: Timestamp) -> Result<Option<Session>> {
+        let id_hash = id_hash.to_string();
+        self.readers.run(move |c| read::session(c, &id_hash, now.as_millisecond())).await
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<()> {
+        let write = writer::SessionWrite::End(id_hash.to_string());
+        self.writer.call(|reply| WriteOp::Session(write, reply)).await
     }
 
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {

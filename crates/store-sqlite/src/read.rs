@@ -79,6 +79,14 @@ pub(crate) fn policy(c: &Connection, hash: &str) -> Result<Option<PolicyRecord>>
     row.map(|(hash, id, version, source)| PolicyRecord::from_row(hash, id, version, &source)).transpose()
 }
 
+pub(crate) fn session(c: &Connection, id_hash: &str, now_ms: i64) -> Result<Option<signoff_store::Session>> {
+    let row: Option<(String, String, String, i64, i64)> = c
+        .prepare_cached("SELECT id_hash, user_id, csrf, created_at, expires_at FROM sessions WHERE id_hash = ?1 AND expires_at > ?2")
+        .and_then(|mut s| s.query_row(params![id_hash, now_ms], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))).optional())
+        .map_err(unavailable)?;
+    row.map(|(h, u, c, start, end)| signoff_store::rows::session(h, u, c, start, end)).transpose()
+}
+
 pub(crate) fn policies(c: &Connection) -> Result<Vec<PolicyRecord>> {
     let mut stmt = c.prepare_cached("SELECT hash, id, version, source FROM policies ORDER BY hash").map_err(unavailable)?;
     let rows = stmt

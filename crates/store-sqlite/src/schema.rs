@@ -129,6 +129,16 @@ CREATE INDEX tasks_inbox ON tasks (approver, due_at IS NULL, due_at, request_n, 
 "#, r#"
 -- The admins' view of every open task, soonest due first (undated last), in index order.
 CREATE INDEX tasks_due ON tasks (due_at IS NULL, due_at, request_n, step_id, approver);
+"#, r#"
+-- Web sessions: the sha256 of each cookie's secret, whose it is, and until when (unix ms).
+CREATE TABLE sessions (
+    id_hash    TEXT PRIMARY KEY,
+    user_id    TEXT NOT NULL,
+    csrf       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_expires ON sessions (expires_at);
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use jiff::Timestamp;
 use rusqlite::{Connection, params};
-use signoff_store::{Attempt, Commit, CommitOutcome, Notification, PolicyRecord, Result, StateCache, StoreError};
+use signoff_store::{Attempt, Commit, CommitOutcome, Notification, PolicyRecord, Result, Session, StateCache, StoreError};
 use tokio::sync::oneshot;
 
 use crate::{commit, outbox, unavailable};
@@ -22,6 +22,13 @@ pub(crate) enum WriteOp {
     PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
     Attempts(Vec<Attempt>, oneshot::Sender<Result<()>>),
     UseOnce(String, Timestamp, oneshot::Sender<Result<bool>>),
+    Session(SessionWrite, oneshot::Sender<Result<()>>),
+}
+
+/// A change to the web sessions.
+pub(crate) enum SessionWrite {
+    Start(Session),
+    End(String),
 }
 
 /// The way to the writer thread.
@@ -87,7 +94,7 @@ fn answer(op: WriteOp, result: Result<CommitOutcome>, cache: &StateCache) {
             }
             let _ = reply.send(r);
         }
-        (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) => {
+        (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) | (WriteOp::Session(_, reply), r) => {
             let _ = reply.send(r.map(|_| ()));
         }
         (WriteOp::Claim { .. }, _) => {}
@@ -135,10 +142,31 @@ fn apply(tx: &Connection, op: &WriteOp) -> Result<CommitOutcome> {
             CommitOutcome::Committed
         }
         WriteOp::Claim { .. } => CommitOutcome::Committed,
+        WriteOp::Session(write, _) => {
+            session(tx, write)?;
+            CommitOutcome::Committed
+        }
         WriteOp::UseOnce(key, at, _) => {
             if use_once(tx, key, *at)? { CommitOutcome::Committed } else { CommitOutcome::VersionConflict }
         }
     })
+}
+
+fn session(tx: &Connection, write: &SessionWrite) -> Result<()> {
+    match write {
+        SessionWrite::Start(s) => {
+            tx.prepare_cached("DELETE FROM sessions WHERE expires_at < ?1")
+                .and_then(|mut st| st.execute(params![s.created_at.as_millisecond()]))
+                .map_err(unavailable)?;
+            tx.prepare_cached("INSERT OR REPLACE INTO sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .and_then(|mut st| st.execute(params![s.id_hash, s.user, s.csrf, s.created_at.as_millisecond(), s.expires_at.as_millisecond()]))
+                .map_err(unavailable)?;
+        }
+        SessionWrite::End(id_hash) => {
+            tx.prepare_cached("DELETE FROM sessions WHERE id_hash = ?1").and_then(|mut st| st.execute(params![id_hash])).map_err(unavailable)?;
+        }
+    }
+    Ok(())
 }
 
 fn put_policy(tx: &Connection, p: &PolicyRecord) -> Result<()> {

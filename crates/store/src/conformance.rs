@@ -83,6 +83,7 @@ where
     outbox_delivery_states(&*fresh().await).await;
     outbox_coalescing(&*fresh().await).await;
     keys_are_used_once(&*fresh().await).await;
+    sessions_live_until_they_end(&*fresh().await).await;
     concurrent_commits(fresh().await).await;
 }
 
@@ -523,4 +524,26 @@ pub async fn keys_are_used_once(store: &dyn Store) {
     assert!(!store.use_once("sig-1", t0()).await.unwrap(), "a second use is refused");
     assert!(store.use_once("sig-2", t0()).await.unwrap());
     assert!(!store.use_once("sig-1", t0() + SignedDuration::from_hours(20)).await.unwrap(), "kept at least a day");
+}
+
+pub async fn sessions_live_until_they_end(store: &dyn Store) {
+    let hour = SignedDuration::from_hours(1);
+    let session = |id: &str, user: &str, at: Timestamp| crate::Session {
+        id_hash: id.into(),
+        user: user.into(),
+        csrf: format!("csrf-{id}"),
+        created_at: at,
+        expires_at: at + hour,
+    };
+    store.put_session(&session("s1", "alice", t0())).await.unwrap();
+    assert_eq!(store.session("s1", t0()).await.unwrap(), Some(session("s1", "alice", t0())));
+    assert_eq!(store.session("s2", t0()).await.unwrap(), None, "an unknown session");
+    assert_eq!(store.session("s1", t0() + hour).await.unwrap(), None, "expired at its end");
+    store.put_session(&session("s2", "mark", t0())).await.unwrap();
+    store.end_session("s1").await.unwrap();
+    store.end_session("s1").await.unwrap();
+    assert_eq!(store.session("s1", t0()).await.unwrap(), None, "signed out");
+    assert!(store.session("s2", t0()).await.unwrap().is_some(), "the other session lives on");
+    store.put_session(&session("s3", "fiona", t0() + hour + hour)).await.unwrap();
+    assert_eq!(store.session("s2", t0()).await.unwrap(), None, "expired sessions are forgotten when a new one starts");
 }

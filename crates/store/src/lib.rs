@@ -305,6 +305,18 @@ pub struct Task {
     pub subject: Option<String>,
 }
 
+/// A signed-in web session. The browser's cookie holds a random secret; the store keeps only
+/// its sha256, so a copy of the database signs nobody in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id_hash: String,
+    pub user: String,
+    /// What a state change made through the cookie must carry (`X-CSRF-Token` or a form field).
+    pub csrf: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 /// A task read back from its row: the body, with the approver its row is keyed by.
 pub fn task_row(approver: String, body: &str) -> Result<Task> {
     let mut task: Task = decode(body)?;
@@ -412,6 +424,15 @@ pub trait Store: Send + Sync + 'static {
     fn changes(&self) -> Option<tokio::sync::broadcast::Receiver<Change>> {
         None
     }
+
+    /// Starts a web session (and forgets sessions that have expired).
+    async fn put_session(&self, session: &Session) -> Result<()>;
+
+    /// The session whose secret hashes to `id_hash`, if it is live at `now`.
+    async fn session(&self, id_hash: &str, now: Timestamp) -> Result<Option<Session>>;
+
+    /// Ends a session (signing out); ending one that is gone already is no error.
+    async fn end_session(&self, id_hash: &str) -> Result<()>;
 
     /// Records `key` as used at `at`; false if it was used before (replayed signatures, spent
     /// single-use links). Keys are kept at least a day.

@@ -88,6 +88,11 @@ impl PolicyRecord {
 }
 
 /// A time the stores keep as unix milliseconds (timers, retries).
+/// A session row: hash, user, csrf token, and its start and end in unix ms.
+pub fn session(id_hash: String, user: String, csrf: String, created_ms: i64, expires_ms: i64) -> Result<crate::Session> {
+    Ok(crate::Session { id_hash, user, csrf, created_at: from_millis(created_ms)?, expires_at: from_millis(expires_ms)? })
+}
+
 pub fn from_millis(ms: i64) -> Result<Timestamp> {
     Timestamp::from_millisecond(ms).map_err(|e| StoreError::Corrupt(e.to_string()))
 }

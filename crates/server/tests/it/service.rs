@@ -76,6 +76,15 @@ impl Store for Contended {
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {
         self.inner.use_once(key, at).await
     }
+    async fn put_session(&self, s: &signoff_store::Session) -> Result<()> {
+        self.inner.put_session(s).await
+    }
+    async fn session(&self, id_hash: &str, now: Timestamp) -> Result<Option<signoff_store::Session>> {
+        self.inner.session(id_hash, now).await
+    }
+    async fn end_session(&self, id_hash: &str) -> Result<()> {
+        self.inner.end_session(id_hash).await
+    }
     async fn list(&self, q: &ListQuery) -> Result<Page> {
         self.inner.list(q).await
     }
