@@ -148,6 +148,7 @@ pub async fn run(args: ServeArgs) -> u8 {
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");
+        let _ = writeln!(out, "web inbox: http://{addr}/ (sign in with a token)");
         let catalog = service.catalog();
         if !catalog.demo_tokens.is_empty() {
             let _ = writeln!(out, "demo directory loaded; tokens (export SIGNOFF_TOKEN=...):");

@@ -269,6 +269,39 @@ impl Service {
         Some(Caller { id: user.id.clone(), admin: catalog.directory.is_admin(&user.id) })
     }
 
+    /// Starts a web session for `user` (signed in by token today; single sign-on would end the
+    /// same way): the secret for the cookie, and the session the store keeps of it.
+    pub async fn start_session(&self, user: &str) -> Result<(String, signoff_store::Session), Problem> {
+        let secret = random_hex().map_err(Problem::internal)?;
+        let now = self.clock.now();
+        let session = signoff_store::Session {
+            id_hash: session_hash(&secret),
+            user: user.to_string(),
+            csrf: random_hex().map_err(Problem::internal)?,
+            created_at: now,
+            expires_at: now + SESSION_LIFETIME,
+        };
+        self.store.put_session(&session).await?;
+        Ok((secret, session))
+    }
+
+    /// The caller a session cookie's secret stands for, with its session, while it lives and its
+    /// user is still in the directory.
+    pub async fn session_caller(&self, secret: &str) -> Result<Option<(Caller, signoff_store::Session)>, Problem> {
+        let Some(session) = self.store.session(&session_hash(secret), self.clock.now()).await? else { return Ok(None) };
+        let catalog = self.catalog.load();
+        if catalog.directory.user(&session.user).is_none() {
+            return Ok(None);
+        }
+        let caller = Caller { id: session.user.clone(), admin: catalog.directory.is_admin(&session.user) };
+        Ok(Some((caller, session)))
+    }
+
+    /// Signs a session out.
+    pub async fn end_session(&self, secret: &str) -> Result<(), Problem> {
+        Ok(self.store.end_session(&session_hash(secret)).await?)
+    }
+
     /// The exact policy a request was planned with.
     async fn policy_for(&self, state: &RequestState) -> Result<Arc<Policy>, Problem> {
         let hash = &state.policy.hash;
@@ -654,6 +687,21 @@ fn loaded<'a>(catalog: &'a Catalog, id: &str) -> Result<&'a Arc<Policy>, Problem
     catalog.policies.get(id).ok_or_else(|| {
         Problem::new(Code::UnknownPolicy, signoff_engine::suggest::unknown("no policy is loaded with id", id, catalog.policies.keys().map(String::as_str)))
     })
+}
+
+/// How long a web session lasts.
+pub const SESSION_LIFETIME: jiff::SignedDuration = jiff::SignedDuration::from_hours(12);
+
+/// What the store keeps of a session's secret.
+fn session_hash(secret: &str) -> String {
+    signoff_engine::directory::token_hash(secret)
+}
+
+/// 32 random bytes as hex.
+fn random_hex() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }
 
 fn stripe_of(id: &str) -> usize {

@@ -15,17 +15,21 @@ use super::AppState;
 use crate::error::Problem;
 use crate::service::{Caller, IdempotencyKey, Reply};
 
-/// The caller, from `Authorization: Bearer <token>`.
+/// The caller, from `Authorization: Bearer <token>`, or from the web inbox's session cookie.
+/// A state change made through the cookie must carry the session's CSRF token in
+/// `X-CSRF-Token` (a cross-site page cannot read it), so a cookie alone changes nothing.
 pub struct Auth(pub Caller);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, service: &AppState) -> Result<Self, Problem> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| Problem::new(Code::Unauthenticated, "send Authorization: Bearer <token>"))?;
+        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+            return match super::web::session::secret(&parts.headers) {
+                Some(secret) => cookie_caller(parts, service, &secret).await.map(Auth),
+                None => Err(Problem::new(Code::Unauthenticated, "send Authorization: Bearer <token>")),
+            };
+        };
         let token = header
             .to_str()
             .ok()
@@ -38,6 +42,21 @@ impl FromRequestParts<AppState> for Auth {
             .map(Auth)
             .ok_or_else(|| Problem::new(Code::Unauthenticated, "unknown token"))
     }
+}
+
+/// The caller of a live session cookie; for anything but a read, only with its CSRF token.
+async fn cookie_caller(parts: &Parts, service: &AppState, secret: &str) -> Result<Caller, Problem> {
+    let (caller, session) = service
+        .session_caller(secret)
+        .await?
+        .ok_or_else(|| Problem::new(Code::Unauthenticated, "the session has ended: sign in again"))?;
+    if !parts.method.is_safe() {
+        let sent = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok());
+        if sent != Some(session.csrf.as_str()) {
+            return Err(Problem::forbidden("a change made with the session cookie needs its X-CSRF-Token"));
+        }
+    }
+    Ok(caller)
 }
 
 /// A JSON body: syntax errors are `malformed_json`, wrong shapes `bad_parameter`, oversized

@@ -1,5 +1,6 @@
 //! The HTTP edge: one module per resource (requests, policies, live, admin, operations,
-//! openapi) and per integration (slack, email), each owning its routes; handlers parse,
+//! openapi) and per integration (slack, email), each owning its routes, and the web inbox
+//! (`web`); handlers parse,
 //! authenticate, call the service and render. Every failure, including a malformed body, an
 //! unknown route or a panic, leaves as `application/problem+json`.
 
@@ -14,6 +15,7 @@ mod policies;
 pub mod problem;
 mod requests;
 mod slack;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -43,6 +45,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(openapi::routes())
         .merge(slack::routes())
         .merge(email::routes())
+        .merge(web::routes())
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async { Problem::new(Code::MethodNotAllowed, "this route does not take that method") })
         // `read_body` bounds every body (`Limits::max_body_bytes`) before an extractor sees it.

@@ -10,4 +10,5 @@ mod service;
 mod slack;
 mod time;
 mod transport;
+mod web;
 mod webhooks;

@@ -1,0 +1,118 @@
+//! The web inbox: server-rendered pages (askama templates in `templates/`, checked when the
+//! server compiles) for people who approve, served at `/` by the same binary, with every asset
+//! from the binary. Pages send a strict Content-Security-Policy: no inline script or style,
+//! nothing from another origin.
+
+mod inbox;
+pub mod session;
+
+use askama::Template;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use super::AppState;
+use crate::service::{Caller, Service};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(inbox::page))
+        .route("/signin", get(session::page).post(session::sign_in))
+        .route("/signout", post(session::sign_out))
+        .route("/assets/app.css", get(stylesheet))
+}
+
+/// What every page sends besides its HTML.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A rendered page with the headers every page carries.
+pub(super) struct Page(StatusCode, Result<String, askama::Error>);
+
+impl Page {
+    pub(super) fn of(status: StatusCode, template: &impl Template) -> Page {
+        Page(status, template.render())
+    }
+
+    /// A page that says what was refused and offers the way back.
+    pub(super) fn refused(status: StatusCode, message: &str) -> Response {
+        Page::of(status, &Refused { message }).into_response()
+    }
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let (status, html) = match self.1 {
+            Ok(html) => (self.0, html),
+            Err(e) => {
+                tracing::error!(error = %e, "a page did not render");
+                (StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><title>signoff</title><p>This page could not be shown; it has been logged.".into())
+            }
+        };
+        let mut resp = (status, Html(html)).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp
+    }
+}
+
+#[derive(Template)]
+#[template(path = "refused.html")]
+struct Refused<'a> {
+    message: &'a str,
+}
+
+/// The sign-in page, with the demo users when the demo directory is loaded.
+#[derive(Template)]
+#[template(path = "signin.html")]
+pub(super) struct SignIn {
+    error: Option<String>,
+    demo: Vec<(String, String)>,
+}
+
+impl SignIn {
+    pub(super) fn new(service: &Service, error: Option<&str>) -> SignIn {
+        SignIn { error: error.map(str::to_string), demo: service.catalog().demo_tokens.clone() }
+    }
+}
+
+impl IntoResponse for SignIn {
+    fn into_response(self) -> Response {
+        let status = if self.error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+        Page::of(status, &self).into_response()
+    }
+}
+
+/// The signed-in person of a page; without a live session, the page sends them to sign in.
+pub(super) struct Visitor {
+    pub caller: Caller,
+    /// For the page's forms and its script's API calls.
+    pub csrf: String,
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, service: &AppState) -> Result<Self, Response> {
+        let Some(secret) = session::secret(&parts.headers) else { return Err(Redirect::to("/signin").into_response()) };
+        match service.session_caller(&secret).await {
+            Ok(Some((caller, session))) => Ok(Visitor { caller, csrf: session.csrf }),
+            Ok(None) => Err(Redirect::to("/signin").into_response()),
+            Err(e) => Err(Page::refused(super::problem::status(e.code), &format!("{} ({})", e.detail, e.code))),
+        }
+    }
+}
+
+/// The stylesheet, from the binary.
+async fn stylesheet() -> Response {
+    let mut resp = include_str!("../../../assets/app.css").into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    resp
+}

@@ -1,0 +1,108 @@
+//! Signing in and out of the web inbox. A token pasted into the sign-in form starts a session
+//! (`Service::start_session`, which single sign-on would end in too); the browser holds its
+//! secret in an HttpOnly, SameSite=Strict cookie, Secure when the page came over HTTPS.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{AppState, Page, SignIn};
+use crate::error::Problem;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "signoff_session";
+
+/// The session secret a request's cookie carries, if any.
+pub fn secret(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == COOKIE && !value.is_empty())
+        .map(|(_, value)| value.to_string())
+}
+
+/// Whether the page was served over HTTPS (directly, or behind a proxy that says so).
+fn over_https(headers: &HeaderMap) -> bool {
+    headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+}
+
+fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!("{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("signoff_session=; Path=/; Max-Age=0"))
+}
+
+/// A form posted from another site carries its own `Origin`: refused, so that nobody can sign a
+/// visitor in (or out) as someone else.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+}
+
+#[derive(Deserialize)]
+struct SignInForm {
+    token: String,
+}
+
+/// The sign-in page.
+pub(super) async fn page(State(s): State<AppState>) -> Response {
+    SignIn::new(&s, None).into_response()
+}
+
+/// The sign-in form's POST: a known token starts a session and goes to the inbox.
+pub(super) async fn sign_in(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !same_origin(&headers) {
+        return Page::refused(StatusCode::FORBIDDEN, "This sign-in came from another site.");
+    }
+    let token = serde_urlencoded::from_bytes::<SignInForm>(&body).map(|f| f.token.trim().to_string()).unwrap_or_default();
+    let Some(caller) = s.authenticate(&token) else {
+        let message = if token.is_empty() { "Paste your token." } else { "That token is not known here (unauthenticated)." };
+        return (StatusCode::UNAUTHORIZED, SignIn::new(&s, Some(message))).into_response();
+    };
+    match s.start_session(&caller.id).await {
+        Ok((secret, _)) => {
+            let mut resp = Redirect::to("/").into_response();
+            let max_age = crate::service::SESSION_LIFETIME.as_secs();
+            resp.headers_mut().insert(header::SET_COOKIE, cookie(&secret, max_age, over_https(&headers)));
+            resp
+        }
+        Err(e) => problem_page(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct SignOutForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// Ends the session (with its CSRF token, from the page's form) and forgets the cookie.
+pub(super) async fn sign_out(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let form = serde_urlencoded::from_bytes::<SignOutForm>(&body).unwrap_or(SignOutForm { csrf: String::new() });
+    if let Some(secret) = secret(&headers) {
+        match s.session_caller(&secret).await {
+            Ok(Some((_, session))) if session.csrf == form.csrf && same_origin(&headers) => {
+                if let Err(e) = s.end_session(&secret).await {
+                    return problem_page(e);
+                }
+            }
+            Ok(Some(_)) => return Page::refused(StatusCode::FORBIDDEN, "This sign-out did not come from signoff's own page."),
+            Ok(None) => {}
+            Err(e) => return problem_page(e),
+        }
+    }
+    let mut resp = Redirect::to("/signin").into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, cookie("", 0, over_https(&headers)));
+    resp
+}
+
+fn problem_page(e: Problem) -> Response {
+    let status = super::super::problem::status(e.code);
+    Page::refused(status, &format!("{} ({})", e.detail, e.code))
+}
