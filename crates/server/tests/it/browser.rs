@@ -1,0 +1,50 @@
+//! The web inbox in a real headless Chromium, driven over WebDriver: what a person sees and does.
+//! Screenshots go to the target directory (`screenshots/`); the good ones are copied to `docs/`.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use signoff_testkit::app::*;
+use signoff_testkit::browser::Browser;
+
+fn screenshots() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
+}
+
+#[tokio::test]
+async fn signing_in_in_chromium_shows_the_inbox_and_signing_out_leaves_it() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(1000, 760).await else { return };
+    for (title, subject, discount) in [("ACME renewal, 3 years", "Q-2026-0120", 0.18), ("Globex expansion", "Q-2026-0131", 0.12)] {
+        let body = json!({"policy": "quote-discount", "title": title, "subject": subject, "context": quote(discount, 0.25)});
+        let (status, _) = app.post("alice", "/v1/requests", body).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+
+    browser.goto(&format!("{}/", app.url)).await;
+    browser.wait_for_title("Sign in · signoff").await;
+    browser.type_into(&browser.find("#token").await, "mark-token").await;
+    browser.click(&browser.find("form[action='/signin'] button[type=submit]").await).await;
+    browser.wait_for_title("(2) Inbox · signoff").await;
+    let first = browser.text(&browser.find("li.task .title").await).await;
+    assert_eq!(first, "ACME renewal, 3 years", "soonest due first, then oldest");
+    let facts = browser.text(&browser.find("li.task .facts").await).await;
+    assert!(facts.contains("alice") && facts.contains("quote-discount"), "{facts}");
+    browser.screenshot(&screenshots(), "inbox").await;
+
+    browser.click(&browser.find("form[action='/signout'] button").await).await;
+    browser.wait_for_title("Sign in · signoff").await;
+    browser.goto(&format!("{}/", app.url)).await;
+    browser.wait_for_title("Sign in · signoff").await;
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_said_so_at_phone_width() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(390, 760).await else { return };
+    browser.goto(&format!("{}/signin", app.url)).await;
+    browser.type_into(&browser.find("#token").await, "not-a-token").await;
+    browser.click(&browser.find("form[action='/signin'] button[type=submit]").await).await;
+    let error = browser.text(&browser.find("#signin-error").await).await;
+    assert_eq!(error, "That token is not known here (unauthenticated).");
+    browser.screenshot(&screenshots(), "signin-phone").await;
+}
