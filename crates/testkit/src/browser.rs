@@ -110,6 +110,11 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{}/click", e.0), Some(json!({}))).await;
     }
 
+    /// An attribute of `e` (`None` when it has none).
+    pub async fn attribute(&self, e: &Element, name: &str) -> Option<String> {
+        self.call(reqwest::Method::GET, &format!("/element/{}/attribute/{name}", e.0), None).await.as_str().map(str::to_string)
+    }
+
     pub async fn text(&self, e: &Element) -> String {
         self.call(reqwest::Method::GET, &format!("/element/{}/text", e.0), None).await.as_str().unwrap_or_default().to_string()
     }

@@ -48,3 +48,46 @@ async fn a_wrong_token_is_said_so_at_phone_width() {
     assert_eq!(error, "That token is not known here (unauthenticated).");
     browser.screenshot(&screenshots(), "signin-phone").await;
 }
+
+/// Signs `user` in on `browser` and waits for the inbox.
+async fn sign_in(browser: &Browser, app: &App, user: &str) {
+    browser.goto(&format!("{}/signin", app.url)).await;
+    browser.type_into(&browser.find("#token").await, &format!("{user}-token")).await;
+    browser.click(&browser.find("form[action='/signin'] button[type=submit]").await).await;
+    browser.find("main h1").await;
+}
+
+#[tokio::test]
+async fn on_the_request_page_a_checklist_gates_approval_and_a_reject_needs_a_reason() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(1000, 1400).await else { return };
+    let body = json!({"policy": "prod-deploy", "title": "payments-api 2026.12.1", "subject": "CHG-4411",
+        "context": {"service": "payments-api", "image": "registry.example.com/payments-api:2026.12.1", "replicas": 6, "canary_percent": 10}});
+    let (status, r) = app.post("alice", "/v1/requests", body).await;
+    assert_eq!(status, StatusCode::CREATED, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+
+    sign_in(&browser, &app, "sam").await;
+    browser.click(&browser.find(&format!("a[href='/requests/{id}']")).await).await;
+    browser.wait_for_title("payments-api 2026.12.1 · signoff").await;
+    let approve = browser.find("#step-sre button[value=approve]").await;
+    assert_eq!(browser.attribute(&approve, "disabled").await.as_deref(), Some("true"), "approve waits for the checklist");
+    browser.screenshot(&screenshots(), "request").await;
+
+    // Reject without a reason: refused, and the page says why with its code.
+    browser.click(&browser.find("#step-sre button[value=reject]").await).await;
+    let problem = browser.text(&browser.find("#problem").await).await;
+    assert!(problem.contains("(comment_required)"), "{problem}");
+
+    for item in ["rollback-plan-reviewed", "change-window-ok"] {
+        browser.click(&browser.find(&format!("#step-sre form input[value='{item}'] ~ button")).await).await;
+        browser.find("main h1").await;
+    }
+    let approve = browser.find("#step-sre button[value=approve]").await;
+    assert_eq!(browser.attribute(&approve, "disabled").await, None, "every item acknowledged");
+    browser.click(&approve).await;
+    let acted = browser.text(&browser.find("#step-sre .acted").await).await;
+    assert!(acted.contains("sam approved"), "{acted}");
+    let progress = browser.text(&browser.find("#step-sre .facts").await).await;
+    assert!(progress.contains("1 of 2 approvals"), "{progress}");
+}

@@ -4,6 +4,7 @@
 //! nothing from another origin.
 
 mod inbox;
+mod request;
 pub mod session;
 
 use askama::Template;
@@ -20,6 +21,8 @@ use crate::service::{Caller, Service};
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(inbox::page))
+        .route("/requests/{id}", get(request::page))
+        .route("/requests/{id}/act", post(request::act))
         .route("/signin", get(session::page).post(session::sign_in))
         .route("/signout", post(session::sign_out))
         .route("/assets/app.css", get(stylesheet))

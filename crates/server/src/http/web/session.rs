@@ -39,7 +39,7 @@ fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
 
 /// A form posted from another site carries its own `Origin`: refused, so that nobody can sign a
 /// visitor in (or out) as someone else.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
     origin.split_once("://").is_some_and(|(_, rest)| rest == host)
