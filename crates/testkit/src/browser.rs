@@ -110,9 +110,52 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{}/click", e.0), Some(json!({}))).await;
     }
 
-    /// An attribute of `e` (`None` when it has none).
-    pub async fn attribute(&self, e: &Element, name: &str) -> Option<String> {
-        self.call(reqwest::Method::GET, &format!("/element/{}/attribute/{name}", e.0), None).await.as_str().map(str::to_string)
+    /// Clicks what `css` selects, finding it again if a live page swapped it out meanwhile.
+    pub async fn click_on(&self, css: &str) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let e = self.find(css).await;
+            let v = self.call(reqwest::Method::POST, &format!("/element/{}/click", e.0), Some(json!({}))).await;
+            match v["error"].as_str() {
+                None => return,
+                Some("stale element reference") if Instant::now() < deadline => continue,
+                Some(other) => panic!("clicking `{css}`: {other}: {v}"),
+            }
+        }
+    }
+
+    /// The text of what `css` selects, once it holds `needle`.
+    pub async fn wait_for_text(&self, css: &str, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let e = self.find(css).await;
+            let text = self.text(&e).await;
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "`{css}` never said {needle:?}: {text:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Runs `script` in the page; what it returns.
+    pub async fn execute(&self, script: &str) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] }))).await
+    }
+
+    /// An attribute of what `css` selects (`None` when it has none), found again if a live page
+    /// swapped it out meanwhile.
+    pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let e = self.find(css).await;
+            let v = self.call(reqwest::Method::GET, &format!("/element/{}/attribute/{name}", e.0), None).await;
+            match v["error"].as_str() {
+                None => return v.as_str().map(str::to_string),
+                Some("stale element reference") if Instant::now() < deadline => continue,
+                Some(other) => panic!("attribute {name} of `{css}`: {other}: {v}"),
+            }
+        }
     }
 
     pub async fn text(&self, e: &Element) -> String {

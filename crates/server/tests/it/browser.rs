@@ -70,24 +70,41 @@ async fn on_the_request_page_a_checklist_gates_approval_and_a_reject_needs_a_rea
     sign_in(&browser, &app, "sam").await;
     browser.click(&browser.find(&format!("a[href='/requests/{id}']")).await).await;
     browser.wait_for_title("payments-api 2026.12.1 · signoff").await;
-    let approve = browser.find("#step-sre button[value=approve]").await;
-    assert_eq!(browser.attribute(&approve, "disabled").await.as_deref(), Some("true"), "approve waits for the checklist");
+    let disabled = browser.attribute("#step-sre button[value=approve]", "disabled").await;
+    assert_eq!(disabled.as_deref(), Some("true"), "approve waits for the checklist");
     browser.screenshot(&screenshots(), "request").await;
 
     // Reject without a reason: refused, and the page says why with its code.
-    browser.click(&browser.find("#step-sre button[value=reject]").await).await;
-    let problem = browser.text(&browser.find("#problem").await).await;
-    assert!(problem.contains("(comment_required)"), "{problem}");
+    browser.click_on("#step-sre button[value=reject]").await;
+    browser.wait_for_text("#problem", "(comment_required)").await;
 
-    for item in ["rollback-plan-reviewed", "change-window-ok"] {
-        browser.click(&browser.find(&format!("#step-sre form input[value='{item}'] ~ button")).await).await;
-        browser.find("main h1").await;
+    for (n, item) in ["rollback-plan-reviewed", "change-window-ok"].into_iter().enumerate() {
+        browser.click_on(&format!("#step-sre form input[value='{item}'] ~ button")).await;
+        browser.wait_for_text("#step-sre .facts", &format!("{} of 2 acknowledged", n + 1)).await;
     }
-    let approve = browser.find("#step-sre button[value=approve]").await;
-    assert_eq!(browser.attribute(&approve, "disabled").await, None, "every item acknowledged");
-    browser.click(&approve).await;
-    let acted = browser.text(&browser.find("#step-sre .acted").await).await;
-    assert!(acted.contains("sam approved"), "{acted}");
-    let progress = browser.text(&browser.find("#step-sre .facts").await).await;
-    assert!(progress.contains("1 of 2 approvals"), "{progress}");
+    assert_eq!(browser.attribute("#step-sre button[value=approve]", "disabled").await, None, "every item acknowledged");
+    browser.click_on("#step-sre button[value=approve]").await;
+    browser.wait_for_text("#step-sre .acted", "sam approved").await;
+    browser.wait_for_text("#step-sre .facts", "1 of 2 approvals").await;
+}
+
+#[tokio::test]
+async fn the_inbox_follows_new_and_withdrawn_tasks_without_a_reload() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(1000, 760).await else { return };
+    app.submit("alice", "quote-discount", quote(0.18, 0.25)).await;
+    sign_in(&browser, &app, "mark").await;
+    browser.wait_for_title("(1) Inbox · signoff").await;
+    // Marks the page: a reload would lose it.
+    browser.execute("document.querySelector('main h1').dataset.seen = 'yes'").await;
+
+    let second = app.submit("alice", "quote-discount", quote(0.12, 0.25)).await;
+    browser.wait_for_title("(2) Inbox · signoff").await;
+    let (status, _) = app.act("alice", second["id"].as_str().unwrap(), json!({"action": "cancel", "comment": "sent twice"})).await;
+    assert_eq!(status, StatusCode::OK);
+    browser.wait_for_title("(1) Inbox · signoff").await;
+    let seen = browser.execute("return document.querySelector('main h1') ? document.querySelector('main h1').dataset.seen || 'swapped' : 'none'").await;
+    assert_eq!(seen, "swapped", "main was swapped in place, the page itself not reloaded");
+    let reloaded = browser.execute("return performance.getEntriesByType('navigation').length").await;
+    assert_eq!(reloaded, 1, "one navigation: the sign-in's");
 }

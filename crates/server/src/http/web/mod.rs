@@ -26,6 +26,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/signin", get(session::page).post(session::sign_in))
         .route("/signout", post(session::sign_out))
         .route("/assets/app.css", get(stylesheet))
+        .route("/assets/app.js", get(script))
 }
 
 /// What every page sends besides its HTML.
@@ -111,11 +112,21 @@ impl FromRequestParts<AppState> for Visitor {
     }
 }
 
-/// The stylesheet, from the binary.
-async fn stylesheet() -> Response {
-    let mut resp = include_str!("../../../assets/app.css").into_response();
+/// An asset from the binary.
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut resp = body.into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/css; charset=utf-8"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
+}
+
+async fn stylesheet() -> Response {
+    asset(include_str!("../../../assets/app.css"), "text/css; charset=utf-8")
+}
+
+/// The one script: it keeps live pages up to date.
+async fn script() -> Response {
+    asset(include_str!("../../../assets/app.js"), "text/javascript; charset=utf-8")
 }
