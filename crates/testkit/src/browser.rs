@@ -102,6 +102,11 @@ impl Browser {
         }
     }
 
+    /// Empties a text field.
+    pub async fn clear(&self, e: &Element) {
+        self.call(reqwest::Method::POST, &format!("/element/{}/clear", e.0), Some(json!({}))).await;
+    }
+
     pub async fn type_into(&self, e: &Element, text: &str) {
         self.call(reqwest::Method::POST, &format!("/element/{}/value", e.0), Some(json!({ "text": text }))).await;
     }

@@ -108,3 +108,29 @@ async fn the_inbox_follows_new_and_withdrawn_tasks_without_a_reload() {
     let reloaded = browser.execute("return performance.getEntriesByType('navigation').length").await;
     assert_eq!(reloaded, 1, "one navigation: the sign-in's");
 }
+
+#[tokio::test]
+async fn a_new_request_is_previewed_then_submitted_once() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(1000, 1300).await else { return };
+    sign_in(&browser, &app, "alice").await;
+    browser.goto(&format!("{}/new?policy=quote-discount", app.url)).await;
+    browser.wait_for_title("New request · signoff").await;
+    browser.type_into(&browser.find("#title").await, "ACME renewal").await;
+    browser.type_into(&browser.find("#subject").await, "Q-2026-0200").await;
+    let context = browser.find("#context").await;
+    browser.clear(&context).await;
+    browser.type_into(&context, r#"{"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}"#).await;
+    browser.click_on("button[value=preview]").await;
+    let plan = browser.wait_for_text("#plan-preview", "manager").await;
+    assert!(plan.contains("mark") && plan.contains("finance"), "the plan names its approvers: {plan}");
+    browser.screenshot(&screenshots(), "new-request").await;
+    let (_, before) = app.get("alice", "/v1/requests").await;
+    assert_eq!(before["items"].as_array().unwrap().len(), 0, "a preview stores nothing");
+
+    browser.click_on("button[value=submit]").await;
+    browser.wait_for_title("ACME renewal · signoff").await;
+    let (_, after) = app.get("alice", "/v1/requests").await;
+    assert_eq!(after["items"].as_array().unwrap().len(), 1);
+    assert_eq!(after["items"][0]["subject"], "Q-2026-0200");
+}

@@ -89,3 +89,53 @@ async fn a_sign_in_posted_from_another_site_is_refused() {
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(resp.headers().get(SET_COOKIE).is_none());
 }
+
+async fn page(app: &App, cookie: &str, path: &str) -> (StatusCode, String) {
+    let resp = client().get(format!("{}{path}", app.url)).header(COOKIE, cookie).send().await.unwrap();
+    (resp.status(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn my_requests_by_status_and_page() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..27 {
+        ids.push(app.submit("alice", "any", json!({})).await["id"].as_str().unwrap().to_string());
+    }
+    let (status, _) = app.act("alice", &ids[0], json!({"action": "cancel"})).await;
+    assert_eq!(status, StatusCode::OK);
+    app.submit("mark", "any", json!({})).await;
+    let (cookie, _) = sign_in(&app, "alice").await;
+    let (status, html) = page(&app, &cookie, "/mine").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("data-request=").count(), 25, "a page of 25, newest first");
+    assert!(html.contains(&format!("data-request=\"{}\"", ids[26])), "the newest is on the first page");
+    let next = html.split("&#38;cursor=").nth(1).expect("a link to the next page").split('"').next().unwrap().to_string();
+    let (_, older) = page(&app, &cookie, &format!("/mine?cursor={next}")).await;
+    assert_eq!(older.matches("data-request=").count(), 2, "the rest on the next page");
+    assert!(older.contains(&format!("data-request=\"{}\"", ids[0])));
+    let (_, cancelled) = page(&app, &cookie, "/mine?status=cancelled").await;
+    assert_eq!(cancelled.matches("data-request=").count(), 1, "only alice's cancelled one");
+}
+
+#[tokio::test]
+async fn admins_see_every_open_task_and_reload() {
+    let app = spawn_app().await;
+    app.submit("alice", "quote-discount", quote(0.18, 0.25)).await;
+    app.submit("alice", "seq", json!({})).await;
+    let (mark, _) = sign_in(&app, "mark").await;
+    let (status, html) = page(&app, &mark, "/admin").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("(forbidden)"), "{html}");
+    let (root, csrf) = sign_in(&app, "root").await;
+    let (status, html) = page(&app, &root, "/admin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("<tr class=").count(), 2, "mark's two tasks: {html}");
+    let (_, by_policy) = page(&app, &root, "/admin?policy=seq").await;
+    assert_eq!(by_policy.matches("<tr class=").count(), 1);
+    let (_, fiona) = page(&app, &root, "/admin?approver=fiona").await;
+    assert!(fiona.contains("No open tasks match."), "fiona's step is not active yet");
+    let reloaded = client().post(format!("{}/admin/reload", app.url)).header(COOKIE, &root).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    assert_eq!(reloaded.status(), StatusCode::OK);
+    assert!(reloaded.text().await.unwrap().contains("Reloaded: "), "the reload says what it did");
+}

@@ -74,6 +74,7 @@ fn relative(due: Timestamp, now: Timestamp) -> String {
 struct InboxPage {
     user: String,
     csrf: String,
+    admin: bool,
     rows: Vec<Row>,
     /// Every policy among the open tasks, for the filter.
     policies: Vec<String>,
@@ -93,6 +94,6 @@ pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, filter: Re
     policies.dedup();
     let rows: Vec<Row> = tasks.iter().filter(|t| policy.is_empty() || t.policy == policy).map(|t| Row::of(t, now)).collect();
     let overdue = rows.iter().filter(|r| r.mark == "overdue").count();
-    let page = InboxPage { user: visitor.caller.id, csrf: visitor.csrf, rows, policies, policy, overdue };
+    let page = InboxPage { admin: visitor.caller.admin, user: visitor.caller.id, csrf: visitor.csrf, rows, policies, policy, overdue };
     Page::of(StatusCode::OK, &page).into_response()
 }

@@ -3,7 +3,10 @@
 //! from the binary. Pages send a strict Content-Security-Policy: no inline script or style,
 //! nothing from another origin.
 
+mod admin;
 mod inbox;
+mod mine;
+mod new;
 mod request;
 pub mod session;
 
@@ -21,6 +24,10 @@ use crate::service::{Caller, Service};
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(inbox::page))
+        .route("/mine", get(mine::page))
+        .route("/new", get(new::page).post(new::post))
+        .route("/admin", get(admin::page))
+        .route("/admin/reload", post(admin::reload))
         .route("/requests/{id}", get(request::page))
         .route("/requests/{id}/act", post(request::act))
         .route("/signin", get(session::page).post(session::sign_in))

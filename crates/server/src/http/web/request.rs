@@ -153,6 +153,7 @@ fn evidence(items: &[Value]) -> Vec<Evidence> {
 struct RequestPage {
     user: String,
     csrf: String,
+    admin: bool,
     /// The idempotency key every form of this drawing carries.
     key: String,
     problem: Option<String>,
@@ -185,6 +186,7 @@ async fn draw(s: &AppState, visitor: &Visitor, id: &str, problem: Option<String>
     Ok(RequestPage {
         user: me.to_string(),
         csrf: visitor.csrf.clone(),
+        admin: visitor.caller.admin,
         key: format!("web-{}", uuid::Uuid::now_v7().simple()),
         problem,
         id: state.id.to_string(),
