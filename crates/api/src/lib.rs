@@ -177,6 +177,19 @@ pub struct Me {
     pub admin: bool,
 }
 
+/// A directory user, as a search for people to delegate to shows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserSummary {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// `GET /v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UserList {
+    pub items: Vec<UserSummary>,
+}
+
 /// A loaded policy, in `GET /v1/policies` and `POST /v1/admin/reload`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicySummary {

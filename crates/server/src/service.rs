@@ -658,6 +658,21 @@ impl Service {
         }
     }
 
+    /// Directory users whose id or name contains `q` (any case), by id, at most `limit`.
+    pub fn users(&self, q: &str, limit: usize) -> Vec<signoff_api::UserSummary> {
+        let catalog = self.catalog();
+        let q = q.to_lowercase();
+        let mut found: Vec<signoff_api::UserSummary> = catalog
+            .directory
+            .users()
+            .filter(|u| u.id.to_lowercase().contains(&q) || u.name.as_deref().is_some_and(|n| n.to_lowercase().contains(&q)))
+            .map(|u| signoff_api::UserSummary { id: u.id.clone(), name: u.name.clone() })
+            .collect();
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        found.truncate(limit);
+        found
+    }
+
     /// What submitting `context` under `policy_id` would produce, without storing anything.
     pub fn plan(&self, caller: &Caller, policy_id: &str, body: PlanBody) -> Result<RequestState, Problem> {
         let catalog = self.catalog();

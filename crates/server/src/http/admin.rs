@@ -11,12 +11,12 @@ use signoff_engine::Code;
 use super::AppState;
 use super::extract::{Auth, query};
 use super::policies::summary;
-use signoff_api::{Inbox, Me};
+use signoff_api::{Inbox, Me, UserList};
 use crate::error::Problem;
 use crate::service::ReloadError;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/admin/reload", post(reload)).route("/tasks", get(tasks)).route("/me", get(me))
+    Router::new().route("/admin/reload", post(reload)).route("/tasks", get(tasks)).route("/me", get(me)).route("/users", get(users))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -39,6 +39,28 @@ pub(crate) async fn tasks(State(s): State<AppState>, Auth(caller): Auth, q: Resu
         return Err(Problem::bad_parameter("limit must be between 1 and 1000"));
     }
     Ok(Json(Inbox { items: s.open_tasks(&caller, q.approver.as_deref(), limit).await? }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UsersParams {
+    /// Part of a user's id or name, any case; every user when empty.
+    q: Option<String>,
+    /// 1 to 100; 20 by default.
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+/// Directory users whose id or name contains `q`, by id: for choosing whom to delegate to.
+#[utoipa::path(get, path = "/v1/users", tag = "admin", params(UsersParams), responses((status = 200, body = Object)))]
+pub(crate) async fn users(State(s): State<AppState>, Auth(_caller): Auth, q: Result<Query<UsersParams>, QueryRejection>) -> Result<Json<UserList>, Problem> {
+    let q = query(q)?;
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(Problem::bad_parameter("limit must be between 1 and 100"));
+    }
+    Ok(Json(UserList { items: s.users(q.q.as_deref().unwrap_or_default(), limit as usize) }))
 }
 
 /// Who the caller is: their directory entry, groups and whether they are an admin.

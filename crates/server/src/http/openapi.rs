@@ -34,7 +34,7 @@ pub(super) fn v1_routes() -> Router<AppState> {
         (`application/problem+json`) with a stable `code`; see the product's spec/api.md."),
     paths(
         super::requests::submit, super::requests::act, super::requests::request, super::requests::list, super::requests::events,
-        super::requests::notifications, super::requests::inbox, super::admin::tasks, super::admin::me, super::live::request_stream, super::live::user_stream,
+        super::requests::notifications, super::requests::inbox, super::admin::tasks, super::admin::me, super::admin::users, super::live::request_stream, super::live::user_stream,
         super::live::wait, super::policies::policies, super::policies::policy, super::policies::validate_policy, super::policies::plan,
         super::admin::reload, super::operations::healthz, super::operations::readyz, super::operations::metrics_text,
         super::slack::slack_interactions, super::email::email_confirm, super::email::email_act, public_document,
@@ -72,6 +72,7 @@ const ERRORS: &[(&str, &str, &[u16])] = &[
     ("get", "/v1/inbox", &[400, 401, 503]),
     ("get", "/v1/tasks", &[400, 401, 403, 503]),
     ("get", "/v1/me", &[401]),
+    ("get", "/v1/users", &[400, 401]),
     ("get", "/v1/policies", &[401]),
     ("get", "/v1/policies/{id}", &[401, 404]),
     ("post", "/v1/policies/validate", &[400, 401, 413, 422]),

@@ -139,3 +139,50 @@ async fn admins_see_every_open_task_and_reload() {
     assert_eq!(reloaded.status(), StatusCode::OK);
     assert!(reloaded.text().await.unwrap().contains("Reloaded: "), "the reload says what it did");
 }
+
+#[tokio::test]
+async fn the_user_lookup_finds_people_by_id_or_name() {
+    let app = spawn_app().await;
+    let (status, found) = app.get("alice", "/v1/users?q=FI").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = found["items"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["fiona"]);
+    let (_, limited) = app.get("alice", "/v1/users?limit=3").await;
+    assert_eq!(limited["items"].as_array().unwrap().len(), 3);
+    let (status, body) = app.get("alice", "/v1/users?limit=0").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_parameter")));
+}
+
+#[tokio::test]
+async fn a_step_is_delegated_and_commented_on_from_the_page() {
+    let app = spawn_app().await;
+    let r = app.submit("alice", "any", json!({})).await;
+    let id = r["id"].as_str().unwrap();
+    let (cookie, csrf) = sign_in(&app, "fiona").await;
+    let (_, html) = page(&app, &cookie, &format!("/requests/{id}")).await;
+    assert!(html.contains("<option value=\"dana\">"), "the delegate box offers the directory: {html}");
+    let post = |fields: Vec<(&'static str, String)>| {
+        let mut form = vec![("csrf", csrf.clone())];
+        form.extend(fields);
+        client().post(format!("{}/requests/{id}/act", app.url)).header(COOKIE, &cookie).form(&form).send()
+    };
+    let key = || ("key", format!("k-{}", uuid_like()));
+    let refused = post(vec![key(), ("action", "delegate".into()), ("step", "finance".into()), ("to", "ghost".into())]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("(unknown_user)"));
+    let done = post(vec![key(), ("action", "delegate".into()), ("step", "finance".into()), ("to", "dana".into())]).await.unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let commented = post(vec![key(), ("action", "comment".into()), ("comment", "dana knows this customer".into())]).await.unwrap();
+    assert_eq!(commented.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(&app, &cookie, &format!("/requests/{id}")).await;
+    assert!(html.contains("fiona delegated to dana"), "{html}");
+    assert!(html.contains("“dana knows this customer”"), "{html}");
+    let (_, state) = app.get("root", &format!("/v1/requests/{id}")).await;
+    assert!(state["steps"][0]["approvers"].as_array().unwrap().iter().any(|a| a == "dana"), "{state}");
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}

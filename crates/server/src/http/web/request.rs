@@ -92,7 +92,8 @@ impl EventView {
             EventKind::Refused { action, code, detail, .. } => format!("{action} refused: {detail} ({code})"),
             EventKind::EditsRefused { .. } => serde_json::to_value(&e.kind).map(|v| v["data"].to_string()).unwrap_or_default(),
             EventKind::Approved { comment: Some(c), .. } => format!("“{c}”"),
-            EventKind::Rejected { comment, .. } => format!("“{comment}”"),
+            EventKind::Rejected { comment, .. } | EventKind::Commented { comment } => format!("“{comment}”"),
+            EventKind::Delegated { from, to } => format!("{from} delegated to {to}"),
             EventKind::Completed { status, reason } => format!("{}{}", status.as_str(), reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()),
             _ => String::new(),
         };
@@ -175,6 +176,8 @@ struct RequestPage {
     events: Vec<EventView>,
     deliveries: Vec<DeliveryView>,
     may_cancel: bool,
+    /// Whom a step may be delegated to (the directory's users, the visitor aside): id and label.
+    people: Vec<(String, String)>,
 }
 
 async fn draw(s: &AppState, visitor: &Visitor, id: &str, problem: Option<String>) -> Result<RequestPage, Problem> {
@@ -207,6 +210,7 @@ async fn draw(s: &AppState, visitor: &Visitor, id: &str, problem: Option<String>
         events: events.iter().map(EventView::of).collect(),
         deliveries: deliveries.iter().map(DeliveryView::of).collect(),
         may_cancel: !state.status.is_terminal() && (state.requester == me || visitor.caller.admin),
+        people: s.users("", 1000).into_iter().filter(|u| u.id != me).map(|u| { let label = u.name.clone().unwrap_or_else(|| u.id.clone()); (u.id, label) }).collect(),
     })
 }
 
@@ -235,6 +239,8 @@ struct ActForm {
     comment: Option<String>,
     #[serde(default)]
     item: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
 }
 
 /// A form on the request page: acts as the visitor, once per drawing of the page.
@@ -245,8 +251,10 @@ pub(super) async fn act(State(s): State<AppState>, visitor: Visitor, headers: He
         return Page::refused(StatusCode::FORBIDDEN, "This form did not come from signoff's own page.");
     }
     let comment = form.comment.filter(|c| !c.trim().is_empty());
-    let fields = ActionFields { action: form.action.clone(), step: form.step.clone(), comment, item: form.item.clone(), ..Default::default() };
-    let fingerprint = signoff_engine::canonical::digest(&json!({ "route": format!("web act {id}"), "action": form.action, "step": form.step, "item": form.item }));
+    let to = form.to.clone().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
+    let step = form.step.clone().filter(|s| !s.is_empty());
+    let fields = ActionFields { action: form.action.clone(), step, comment, item: form.item.clone(), to: to.clone(), ..Default::default() };
+    let fingerprint = signoff_engine::canonical::digest(&json!({ "route": format!("web act {id}"), "action": form.action, "step": form.step, "item": form.item, "to": to }));
     let key = (!form.key.is_empty()).then(|| IdempotencyKey { key: form.key.clone(), fingerprint });
     let outcome = match ActionBody::try_from(fields) {
         Err(e) => Err(Problem::bad_parameter(e)),
