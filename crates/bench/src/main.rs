@@ -92,6 +92,14 @@ enum Scenario {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// The web inbox of one approver with 10,000 open tasks: the page's server time, and what
+    /// a request page weighs.
+    WebInbox {
+        #[arg(long, default_value_t = 10_000)]
+        tasks: usize,
+        #[arg(long, default_value_t = 500)]
+        samples: usize,
+    },
     /// Submissions with 0.9 MB contexts, then the largest lists: the server's RSS.
     Memory {
         #[arg(long, default_value_t = 600)]
@@ -712,6 +720,59 @@ async fn seed_with(service: &Arc<Service>, n: usize, body: impl Fn(usize) -> (St
     while tasks.join_next().await.is_some() {}
 }
 
+async fn web_inbox(tasks: usize, samples: usize) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let data = dir.path().join("data");
+    {
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default() };
+        let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+        seed_with(&service, tasks, |i| {
+            let body = SubmitBody {
+                policy: "inbox".into(),
+                title: Some(format!("request {i}")),
+                subject: Some(format!("S-{i}")),
+                context: json!({"reviewer": "mark", "amount": i}),
+                evidence: vec![],
+                resubmits: None,
+            };
+            (format!("u{}", 2 + i % 198), body)
+        })
+        .await;
+    }
+    let server = spawn_server_on(&data, None, &policies, &directory);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let inbox: Value = http.get(format!("{}/v1/inbox?limit=1", server.url)).bearer_auth("mark-token").send().await.unwrap().json().await.unwrap();
+    let first = inbox["items"][0]["request"].as_str().unwrap().to_string();
+    let signed_in = http
+        .post(format!("{}/signin", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=mark-token")
+        .send()
+        .await
+        .unwrap();
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let page = |path: String| {
+        let (http, cookie) = (http.clone(), cookie.clone());
+        async move { http.get(path).header("cookie", cookie).send().await.unwrap().bytes().await.unwrap() }
+    };
+    for _ in 0..20 {
+        page(format!("{}/", server.url)).await;
+    }
+    let mut lat = Vec::new();
+    for _ in 0..samples {
+        let start = Instant::now();
+        let html = page(format!("{}/", server.url)).await;
+        lat.push(start.elapsed());
+        assert!(html.len() > 1000);
+    }
+    report(&format!("web_inbox_{tasks}"), lat);
+    let request = page(format!("{}/requests/{first}", server.url)).await.len();
+    let css = page(format!("{}/assets/app.css", server.url)).await.len();
+    let js = page(format!("{}/assets/app.js", server.url)).await.len();
+    println!("request_page_bytes html={request} css={css} js={js} total={}", request + css + js);
+}
+
 async fn inbox(tasks: usize, samples: usize, database_url: Option<String>) {
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
@@ -857,6 +918,7 @@ fn main() {
             Scenario::Http { clients, seconds, database_url, instances } => http_bench(clients, seconds, database_url, instances).await,
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
             Scenario::Inbox { tasks, samples, database_url } => inbox(tasks, samples, database_url).await,
+            Scenario::WebInbox { tasks, samples } => web_inbox(tasks, samples).await,
             Scenario::Memory { requests, clients, serve_args, server } => memory(requests, clients, serve_args, server).await,
             Scenario::Timers { requests, burst } => timers(requests, burst).await,
             Scenario::Webhooks { requests } => webhooks(requests).await,
