@@ -303,6 +303,10 @@ pub struct Task {
     pub requester: Option<String>,
     #[serde(default)]
     pub subject: Option<String>,
+    /// When the whole request expires, if its policy sets `expires_in`. (Rows written before it
+    /// was kept read back without it until their request next changes.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A signed-in web session. The browser's cookie holds a random secret; the store keeps only
@@ -342,6 +346,7 @@ pub fn tasks_of(state: &RequestState) -> Vec<(String, Task)> {
                     approver: approver.to_string(),
                     requester: Some(state.requester.clone()),
                     subject: state.subject.clone(),
+                    expires_at: state.expires_at,
                 },
             )
         })

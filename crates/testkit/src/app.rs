@@ -22,6 +22,7 @@ pub const POLICIES: &[(&str, &str)] = &[
     ("edits.yaml", "id: edits\nsteps:\n  - id: review\n    approvers: {users: [mark]}\n    edits: {allowed_keys: [note], max_diff_chars: 10}\n"),
     ("sod.yaml", "id: sod\nsteps:\n  - {id: a, after: [], approvers: {users: [mark, fiona]}}\n  - {id: b, after: [], approvers: {users: [mark, frank]}}\n"),
     ("own.yaml", "id: own\nsteps:\n  - {id: a, approvers: {users: [alice, mark]}}\n"),
+    ("expiring.yaml", "id: expiring\nexpires_in: 30m\nsteps:\n  - {id: a, approvers: {users: [mark]}}\n"),
 ];
 
 pub fn directory_yaml(extra: &str) -> String {

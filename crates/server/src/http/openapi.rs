@@ -174,6 +174,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
             "properties": {
                 "request": {"type": "string"}, "step": {"type": "string"}, "title": string_or_null,
                 "reason": string_or_null, "due_at": time_or_null(), "policy": {"type": "string"},
+                "expires_at": time_or_null(),
             },
         })),
         ("Delivery", json!({

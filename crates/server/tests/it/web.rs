@@ -186,3 +186,16 @@ fn uuid_like() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
+
+#[tokio::test]
+async fn a_request_expiring_within_the_hour_is_marked_in_the_inbox() {
+    let app = spawn_app().await;
+    let expiring = app.submit("alice", "expiring", json!({})).await;
+    let later = app.submit("alice", "seq", json!({})).await;
+    let (cookie, _) = sign_in(&app, "mark").await;
+    let (_, html) = page(&app, &cookie, "/").await;
+    assert!(html.contains(&format!("<li class=\"task expiring\" data-request=\"{}\"", expiring["id"].as_str().unwrap())), "{html}");
+    assert!(html.contains(&format!("<li class=\"task \" data-request=\"{}\"", later["id"].as_str().unwrap())), "{html}");
+    let (_, inbox) = app.get("mark", "/v1/inbox").await;
+    assert!(inbox["items"].as_array().unwrap().iter().any(|t| t["expires_at"].is_string()), "the task says when its request expires");
+}

@@ -13,6 +13,8 @@ use super::{AppState, Page, Visitor};
 
 /// Due within this long: urgent.
 const URGENT: SignedDuration = SignedDuration::from_mins(15);
+/// The request expires within this long: expiring.
+const EXPIRING: SignedDuration = SignedDuration::from_hours(1);
 /// The most tasks one page shows.
 const PAGE: u32 = 200;
 
@@ -40,6 +42,7 @@ impl Row {
         let mark = match t.due_at {
             Some(due) if due <= now => "overdue",
             Some(due) if due <= now + URGENT => "urgent",
+            _ if t.expires_at.is_some_and(|e| e <= now + EXPIRING) => "expiring",
             _ => "",
         };
         Row {
