@@ -8,7 +8,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use signoff_api::{ActionBody, ActionFields, Inbox, Me, PlanBody, PolicyList, Problem, RequestState, SubmitBody, Task};
-use signoff_engine::policy::Quorum;
 use signoff_engine::{Policy, StepState, StepStatus};
 
 use crate::Remote;
@@ -239,17 +238,9 @@ pub fn status_lines(state: &RequestState) -> Vec<String> {
     lines
 }
 
-/// A quorum as the policy says it: a number, or `all`.
-fn quorum(q: &Quorum) -> String {
-    match q {
-        Quorum::Count(n) => n.to_string(),
-        Quorum::All => "all".into(),
-    }
-}
-
 /// A step's approvals toward its quorum, `1/2` (`1/all` before an `all` quorum is resolved).
 pub fn progress(step: &StepState) -> String {
-    format!("{}/{}", step.approvals.len(), quorum(&step.quorum))
+    format!("{}/{}", step.approvals.len(), step.quorum)
 }
 
 /// `manager:1/1,finance:0/1`: each step that is not skipped, with its progress.
@@ -510,11 +501,10 @@ pub fn token_new(user: &str) -> u8 {
     if !signoff_engine::policy::valid_id(user) {
         return Failure::Usage(format!("`{user}` is not a user id ([a-z0-9][a-z0-9._-]*)")).report();
     }
-    let mut bytes = [0u8; 32];
-    if let Err(e) = getrandom::fill(&mut bytes) {
-        return Failure::Usage(format!("no randomness from the system: {e}")).report();
-    }
-    let token = format!("so_{}", hex::encode(bytes));
+    let token = match signoff_server::service::random_hex() {
+        Ok(hex) => format!("so_{hex}"),
+        Err(e) => return Failure::Usage(format!("no randomness from the system: {e}")).report(),
+    };
     println!("token={token}");
     println!("# add under `tokens:` in the directory file (only the hash is stored; keep the token secret):");
     println!("  - {{ user: {user}, sha256: {} }}", signoff_engine::directory::token_hash(&token));

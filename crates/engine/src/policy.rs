@@ -125,6 +125,16 @@ pub enum Quorum {
     All,
 }
 
+/// A quorum as a policy writes it: a number, or `all`.
+impl std::fmt::Display for Quorum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Quorum::Count(n) => write!(f, "{n}"),
+            Quorum::All => f.write_str("all"),
+        }
+    }
+}
+
 mod all_literal {
     use serde::{Deserialize, Deserializer, Serializer};
 

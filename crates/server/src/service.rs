@@ -712,8 +712,8 @@ fn session_hash(secret: &str) -> String {
     signoff_engine::directory::token_hash(secret)
 }
 
-/// 32 random bytes as hex.
-fn random_hex() -> Result<String, getrandom::Error> {
+/// 32 random bytes from the system as hex: session secrets, CSRF tokens, new API tokens.
+pub fn random_hex() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
     Ok(hex::encode(bytes))

@@ -54,7 +54,7 @@ async fn draw(s: &AppState, visitor: Visitor, filter: Filter, reloaded: Option<(
     let overdue = filter.overdue.is_some_and(|o| o == "on" || o == "true");
     let tasks = match s.open_tasks(&visitor.caller, approver.as_deref(), LIMIT).await {
         Ok(t) => t,
-        Err(e) => return Page::refused(super::super::problem::status(e.code), &format!("{} ({})", e.detail, e.code)),
+        Err(e) => return Page::problem(e),
     };
     let now = s.now();
     let rows = tasks
@@ -67,7 +67,7 @@ async fn draw(s: &AppState, visitor: Visitor, filter: Filter, reloaded: Option<(
             approver: t.approver.clone(),
             what: t.title.clone().or_else(|| t.subject.clone()).unwrap_or_else(|| t.request.clone()),
             policy: t.policy.clone(),
-            due: t.due_at.map(|d| d.strftime("%Y-%m-%d %H:%M UTC").to_string()).unwrap_or_default(),
+            due: t.due_at.map(super::minute).unwrap_or_default(),
             overdue: t.due_at.is_some_and(|d| d <= now),
         })
         .collect();
@@ -104,8 +104,8 @@ struct ReloadForm {
 /// The reload button: policies and directory read again; an invalid file keeps the previous set.
 pub(super) async fn reload(State(s): State<AppState>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
     let form = serde_urlencoded::from_bytes::<ReloadForm>(&body).unwrap_or(ReloadForm { csrf: String::new() });
-    if form.csrf != visitor.csrf || !super::session::same_origin(&headers) {
-        return Page::refused(StatusCode::FORBIDDEN, "This form did not come from signoff's own page.");
+    if !visitor.posted_here(&form.csrf, &headers) {
+        return Page::not_ours();
     }
     if !visitor.caller.admin {
         return Page::refused(StatusCode::FORBIDDEN, "Only admins may reload (forbidden).");

@@ -53,7 +53,7 @@ impl Row {
             requester: t.requester.clone().unwrap_or_default(),
             policy: t.policy.clone(),
             reason: t.reason.clone().unwrap_or_default(),
-            due: t.due_at.map(|d| format!("{} ({})", d.strftime("%Y-%m-%d %H:%M UTC"), relative(d, now))).unwrap_or_default(),
+            due: t.due_at.map(|d| format!("{} ({})", super::minute(d), relative(d, now))).unwrap_or_default(),
             mark,
         }
     }
@@ -89,7 +89,7 @@ pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, filter: Re
     let policy = filter.ok().and_then(|Query(f)| f.policy).filter(|p| !p.is_empty()).unwrap_or_default();
     let tasks = match s.inbox(&visitor.caller, PAGE).await {
         Ok(t) => t,
-        Err(e) => return Page::refused(super::super::problem::status(e.code), &format!("{} ({})", e.detail, e.code)),
+        Err(e) => return Page::problem(e),
     };
     let now = s.now();
     let mut policies: Vec<String> = tasks.iter().map(|t| t.policy.clone()).collect();

@@ -42,7 +42,7 @@ impl Row {
             what: r.title.clone().or_else(|| r.subject.clone()).unwrap_or_else(|| r.id.to_string()),
             status: r.status.as_str(),
             policy: r.policy.id.clone(),
-            submitted: r.created_at.strftime("%Y-%m-%d %H:%M UTC").to_string(),
+            submitted: super::minute(r.created_at),
             steps,
             waiting: r.pending_reasons.join("; "),
         }
@@ -75,7 +75,7 @@ pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, filter: Re
     };
     let page = match s.list(&visitor.caller, query).await {
         Ok(p) => p,
-        Err(e) => return Page::refused(super::super::problem::status(e.code), &format!("{} ({})", e.detail, e.code)),
+        Err(e) => return Page::problem(e),
     };
     let status = status.unwrap_or_default();
     let next = page.next_cursor.map(|c| format!("/mine?status={status}&cursor={c}")).unwrap_or_default();

@@ -19,6 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use super::AppState;
+use crate::error::Problem;
 use crate::service::{Caller, Service};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -51,6 +52,26 @@ impl Page {
     pub(super) fn refused(status: StatusCode, message: &str) -> Response {
         Page::of(status, &Refused { message }).into_response()
     }
+
+    /// The answer to a form that did not come from signoff's own page.
+    pub(super) fn not_ours() -> Response {
+        Page::refused(StatusCode::FORBIDDEN, "This form did not come from signoff's own page.")
+    }
+
+    /// `refused` for a problem the service answered, with its status.
+    pub(super) fn problem(e: Problem) -> Response {
+        Page::refused(super::problem::status(e.code), &sentence(&e))
+    }
+}
+
+/// A problem as a page says it: its detail, then its code.
+pub(super) fn sentence(e: &Problem) -> String {
+    format!("{} ({})", e.detail, e.code)
+}
+
+/// A time to the minute, as the pages show times in lists.
+pub(super) fn minute(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 impl IntoResponse for Page {
@@ -114,8 +135,16 @@ impl FromRequestParts<AppState> for Visitor {
         match service.session_caller(&secret).await {
             Ok(Some((caller, session))) => Ok(Visitor { caller, csrf: session.csrf }),
             Ok(None) => Err(Redirect::to("/signin").into_response()),
-            Err(e) => Err(Page::refused(super::problem::status(e.code), &format!("{} ({})", e.detail, e.code))),
+            Err(e) => Err(Page::problem(e)),
         }
+    }
+}
+
+impl Visitor {
+    /// Whether a form came from one of signoff's own pages: it carries this session's CSRF
+    /// token and no other site's `Origin`. (`Page::not_ours` answers one that did not.)
+    pub(super) fn posted_here(&self, csrf: &str, headers: &axum::http::HeaderMap) -> bool {
+        csrf == self.csrf && session::same_origin(headers)
     }
 }
 

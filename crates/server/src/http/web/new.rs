@@ -122,7 +122,7 @@ impl NewPage {
 
     fn refused(mut self, e: Problem) -> Response {
         self.errors = e.extra.as_ref().and_then(|x| x["errors"].as_array()).map(|a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect()).unwrap_or_default();
-        self.problem = Some(format!("{} ({})", e.detail, e.code));
+        self.problem = Some(super::sentence(&e));
         Page::of(super::super::problem::status(e.code), &self).into_response()
     }
 }
@@ -153,8 +153,8 @@ fn plan_view(state: &RequestState) -> Vec<PlannedView> {
 /// The form's two buttons: preview the plan, or submit.
 pub(super) async fn post(State(s): State<AppState>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
     let form: NewForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    if form.csrf != visitor.csrf || !super::session::same_origin(&headers) {
-        return Page::refused(StatusCode::FORBIDDEN, "This form did not come from signoff's own page.");
+    if !visitor.posted_here(&form.csrf, &headers) {
+        return Page::not_ours();
     }
     let mut view = NewPage::blank(&s, &visitor, &form);
     let context: Value = match serde_json::from_str(&form.context) {

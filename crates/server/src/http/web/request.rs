@@ -44,10 +44,6 @@ fn time(t: Option<Timestamp>) -> String {
 
 impl StepView {
     fn of(s: &StepState, visitor: &str) -> StepView {
-        let quorum = match s.quorum {
-            signoff_engine::policy::Quorum::Count(n) => n.to_string(),
-            signoff_engine::policy::Quorum::All => "all".into(),
-        };
         let mut acted: Vec<String> = s.approvals.iter().map(|v| vote("approved", &v.by, v.at, v.comment.as_deref())).collect();
         acted.extend(s.rejections.iter().map(|v| vote("rejected", &v.by, v.at, v.comment.as_deref())));
         acted.extend(s.acks.iter().map(|a| format!("{} acknowledged “{}” at {}", a.by, a.item, time(Some(a.at)))));
@@ -58,7 +54,7 @@ impl StepView {
             reason: s.skipped_because.clone().or_else(|| s.reason.clone()).unwrap_or_default(),
             after: s.after.join(", "),
             approvers: s.approvers.join(", "),
-            progress: format!("{} of {quorum} approvals", s.approvals.len()),
+            progress: format!("{} of {} approvals", s.approvals.len(), s.quorum),
             acted,
             due: time(s.due_at),
             escalation_level: s.escalation_level,
@@ -214,15 +210,11 @@ async fn draw(s: &AppState, visitor: &Visitor, id: &str, problem: Option<String>
     })
 }
 
-fn refused_page(e: Problem) -> Response {
-    Page::refused(super::super::problem::status(e.code), &format!("{} ({})", e.detail, e.code))
-}
-
 pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, id: Result<Path<String>, PathRejection>) -> Response {
     let Ok(Path(id)) = id else { return Page::refused(StatusCode::BAD_REQUEST, "That is not a request's address.") };
     match draw(&s, &visitor, &id, None).await {
         Ok(page) => Page::of(StatusCode::OK, &page).into_response(),
-        Err(e) => refused_page(e),
+        Err(e) => Page::problem(e),
     }
 }
 
@@ -247,8 +239,8 @@ struct ActForm {
 pub(super) async fn act(State(s): State<AppState>, visitor: Visitor, headers: HeaderMap, id: Result<Path<String>, PathRejection>, body: Bytes) -> Response {
     let Ok(Path(id)) = id else { return Page::refused(StatusCode::BAD_REQUEST, "That is not a request's address.") };
     let Ok(form) = serde_urlencoded::from_bytes::<ActForm>(&body) else { return Page::refused(StatusCode::BAD_REQUEST, "The form is incomplete.") };
-    if form.csrf != visitor.csrf || !super::session::same_origin(&headers) {
-        return Page::refused(StatusCode::FORBIDDEN, "This form did not come from signoff's own page.");
+    if !visitor.posted_here(&form.csrf, &headers) {
+        return Page::not_ours();
     }
     let comment = form.comment.filter(|c| !c.trim().is_empty());
     let to = form.to.clone().map(|t| t.trim().to_string()).filter(|t| !t.is_empty());
@@ -266,10 +258,9 @@ pub(super) async fn act(State(s): State<AppState>, visitor: Visitor, headers: He
         Err(e) => e,
     };
     let status = super::super::problem::status(problem.code);
-    let sentence = format!("{} ({})", problem.detail, problem.code);
-    match draw(&s, &visitor, &id, Some(sentence)).await {
+    match draw(&s, &visitor, &id, Some(super::sentence(&problem))).await {
         Ok(page) => Page::of(status, &page).into_response(),
-        Err(e) => refused_page(e),
+        Err(e) => Page::problem(e),
     }
 }
 

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{AppState, Page, SignIn};
-use crate::error::Problem;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "signoff_session";
@@ -72,7 +71,7 @@ pub(super) async fn sign_in(State(s): State<AppState>, headers: HeaderMap, body:
             resp.headers_mut().insert(header::SET_COOKIE, cookie(&secret, max_age, over_https(&headers)));
             resp
         }
-        Err(e) => problem_page(e),
+        Err(e) => Page::problem(e),
     }
 }
 
@@ -89,12 +88,12 @@ pub(super) async fn sign_out(State(s): State<AppState>, headers: HeaderMap, body
         match s.session_caller(&secret).await {
             Ok(Some((_, session))) if session.csrf == form.csrf && same_origin(&headers) => {
                 if let Err(e) = s.end_session(&secret).await {
-                    return problem_page(e);
+                    return Page::problem(e);
                 }
             }
             Ok(Some(_)) => return Page::refused(StatusCode::FORBIDDEN, "This sign-out did not come from signoff's own page."),
             Ok(None) => {}
-            Err(e) => return problem_page(e),
+            Err(e) => return Page::problem(e),
         }
     }
     let mut resp = Redirect::to("/signin").into_response();
@@ -102,7 +101,3 @@ pub(super) async fn sign_out(State(s): State<AppState>, headers: HeaderMap, body
     resp
 }
 
-fn problem_page(e: Problem) -> Response {
-    let status = super::super::problem::status(e.code);
-    Page::refused(status, &format!("{} ({})", e.detail, e.code))
-}
