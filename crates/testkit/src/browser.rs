@@ -40,11 +40,7 @@ impl Browser {
         let driver = Command::new(CHROMEDRIVER).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + PATIENCE;
-        while http.get(format!("{base}/status")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(async || http.get(format!("{base}/status")).send().await.map_err(|e| format!("chromedriver did not start: {e}"))).await;
         let profile = tempfile::tempdir().unwrap();
         let args = [
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -78,28 +74,20 @@ impl Browser {
 
     /// The first element `css` selects, once the page has one.
     pub async fn find(&self, css: &str) -> Element {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        eventually(async || {
             let v = self.call(reqwest::Method::POST, "/element", Some(json!({"using": "css selector", "value": css}))).await;
-            if let Some(id) = v[ELEMENT].as_str() {
-                return Element(id.to_string());
-            }
-            assert!(Instant::now() < deadline, "no element `{css}` appeared: {v}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            v[ELEMENT].as_str().map(|id| Element(id.to_string())).ok_or_else(|| format!("no element `{css}` appeared: {v}"))
+        })
+        .await
     }
 
     /// Waits until the page's title is `title`.
     pub async fn wait_for_title(&self, title: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
+        eventually(async || {
             let now = self.title().await;
-            if now == title {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the title stayed {now:?}, not {title:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            if now == title { Ok(()) } else { Err(format!("the title stayed {now:?}, not {title:?}")) }
+        })
+        .await
     }
 
     /// Empties a text field.
@@ -115,32 +103,33 @@ impl Browser {
         self.call(reqwest::Method::POST, &format!("/element/{}/click", e.0), Some(json!({}))).await;
     }
 
-    /// Clicks what `css` selects, finding it again if a live page swapped it out meanwhile.
-    pub async fn click_on(&self, css: &str) {
+    /// Asks `command` (e.g. `click`) of what `css` selects, finding it again if a live page
+    /// swapped it out meanwhile; the answer.
+    async fn on(&self, css: &str, method: reqwest::Method, command: &str, body: Option<Value>) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let e = self.find(css).await;
-            let v = self.call(reqwest::Method::POST, &format!("/element/{}/click", e.0), Some(json!({}))).await;
+            let v = self.call(method.clone(), &format!("/element/{}/{command}", e.0), body.clone()).await;
             match v["error"].as_str() {
-                None => return,
+                None => return v,
                 Some("stale element reference") if Instant::now() < deadline => continue,
-                Some(other) => panic!("clicking `{css}`: {other}: {v}"),
+                Some(other) => panic!("{command} of `{css}`: {other}: {v}"),
             }
         }
     }
 
+    /// Clicks what `css` selects, finding it again if a live page swapped it out meanwhile.
+    pub async fn click_on(&self, css: &str) {
+        self.on(css, reqwest::Method::POST, "click", Some(json!({}))).await;
+    }
+
     /// The text of what `css` selects, once it holds `needle`.
     pub async fn wait_for_text(&self, css: &str, needle: &str) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let e = self.find(css).await;
-            let text = self.text(&e).await;
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(Instant::now() < deadline, "`{css}` never said {needle:?}: {text:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(async || {
+            let text = self.on(css, reqwest::Method::GET, "text", None).await.as_str().unwrap_or_default().to_string();
+            if text.contains(needle) { Ok(text) } else { Err(format!("`{css}` never said {needle:?}: {text:?}")) }
+        })
+        .await
     }
 
     /// Runs `script` in the page; what it returns.
@@ -151,16 +140,7 @@ impl Browser {
     /// An attribute of what `css` selects (`None` when it has none), found again if a live page
     /// swapped it out meanwhile.
     pub async fn attribute(&self, css: &str, name: &str) -> Option<String> {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let e = self.find(css).await;
-            let v = self.call(reqwest::Method::GET, &format!("/element/{}/attribute/{name}", e.0), None).await;
-            match v["error"].as_str() {
-                None => return v.as_str().map(str::to_string),
-                Some("stale element reference") if Instant::now() < deadline => continue,
-                Some(other) => panic!("attribute {name} of `{css}`: {other}: {v}"),
-            }
-        }
+        self.on(css, reqwest::Method::GET, &format!("attribute/{name}"), None).await.as_str().map(str::to_string)
     }
 
     pub async fn text(&self, e: &Element) -> String {
@@ -175,6 +155,19 @@ impl Browser {
         let path = dir.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap();
         path
+    }
+}
+
+/// Calls `check` every 20 ms until it answers `Ok`, for at most `PATIENCE`; then panics with
+/// what its last `Err` said.
+async fn eventually<T>(mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match check().await {
+            Ok(t) => return t,
+            Err(why) if Instant::now() >= deadline => panic!("{why}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
     }
 }
 
