@@ -303,7 +303,7 @@ impl Service {
     }
 
     /// The exact policy a request was planned with.
-    async fn policy_for(&self, state: &RequestState) -> Result<Arc<Policy>, Problem> {
+    pub async fn policy_for(&self, state: &RequestState) -> Result<Arc<Policy>, Problem> {
         let hash = &state.policy.hash;
         if let Some(p) = self.catalog.load().policies.get(&state.policy.id).filter(|p| &p.hash == hash) {
             return Ok(p.clone());

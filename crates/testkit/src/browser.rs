@@ -123,6 +123,17 @@ impl Browser {
         self.on(css, reqwest::Method::POST, "click", Some(json!({}))).await;
     }
 
+    /// Types `text` into what `css` selects (WebDriver key codes such as `ENTER` included),
+    /// finding it again if a live page swapped it out meanwhile.
+    pub async fn type_on(&self, css: &str, text: &str) {
+        self.on(css, reqwest::Method::POST, "value", Some(json!({ "text": text }))).await;
+    }
+
+    /// Waits until `script` (the body of a function) returns `true` in the page.
+    pub async fn wait_until(&self, script: &str) {
+        eventually(async || if self.execute(script).await == Value::Bool(true) { Ok(()) } else { Err(format!("never true: {script}")) }).await
+    }
+
     /// The text of what `css` selects, once it holds `needle`.
     pub async fn wait_for_text(&self, css: &str, needle: &str) -> String {
         eventually(async || {
@@ -170,6 +181,11 @@ async fn eventually<T>(mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
         }
     }
 }
+
+/// WebDriver's key codes, for `type_on`.
+pub const ENTER: &str = "\u{E007}";
+pub const ESCAPE: &str = "\u{E00C}";
+pub const TAB: &str = "\u{E004}";
 
 impl Drop for Browser {
     fn drop(&mut self) {

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 use signoff_testkit::app::*;
-use signoff_testkit::browser::Browser;
+use signoff_testkit::browser::{Browser, ENTER, ESCAPE};
 
 fn screenshots() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
@@ -57,35 +57,118 @@ async fn sign_in(browser: &Browser, app: &App, user: &str) {
     browser.find("main h1").await;
 }
 
-#[tokio::test]
-async fn on_the_request_page_a_checklist_gates_approval_and_a_reject_needs_a_reason() {
-    let app = spawn_app().await;
-    let Some(browser) = Browser::start(1000, 1400).await else { return };
+/// A prod-deploy request by alice; its id.
+async fn deploy(app: &App) -> String {
     let body = json!({"policy": "prod-deploy", "title": "payments-api 2026.12.1", "subject": "CHG-4411",
-        "context": {"service": "payments-api", "image": "registry.example.com/payments-api:2026.12.1", "replicas": 6, "canary_percent": 10}});
+        "context": {"service": "payments-api", "image": "registry.example.com/payments-api:2026.12.1", "replicas": 6, "canary_percent": 10},
+        "evidence": [{"title": "Change record CHG-4411", "url": "https://change.example.com/CHG-4411"}]});
     let (status, r) = app.post("alice", "/v1/requests", body).await;
     assert_eq!(status, StatusCode::CREATED, "{r}");
-    let id = r["id"].as_str().unwrap().to_string();
+    r["id"].as_str().unwrap().to_string()
+}
 
+#[tokio::test]
+async fn a_checklist_gates_approval_and_an_edit_is_checked_at_its_field_then_shown_as_a_diff() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(1000, 1500).await else { return };
+    let id = deploy(&app).await;
     sign_in(&browser, &app, "sam").await;
     browser.click(&browser.find(&format!("a[href='/requests/{id}']")).await).await;
     browser.wait_for_title("payments-api 2026.12.1 · signoff").await;
-    let disabled = browser.attribute("#step-sre button[value=approve]", "disabled").await;
-    assert_eq!(disabled.as_deref(), Some("true"), "approve waits for the checklist");
+    assert_eq!(browser.attribute("#step-sre button[data-dialog]", "disabled").await.as_deref(), Some("true"), "approve waits for the checklist");
+    let graph = browser.text(&browser.find("figure.graph").await).await;
+    assert!(graph.contains("sre") && graph.contains("ACTIVE"), "the plan's graph: {graph}");
     browser.screenshot(&screenshots(), "request").await;
 
-    // Reject without a reason: refused, and the page says why with its code.
-    browser.click_on("#step-sre button[value=reject]").await;
-    browser.wait_for_text("#problem", "(comment_required)").await;
-
     for (n, item) in ["rollback-plan-reviewed", "change-window-ok"].into_iter().enumerate() {
-        browser.click_on(&format!("#step-sre form input[value='{item}'] ~ button")).await;
+        browser.click_on(&format!("#step-sre .checklist form:has(input[value='{item}']) button")).await;
         browser.wait_for_text("#step-sre .facts", &format!("{} of 2 acknowledged", n + 1)).await;
     }
-    assert_eq!(browser.attribute("#step-sre button[value=approve]", "disabled").await, None, "every item acknowledged");
-    browser.click_on("#step-sre button[value=approve]").await;
+    assert_eq!(browser.attribute("#step-sre button[data-dialog]", "disabled").await, None, "every item acknowledged");
+
+    // The dialog opens with the comment focused; a bound the schema words is checked at its field.
+    browser.click_on("#step-sre button[data-dialog=approve-sre]").await;
+    browser.wait_until("return document.getElementById('approve-sre').open && document.activeElement.id === 'approve-comment-sre'").await;
+    browser.clear(&browser.find("#edit-sre-canary_percent").await).await;
+    browser.type_on("#edit-sre-canary_percent", "150").await;
+    browser.type_on("#edit-sre-canary_percent", ENTER).await;
+    browser.wait_for_text("#edit-sre-canary_percent-error", "canary_percent must be between 1 and 100").await;
+    assert_eq!(browser.execute("return document.activeElement.id").await, "edit-sre-canary_percent", "the wrong field has the focus");
+    browser.screenshot(&screenshots(), "approve-dialog").await;
+    let (_, state) = app.get("sam", &format!("/v1/requests/{id}")).await;
+    assert_eq!(state["steps"][0]["approvals"].as_array().unwrap().len(), 0, "nothing was sent");
+
+    browser.clear(&browser.find("#edit-sre-canary_percent").await).await;
+    browser.type_on("#edit-sre-canary_percent", "25").await;
+    browser.type_on("#approve-comment-sre", "canary at 25% for the first hour").await;
+    browser.type_on("#approve-comment-sre", ENTER).await;
+    let diff = browser.wait_for_text("#changes", "canary_percent").await;
+    assert!(diff.contains("10") && diff.contains("25") && diff.contains("sam"), "the diff says what changed and who changed it: {diff}");
     browser.wait_for_text("#step-sre .acted", "sam approved").await;
-    browser.wait_for_text("#step-sre .facts", "1 of 2 approvals").await;
+    let (_, state) = app.get("sam", &format!("/v1/requests/{id}")).await;
+    assert_eq!(state["effective_context"]["canary_percent"], 25, "{state}");
+    assert_eq!(state["effective_context"]["replicas"], 6, "an untouched field is no edit");
+}
+
+#[tokio::test]
+async fn a_reject_needs_a_reason_escape_closes_and_another_approval_appears_without_a_reload() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(1000, 1300).await else { return };
+    let r = app.submit("alice", "quote-discount", quote(0.18, 0.21)).await;
+    let id = r["id"].as_str().unwrap().to_string();
+    sign_in(&browser, &app, "mark").await;
+    browser.goto(&format!("{}/requests/{id}", app.url)).await;
+    browser.find("#step-manager").await;
+    browser.execute("document.querySelector('main h1').dataset.seen = 'yes'").await;
+
+    // fiona approves finance elsewhere: mark's open page shows it, swapped in place.
+    let (status, _) = app.act("fiona", &id, json!({"action": "approve", "step": "finance"})).await;
+    assert_eq!(status, StatusCode::OK);
+    browser.wait_for_text("#step-finance .acted", "fiona approved").await;
+    browser.wait_for_text("figure.graph", "APPROVED").await;
+    assert_eq!(browser.execute("return document.querySelector('main h1').dataset.seen || 'swapped'").await, "swapped");
+    assert_eq!(browser.execute("return performance.getEntriesByType('navigation').length").await, 1, "not reloaded");
+
+    // Escape closes a dialog; the opener has the focus back.
+    browser.click_on("#step-manager button[data-dialog=reject-manager]").await;
+    browser.wait_until("return document.getElementById('reject-manager').open").await;
+    browser.type_on("#reject-comment-manager", ESCAPE).await;
+    browser.wait_until("return !document.getElementById('reject-manager').open && document.activeElement.dataset.dialog === 'reject-manager'").await;
+
+    // Enter with no reason: said at the field, nothing sent; with one, rejected.
+    browser.type_on("#step-manager button[data-dialog=reject-manager]", ENTER).await;
+    browser.wait_until("return document.getElementById('reject-manager').open").await;
+    browser.type_on("#reject-comment-manager", ENTER).await;
+    browser.wait_for_text("#reject-comment-manager-error", "Say why you reject it").await;
+    let (_, state) = app.get("mark", &format!("/v1/requests/{id}")).await;
+    assert_eq!(state["status"], "pending");
+    browser.type_on("#reject-comment-manager", "18% is past what this account earns").await;
+    browser.type_on("#reject-comment-manager", ENTER).await;
+    browser.wait_for_text("main h1 .status", "REJECTED").await;
+    browser.wait_for_text(".timeline", "18% is past what this account earns").await;
+}
+
+#[tokio::test]
+async fn a_delegate_is_found_by_name_and_a_refusal_is_said_with_its_code() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(1000, 1300).await else { return };
+    let r = app.submit("alice", "quote-discount", quote(0.18, 0.25)).await;
+    let id = r["id"].as_str().unwrap().to_string();
+    sign_in(&browser, &app, "mark").await;
+    browser.goto(&format!("{}/requests/{id}", app.url)).await;
+
+    browser.type_on("#to-manager", "ghost").await;
+    browser.type_on("#to-manager", ENTER).await;
+    let problem = browser.wait_for_text("#problem", "(unknown_user)").await;
+    assert!(problem.contains("ghost"), "{problem}");
+
+    browser.clear(&browser.find("#to-manager").await).await;
+    browser.type_on("#to-manager", "Dana").await;
+    browser.wait_until("return Array.from(document.querySelectorAll('#people option')).map(o => o.value).join() === 'dana'").await;
+    browser.clear(&browser.find("#to-manager").await).await;
+    browser.type_on("#to-manager", "dana").await;
+    browser.click_on("#step-manager .delegate button").await;
+    browser.wait_for_text("#step-manager .facts", "mark delegated to dana").await;
 }
 
 #[tokio::test]

@@ -199,3 +199,42 @@ async fn a_request_expiring_within_the_hour_is_marked_in_the_inbox() {
     let (_, inbox) = app.get("mark", "/v1/inbox").await;
     assert!(inbox["items"].as_array().unwrap().iter().any(|t| t["expires_at"].is_string()), "the task says when its request expires");
 }
+
+#[tokio::test]
+async fn an_edit_the_schema_refuses_is_said_at_its_field_and_an_accepted_one_as_a_diff() {
+    let app = spawn_app().await;
+    let context = json!({"service": "payments-api", "image": "registry.example.com/payments-api:1", "replicas": 6, "canary_percent": 10});
+    let r = app.submit("alice", "prod-deploy", context).await;
+    let id = r["id"].as_str().unwrap();
+    for item in ["rollback-plan-reviewed", "change-window-ok"] {
+        let (status, _) = app.act("sam", id, json!({"action": "acknowledge", "step": "sre", "item": item})).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (cookie, csrf) = sign_in(&app, "sam").await;
+    let (_, html) = page(&app, &cookie, &format!("/requests/{id}")).await;
+    assert!(html.contains(r#"id="edit-sre-canary_percent" name="edit.canary_percent" value="10""#), "a field per allowed key, with its value: {html}");
+    assert!(html.contains(r#"min="1" max="100""#) && html.contains("from 1 to 50"), "bounds from the schema: {html}");
+    let approve = |canary: &'static str| {
+        let form = [("csrf", csrf.clone()), ("key", format!("k-{}", uuid_like())), ("action", "approve".into()), ("step", "sre".into()),
+            ("comment", "ok".into()), ("edit.replicas", "6".into()), ("edit.canary_percent", canary.into())];
+        client().post(format!("{}/requests/{id}/act", app.url)).header(COOKIE, &cookie).form(&form).send()
+    };
+    let refused = approve("150").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains(r#"id="edit-sre-canary_percent-error" aria-live="polite">canary_percent must be between 1 and 100</p>"#), "at the field: {html}");
+    assert!(html.contains(r#"aria-labelledby="approve-sre-title" data-open"#), "the dialog opens again: {html}");
+    assert!(html.contains(r#"name="edit.canary_percent" value="150""#), "what was typed is kept: {html}");
+    let (_, events) = app.get("sam", &format!("/v1/requests/{id}/events")).await;
+    assert_eq!(count(events["items"].as_array().unwrap(), "edits_refused"), 1, "the refusal is recorded");
+
+    let unreadable = approve("lots").await.unwrap();
+    assert_eq!(unreadable.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(unreadable.text().await.unwrap().contains("`lots` is not a whole number"));
+
+    assert_eq!(approve("25").await.unwrap().status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(&app, &cookie, &format!("/requests/{id}")).await;
+    let diff = html.split("<table class=\"diff\" id=\"changes\">").nth(1).expect("a diff").split("</table>").next().unwrap();
+    assert!(diff.contains("<code>canary_percent</code>") && diff.contains("<del>10</del>") && diff.contains("<ins>25</ins>") && diff.contains("sam on sre"), "{diff}");
+    assert!(!diff.contains("replicas"), "an unchanged field is no edit: {diff}");
+}

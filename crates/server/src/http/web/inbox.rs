@@ -53,23 +53,10 @@ impl Row {
             requester: t.requester.clone().unwrap_or_default(),
             policy: t.policy.clone(),
             reason: t.reason.clone().unwrap_or_default(),
-            due: t.due_at.map(|d| format!("{} ({})", super::minute(d), relative(d, now))).unwrap_or_default(),
+            due: t.due_at.map(|d| format!("{} ({})", super::minute(d), super::relative(d, now))).unwrap_or_default(),
             mark,
         }
     }
-}
-
-/// How far `due` is from `now`, as a person says it: `in 8 h`, `in 12 min`, `3 h ago`.
-fn relative(due: Timestamp, now: Timestamp) -> String {
-    let secs = due.duration_since(now).as_secs();
-    let (ahead, secs) = (secs >= 0, secs.unsigned_abs());
-    let span = match secs {
-        0..60 => "under a minute".to_string(),
-        60..3600 => format!("{} min", secs / 60),
-        3600..172_800 => format!("{} h", secs / 3600),
-        _ => format!("{} days", secs / 86_400),
-    };
-    if ahead { format!("in {span}") } else { format!("{span} ago") }
 }
 
 #[derive(askama::Template)]

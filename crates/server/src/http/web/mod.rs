@@ -4,6 +4,8 @@
 //! nothing from another origin.
 
 mod admin;
+mod field;
+mod graph;
 mod inbox;
 mod mine;
 mod new;
@@ -33,8 +35,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/requests/{id}/act", post(request::act))
         .route("/signin", get(session::page).post(session::sign_in))
         .route("/signout", post(session::sign_out))
-        .route("/assets/app.css", get(stylesheet))
-        .route("/assets/app.js", get(script))
+        .route("/assets/{name}", get(asset))
+        // Pages and assets go out compressed to a browser that takes it (never the SSE feeds,
+        // which are not under these routes and which the layer's predicate leaves alone anyway).
+        .layer(tower_http::compression::CompressionLayer::new())
 }
 
 /// What every page sends besides its HTML.
@@ -72,6 +76,21 @@ pub(super) fn sentence(e: &Problem) -> String {
 /// A time to the minute, as the pages show times in lists.
 pub(super) fn minute(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// How far `at` is from `now`, as a person says it: `in 8 h 5 min`, `in 12 min`, `3 h ago`.
+/// (The script's countdowns say it the same way: `assets/app.js`, `relative`.)
+pub(super) fn relative(at: jiff::Timestamp, now: jiff::Timestamp) -> String {
+    let secs = at.duration_since(now).as_secs();
+    let (ahead, secs) = (secs >= 0, secs.unsigned_abs());
+    let span = match secs {
+        0..60 => "under a minute".to_string(),
+        60..3600 => format!("{} min", secs / 60),
+        3600..172_800 if secs % 3600 >= 60 => format!("{} h {} min", secs / 3600, secs % 3600 / 60),
+        3600..172_800 => format!("{} h", secs / 3600),
+        _ => format!("{} days", secs / 86_400),
+    };
+    if ahead { format!("in {span}") } else { format!("{span} ago") }
 }
 
 impl IntoResponse for Page {
@@ -148,21 +167,48 @@ impl Visitor {
     }
 }
 
-/// An asset from the binary.
-fn asset(body: &'static str, content_type: &'static str) -> Response {
-    let mut resp = body.into_response();
+/// The stylesheet and the script, from the binary, each at an address that names its content
+/// (`/assets/app.3f2a9c01.css`): a browser keeps them for a year, and a new build is a new
+/// address.
+pub(crate) struct Asset {
+    pub href: String,
+    body: &'static str,
+    content_type: &'static str,
+}
+
+impl Asset {
+    fn named(name: &str, ext: &str, body: &'static str, content_type: &'static str) -> Asset {
+        let digest = signoff_engine::canonical::digest_bytes(body.as_bytes());
+        let short = &digest["sha256:".len()..][..12];
+        Asset { href: format!("/assets/{name}.{short}.{ext}"), body, content_type }
+    }
+}
+
+static ASSETS: std::sync::LazyLock<[Asset; 2]> = std::sync::LazyLock::new(|| {
+    [
+        Asset::named("app", "css", include_str!("../../../assets/app.css"), "text/css; charset=utf-8"),
+        Asset::named("app", "js", include_str!("../../../assets/app.js"), "text/javascript; charset=utf-8"),
+    ]
+});
+
+/// The stylesheet's address, for the pages' `<link>`.
+pub(crate) fn stylesheet() -> &'static str {
+    &ASSETS[0].href
+}
+
+/// The script's address: the one script, which keeps live pages up to date and runs dialogs.
+pub(crate) fn script() -> &'static str {
+    &ASSETS[1].href
+}
+
+async fn asset(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    let Some(a) = ASSETS.iter().find(|a| a.href.strip_prefix("/assets/") == Some(name.as_str())) else {
+        return Problem::not_found("no such asset").into_response();
+    };
+    let mut resp = a.body.into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     resp
-}
-
-async fn stylesheet() -> Response {
-    asset(include_str!("../../../assets/app.css"), "text/css; charset=utf-8")
-}
-
-/// The one script: it keeps live pages up to date.
-async fn script() -> Response {
-    asset(include_str!("../../../assets/app.js"), "text/javascript; charset=utf-8")
 }
