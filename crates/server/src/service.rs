@@ -11,6 +11,7 @@ use signoff_engine::machine::{self, Action, Command, Outcome, Submission};
 use signoff_engine::{Code, Event, LineageId, Policy, RequestId, RequestState, RequestStatus};
 use signoff_store::{
     Commit, CommitOutcome, IdempotencyRecord, KeyMatch, ListQuery, Page, PolicyRecord, SavedResponse, Snapshot, Store, Task,
+    TaskPage, TaskQuery,
 };
 
 use crate::catalog::{Catalog, CatalogError, Sources};
@@ -626,6 +627,14 @@ impl Service {
     /// `list` of the requests overdue now: with an open task past its due time.
     pub async fn list_overdue(&self, caller: &Caller, query: ListQuery) -> Result<Page, Problem> {
         self.list(caller, ListQuery { overdue_at: Some(self.now()), ..query }).await
+    }
+
+    /// A page of open tasks: the caller's own, or for an admin anyone's or everyone's.
+    pub async fn tasks(&self, caller: &Caller, query: TaskQuery) -> Result<TaskPage, Problem> {
+        if !caller.admin && query.approver.as_deref() != Some(caller.id.as_str()) {
+            return Err(Problem::new(Code::Forbidden, "only admins see others' open tasks; `GET /v1/inbox` lists yours"));
+        }
+        Ok(self.store.tasks(&query).await?)
     }
 
     pub async fn inbox(&self, caller: &Caller, limit: u32) -> Result<Vec<Task>, Problem> {

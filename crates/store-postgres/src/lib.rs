@@ -20,7 +20,7 @@ use signoff_engine::{Event, RequestState};
 use signoff_store::rows::{NOTIFICATION_COLUMNS, OutboxRow, from_millis};
 use signoff_store::{Session, 
     Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord,
-    Result, Snapshot, Store, StoreError, Task, due_millis,
+    Result, Snapshot, Store, StoreError, Task, TaskPage, TaskQuery, due_millis,
 };
 use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
@@ -28,8 +28,27 @@ use tokio_postgres::{NoTls, Row};
 
 /// A person's open tasks, soonest due first (undated last: NULLS LAST is the ascending
 /// default); served in order by `tasks_inbox`.
-pub const INBOX_SQL: &str = "SELECT approver, body FROM tasks WHERE approver = $1 ORDER BY due_at, request_n, step_id COLLATE \"C\" LIMIT $2";
-pub const OPEN_TASKS_SQL: &str = "SELECT approver, body FROM tasks ORDER BY due_at, request_n, step_id COLLATE \"C\", approver COLLATE \"C\" LIMIT $1";
+/// The statements that read `q`'s page of tasks and count them, with the texts they bind (the
+/// limit and offset follow). An approver's page reads `tasks_inbox` in order, everyone's
+/// `tasks_due`; a policy is a filter on the request each task joins.
+pub fn tasks_sql(q: &TaskQuery) -> (String, String, Vec<String>) {
+    let mut filters = Vec::new();
+    let mut args = Vec::new();
+    if let Some(a) = &q.approver {
+        args.push(a.clone());
+        filters.push(format!("t.approver = ${}", args.len()));
+    }
+    if let Some(p) = &q.policy {
+        args.push(p.clone());
+        filters.push(format!("r.policy_id = ${}", args.len()));
+    }
+    let from = if q.policy.is_some() { "tasks t JOIN requests r ON r.n = t.request_n" } else { "tasks t" };
+    let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+    let order = if q.approver.is_some() { "t.due_at, t.request_n, t.step_id COLLATE \"C\"" } else { "t.due_at, t.request_n, t.step_id COLLATE \"C\", t.approver COLLATE \"C\"" };
+    let n = args.len();
+    let select = format!("SELECT t.approver, t.body FROM {from}{filter} ORDER BY {order} LIMIT ${} OFFSET ${}", n + 1, n + 2);
+    (select, format!("SELECT count(*) FROM {from}{filter}"), args)
+}
 
 /// Set for the transaction of each inbox and list: their queries read an index in the order
 /// they answer and stop at the page, which is the best plan whatever the statistics say; but
@@ -506,20 +525,25 @@ impl Store for PostgresStore {
         signoff_store::sql::list_page(q, rows.into_iter().map(Ok))
     }
 
-    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
+    async fn tasks(&self, q: &TaskQuery) -> Result<TaskPage> {
+        let (select, count, args) = tasks_sql(q);
         let mut client = self.client().await?;
         let tx = ordered_read(&mut client).await?;
-        let statement = tx.prepare_cached(INBOX_SQL).await.map_err(unavailable)?;
-        let rows = tx.query(&statement, &[&user, &(limit as i64)]).await.map_err(unavailable)?;
-        rows.iter().map(|r| signoff_store::task_row(r.get(0), r.get(1))).collect()
-    }
-
-    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>> {
-        let mut client = self.client().await?;
-        let tx = ordered_read(&mut client).await?;
-        let statement = tx.prepare_cached(OPEN_TASKS_SQL).await.map_err(unavailable)?;
-        let rows = tx.query(&statement, &[&(limit as i64)]).await.map_err(unavailable)?;
-        rows.iter().map(|r| signoff_store::task_row(r.get(0), r.get(1))).collect()
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let total = if q.count {
+            let statement = tx.prepare_cached(&count).await.map_err(unavailable)?;
+            let n: i64 = tx.query_one(&statement, &params).await.map_err(unavailable)?.get(0);
+            Some(n as u64)
+        } else {
+            None
+        };
+        let (limit, offset) = (i64::from(q.limit), i64::from(q.offset));
+        params.push(&limit);
+        params.push(&offset);
+        let statement = tx.prepare_cached(&select).await.map_err(unavailable)?;
+        let rows = tx.query(&statement, &params).await.map_err(unavailable)?;
+        let items = rows.iter().map(|r| signoff_store::task_row(r.get(0), r.get(1))).collect::<Result<Vec<Task>>>()?;
+        Ok(TaskPage { items, total })
     }
 
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {

@@ -80,8 +80,14 @@ async fn check_plans(client: &tokio_postgres::Client) {
             rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
         }
     };
-    let inbox = plan(signoff_store_postgres::INBOX_SQL.to_string(), vec![signoff_store::sql::SqlArg::Text("mark".into()), signoff_store::sql::SqlArg::Int(100)], signoff_store_postgres::ORDERED_READ).await;
+    use signoff_store::sql::SqlArg;
+    let page = signoff_store::TaskQuery { approver: Some("mark".into()), limit: 100, offset: 200, ..Default::default() };
+    let (select, _, _) = signoff_store_postgres::tasks_sql(&page);
+    let inbox = plan(select, vec![SqlArg::Text("mark".into()), SqlArg::Int(100), SqlArg::Int(200)], signoff_store_postgres::ORDERED_READ).await;
     assert!(inbox.contains("tasks_inbox") && !inbox.contains("Sort"), "{inbox}");
+    let (select, _, _) = signoff_store_postgres::tasks_sql(&signoff_store::TaskQuery { approver: None, ..page });
+    let everyone = plan(select, vec![SqlArg::Int(100), SqlArg::Int(200)], signoff_store_postgres::ORDERED_READ).await;
+    assert!(everyone.contains("tasks_due") && !everyone.contains("Sort"), "{everyone}");
     for q in [
         signoff_store::ListQuery { approver: Some("mark".into()), visible_to: Some("mark".into()), limit: 50, ..Default::default() },
         signoff_store::ListQuery { visible_to: Some("mark".into()), limit: 50, ..Default::default() },

@@ -25,7 +25,7 @@ use rusqlite::Connection;
 use signoff_engine::{Event, RequestState};
 use signoff_store::{Session, 
     Attempt, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord, Result, StateCache,
-    Store, StoreError, Task, due_millis,
+    Store, StoreError, TaskPage, TaskQuery, due_millis,
 };
 
 use read::Readers;
@@ -222,13 +222,9 @@ impl Store for SqliteStore {
         self.readers.run(move |c| read::list(c, &q)).await
     }
 
-    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
-        let user = user.to_string();
-        self.readers.run(move |c| read::tasks(c, read::INBOX_SQL, rusqlite::params![user, limit])).await
-    }
-
-    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>> {
-        self.readers.run(move |c| read::tasks(c, read::OPEN_TASKS_SQL, rusqlite::params![limit])).await
+    async fn tasks(&self, q: &TaskQuery) -> Result<TaskPage> {
+        let q = q.clone();
+        self.readers.run(move |c| read::task_page(c, &q)).await
     }
 
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {

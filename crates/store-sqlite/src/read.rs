@@ -7,14 +7,50 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use signoff_engine::{Event, RequestState};
-use signoff_store::{KeyMatch, ListQuery, Page, PolicyRecord, Result, Task};
+use signoff_store::{KeyMatch, ListQuery, Page, PolicyRecord, Result, Task, TaskPage, TaskQuery};
 use tokio::sync::Semaphore;
 
 use crate::unavailable;
 
 /// A person's open tasks, soonest due first (undated last); served in order by `tasks_inbox`.
-pub(crate) const INBOX_SQL: &str = "SELECT approver, body FROM tasks WHERE approver = ?1 ORDER BY due_at IS NULL, due_at, request_n, step_id LIMIT ?2";
-pub(crate) const OPEN_TASKS_SQL: &str = "SELECT approver, body FROM tasks ORDER BY due_at IS NULL, due_at, request_n, step_id, approver LIMIT ?1";
+/// The statements that read `q`'s page of tasks and count them, and their arguments. An
+/// approver's page reads `tasks_inbox` in order, everyone's `tasks_due`; a policy is a filter
+/// on the request each task joins.
+pub(crate) fn tasks_sql(q: &TaskQuery) -> (String, String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut filters = Vec::new();
+    let mut args = Vec::new();
+    if let Some(a) = &q.approver {
+        args.push(Value::Text(a.clone()));
+        filters.push(format!("t.approver = ?{}", args.len()));
+    }
+    if let Some(p) = &q.policy {
+        args.push(Value::Text(p.clone()));
+        filters.push(format!("r.policy_id = ?{}", args.len()));
+    }
+    let from = if q.policy.is_some() { "tasks t JOIN requests r ON r.n = t.request_n" } else { "tasks t" };
+    let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+    let order = if q.approver.is_some() { "t.due_at IS NULL, t.due_at, t.request_n, t.step_id" } else { "t.due_at IS NULL, t.due_at, t.request_n, t.step_id, t.approver" };
+    let n = args.len();
+    let select = format!("SELECT t.approver, t.body FROM {from}{filter} ORDER BY {order} LIMIT ?{} OFFSET ?{}", n + 1, n + 2);
+    let count = format!("SELECT count(*) FROM {from}{filter}");
+    (select, count, args)
+}
+
+/// `q`'s page of tasks.
+pub(crate) fn task_page(c: &Connection, q: &TaskQuery) -> Result<TaskPage> {
+    let (select, count, mut args) = tasks_sql(q);
+    let total = if q.count {
+        let n: i64 = c.prepare_cached(&count).and_then(|mut s| s.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))).map_err(unavailable)?;
+        Some(n as u64)
+    } else {
+        None
+    };
+    args.push(rusqlite::types::Value::Integer(q.limit.into()));
+    args.push(rusqlite::types::Value::Integer(q.offset.into()));
+    let items = tasks(c, &select, rusqlite::params_from_iter(args.iter()))?;
+    Ok(TaskPage { items, total })
+}
 
 /// Reads running at once, each on its own connection: bounded so that a burst of reads (the
 /// scheduler firing thousands of timers) queues instead of opening a connection, a page cache
@@ -131,8 +167,8 @@ pub(crate) fn list(c: &Connection, q: &ListQuery) -> Result<Page> {
     signoff_store::sql::list_page(q, rows.map(|r| r.map_err(unavailable)))
 }
 
-/// The tasks `sql` selects (`approver, body`), as `INBOX_SQL` and `OPEN_TASKS_SQL` do.
-pub(crate) fn tasks(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Task>> {
+/// The tasks `sql` selects (`approver, body`), as `tasks_sql` does.
+fn tasks(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<Task>> {
     let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
     let rows = stmt.query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(unavailable)?;
     rows.map(|r| r.map_err(unavailable).and_then(|(approver, body)| signoff_store::task_row(approver, &body))).collect()
@@ -186,9 +222,15 @@ mod tests {
              ANALYZE;",
         )
         .unwrap();
-        let text = |s: &str| rusqlite::types::Value::Text(s.into());
-        let inbox = plan(&conn, INBOX_SQL, &[text("mark"), rusqlite::types::Value::Integer(100)]);
+        let mut page = TaskQuery { approver: Some("mark".into()), limit: 100, offset: 200, ..Default::default() };
+        let (select, _, mut args) = tasks_sql(&page);
+        args.extend([rusqlite::types::Value::Integer(100), rusqlite::types::Value::Integer(200)]);
+        let inbox = plan(&conn, &select, &args);
         assert!(inbox.contains("tasks_inbox") && !inbox.contains("TEMP B-TREE"), "{inbox}");
+        page.approver = None;
+        let (select, _, _) = tasks_sql(&page);
+        let everyone = plan(&conn, &select, &[rusqlite::types::Value::Integer(100), rusqlite::types::Value::Integer(200)]);
+        assert!(everyone.contains("tasks_due") && !everyone.contains("TEMP B-TREE"), "{everyone}");
         for q in [
             ListQuery { approver: Some("mark".into()), visible_to: Some("mark".into()), limit: 50, ..Default::default() },
             ListQuery { approver: Some("mark".into()), status: Some(signoff_engine::RequestStatus::Pending), limit: 50, cursor: Some("900".into()), ..Default::default() },

@@ -228,6 +228,17 @@ pub async fn inbox_follows_open_tasks(store: &dyn Store) {
     assert_eq!(inbox[0].policy, "conf");
     assert_eq!(store.inbox("mark", 100).await.unwrap().len(), 2);
     assert_eq!(store.inbox("mark", 1).await.unwrap().len(), 1, "the limit applies");
+    let page = |offset, policy: Option<&str>| TaskQuery { approver: Some("mark".into()), policy: policy.map(str::to_string), offset, limit: 1, count: true };
+    let second = store.tasks(&page(1, None)).await.unwrap();
+    assert_eq!((second.items.len(), second.total), (1, Some(2)), "a page, and the count of all");
+    assert_eq!(second.items[0].request, store.inbox("mark", 2).await.unwrap()[1].request, "the second page starts where the first ends");
+    assert_eq!(store.tasks(&page(2, None)).await.unwrap().items.len(), 0);
+    assert_eq!(store.tasks(&page(0, Some("conf"))).await.unwrap().total, Some(2));
+    let none = store.tasks(&page(0, Some("other"))).await.unwrap();
+    assert_eq!((none.items.len(), none.total), (0, Some(0)), "filtered by policy");
+    let everyone = store.tasks(&TaskQuery { limit: 100, count: true, ..Default::default() }).await.unwrap();
+    assert_eq!(everyone.total, Some(everyone.items.len() as u64));
+    assert!(everyone.items.iter().any(|t| t.approver == "fiona") && everyone.items.iter().any(|t| t.approver == "mark"));
     committed(store, f.act(&s, "frank", approve("finance"))).await;
     let ids: Vec<String> = store.inbox("fiona", 100).await.unwrap().into_iter().map(|t| t.request).collect();
     assert_eq!(ids, ["req_e"], "a decided step leaves every inbox");

@@ -286,6 +286,29 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// Which open tasks to read, soonest due first (undated last): an inbox page, or the admins'
+/// view of everyone's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskQuery {
+    /// Whose tasks; everyone's when `None`.
+    pub approver: Option<String>,
+    /// Only tasks of requests under this policy.
+    pub policy: Option<String>,
+    /// Tasks passed over first, for paging.
+    pub offset: u32,
+    pub limit: u32,
+    /// Whether to count every task the query matches (`TaskPage::total`).
+    pub count: bool,
+}
+
+/// One page of open tasks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub items: Vec<Task>,
+    /// Every task the query matches, when it asked for the count.
+    pub total: Option<u64>,
+}
+
 /// An open task in someone's inbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
@@ -446,11 +469,18 @@ pub trait Store: Send + Sync + 'static {
     /// Requests matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page>;
 
-    /// The first `limit` open tasks of `user`, soonest due first (undated last).
-    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>>;
+    /// The open tasks `query` selects, soonest due first (undated last).
+    async fn tasks(&self, query: &TaskQuery) -> Result<TaskPage>;
 
-    /// The first `limit` open tasks of everyone, soonest due first (undated last).
-    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>>;
+    /// The first `limit` open tasks of `user`.
+    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
+        Ok(self.tasks(&TaskQuery { approver: Some(user.to_string()), limit, ..Default::default() }).await?.items)
+    }
+
+    /// The first `limit` open tasks of everyone.
+    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>> {
+        Ok(self.tasks(&TaskQuery { limit, ..Default::default() }).await?.items)
+    }
 
     /// What an idempotency key already holds, if anything.
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>>;

@@ -12,7 +12,7 @@ use signoff_engine::{Directory, Event, Policy, RequestState};
 use signoff_server::service::{ActionBody, Caller, SubmitBody};
 use signoff_server::{Service, Sources, SystemClock};
 use signoff_store::{
-    Attempt, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord, Result, Store, Task,
+    Attempt, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord, Result, Store,
 };
 use signoff_store_sqlite::SqliteStore;
 
@@ -88,11 +88,8 @@ impl Store for Contended {
     async fn list(&self, q: &ListQuery) -> Result<Page> {
         self.inner.list(q).await
     }
-    async fn inbox(&self, user: &str, limit: u32) -> Result<Vec<Task>> {
-        self.inner.inbox(user, limit).await
-    }
-    async fn open_tasks(&self, limit: u32) -> Result<Vec<Task>> {
-        self.inner.open_tasks(limit).await
+    async fn tasks(&self, q: &signoff_store::TaskQuery) -> Result<signoff_store::TaskPage> {
+        self.inner.tasks(q).await
     }
     async fn idempotency(&self, scope: &str, key: &str, fp: &str) -> Result<Option<KeyMatch>> {
         self.inner.idempotency(scope, key, fp).await

@@ -238,3 +238,26 @@ async fn an_edit_the_schema_refuses_is_said_at_its_field_and_an_accepted_one_as_
     assert!(diff.contains("<code>canary_percent</code>") && diff.contains("<del>10</del>") && diff.contains("<ins>25</ins>") && diff.contains("sam on sre"), "{diff}");
     assert!(!diff.contains("replicas"), "an unchanged field is no edit: {diff}");
 }
+
+#[tokio::test]
+async fn the_inbox_is_paged_and_counts_every_task_and_filters_by_policy_in_the_store() {
+    let app = spawn_app().await;
+    for _ in 0..51 {
+        app.submit("alice", "quote-discount", quote(0.18, 0.25)).await;
+    }
+    let seq = app.submit("alice", "seq", json!({})).await;
+    let (cookie, _) = sign_in(&app, "mark").await;
+    let (_, first) = page(&app, &cookie, "/").await;
+    assert!(first.contains("<title>(52) Inbox · signoff</title>"), "the count is of every task");
+    assert_eq!(first.matches("<li class=\"task").count(), 50);
+    assert!(first.contains("Tasks 1–50 of 52") && first.contains(r#"<a href="/?page=2" rel="next">"#), "{first}");
+    let (_, second) = page(&app, &cookie, "/?page=2").await;
+    assert_eq!(second.matches("<li class=\"task").count(), 2);
+    assert!(second.contains("Tasks 51–52 of 52") && second.contains(r#"<a href="/" rel="prev">"#));
+    let (_, only) = page(&app, &cookie, "/?policy=seq").await;
+    assert!(only.contains("<title>(1) Inbox · signoff</title>") && only.contains(seq["id"].as_str().unwrap()), "{only}");
+    assert!(!only.contains("rel=\"next\""));
+    let (status, odd) = page(&app, &cookie, "/?page=zero").await;
+    assert_eq!(status, StatusCode::OK, "a page that is not a number is the first");
+    assert!(odd.contains("Tasks 1–50 of 52"));
+}

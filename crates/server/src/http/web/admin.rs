@@ -52,14 +52,14 @@ async fn draw(s: &AppState, visitor: Visitor, filter: Filter, reloaded: Option<(
     let approver = filter.approver.filter(|a| !a.is_empty());
     let policy = filter.policy.filter(|p| !p.is_empty()).unwrap_or_default();
     let overdue = filter.overdue.is_some_and(|o| o == "on" || o == "true");
-    let tasks = match s.open_tasks(&visitor.caller, approver.as_deref(), LIMIT).await {
-        Ok(t) => t,
+    let query = signoff_store::TaskQuery { approver: approver.clone(), policy: (!policy.is_empty()).then(|| policy.clone()), limit: LIMIT, ..Default::default() };
+    let tasks = match s.tasks(&visitor.caller, query).await {
+        Ok(t) => t.items,
         Err(e) => return Page::problem(e),
     };
     let now = s.now();
     let rows = tasks
         .iter()
-        .filter(|t| policy.is_empty() || t.policy == policy)
         .filter(|t| !overdue || t.due_at.is_some_and(|d| d <= now))
         .map(|t| Row {
             request: t.request.clone(),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
-use signoff_store::Task;
+use signoff_store::{Task, TaskQuery};
 
 use super::{AppState, Page, Visitor};
 
@@ -15,12 +15,14 @@ use super::{AppState, Page, Visitor};
 const URGENT: SignedDuration = SignedDuration::from_mins(15);
 /// The request expires within this long: expiring.
 const EXPIRING: SignedDuration = SignedDuration::from_hours(1);
-/// The most tasks one page shows.
-const PAGE: u32 = 200;
+/// The tasks one page shows.
+const PAGE: u32 = 50;
 
 #[derive(Deserialize)]
 pub(super) struct Filter {
     policy: Option<String>,
+    /// 1 for the soonest due.
+    page: Option<u32>,
 }
 
 /// One row of the inbox.
@@ -66,24 +68,68 @@ struct InboxPage {
     csrf: String,
     admin: bool,
     rows: Vec<Row>,
-    /// Every policy among the open tasks, for the filter.
+    /// Every open task of the visitor's under the filter, on every page.
+    total: u64,
+    /// Which of them this page shows: `51–100`.
+    shown: String,
+    /// Every loaded policy, for the filter.
     policies: Vec<String>,
     policy: String,
     overdue: usize,
+    /// Whether tasks past this page are overdue too.
+    more_overdue: bool,
+    earlier: String,
+    later: String,
+}
+
+/// The inbox at `page` (1-based) under `policy`.
+fn href(policy: &str, page: u32) -> String {
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if !policy.is_empty() {
+        query.push(("policy", policy.to_string()));
+    }
+    if page > 1 {
+        query.push(("page", page.to_string()));
+    }
+    if query.is_empty() { "/".into() } else { format!("/?{}", serde_urlencoded::to_string(query).unwrap_or_default()) }
 }
 
 pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, filter: Result<Query<Filter>, QueryRejection>) -> Response {
-    let policy = filter.ok().and_then(|Query(f)| f.policy).filter(|p| !p.is_empty()).unwrap_or_default();
-    let tasks = match s.inbox(&visitor.caller, PAGE).await {
+    let Filter { policy, page } = filter.map(|Query(f)| f).unwrap_or(Filter { policy: None, page: None });
+    let policy = policy.filter(|p| !p.is_empty()).unwrap_or_default();
+    let page = page.unwrap_or(1).clamp(1, u32::MAX / PAGE);
+    let query = TaskQuery {
+        approver: Some(visitor.caller.id.clone()),
+        policy: (!policy.is_empty()).then(|| policy.clone()),
+        offset: (page - 1) * PAGE,
+        limit: PAGE,
+        count: true,
+    };
+    let found = match s.tasks(&visitor.caller, query).await {
         Ok(t) => t,
         Err(e) => return Page::problem(e),
     };
+    let total = found.total.unwrap_or_default();
     let now = s.now();
-    let mut policies: Vec<String> = tasks.iter().map(|t| t.policy.clone()).collect();
+    let mut policies: Vec<String> = s.catalog().policies.keys().cloned().collect();
     policies.sort();
-    policies.dedup();
-    let rows: Vec<Row> = tasks.iter().filter(|t| policy.is_empty() || t.policy == policy).map(|t| Row::of(t, now)).collect();
+    let rows: Vec<Row> = found.items.iter().map(|t| Row::of(t, now)).collect();
     let overdue = rows.iter().filter(|r| r.mark == "overdue").count();
-    let page = InboxPage { admin: visitor.caller.admin, user: visitor.caller.id, csrf: visitor.csrf, rows, policies, policy, overdue };
+    let first = u64::from((page - 1) * PAGE);
+    let last = first + rows.len() as u64;
+    let page = InboxPage {
+        admin: visitor.caller.admin,
+        user: visitor.caller.id,
+        csrf: visitor.csrf,
+        shown: if rows.is_empty() { String::new() } else { format!("{}–{}", first + 1, last) },
+        more_overdue: overdue > 0 && overdue == rows.len() && last < total,
+        earlier: if page > 1 { href(&policy, page - 1) } else { String::new() },
+        later: if last < total { href(&policy, page + 1) } else { String::new() },
+        rows,
+        total,
+        policies,
+        policy,
+        overdue,
+    };
     Page::of(StatusCode::OK, &page).into_response()
 }
