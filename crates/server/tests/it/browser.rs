@@ -127,6 +127,7 @@ async fn a_reject_needs_a_reason_escape_closes_and_another_approval_appears_with
     browser.wait_for_text("#step-finance .acted", "fiona approved").await;
     browser.wait_for_text("figure.graph", "APPROVED").await;
     assert_eq!(browser.execute("return document.querySelector('main h1').dataset.seen || 'swapped'").await, "swapped");
+    browser.screenshot(&screenshots(), "request-parallel").await;
     assert_eq!(browser.execute("return performance.getEntriesByType('navigation').length").await, 1, "not reloaded");
 
     // Escape closes a dialog; the opener has the focus back.
@@ -201,9 +202,14 @@ async fn a_new_request_is_previewed_then_submitted_once() {
     browser.wait_for_title("New request · signoff").await;
     browser.type_into(&browser.find("#title").await, "ACME renewal").await;
     browser.type_into(&browser.find("#subject").await, "Q-2026-0200").await;
-    let context = browser.find("#context").await;
-    browser.clear(&context).await;
-    browser.type_into(&context, r#"{"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}"#).await;
+    // The policy's schema is a form: a number per bound value, yes or no for a boolean.
+    assert_eq!(browser.attribute("#ctx-quote-discount", "max").await.as_deref(), Some("1"));
+    for (field, value) in [("#ctx-quote-total", "48000"), ("#ctx-quote-discount", "0.18"), ("#ctx-quote-margin", "0.21")] {
+        browser.clear(&browser.find(field).await).await;
+        browser.type_on(field, value).await;
+    }
+    browser.execute("document.getElementById('ctx-quote-nonstandard-clause').value = 'false'").await;
+    browser.type_into(&browser.find("#evidence").await, "https://crm.example.com/deals/ACME-7").await;
     browser.click_on("button[value=preview]").await;
     let plan = browser.wait_for_text("#plan-preview", "manager").await;
     assert!(plan.contains("mark") && plan.contains("finance"), "the plan names its approvers: {plan}");

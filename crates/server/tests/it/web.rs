@@ -261,3 +261,37 @@ async fn the_inbox_is_paged_and_counts_every_task_and_filters_by_policy_in_the_s
     assert_eq!(status, StatusCode::OK, "a page that is not a number is the first");
     assert!(odd.contains("Tasks 1–50 of 52"));
 }
+
+#[tokio::test]
+async fn a_new_request_is_a_form_from_the_schema_with_refusals_at_their_fields() {
+    let app = spawn_app().await;
+    let (cookie, csrf) = sign_in(&app, "alice").await;
+    let (_, html) = page(&app, &cookie, "/new?policy=quote-discount").await;
+    assert!(html.contains(r#"<legend>quote</legend>"#) && html.contains(r#"name="ctx.quote.discount""#) && html.contains(r#"min="0" max="1""#), "{html}");
+    assert!(html.contains(r#"<option value="true""#), "a boolean is yes or no");
+    let (_, loose) = page(&app, &cookie, "/new?policy=any").await;
+    assert!(loose.contains(r#"<textarea id="context""#), "a loose schema gets the JSON editor: {loose}");
+    let (_, json) = page(&app, &cookie, "/new?policy=quote-discount&mode=json").await;
+    assert!(json.contains(r#"<textarea id="context""#), "JSON on request");
+
+    let submit = |discount: &'static str| {
+        let form = [("csrf", csrf.clone()), ("key", format!("k-{}", uuid_like())), ("intent", "submit".into()), ("policy", "quote-discount".into()),
+            ("mode", "form".into()), ("title", "ACME".into()), ("ctx.quote.total", "48000".into()), ("ctx.quote.discount", discount.into()),
+            ("ctx.quote.margin", "0.21".into()), ("ctx.quote.nonstandard_clause", "false".into())];
+        client().post(format!("{}/new", app.url)).header(COOKIE, &cookie).form(&form).send()
+    };
+    let refused = submit("1.5").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    let at_field = html.split(r#"id="ctx-quote-discount-error" aria-live="polite">"#).nth(1).unwrap().split("</p>").next().unwrap();
+    assert!(at_field.contains('1'), "the schema's message at the discount field: {html}");
+    assert!(html.contains(r#"name="ctx.quote.discount" value="1.5""#), "what was typed is kept");
+    let unreadable = submit("a lot").await.unwrap();
+    assert_eq!(unreadable.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(unreadable.text().await.unwrap().contains("`a lot` is not a number"));
+
+    let done = submit("0.18").await.unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let (_, list) = app.get("alice", "/v1/requests").await;
+    assert_eq!(list["items"][0]["context"], quote(0.18, 0.21), "the fields spell the context, typed");
+}

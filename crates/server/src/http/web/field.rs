@@ -41,6 +41,7 @@ pub(super) struct Field {
     pub error_message: String,
     /// What the server said is wrong with it.
     pub error: String,
+    pub required: bool,
 }
 
 impl Field {
@@ -117,6 +118,7 @@ impl Field {
             hint: format!("{description}{}", hint.join(", ")).trim().to_string(),
             error_message: prop["errorMessage"].as_str().unwrap_or_default().to_string(),
             error: String::new(),
+            required: false,
         }
     }
 
@@ -171,19 +173,24 @@ impl Field {
     }
 }
 
-/// A schema refusal's messages (`at /discount: discount may not exceed 30%; …`) split by the
-/// top-level key they are at; messages at no key are returned under "".
-pub(super) fn messages_by_key(detail: &str) -> Vec<(String, String)> {
-    detail
-        .split("; ")
+/// Schema messages (`at /quote/discount: must be at most 1`) with the place they are at, as a
+/// dotted path (`quote.discount`); a message at no place has "".
+pub(super) fn messages_by_path<'a>(messages: impl IntoIterator<Item = &'a str>) -> Vec<(String, String)> {
+    messages
+        .into_iter()
         .map(|m| match m.strip_prefix("at /").and_then(|rest| rest.split_once(": ")) {
             Some((path, message)) => {
-                let key = path.split('/').next().unwrap_or_default().replace("~1", "/").replace("~0", "~");
-                (key, message.to_string())
+                let path: Vec<String> = path.split('/').map(|p| p.replace("~1", "/").replace("~0", "~")).collect();
+                (path.join("."), message.to_string())
             }
             None => (String::new(), m.to_string()),
         })
         .collect()
+}
+
+/// Whether a message at `path` belongs to the field at `field` (itself or within it).
+pub(super) fn at(path: &str, field: &str) -> bool {
+    path == field || path.strip_prefix(field).is_some_and(|rest| rest.starts_with('.'))
 }
 
 #[cfg(test)]
@@ -213,8 +220,9 @@ mod tests {
     }
 
     #[test]
-    fn schema_messages_are_split_by_the_key_they_are_at() {
-        let by = messages_by_key("at /discount: at most 30%; at /term_months/0: too long; the edits are odd");
-        assert_eq!(by, vec![("discount".into(), "at most 30%".into()), ("term_months".into(), "too long".into()), (String::new(), "the edits are odd".into())]);
+    fn schema_messages_are_placed_by_their_path() {
+        let by = messages_by_path("at /discount: at most 30%; at /term_months/0: too long; the edits are odd".split("; "));
+        assert_eq!(by, vec![("discount".into(), "at most 30%".into()), ("term_months.0".into(), "too long".into()), (String::new(), "the edits are odd".into())]);
+        assert!(at("term_months.0", "term_months") && at("discount", "discount") && !at("discount_extra", "discount"));
     }
 }

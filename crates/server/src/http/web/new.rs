@@ -1,6 +1,7 @@
-//! A new request: pick a policy, fill in its context (a JSON editor, started from the policy's
-//! `context_schema`), preview the plan it would get (`Service::plan`, nothing stored), then
-//! submit it once (an idempotency key drawn with the page).
+//! A new request: pick a policy, fill in its context (a form built from the policy's
+//! `context_schema`, or a JSON editor started from it where the schema is too loose for a form),
+//! preview the plan it would get (`Service::plan`, nothing stored), then submit it once (an
+//! idempotency key drawn with the page).
 
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -12,6 +13,8 @@ use serde_json::{Map, Value, json};
 use signoff_api::{PlanBody, SubmitBody};
 use signoff_engine::RequestState;
 
+use super::field::{self, Field};
+use super::graph::Graph;
 use super::{AppState, Page, Visitor};
 use crate::error::Problem;
 use crate::service::{IdempotencyKey, Replied};
@@ -32,6 +35,69 @@ fn skeleton(schema: &Value) -> Value {
         out.insert(name.clone(), v);
     }
     Value::Object(out)
+}
+
+/// The fields of one object of the context: the top level (no legend), or one object in it.
+struct Group {
+    legend: String,
+    fields: Vec<Field>,
+}
+
+/// The form for a context schema, showing `values`; `None` where the schema is too loose for one
+/// (no properties, or a property that is neither a plain value nor an object of plain values).
+fn form_of(schema: &Value, values: &Value) -> Option<Vec<Group>> {
+    let props = schema.get("properties")?.as_object().filter(|p| !p.is_empty())?;
+    let required = |s: &Value, k: &str| s["required"].as_array().is_some_and(|r| r.iter().any(|v| v == k));
+    let leaf = |p: &Value, key: &str, path: &str, req: bool| {
+        let mut f = Field::for_property(p, key, values.pointer(&format!("/{}", path.replace('.', "/"))), "", "ctx");
+        f.name = format!("ctx.{path}");
+        f.id = format!("ctx-{}", path.replace(|c: char| !c.is_ascii_alphanumeric(), "-"));
+        f.required = req;
+        (!f.is("json")).then_some(f)
+    };
+    let mut top = Group { legend: String::new(), fields: Vec::new() };
+    let mut groups = Vec::new();
+    for (k, p) in props {
+        match p.get("properties").and_then(Value::as_object) {
+            Some(inner) if p["type"] == "object" || p.get("type").is_none() => {
+                let mut g = Group { legend: p["title"].as_str().unwrap_or(k).to_string(), fields: Vec::new() };
+                for (ik, ip) in inner {
+                    g.fields.push(leaf(ip, ik, &format!("{k}.{ik}"), required(p, ik))?);
+                }
+                groups.push(g);
+            }
+            _ => top.fields.push(leaf(p, k, k, required(schema, k))?),
+        }
+    }
+    if !top.fields.is_empty() {
+        groups.insert(0, top);
+    }
+    Some(groups)
+}
+
+/// The context a form's fields spell, and the fields that could not be read (path, message).
+fn context_from(groups: &[Group], typed: &[(String, String)]) -> (Value, Vec<(String, String)>) {
+    let mut context = Value::Object(Map::new());
+    let mut wrong = Vec::new();
+    for f in groups.iter().flat_map(|g| &g.fields) {
+        let path = f.name.trim_start_matches("ctx.");
+        let text = typed.iter().find(|(n, _)| *n == f.name).map(|(_, v)| v.as_str()).unwrap_or_default();
+        match Field::read(f.kind, text) {
+            Ok(Some(v)) => {
+                let mut at = &mut context;
+                let parts: Vec<&str> = path.split('.').collect();
+                for part in &parts[..parts.len() - 1] {
+                    at = at.as_object_mut().map(|m| m.entry(part.to_string()).or_insert_with(|| json!({}))).expect("objects all the way");
+                }
+                if let Some(m) = at.as_object_mut() {
+                    m.insert(parts[parts.len() - 1].to_string(), v);
+                }
+            }
+            Ok(None) => {}
+            Err(m) => wrong.push((path.to_string(), m)),
+        }
+    }
+    (context, wrong)
 }
 
 struct PolicyOption {
@@ -59,15 +125,21 @@ struct NewPage {
     title: String,
     subject: String,
     context: String,
+    /// The context as a form, unless the schema is too loose or JSON was asked for.
+    groups: Option<Vec<Group>>,
     evidence: String,
     problem: Option<String>,
     errors: Vec<String>,
     plan: Vec<PlannedView>,
+    /// The previewed plan as a graph.
+    graph: Option<Graph>,
 }
 
 #[derive(Deserialize, Default)]
 pub(super) struct Choose {
     policy: Option<String>,
+    /// `json` for the JSON editor.
+    mode: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -88,6 +160,21 @@ struct NewForm {
     context: String,
     #[serde(default)]
     evidence: String,
+    #[serde(default)]
+    mode: String,
+    /// The form's context fields (`ctx.quote.total`), as typed.
+    #[serde(skip)]
+    fields: Vec<(String, String)>,
+}
+
+impl NewForm {
+    fn parse(body: &[u8]) -> NewForm {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+        let named: Vec<(String, String)> = pairs.iter().filter(|(n, _)| !n.starts_with("ctx.")).cloned().collect();
+        let mut form: NewForm = serde_urlencoded::from_str(&serde_urlencoded::to_string(named).unwrap_or_default()).unwrap_or_default();
+        form.fields = pairs.into_iter().filter(|(n, _)| n.starts_with("ctx.")).collect();
+        form
+    }
 }
 
 impl NewPage {
@@ -98,10 +185,19 @@ impl NewPage {
             .values()
             .map(|p| PolicyOption { id: p.id.clone(), label: p.title.clone().map_or_else(|| p.id.clone(), |t| format!("{t} ({})", p.id)) })
             .collect();
-        let context = if form.context.trim().is_empty() {
-            catalog.policies.get(&form.policy).map(|p| serde_json::to_string_pretty(&skeleton(&p.source["context_schema"])).unwrap_or_default()).unwrap_or_else(|| "{}".into())
+        let schema = catalog.policies.get(&form.policy).map(|p| p.source["context_schema"].clone()).unwrap_or(Value::Null);
+        let context = if form.context.trim().is_empty() { serde_json::to_string_pretty(&skeleton(&schema)).unwrap_or_default() } else { form.context.clone() };
+        let groups = if form.mode == "json" {
+            None
         } else {
-            form.context.clone()
+            form_of(&schema, &Value::Null).map(|mut groups| {
+                for f in groups.iter_mut().flat_map(|g| &mut g.fields) {
+                    if let Some((_, typed)) = form.fields.iter().find(|(n, _)| *n == f.name) {
+                        f.value = typed.clone();
+                    }
+                }
+                groups
+            })
         };
         NewPage {
             user: visitor.caller.id.clone(),
@@ -113,23 +209,44 @@ impl NewPage {
             title: form.title.clone(),
             subject: form.subject.clone(),
             context,
+            groups,
             evidence: form.evidence.clone(),
             problem: None,
             errors: Vec::new(),
             plan: Vec::new(),
+            graph: None,
         }
     }
 
+    /// The form again, saying what was refused: at its field where a message names one.
     fn refused(mut self, e: Problem) -> Response {
-        self.errors = e.extra.as_ref().and_then(|x| x["errors"].as_array()).map(|a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect()).unwrap_or_default();
+        let errors: Vec<String> = e.extra.as_ref().and_then(|x| x["errors"].as_array()).map(|a| a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect()).unwrap_or_default();
+        self.errors = self.place(field::messages_by_path(errors.iter().map(String::as_str)));
         self.problem = Some(super::sentence(&e));
+        // What was refused was answered under this key; the next try is a new submission.
+        self.key = format!("web-new-{}", uuid::Uuid::now_v7().simple());
         Page::of(super::super::problem::status(e.code), &self).into_response()
+    }
+
+    /// Puts each message at the form field it is about; those about none are returned, as said.
+    fn place(&mut self, messages: Vec<(String, String)>) -> Vec<String> {
+        let mut rest = Vec::new();
+        for (path, message) in messages {
+            let field = self.groups.iter_mut().flatten().flat_map(|g| &mut g.fields).find(|f| field::at(&path, f.name.trim_start_matches("ctx.")));
+            match field {
+                Some(f) if f.error.is_empty() => f.error = message,
+                Some(f) => f.error = format!("{}; {message}", f.error),
+                None if path.is_empty() => rest.push(message),
+                None => rest.push(format!("at {path}: {message}")),
+            }
+        }
+        rest
     }
 }
 
 pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, q: Result<Query<Choose>, QueryRejection>) -> Response {
-    let policy = q.ok().and_then(|Query(c)| c.policy).unwrap_or_default();
-    let form = NewForm { policy, ..Default::default() };
+    let Query(choose) = q.unwrap_or_default();
+    let form = NewForm { policy: choose.policy.unwrap_or_default(), mode: choose.mode.unwrap_or_default(), ..Default::default() };
     Page::of(StatusCode::OK, &NewPage::blank(&s, &visitor, &form)).into_response()
 }
 
@@ -152,19 +269,32 @@ fn plan_view(state: &RequestState) -> Vec<PlannedView> {
 
 /// The form's two buttons: preview the plan, or submit.
 pub(super) async fn post(State(s): State<AppState>, visitor: Visitor, headers: HeaderMap, body: Bytes) -> Response {
-    let form: NewForm = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let form = NewForm::parse(&body);
     if !visitor.posted_here(&form.csrf, &headers) {
         return Page::not_ours();
     }
     let mut view = NewPage::blank(&s, &visitor, &form);
-    let context: Value = match serde_json::from_str(&form.context) {
-        Ok(c) => c,
-        Err(e) => return view.refused(Problem::new(signoff_engine::Code::MalformedJson, format!("the context is not valid JSON: {e}"))),
+    let context: Value = match &view.groups {
+        Some(groups) => {
+            let (context, wrong) = context_from(groups, &form.fields);
+            if !wrong.is_empty() {
+                let rest = view.place(wrong);
+                view.errors = rest;
+                view.problem = Some("Some fields could not be read; nothing was sent.".into());
+                return Page::of(StatusCode::UNPROCESSABLE_ENTITY, &view).into_response();
+            }
+            context
+        }
+        None => match serde_json::from_str(&form.context) {
+            Ok(c) => c,
+            Err(e) => return view.refused(Problem::new(signoff_engine::Code::MalformedJson, format!("the context is not valid JSON: {e}"))),
+        },
     };
     if form.intent == "preview" {
         return match s.plan(&visitor.caller, &form.policy, PlanBody { context, requester: None }) {
             Ok(state) => {
                 view.plan = plan_view(&state);
+                view.graph = Some(Graph::of(&state.steps));
                 Page::of(StatusCode::OK, &view).into_response()
             }
             Err(e) => view.refused(e),

@@ -334,7 +334,7 @@ async fn draw(s: &AppState, visitor: &Visitor, id: &str, trouble: Option<Trouble
                     if let Some((_, typed)) = t.typed.iter().find(|(k, _)| *k == f.key) {
                         f.value = typed.clone();
                     }
-                    f.error = t.fields.iter().filter(|(k, _)| *k == f.key).map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
+                    f.error = t.fields.iter().filter(|(path, _)| field::at(path, &f.key)).map(|(_, m)| m.as_str()).collect::<Vec<_>>().join("; ");
                 }
             }
             None => problem = Some(t.message),
@@ -473,7 +473,7 @@ pub(super) async fn act(State(s): State<AppState>, visitor: Visitor, headers: He
     };
     let status = super::super::problem::status(problem.code);
     let at_fields = matches!(problem.code, Code::EditSchemaInvalid | Code::EditKeyNotAllowed);
-    let (fields, rest): (Vec<_>, Vec<_>) = if at_fields { field::messages_by_key(&problem.detail).into_iter().partition(|(k, _)| !k.is_empty()) } else { (Vec::new(), Vec::new()) };
+    let (fields, rest): (Vec<_>, Vec<_>) = if at_fields { field::messages_by_path(problem.detail.split("; ")).into_iter().partition(|(k, _)| !k.is_empty()) } else { (Vec::new(), Vec::new()) };
     let message = if at_fields && rest.is_empty() { format!("Some changes are not allowed ({}).", problem.code) } else { super::sentence(&problem) };
     redraw(&s, &visitor, &id, status, trouble(message, fields)).await
 }
