@@ -767,10 +767,36 @@ async fn web_inbox(tasks: usize, samples: usize) {
         assert!(html.len() > 1000);
     }
     report(&format!("web_inbox_{tasks}"), lat);
-    let request = page(format!("{}/requests/{first}", server.url)).await.len();
-    let css = page(format!("{}/assets/app.css", server.url)).await.len();
-    let js = page(format!("{}/assets/app.js", server.url)).await.len();
-    println!("request_page_bytes html={request} css={css} js={js} total={}", request + css + js);
+    // The last page: the deepest offset a person can page to.
+    let last = tasks.div_ceil(50);
+    let mut lat = Vec::new();
+    for _ in 0..samples {
+        let start = Instant::now();
+        let html = page(format!("{}/?page={last}", server.url)).await;
+        lat.push(start.elapsed());
+        assert!(html.len() > 1000);
+    }
+    report(&format!("web_inbox_{tasks}_last_page"), lat);
+    let request = page(format!("{}/requests/{first}", server.url)).await;
+    let html = String::from_utf8_lossy(&request).to_string();
+    let href = |ext: &str| {
+        let at = html.find(&format!(".{ext}\"")).unwrap();
+        let start = html[..at].rfind("/assets/").unwrap();
+        format!("{}{}.{ext}", server.url, &html[start..at])
+    };
+    let (css, js) = (page(href("css")).await.len(), page(href("js")).await.len());
+    println!("request_page_bytes html={} css={css} js={js} total={}", request.len(), request.len() + css + js);
+    // As a browser gets them: compressed (reqwest here does not decompress, so these are wire bytes).
+    let gzipped = |url: String| {
+        let (http, cookie) = (http.clone(), cookie.clone());
+        async move {
+            let resp = http.get(url).header("cookie", cookie).header("accept-encoding", "gzip").send().await.unwrap();
+            assert_eq!(resp.headers()["content-encoding"], "gzip");
+            resp.bytes().await.unwrap().len()
+        }
+    };
+    let (h, c, j) = (gzipped(format!("{}/requests/{first}", server.url)).await, gzipped(href("css")).await, gzipped(href("js")).await);
+    println!("request_page_gzip_bytes html={h} css={c} js={j} total={}", h + c + j);
 }
 
 async fn inbox(tasks: usize, samples: usize, database_url: Option<String>) {

@@ -42,9 +42,19 @@
           const page = new DOMParser().parseFromString(await resp.text(), "text/html");
           const fresh = page.querySelector("main");
           if (fresh && fresh.innerHTML !== main.innerHTML) {
+            // Keep the focus where it was (by id), and tell a screen reader what changed.
+            const focused = main.contains(document.activeElement) ? document.activeElement.id : "";
             main.replaceWith(document.adoptNode(fresh));
             document.title = page.title;
             settle();
+            const back = focused && document.getElementById(focused);
+            if (back) {
+              back.focus();
+            }
+            const announce = document.getElementById("announce");
+            if (announce) {
+              announce.textContent = "Updated: " + page.title;
+            }
           }
         }
       }

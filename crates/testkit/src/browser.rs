@@ -1,6 +1,7 @@
-//! A real headless Chromium, driven over WebDriver (the W3C protocol, spoken with a plain HTTP
-//! client): Debian's `chromium` and `chromedriver`, each run in a fresh profile. Outside CI a
-//! machine without them skips the test, saying so; with `CI` set it fails.
+//! A real headless browser, driven over WebDriver (the W3C protocol, spoken with a plain HTTP
+//! client): Debian's `chromium` with `chromedriver`, or Debian's `firefox-esr` with Mozilla's
+//! `geckodriver` (from crates.io: `cargo install geckodriver`), each run in a fresh profile.
+//! Outside CI a machine without them skips the test, saying so; with `CI` set it fails.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const FIREFOX: &str = "/usr/bin/firefox-esr";
 /// The W3C name of an element reference in WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long a page may take to show what a test waits for.
@@ -36,11 +38,6 @@ impl Browser {
             eprintln!("browser test SKIPPED: no {CHROMIUM} and {CHROMEDRIVER} on this machine (apt install chromium chromium-driver)");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(CHROMEDRIVER).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        eventually(async || http.get(format!("{base}/status")).send().await.map_err(|e| format!("chromedriver did not start: {e}"))).await;
         let profile = tempfile::tempdir().unwrap();
         let args = [
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -49,12 +46,56 @@ impl Browser {
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
         args.push(format!("--window-size={width},{height}"));
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {"binary": CHROMIUM, "args": args}}}});
-        let answer: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
-        let session = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}"));
-        Some(Browser { http, session: format!("{base}/session/{session}"), driver, _profile: profile })
+        let mut options = json!({"binary": CHROMIUM, "args": args});
+        if width < 500 {
+            // A desktop window is at least 500 pixels wide: narrower is a phone, emulated.
+            options["mobileEmulation"] = json!({"deviceMetrics": {"width": width, "height": height, "pixelRatio": 1.0, "touch": true}});
+        }
+        let caps = json!({"browserName": "chrome", "goog:chromeOptions": options});
+        Some(Browser::connect(Command::new(CHROMEDRIVER), "--port", caps, profile).await)
     }
 
+    /// A headless Firefox `width` × `height` pixels large (its viewport), or `None` (after saying
+    /// so) where this machine has no Firefox or geckodriver and `CI` is not set.
+    pub async fn firefox(width: u32, height: u32) -> Option<Browser> {
+        let driver = geckodriver();
+        let (Some(driver), true) = (&driver, std::path::Path::new(FIREFOX).exists()) else {
+            assert!(std::env::var_os("CI").is_none(), "CI is set but {FIREFOX} or geckodriver is missing: .ci/run installs firefox-esr and geckodriver");
+            eprintln!("browser test SKIPPED: no {FIREFOX} or geckodriver on this machine (apt install firefox-esr; cargo install geckodriver)");
+            return None;
+        };
+        let profile = tempfile::tempdir().unwrap();
+        // Quiet: no updates, telemetry, first-run pages or captive-portal checks.
+        let prefs = json!({
+            "app.update.enabled": false, "browser.shell.checkDefaultBrowser": false, "datareporting.policy.dataSubmissionEnabled": false,
+            "toolkit.telemetry.enabled": false, "network.captive-portal-service.enabled": false, "browser.startup.homepage_override.mstone": "ignore",
+            "network.connectivity-service.enabled": false, "browser.safebrowsing.update.enabled": false,
+        });
+        let caps = json!({"browserName": "firefox", "moz:firefoxOptions": {"binary": FIREFOX, "args": ["-headless"], "prefs": prefs}});
+        let mut command = Command::new(driver);
+        command.env("TMPDIR", profile.path());
+        let browser = Browser::connect(command, "--port", caps, profile).await;
+        // Firefox sizes its window, not its viewport: size the viewport by what the chrome takes.
+        let inner = browser.execute("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]").await;
+        let (dw, dh) = (inner[0].as_u64().unwrap_or(0), inner[1].as_u64().unwrap_or(0));
+        browser.call(reqwest::Method::POST, "/window/rect", Some(json!({"width": u64::from(width) + dw, "height": u64::from(height) + dh}))).await;
+        Some(browser)
+    }
+
+    /// Starts `driver` on a free port and opens a session with `capabilities`.
+    async fn connect(mut driver: Command, port_flag: &str, capabilities: Value, profile: tempfile::TempDir) -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = driver.arg(format!("{port_flag}={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        eventually(async || http.get(format!("{base}/status")).send().await.map_err(|e| format!("the WebDriver server did not start: {e}"))).await;
+        let caps = json!({"capabilities": {"alwaysMatch": capabilities}});
+        let answer: Value = http.post(format!("{base}/session")).json(&caps).send().await.unwrap().json().await.unwrap();
+        let session = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}"));
+        Browser { http, session: format!("{base}/session/{session}"), driver, _profile: profile }
+    }
+
+    /// One WebDriver command of this session; the answer's `value`.
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self.http.request(method, format!("{}{path}", self.session));
         if let Some(b) = body {
@@ -129,6 +170,12 @@ impl Browser {
         self.on(css, reqwest::Method::POST, "value", Some(json!({ "text": text }))).await;
     }
 
+    /// Presses `key` (one of the key codes below) wherever the focus is, as a keyboard does.
+    pub async fn press(&self, key: &str) {
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]}]});
+        self.call(reqwest::Method::POST, "/actions", Some(actions)).await;
+    }
+
     /// Waits until `script` (the body of a function) returns `true` in the page.
     pub async fn wait_until(&self, script: &str) {
         eventually(async || if self.execute(script).await == Value::Bool(true) { Ok(()) } else { Err(format!("never true: {script}")) }).await
@@ -180,6 +227,17 @@ async fn eventually<T>(mut check: impl AsyncFnMut() -> Result<T, String>) -> T {
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
+}
+
+/// geckodriver on the `PATH` or where `cargo install` puts it.
+fn geckodriver() -> Option<std::path::PathBuf> {
+    let cargo_home = std::env::var_os("CARGO_HOME").map(std::path::PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .chain(cargo_home.map(|c| c.join("bin")))
+        .map(|d| d.join("geckodriver"))
+        .find(|p| p.is_file())
 }
 
 /// WebDriver's key codes, for `type_on`.

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 use signoff_testkit::app::*;
-use signoff_testkit::browser::{Browser, ENTER, ESCAPE};
+use signoff_testkit::browser::{Browser, ENTER, ESCAPE, TAB};
 
 fn screenshots() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
@@ -69,16 +69,29 @@ async fn deploy(app: &App) -> String {
 
 #[tokio::test]
 async fn a_checklist_gates_approval_and_an_edit_is_checked_at_its_field_then_shown_as_a_diff() {
-    let app = spawn_app().await;
     let Some(browser) = Browser::start(1000, 1500).await else { return };
+    checklist_then_edits(browser, true).await;
+}
+
+#[tokio::test]
+async fn in_firefox_too_a_checklist_gates_approval_and_an_edit_is_checked_at_its_field() {
+    let Some(browser) = Browser::firefox(1000, 1500).await else { return };
+    checklist_then_edits(browser, false).await;
+}
+
+/// Sign in, acknowledge the checklist, approve with a refused and then an accepted edit.
+async fn checklist_then_edits(browser: Browser, screenshots_too: bool) {
+    let app = spawn_app().await;
     let id = deploy(&app).await;
     sign_in(&browser, &app, "sam").await;
     browser.click(&browser.find(&format!("a[href='/requests/{id}']")).await).await;
     browser.wait_for_title("payments-api 2026.12.1 · signoff").await;
     assert_eq!(browser.attribute("#step-sre button[data-dialog]", "disabled").await.as_deref(), Some("true"), "approve waits for the checklist");
     let graph = browser.text(&browser.find("figure.graph").await).await;
-    assert!(graph.contains("sre") && graph.contains("ACTIVE"), "the plan's graph: {graph}");
-    browser.screenshot(&screenshots(), "request").await;
+    assert!(graph.contains("sre") && graph.to_uppercase().contains("ACTIVE"), "the plan's graph: {graph}");
+    if screenshots_too {
+        browser.screenshot(&screenshots(), "request").await;
+    }
 
     for (n, item) in ["rollback-plan-reviewed", "change-window-ok"].into_iter().enumerate() {
         browser.click_on(&format!("#step-sre .checklist form:has(input[value='{item}']) button")).await;
@@ -94,7 +107,9 @@ async fn a_checklist_gates_approval_and_an_edit_is_checked_at_its_field_then_sho
     browser.type_on("#edit-sre-canary_percent", ENTER).await;
     browser.wait_for_text("#edit-sre-canary_percent-error", "canary_percent must be between 1 and 100").await;
     assert_eq!(browser.execute("return document.activeElement.id").await, "edit-sre-canary_percent", "the wrong field has the focus");
-    browser.screenshot(&screenshots(), "approve-dialog").await;
+    if screenshots_too {
+        browser.screenshot(&screenshots(), "approve-dialog").await;
+    }
     let (_, state) = app.get("sam", &format!("/v1/requests/{id}")).await;
     assert_eq!(state["steps"][0]["approvals"].as_array().unwrap().len(), 0, "nothing was sent");
 
@@ -222,4 +237,42 @@ async fn a_new_request_is_previewed_then_submitted_once() {
     let (_, after) = app.get("alice", "/v1/requests").await;
     assert_eq!(after["items"].as_array().unwrap().len(), 1);
     assert_eq!(after["items"][0]["subject"], "Q-2026-0200");
+}
+
+#[tokio::test]
+async fn at_phone_width_nothing_runs_off_the_side_and_the_keyboard_reaches_every_action() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(390, 844).await else { return };
+    let id = deploy(&app).await;
+    app.submit("alice", "quote-discount", json!({"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": true}})).await;
+    sign_in(&browser, &app, "sam").await;
+    let fits = "return document.documentElement.scrollWidth <= window.innerWidth";
+    for path in ["/".to_string(), format!("/requests/{id}"), "/mine".into(), "/new?policy=quote-discount".into()] {
+        browser.goto(&format!("{}{path}", app.url)).await;
+        browser.find("main h1").await;
+        let wide = "return Array.from(document.querySelectorAll('main *')).filter(e => e.getBoundingClientRect().right > window.innerWidth + 1).map(e => e.tagName + '.' + e.className).slice(0, 8).join(' ')";
+        assert_eq!(browser.execute(fits).await, true, "{path} is no wider than a phone: {}", browser.execute(wide).await);
+    }
+    browser.goto(&format!("{}/requests/{id}", app.url)).await;
+    browser.find("main h1").await;
+    browser.screenshot(&screenshots(), "request-phone").await;
+
+    // The first Tab reaches the skip link, which moves on to the page.
+    browser.press(TAB).await;
+    assert_eq!(browser.execute("return document.activeElement.className").await, "skip");
+    browser.press(ENTER).await;
+    browser.wait_until("return document.activeElement.id === 'main'").await;
+    // Tabbing from there reaches the checklist, then Approve once it is enabled.
+    let order = browser
+        .execute("return Array.from(document.querySelectorAll('main a[href], main button:not([disabled]), main input:not([type=hidden]), main textarea, main select')).filter(e => !e.closest('dialog')).map(e => e.textContent.trim() || e.id).join('|')")
+        .await;
+    let order = order.as_str().unwrap().to_string();
+    let ack = order.find("Acknowledge").expect("the checklist is reachable");
+    let reject = order.find("Reject…").expect("reject is reachable");
+    assert!(ack < reject, "in reading order: {order}");
+    // Every form control has a name a screen reader can say.
+    let unnamed = browser
+        .execute("return Array.from(document.querySelectorAll('input:not([type=hidden]), textarea, select')).filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id || e.name).join()")
+        .await;
+    assert_eq!(unnamed, "", "controls without a label");
 }
