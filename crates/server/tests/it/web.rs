@@ -295,3 +295,24 @@ async fn a_new_request_is_a_form_from_the_schema_with_refusals_at_their_fields()
     let (_, list) = app.get("alice", "/v1/requests").await;
     assert_eq!(list["items"][0]["context"], quote(0.18, 0.21), "the fields spell the context, typed");
 }
+
+#[tokio::test]
+async fn assets_are_named_by_their_content_kept_a_year_and_sent_compressed() {
+    let app = spawn_app().await;
+    let resp = client().get(format!("{}/signin", app.url)).send().await.unwrap();
+    let html = resp.text().await.unwrap();
+    for ext in ["css", "js"] {
+        let end = html.find(&format!(".{ext}\"")).unwrap_or_else(|| panic!("no {ext}: {html}"));
+        let href = format!("{}.{ext}", &html[html[..end].rfind("/assets/app.").unwrap()..end]);
+        assert_eq!(href.len(), "/assets/app.".len() + 12 + 1 + ext.len(), "{href}");
+        let resp = client().get(format!("{}{href}", app.url)).header("accept-encoding", "gzip").send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["cache-control"], "public, max-age=31536000, immutable");
+        assert_eq!(resp.headers()["content-encoding"], "gzip", "{href}");
+        let plain = client().get(format!("{}{href}", app.url)).send().await.unwrap();
+        assert!(plain.headers().get("content-encoding").is_none(), "plain to a client that does not take gzip");
+    }
+    let unknown = client().get(format!("{}/assets/app.css", app.url)).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["code"], "not_found");
+}

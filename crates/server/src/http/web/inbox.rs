@@ -9,6 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use signoff_store::{Task, TaskQuery};
 
+use super::request::When;
 use super::{AppState, Page, Visitor};
 
 /// Due within this long: urgent.
@@ -34,7 +35,7 @@ struct Row {
     requester: String,
     policy: String,
     reason: String,
-    due: String,
+    due: Option<When>,
     /// `overdue`, `urgent` or empty.
     mark: &'static str,
 }
@@ -55,7 +56,7 @@ impl Row {
             requester: t.requester.clone().unwrap_or_default(),
             policy: t.policy.clone(),
             reason: t.reason.clone().unwrap_or_default(),
-            due: t.due_at.map(|d| format!("{} ({})", super::minute(d), super::relative(d, now))).unwrap_or_default(),
+            due: t.due_at.map(|d| When::of(d, now)),
             mark,
         }
     }
@@ -67,6 +68,8 @@ struct InboxPage {
     user: String,
     csrf: String,
     admin: bool,
+    /// The server's clock, in milliseconds, for the countdowns.
+    now_ms: i64,
     rows: Vec<Row>,
     /// Every open task of the visitor's under the filter, on every page.
     total: u64,
@@ -121,6 +124,7 @@ pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, filter: Re
         admin: visitor.caller.admin,
         user: visitor.caller.id,
         csrf: visitor.csrf,
+        now_ms: now.as_millisecond(),
         shown: if rows.is_empty() { String::new() } else { format!("{}–{}", first + 1, last) },
         more_overdue: overdue > 0 && overdue == rows.len() && last < total,
         earlier: if page > 1 { href(&policy, page - 1) } else { String::new() },
