@@ -97,7 +97,7 @@ mod tests {
 
     fn step(id: &str, after: &[&str]) -> StepState {
         serde_json::from_value(json!({
-            "id": id, "status": "pending", "after": after, "approvers": [], "quorum": 1, "rejections_needed": 1,
+            "id": id, "status": "waiting", "after": after, "approvers": [], "quorum": 1, "rejections_needed": 1,
             "require_acks": [], "approvals": [], "rejections": [], "acks": [], "on_timeout": "expire", "escalation_level": 0
         }))
         .unwrap()
