@@ -41,6 +41,9 @@
         if (resp.ok && !resp.redirected) {
           const page = new DOMParser().parseFromString(await resp.text(), "text/html");
           const fresh = page.querySelector("main");
+          if (fresh) {
+            tick(fresh);
+          }
           if (fresh && fresh.innerHTML !== main.innerHTML) {
             // Keep the focus where it was (by id), and tell a screen reader what changed.
             const focused = main.contains(document.activeElement) ? document.activeElement.id : "";
@@ -187,9 +190,9 @@
     return ahead ? "in " + span : span + " ago";
   }
 
-  function tick() {
+  function tick(root) {
     const now = Date.now() + skew;
-    for (const t of document.querySelectorAll("time[data-countdown]")) {
+    for (const t of (root || document).querySelectorAll("time[data-countdown]")) {
       const ms = Date.parse(t.getAttribute("datetime")) - now;
       t.textContent = relative(ms);
       t.classList.toggle("late", ms <= 0);
@@ -239,5 +242,5 @@
   }
 
   settle();
-  setInterval(tick, 15000);
+  setInterval(() => tick(), 15000);
 })();

@@ -86,6 +86,7 @@ impl Browser {
     async fn connect(mut driver: Command, port_flag: &str, capabilities: Value, profile: tempfile::TempDir) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = driver.arg(format!("{port_flag}={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        signoff_server::install_tls();
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
         eventually(async || http.get(format!("{base}/status")).send().await.map_err(|e| format!("the WebDriver server did not start: {e}"))).await;

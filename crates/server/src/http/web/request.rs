@@ -310,6 +310,15 @@ struct Trouble {
 /// How many people the delegate box offers before the script looks up more.
 const PEOPLE: usize = 50;
 
+/// The idempotency key of the forms drawn for `state`: the same for one session and one version
+/// of the request, so a form sent twice (a double click, a retry) acts once, and a page drawn
+/// again for an unchanged request is the same page; any change to the request (a refused
+/// attempt included) draws new keys.
+fn form_key(csrf: &str, state: &RequestState) -> String {
+    let digest = signoff_engine::canonical::digest_bytes(format!("{csrf} {} {}", state.id, state.version).as_bytes());
+    format!("web-{}", &digest["sha256:".len()..][..24])
+}
+
 async fn draw(s: &AppState, visitor: &Visitor, id: &str, trouble: Option<Trouble>) -> Result<RequestPage, Problem> {
     let state: RequestState = s.visible(&visitor.caller, id).await?;
     let events = s.events(&visitor.caller, id).await?;
@@ -345,7 +354,7 @@ async fn draw(s: &AppState, visitor: &Visitor, id: &str, trouble: Option<Trouble
         csrf: visitor.csrf.clone(),
         admin: visitor.caller.admin,
         now_ms: now.as_millisecond(),
-        key: format!("web-{}", uuid::Uuid::now_v7().simple()),
+        key: form_key(&visitor.csrf, &state),
         problem,
         id: state.id.to_string(),
         heading: state.title.clone().or_else(|| state.subject.clone()).unwrap_or_else(|| state.id.to_string()),
