@@ -20,7 +20,7 @@ use signoff_engine::{Event, RequestState};
 use signoff_store::rows::{NOTIFICATION_COLUMNS, OutboxRow, from_millis};
 use signoff_store::{Session, 
     Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord,
-    Result, Snapshot, Store, StoreError, Task, TaskPage, TaskQuery, due_millis,
+    Result, Snapshot, Store, StoreError, Task, TaskPage, TaskQuery, due_millis, Gauges,
 };
 use tokio_postgres::types::ToSql;
 use deadpool_postgres::GenericClient;
@@ -523,6 +523,37 @@ impl Store for PostgresStore {
         }
         drop(tx);
         signoff_store::sql::list_page(q, rows.into_iter().map(Ok))
+    }
+
+    async fn gauges(&self, now: Timestamp) -> Result<Gauges> {
+        let client = self.client().await?;
+        let rows = |sql: &'static str| {
+            let client = &client;
+            async move { client.query(sql, &[]).await.map_err(unavailable) }
+        };
+        let pending = rows(
+            "SELECT policy_id, count(*)::bigint, extract(epoch FROM min(created_at::timestamptz))::float8,
+                    avg(extract(epoch FROM created_at::timestamptz))::float8
+             FROM requests WHERE status = 'pending' GROUP BY policy_id",
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64, r.get::<_, f64>(2), r.get::<_, f64>(3)))
+        .collect();
+        let acks = rows(
+            "SELECT policy, sum(p)::bigint FROM (SELECT max((body::jsonb)->>'policy') AS policy, max(coalesce(((body::jsonb)->>'pending_acks')::int, 0)) AS p
+             FROM tasks GROUP BY request_n, step_id) t GROUP BY policy",
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+        .collect();
+        let outbox = rows("SELECT channel, count(*)::bigint, extract(epoch FROM min(created_at::timestamptz))::float8 FROM outbox WHERE status = 'pending' GROUP BY channel")
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64, r.get::<_, f64>(2)))
+            .collect();
+        Ok(Gauges::assemble(now, pending, acks, outbox))
     }
 
     async fn tasks(&self, q: &TaskQuery) -> Result<TaskPage> {

@@ -25,7 +25,7 @@ use rusqlite::Connection;
 use signoff_engine::{Event, RequestState};
 use signoff_store::{Session, 
     Attempt, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord, Result, StateCache,
-    Store, StoreError, TaskPage, TaskQuery, due_millis,
+    Store, StoreError, TaskPage, TaskQuery, due_millis, Gauges,
 };
 
 use read::Readers;
@@ -220,6 +220,10 @@ impl Store for SqliteStore {
     async fn list(&self, q: &ListQuery) -> Result<Page> {
         let q = q.clone();
         self.readers.run(move |c| read::list(c, &q)).await
+    }
+
+    async fn gauges(&self, now: Timestamp) -> Result<Gauges> {
+        self.readers.run(move |c| read::gauges(c, now)).await
     }
 
     async fn tasks(&self, q: &TaskQuery) -> Result<TaskPage> {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use signoff_engine::{Event, RequestState};
-use signoff_store::{KeyMatch, ListQuery, Page, PolicyRecord, Result, Task, TaskPage, TaskQuery};
+use signoff_store::{Gauges, KeyMatch, ListQuery, Page, PolicyRecord, Result, Task, TaskPage, TaskQuery};
 use tokio::sync::Semaphore;
 
 use crate::unavailable;
@@ -35,6 +35,28 @@ pub(crate) fn tasks_sql(q: &TaskQuery) -> (String, String, Vec<rusqlite::types::
     let select = format!("SELECT t.approver, t.body FROM {from}{filter} ORDER BY {order} LIMIT ?{} OFFSET ?{}", n + 1, n + 2);
     let count = format!("SELECT count(*) FROM {from}{filter}");
     (select, count, args)
+}
+
+/// The state gauges at `now` (`Store::gauges`). Times are RFC 3339 text, read as julian days.
+pub(crate) fn gauges(c: &Connection, now: jiff::Timestamp) -> Result<Gauges> {
+    let unix = |jd: f64| (jd - 2_440_587.5) * 86_400.0;
+    let query = |sql: &str| c.prepare_cached(sql).map_err(unavailable);
+    let pending = query("SELECT policy_id, count(*), min(julianday(created_at)), avg(julianday(created_at)) FROM requests WHERE status = 'pending' GROUP BY policy_id")?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, unix(r.get(2)?), unix(r.get(3)?))))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(unavailable)?;
+    let acks = query(
+        "SELECT policy, sum(p) FROM (SELECT max(json_extract(body, '$.policy')) AS policy, max(coalesce(json_extract(body, '$.pending_acks'), 0)) AS p
+         FROM tasks GROUP BY request_n, step_id) GROUP BY policy",
+    )?
+    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+    .map_err(unavailable)?;
+    let outbox = query("SELECT channel, count(*), min(julianday(created_at)) FROM outbox WHERE status = 'pending' GROUP BY channel")?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, unix(r.get(2)?))))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(unavailable)?;
+    Ok(Gauges::assemble(now, pending, acks, outbox))
 }
 
 /// `q`'s page of tasks.

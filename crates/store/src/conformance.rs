@@ -25,7 +25,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        Fixture { policy: Policy::from_yaml(POLICY).unwrap(), dir: Directory::from_yaml(DIRECTORY).unwrap() }
+        Fixture::with(POLICY)
+    }
+
+    fn with(policy: &str) -> Self {
+        Fixture { policy: Policy::from_yaml(policy).unwrap(), dir: Directory::from_yaml(DIRECTORY).unwrap() }
     }
 
     fn submit(&self, id: &str, requester: &str, subject: &str, at: Timestamp) -> Commit {
@@ -84,6 +88,7 @@ where
     outbox_coalescing(&*fresh().await).await;
     keys_are_used_once(&*fresh().await).await;
     sessions_live_until_they_end(&*fresh().await).await;
+    gauges_are_read_from_the_store(&*fresh().await).await;
     concurrent_commits(fresh().await).await;
 }
 
@@ -424,6 +429,36 @@ pub async fn several_requests_commit_together(store: &dyn Store) {
     assert_eq!(outcome, CommitOutcome::Committed);
     assert_eq!(store.load("req_m2").await.unwrap().unwrap().status, RequestStatus::Approved);
     assert!(store.load("req_m1").await.unwrap().unwrap().version > a.version);
+}
+
+pub async fn gauges_are_read_from_the_store(store: &dyn Store) {
+    let now = t0() + SignedDuration::from_mins(10);
+    assert_eq!(store.gauges(now).await.unwrap(), Gauges::default(), "nothing open, nothing to say");
+    let f = Fixture::new();
+    let mut first = f.submit("req_g1", "alice", "S-1", t0() - SignedDuration::from_mins(50));
+    first.notifications = vec![outgoing("ntf_g1", "req_g1", None, json!({})), outgoing("ntf_g2", "req_g1", None, json!({}))];
+    committed(store, first).await;
+    let second = committed(store, f.submit("req_g2", "alice", "S-2", t0())).await;
+    let checklist = Fixture::with("id: acks\nsteps:\n  - {id: review, approvers: {users: [mark]}, require_acks: [security, privacy]}\n");
+    let third = committed(store, checklist.submit("req_g3", "alice", "S-3", t0())).await;
+    let g = store.gauges(now).await.unwrap();
+    let conf = g.policies.iter().find(|p| p.policy == "conf").expect("conf");
+    assert_eq!(conf.pending, 2);
+    assert!((conf.oldest_age_seconds - 3600.0).abs() < 1.0, "{conf:?}");
+    assert!((conf.mean_age_seconds - 2100.0).abs() < 1.0, "(60 + 10) / 2 minutes: {conf:?}");
+    assert_eq!(conf.pending_acks, 0);
+    let acks = g.policies.iter().find(|p| p.policy == "acks").expect("acks");
+    assert_eq!((acks.pending, acks.pending_acks), (1, 2), "two items on one step, counted once however many approvers it has");
+    assert_eq!(g.channels.len(), 1);
+    assert_eq!((g.channels[0].channel.as_str(), g.channels[0].backlog), ("webhook", 2));
+    assert!((g.channels[0].oldest_age_seconds - 600.0).abs() < 1.0, "{:?}", g.channels[0]);
+
+    let ack = Action::Acknowledge { step: "review".into(), item: "security".into() };
+    committed(store, checklist.act(&third, "mark", ack)).await;
+    committed(store, f.act(&second, "alice", Action::Cancel { comment: None })).await;
+    let g = store.gauges(now).await.unwrap();
+    assert_eq!(g.policies.iter().find(|p| p.policy == "acks").unwrap().pending_acks, 1);
+    assert_eq!(g.policies.iter().find(|p| p.policy == "conf").unwrap().pending, 1, "a closed request is not pending");
 }
 
 fn outgoing(id: &str, request: &str, key: Option<&str>, payload: serde_json::Value) -> Outgoing {

@@ -330,6 +330,62 @@ pub struct Task {
     /// was kept read back without it until their request next changes.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
+    /// Checklist items of the step not yet acknowledged (`require_acks`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pending_acks: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What the state gauges say, read from the store so that they are right after a restart and
+/// the same on every instance sharing it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gauges {
+    /// One per policy with a pending request.
+    pub policies: Vec<PolicyGauges>,
+    /// One per channel with an undelivered notification.
+    pub channels: Vec<ChannelGauges>,
+}
+
+/// The open requests of one policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyGauges {
+    pub policy: String,
+    pub pending: u64,
+    /// The oldest pending request's age, and the mean age, at the time asked about.
+    pub oldest_age_seconds: f64,
+    pub mean_age_seconds: f64,
+    /// Checklist items not yet acknowledged on active steps.
+    pub pending_acks: u64,
+}
+
+impl Gauges {
+    /// The gauges from what a store's queries read, times as unix seconds: per policy
+    /// (policy, pending, oldest and mean creation time), per policy its unacknowledged items,
+    /// per channel (channel, backlog, oldest creation time).
+    pub fn assemble(now: Timestamp, pending: Vec<(String, u64, f64, f64)>, acks: Vec<(String, u64)>, outbox: Vec<(String, u64, f64)>) -> Gauges {
+        let now = now.as_millisecond() as f64 / 1000.0;
+        let age = |t: f64| (now - t).max(0.0);
+        let policies = pending
+            .into_iter()
+            .map(|(policy, pending, oldest, mean)| {
+                let pending_acks = acks.iter().find(|(p, _)| *p == policy).map_or(0, |(_, n)| *n);
+                PolicyGauges { policy, pending, oldest_age_seconds: age(oldest), mean_age_seconds: age(mean), pending_acks }
+            })
+            .collect();
+        let channels = outbox.into_iter().map(|(channel, backlog, oldest)| ChannelGauges { channel, backlog, oldest_age_seconds: age(oldest) }).collect();
+        Gauges { policies, channels }
+    }
+}
+
+/// The undelivered notifications of one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelGauges {
+    pub channel: String,
+    pub backlog: u64,
+    pub oldest_age_seconds: f64,
 }
 
 /// A signed-in web session. The browser's cookie holds a random secret; the store keeps only
@@ -370,6 +426,7 @@ pub fn tasks_of(state: &RequestState) -> Vec<(String, Task)> {
                     requester: Some(state.requester.clone()),
                     subject: state.subject.clone(),
                     expires_at: state.expires_at,
+                    pending_acks: step.pending_acks().len() as u32,
                 },
             )
         })
@@ -468,6 +525,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Requests matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page>;
+
+    /// The state gauges at `now`: pending requests by policy, their ages and unacknowledged
+    /// checklist items, and undelivered notifications by channel.
+    async fn gauges(&self, now: Timestamp) -> Result<Gauges>;
 
     /// The open tasks `query` selects, soonest due first (undated last).
     async fn tasks(&self, query: &TaskQuery) -> Result<TaskPage>;

@@ -88,6 +88,9 @@ impl Store for Contended {
     async fn list(&self, q: &ListQuery) -> Result<Page> {
         self.inner.list(q).await
     }
+    async fn gauges(&self, now: Timestamp) -> Result<signoff_store::Gauges> {
+        self.inner.gauges(now).await
+    }
     async fn tasks(&self, q: &signoff_store::TaskQuery) -> Result<signoff_store::TaskPage> {
         self.inner.tasks(q).await
     }
