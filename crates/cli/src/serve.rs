@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use signoff_server::SystemClock;
-use signoff_server::settings::{Layer, Settings};
+use signoff_server::settings::{Layer, LogFormat, Settings};
 
 #[derive(Args, Default)]
 pub struct ServeArgs {
@@ -44,8 +44,16 @@ pub struct ServeArgs {
     /// request; the rest follow with `next_cursor`) [default: 8].
     #[arg(long, env = "SIGNOFF_PAGE_MB")]
     page_mb: Option<u64>,
+    /// Log lines as `text` (for a person) or `json` (one object per line, for log pipelines)
+    /// [default: text].
+    #[arg(long, env = "SIGNOFF_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Also serve `/metrics` on this address (for a scraper kept off the API's port).
+    #[arg(long, env = "SIGNOFF_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// A TOML file with any of: listen, data, database_url, policies, directory, header_timeout,
-    /// body_timeout, max_connections, shutdown_grace, state_cache_mb, page_mb, and [notify].
+    /// body_timeout, max_connections, shutdown_grace, state_cache_mb, page_mb, log_format,
+    /// metrics_listen, and [notify].
     #[arg(long, env = "SIGNOFF_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -65,6 +73,8 @@ impl ServeArgs {
             shutdown_grace: self.shutdown_grace,
             state_cache_mb: self.state_cache_mb,
             page_mb: self.page_mb,
+            log_format: self.log_format,
+            metrics_listen: self.metrics_listen,
             notify: None,
         };
         (layer, self.config)
@@ -114,15 +124,18 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(args: ServeArgs) -> u8 {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
+/// The log on stderr, as `format` says; `RUST_LOG` filters it.
+fn start_log(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into());
+    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
         // Colour only for a person at a terminal; a log file or collector gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        LogFormat::Text => log.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => log.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+pub async fn run(args: ServeArgs) -> u8 {
     let settings = match resolve(args) {
         Ok(s) => s,
         Err(e) => {
@@ -130,6 +143,7 @@ pub async fn run(args: ServeArgs) -> u8 {
             return 2;
         }
     };
+    start_log(settings.log_format);
     let service = match signoff_server::build(&settings.config, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => {
@@ -145,10 +159,27 @@ pub async fn run(args: ServeArgs) -> u8 {
         }
     };
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let mut metrics_addr = None;
+    if let Some(at) = settings.metrics_listen {
+        match tokio::net::TcpListener::bind(at).await {
+            Ok(l) => {
+                metrics_addr = l.local_addr().ok();
+                let app = signoff_server::http::metrics_router(service.clone());
+                tokio::spawn(async move { axum::serve(l, app).await });
+            }
+            Err(e) => {
+                eprintln!("error: metrics-listen: cannot bind {at}: {e}");
+                return 2;
+            }
+        }
+    }
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "listening on http://{addr}");
         let _ = writeln!(out, "web inbox: http://{addr}/ (sign in with a token)");
+        if let Some(m) = metrics_addr {
+            let _ = writeln!(out, "metrics: http://{m}/metrics");
+        }
         let catalog = service.catalog();
         if !catalog.demo_tokens.is_empty() {
             let _ = writeln!(out, "demo directory loaded; tokens (export SIGNOFF_TOKEN=...):");

@@ -11,6 +11,7 @@ pub mod notify;
 pub mod scheduler;
 pub mod service;
 pub mod settings;
+pub mod telemetry;
 pub mod transfer;
 pub mod transport;
 
@@ -141,6 +142,7 @@ pub struct Workers {
 /// Opens the store and loads the catalog.
 pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service>, StartError> {
     install_tls();
+    telemetry::install();
     config.notify.check().map_err(StartError::Setting)?;
     let store = config.database.open_with(&config.memory).await?;
     let service = Service::start(store, config.sources.clone(), clock).await?;

@@ -49,8 +49,8 @@ impl Drop for Open {
     }
 }
 
-const STREAMS: &str = "signoff_sse_streams";
-const WAITS: &str = "signoff_long_polls";
+const STREAMS: &str = crate::telemetry::SSE_STREAMS;
+const WAITS: &str = crate::telemetry::LONG_POLLS;
 
 struct RequestStream {
     _open: Open,

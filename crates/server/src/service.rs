@@ -15,6 +15,7 @@ use signoff_store::{
 };
 
 use crate::catalog::{Catalog, CatalogError, Sources};
+use crate::telemetry::{self, Tally};
 use crate::clock::Clock;
 use crate::error::Problem;
 use crate::feed::Feed;
@@ -374,6 +375,7 @@ impl Service {
             let reply = Reply::of(Replied::Created, &state)?;
             let notifications = self.channels.plan(&policy, &catalog.directory, &events, &state);
             let state = Arc::new(state);
+            let tally = Tally::of(&events, &state);
             let mut commits = vec![Commit {
                 idempotency: Self::record(caller, &idem, &reply, now),
                 notifications,
@@ -393,7 +395,7 @@ impl Service {
                     if let Some(earlier) = linked {
                         self.committed(&earlier);
                     }
-                    metrics::counter!("signoff_requests_submitted_total", "policy" => policy.id.clone()).increment(1);
+                    tally.record();
                     return Ok(reply);
                 }
                 CommitOutcome::KeyUsed(m) => return key_reply(m),
@@ -491,7 +493,7 @@ impl Service {
                         // The caller used up the refusals the history records (see
                         // `MAX_RECORDED_REFUSALS`): answered, logged and counted, not recorded.
                         tracing::warn!(request = %id, actor = %command.actor, code = e.code.as_str(), "refusal not recorded: the caller reached the limit of recorded refusals");
-                        metrics::counter!("signoff_refusals_unrecorded_total").increment(1);
+                        metrics::counter!(telemetry::REFUSALS_UNRECORDED).increment(1);
                         return Err(e);
                     }
                     Reply::of(Replied::Refused(e.code), &e.body())?
@@ -499,6 +501,7 @@ impl Service {
             };
             let notifications = self.channels.plan(&policy, &directory, &decision.events, &decision.state);
             let new_state = Arc::new(decision.state);
+            let tally = Tally::of(&decision.events, &new_state);
             let commit = Commit {
                 idempotency: caller.and_then(|c| Self::record(c, idem, &reply, now)),
                 notifications,
@@ -509,12 +512,13 @@ impl Service {
             match self.store.commit(commit).await? {
                 CommitOutcome::Committed => {
                     self.committed(&new_state);
-                    metrics::counter!("signoff_actions_total", "action" => command.action.name(), "status" => reply.kind.status().to_string()).increment(1);
+                    tally.record();
+                    metrics::counter!(telemetry::ACTIONS, "action" => command.action.name(), "status" => reply.kind.status().to_string()).increment(1);
                     return Ok((reply, true));
                 }
                 CommitOutcome::KeyUsed(m) => return key_reply(m).map(|r| (r, false)),
                 CommitOutcome::VersionConflict => {
-                    metrics::counter!("signoff_commit_conflicts_total").increment(1);
+                    metrics::counter!(telemetry::COMMIT_CONFLICTS).increment(1);
                     continue;
                 }
             }
@@ -650,6 +654,11 @@ impl Service {
             Some(a) => self.store.inbox(a, limit).await?,
             None => self.store.open_tasks(limit).await?,
         })
+    }
+
+    /// The configured notification channels, by name.
+    pub fn channel_names(&self) -> Vec<String> {
+        self.channels.active()
     }
 
     /// The caller's directory entry.

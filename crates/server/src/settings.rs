@@ -30,6 +30,10 @@ pub struct Layer {
     pub shutdown_grace: Option<String>,
     pub state_cache_mb: Option<u64>,
     pub page_mb: Option<u64>,
+    /// `text` (default) or `json`, one object per line, for log pipelines.
+    pub log_format: Option<String>,
+    /// An address to serve `/metrics` on besides the main listener.
+    pub metrics_listen: Option<String>,
     /// Where notifications go; only in the file, since it holds secrets.
     pub notify: Option<NotifyConfig>,
 }
@@ -55,6 +59,8 @@ impl Layer {
             shutdown_grace: self.shutdown_grace.or(lower.shutdown_grace),
             state_cache_mb: self.state_cache_mb.or(lower.state_cache_mb),
             page_mb: self.page_mb.or(lower.page_mb),
+            log_format: self.log_format.or(lower.log_format),
+            metrics_listen: self.metrics_listen.or(lower.metrics_listen),
             notify: self.notify.or(lower.notify),
         }
     }
@@ -69,6 +75,17 @@ fn setting(message: String) -> StartError {
 pub struct Settings {
     pub listen: SocketAddr,
     pub config: Config,
+    pub log_format: LogFormat,
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// How the log is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Lines for a person.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
 }
 
 impl Settings {
@@ -88,7 +105,16 @@ impl Settings {
         notify.check().map_err(setting)?;
         let limits = limits(layer.header_timeout, layer.body_timeout, layer.max_connections, layer.shutdown_grace)?;
         let memory = memory(layer.state_cache_mb, layer.page_mb)?;
-        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory } })
+        let log_format = match layer.log_format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => return Err(setting(format!("log-format: `{other}` is neither text nor json"))),
+        };
+        let metrics_listen = match layer.metrics_listen {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|_| setting(format!("metrics-listen: `{a}` is not an address like 127.0.0.1:9100")))?),
+        };
+        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory }, log_format, metrics_listen })
     }
 }
 

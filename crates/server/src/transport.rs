@@ -101,7 +101,7 @@ pub async fn serve(router: Router, listener: TcpListener, limits: Limits, shutdo
                 });
             }
             Err(_) => {
-                metrics::counter!("signoff_connections_refused_total").increment(1);
+                metrics::counter!(crate::telemetry::CONNECTIONS_REFUSED).increment(1);
                 if let Ok(permit) = refusals.clone().try_acquire_owned() {
                     connections.spawn(async move {
                         refuse(stream, limits.max_connections).await;

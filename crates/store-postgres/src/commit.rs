@@ -373,8 +373,12 @@ fn answer(cache: &Cache, job: Job, outcome: Result<CommitOutcome>) {
 async fn write_singles(pool: &Pool, jobs: Vec<Job>) -> Vec<(Job, Result<CommitOutcome>)> {
     let commits: Vec<&Commit> = jobs.iter().map(|j| &j.commits[0]).collect();
     let mut outcomes = Vec::with_capacity(jobs.len());
+    let start = std::time::Instant::now();
     match write_shared(pool, &commits).await {
         Shared::Written(verdicts) => {
+            // (The names are the server's `telemetry::COMMIT_SECONDS` and `COMMIT_GROUP`.)
+            metrics::histogram!("signoff_commit_seconds").record(start.elapsed().as_secs_f64());
+            metrics::histogram!("signoff_commit_group_size").record(commits.len() as f64);
             for (c, v) in commits.iter().zip(verdicts) {
                 outcomes.push(outcome(pool, c, v).await);
             }

@@ -123,7 +123,11 @@ fn write_group(conn: &mut Connection, batch: &[WriteOp]) -> Vec<Result<CommitOut
 fn apply_all(conn: &mut Connection, batch: &[WriteOp]) -> Result<Vec<CommitOutcome>> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
     let results = batch.iter().map(|op| apply(&tx, op)).collect::<Result<Vec<_>>>()?;
+    let start = std::time::Instant::now();
     tx.commit().map_err(unavailable)?;
+    // (The names are the server's `telemetry::COMMIT_SECONDS` and `COMMIT_GROUP`.)
+    metrics::histogram!("signoff_commit_seconds").record(start.elapsed().as_secs_f64());
+    metrics::histogram!("signoff_commit_group_size").record(batch.len() as f64);
     Ok(results)
 }
 

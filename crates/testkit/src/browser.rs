@@ -85,7 +85,12 @@ impl Browser {
     /// Starts `driver` on a free port and opens a session with `capabilities`.
     async fn connect(mut driver: Command, port_flag: &str, capabilities: Value, profile: tempfile::TempDir) -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = driver.arg(format!("{port_flag}={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        // In a process group of its own, so that dropping the browser ends whatever it started.
+        let driver = std::os::unix::process::CommandExt::process_group(driver.arg(format!("{port_flag}={port}")), 0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         signoff_server::install_tls();
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
@@ -247,7 +252,18 @@ pub const ESCAPE: &str = "\u{E00C}";
 pub const TAB: &str = "\u{E004}";
 
 impl Drop for Browser {
+    /// Ends the session, which closes the browser, then the driver and anything it left: a
+    /// killed driver alone leaves its browser running, and a test run leaks a browser a test.
     fn drop(&mut self) {
+        let session = self.session.clone();
+        // (A blocking call on a thread of its own: this may drop inside the tests' runtime.)
+        let _ = std::thread::spawn(move || {
+            let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build();
+            http.map(|c| c.delete(session).send())
+        })
+        .join();
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

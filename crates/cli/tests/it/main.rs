@@ -2,4 +2,5 @@
 //! commands and exit codes, crashes and restarts, and its OpenAPI document against real tools.
 
 mod binary;
+mod metrics;
 mod openapi;

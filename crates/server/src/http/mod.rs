@@ -32,6 +32,11 @@ pub use extract::Auth;
 
 type AppState = Arc<Service>;
 
+/// `/metrics` alone, for `--metrics-listen`.
+pub fn metrics_router(service: Arc<Service>) -> Router {
+    Router::new().route("/metrics", axum::routing::get(operations::metrics_text)).with_state(service)
+}
+
 pub fn router(service: Arc<Service>) -> Router {
     let v1 = Router::new()
         .merge(requests::routes())

@@ -1,7 +1,6 @@
 //! What operators and orchestrators call: liveness, readiness and Prometheus metrics, and the
 //! middleware that counts and logs every call.
 
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -10,11 +9,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::Problem;
+use crate::telemetry;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics_text))
@@ -33,29 +32,27 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, Pro
     Ok(Json(json!({ "status": "ready" })))
 }
 
-fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        // Another recorder may already be installed (several servers in one test process).
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
-
-/// Prometheus metrics, in the text exposition format.
+/// Prometheus metrics, in the text exposition format: this instance's counters and histograms,
+/// and the state gauges as the store has them now.
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4")))]
-pub(crate) async fn metrics_text() -> Response {
-    let mut resp = prometheus().render().into_response();
+pub(crate) async fn metrics_text(State(s): State<AppState>) -> Response {
+    let mut text = telemetry::install().render();
+    match s.store().gauges(s.now()).await {
+        Ok(g) => {
+            let policies: Vec<String> = s.catalog().policies.keys().cloned().collect();
+            text.push_str(&telemetry::render_gauges(&g, &policies, &s.channel_names()));
+        }
+        // The scrape still says what this instance counted; the missing gauges say the rest.
+        Err(e) => tracing::warn!(error = %e, "the state gauges could not be read from the store"),
+    }
+    let mut resp = text.into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     resp
 }
 
 pub(super) async fn record_metrics(req: Request, next: Next) -> Response {
-    prometheus();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -71,12 +68,12 @@ pub(super) async fn record_metrics(req: Request, next: Next) -> Response {
         if status >= 500 {
             tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, "failed");
         } else {
-            tracing::info!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, "refused");
+            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, "refused");
         }
     }
     let status = resp.status().as_u16().to_string();
-    metrics::counter!("signoff_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("signoff_http_request_duration_seconds", "method" => method, "route" => route)
+    metrics::counter!(telemetry::HTTP_REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!(telemetry::HTTP_DURATION, "method" => method, "route" => route)
         .record(start.elapsed().as_secs_f64());
     resp
 }

@@ -121,11 +121,11 @@ impl Dispatcher {
             Delivery::NotYet { until } => (None, AttemptOutcome::Deferred { until }),
             Delivery::Failed { status, error, retry_after, permanent } => {
                 let next = if permanent { None } else { next_attempt(n.attempts + 1, now, retry_after) };
-                metrics::counter!("signoff_notification_failures_total", "channel" => n.outgoing.channel.clone()).increment(1);
+                metrics::counter!(crate::telemetry::NOTIFICATION_FAILURES, "channel" => n.outgoing.channel.clone()).increment(1);
                 (status, AttemptOutcome::Failed { error, next_attempt_at: next })
             }
         };
-        metrics::counter!("signoff_notification_attempts_total", "channel" => n.outgoing.channel.clone()).increment(1);
+        metrics::counter!(crate::telemetry::NOTIFICATION_ATTEMPTS, "channel" => n.outgoing.channel.clone()).increment(1);
         Attempt { notification: n.outgoing.id.clone(), revision: n.revision, at: now, status, outcome }
     }
 

@@ -68,6 +68,11 @@ impl Channels {
         ])
     }
 
+    /// The names of the configured channels.
+    pub fn active(&self) -> Vec<String> {
+        self.0.iter().filter(|c| c.is_active()).map(|c| c.name().to_string()).collect()
+    }
+
     /// Whether any channel is configured at all.
     pub fn is_active(&self) -> bool {
         self.0.iter().any(|c| c.is_active())
