@@ -130,7 +130,13 @@ impl Tally {
             t.events.push(e.kind.type_name());
             match &e.kind {
                 EventKind::Submitted { .. } => t.submitted = true,
-                EventKind::Completed { status, .. } => t.decided = Some((*status, e.at.duration_since(state.created_at).as_secs_f64().max(0.0))),
+                // A request ends with `completed`, or with `expired` or `cancelled` alone.
+                EventKind::Completed { .. } | EventKind::Expired { .. } | EventKind::Cancelled { .. } if state.status.is_terminal() => {
+                    t.decided = Some((state.status, e.at.duration_since(state.created_at).as_secs_f64().max(0.0)));
+                }
+                _ => {}
+            }
+            match &e.kind {
                 EventKind::Escalated { due, .. } => {
                     t.escalations += 1;
                     t.timers.push(("escalation", late(e.at, *due)));
