@@ -42,6 +42,7 @@ pub const PENDING: &str = "signoff_pending_requests";
 pub const OLDEST_OPEN: &str = "signoff_oldest_open_request_age_seconds";
 pub const MEAN_OPEN: &str = "signoff_open_request_age_seconds_mean";
 pub const PENDING_ACKS: &str = "signoff_pending_acks";
+pub const OVERDUE_STEPS: &str = "signoff_overdue_steps";
 pub const OUTBOX_BACKLOG: &str = "signoff_outbox_backlog";
 pub const OUTBOX_OLDEST: &str = "signoff_outbox_oldest_undelivered_age_seconds";
 
@@ -93,6 +94,27 @@ fn describe() {
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Time to commit one database transaction, its fsync included.");
     describe_gauge!(SSE_STREAMS, "Server-sent event streams open on this instance.");
     describe_gauge!(LONG_POLLS, "Long polls waiting on this instance.");
+}
+
+/// Starts every counter a dashboard or an alert reads at zero, for every loaded policy and
+/// configured channel, so that a family exists before its first event (and `rate` sees its
+/// first increase). Cheap and idempotent; the scrape calls it.
+pub fn known(policies: &[String], channels: &[String]) {
+    for policy in policies {
+        for family in [APPROVAL_REQUESTS, APPROVALS, DENIES, EXPIRED, CANCELLED, ESCALATIONS, PERSONA_ACKS] {
+            metrics::counter!(family, "policy" => policy.clone()).increment(0);
+        }
+    }
+    for channel in channels {
+        metrics::counter!(NOTIFICATION_ATTEMPTS, "channel" => channel.clone()).increment(0);
+        metrics::counter!(NOTIFICATION_FAILURES, "channel" => channel.clone()).increment(0);
+    }
+    for family in [COMMIT_CONFLICTS, REFUSALS_UNRECORDED, CONNECTIONS_REFUSED] {
+        metrics::counter!(family).increment(0);
+    }
+    for family in [SSE_STREAMS, LONG_POLLS] {
+        metrics::gauge!(family).increment(0.0);
+    }
 }
 
 /// What one durable commit counts, tallied from its events before the commit and recorded
@@ -234,6 +256,7 @@ pub fn render_gauges(g: &Gauges, policies: &[String], channels: &[String]) -> St
     family(OLDEST_OPEN, "Age of the oldest pending request, by policy (from the store).", "policy", per_policy(&|p| p.oldest_age_seconds));
     family(MEAN_OPEN, "Mean age of the pending requests, by policy (from the store).", "policy", per_policy(&|p| p.mean_age_seconds));
     family(PENDING_ACKS, "Checklist items not yet acknowledged on active steps, by policy (from the store).", "policy", per_policy(&|p| p.pending_acks as f64));
+    family(OVERDUE_STEPS, "Active steps past their due time (their SLA), by policy (from the store).", "policy", per_policy(&|p| p.overdue_steps as f64));
     let mut chans: Vec<String> = channels.to_vec();
     chans.extend(g.channels.iter().map(|c| c.channel.clone()));
     chans.sort();

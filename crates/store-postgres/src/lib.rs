@@ -531,6 +531,7 @@ impl Store for PostgresStore {
             let client = &client;
             async move { client.query(sql, &[]).await.map_err(unavailable) }
         };
+        let now_ms = now.as_millisecond();
         let pending = rows(
             "SELECT policy_id, count(*)::bigint, extract(epoch FROM min(created_at::timestamptz))::float8,
                     avg(extract(epoch FROM created_at::timestamptz))::float8
@@ -540,14 +541,18 @@ impl Store for PostgresStore {
         .iter()
         .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64, r.get::<_, f64>(2), r.get::<_, f64>(3)))
         .collect();
-        let acks = rows(
-            "SELECT policy, sum(p)::bigint FROM (SELECT max((body::jsonb)->>'policy') AS policy, max(coalesce(((body::jsonb)->>'pending_acks')::int, 0)) AS p
-             FROM tasks GROUP BY request_n, step_id) t GROUP BY policy",
-        )
-        .await?
-        .iter()
-        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
-        .collect();
+        let acks = client
+            .query(
+                "SELECT policy, sum(p)::bigint, sum(late)::bigint FROM (SELECT max((body::jsonb)->>'policy') AS policy,
+                        max(coalesce(((body::jsonb)->>'pending_acks')::int, 0)) AS p, max(CASE WHEN due_at <= $1 THEN 1 ELSE 0 END) AS late
+                 FROM tasks GROUP BY request_n, step_id) t GROUP BY policy",
+                &[&now_ms],
+            )
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64, r.get::<_, i64>(2) as u64))
+            .collect();
         let outbox = rows("SELECT channel, count(*)::bigint, extract(epoch FROM min(created_at::timestamptz))::float8 FROM outbox WHERE status = 'pending' GROUP BY channel")
             .await?
             .iter()

@@ -46,10 +46,11 @@ pub(crate) fn gauges(c: &Connection, now: jiff::Timestamp) -> Result<Gauges> {
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(unavailable)?;
     let acks = query(
-        "SELECT policy, sum(p) FROM (SELECT max(json_extract(body, '$.policy')) AS policy, max(coalesce(json_extract(body, '$.pending_acks'), 0)) AS p
+        "SELECT policy, sum(p), sum(late) FROM (SELECT max(json_extract(body, '$.policy')) AS policy, max(coalesce(json_extract(body, '$.pending_acks'), 0)) AS p,
+                max(due_at IS NOT NULL AND due_at <= ?1) AS late
          FROM tasks GROUP BY request_n, step_id) GROUP BY policy",
     )?
-    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
+    .query_map([now.as_millisecond()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))
     .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
     .map_err(unavailable)?;
     let outbox = query("SELECT channel, count(*), min(julianday(created_at)) FROM outbox WHERE status = 'pending' GROUP BY channel")?

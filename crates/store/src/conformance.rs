@@ -447,6 +447,7 @@ pub async fn gauges_are_read_from_the_store(store: &dyn Store) {
     assert!((conf.oldest_age_seconds - 3600.0).abs() < 1.0, "{conf:?}");
     assert!((conf.mean_age_seconds - 2100.0).abs() < 1.0, "(60 + 10) / 2 minutes: {conf:?}");
     assert_eq!(conf.pending_acks, 0);
+    assert_eq!(conf.overdue_steps, 2, "both steps of the request submitted an hour ago are past their SLA (1 h, 30 min); none of the other");
     let acks = g.policies.iter().find(|p| p.policy == "acks").expect("acks");
     assert_eq!((acks.pending, acks.pending_acks), (1, 2), "two items on one step, counted once however many approvers it has");
     assert_eq!(g.channels.len(), 1);

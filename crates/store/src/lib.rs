@@ -359,20 +359,22 @@ pub struct PolicyGauges {
     pub mean_age_seconds: f64,
     /// Checklist items not yet acknowledged on active steps.
     pub pending_acks: u64,
+    /// Active steps past their due time (their SLA).
+    pub overdue_steps: u64,
 }
 
 impl Gauges {
     /// The gauges from what a store's queries read, times as unix seconds: per policy
-    /// (policy, pending, oldest and mean creation time), per policy its unacknowledged items,
+    /// (policy, pending, oldest and mean creation time), per policy its unacknowledged items and overdue steps,
     /// per channel (channel, backlog, oldest creation time).
-    pub fn assemble(now: Timestamp, pending: Vec<(String, u64, f64, f64)>, acks: Vec<(String, u64)>, outbox: Vec<(String, u64, f64)>) -> Gauges {
+    pub fn assemble(now: Timestamp, pending: Vec<(String, u64, f64, f64)>, acks: Vec<(String, u64, u64)>, outbox: Vec<(String, u64, f64)>) -> Gauges {
         let now = now.as_millisecond() as f64 / 1000.0;
         let age = |t: f64| (now - t).max(0.0);
         let policies = pending
             .into_iter()
             .map(|(policy, pending, oldest, mean)| {
-                let pending_acks = acks.iter().find(|(p, _)| *p == policy).map_or(0, |(_, n)| *n);
-                PolicyGauges { policy, pending, oldest_age_seconds: age(oldest), mean_age_seconds: age(mean), pending_acks }
+                let (pending_acks, overdue_steps) = acks.iter().find(|(p, _, _)| *p == policy).map_or((0, 0), |(_, a, o)| (*a, *o));
+                PolicyGauges { policy, pending, oldest_age_seconds: age(oldest), mean_age_seconds: age(mean), pending_acks, overdue_steps }
             })
             .collect();
         let channels = outbox.into_iter().map(|(channel, backlog, oldest)| ChannelGauges { channel, backlog, oldest_age_seconds: age(oldest) }).collect();

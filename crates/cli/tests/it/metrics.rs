@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use signoff_store_postgres::testing::TestDatabase;
 use signoff_testkit::binary::{Server, http};
+use signoff_testkit::peers::webhook::{Behaviour, WebhookReceiver};
 
 const BIN: &str = env!("CARGO_BIN_EXE_signoff");
 
@@ -89,10 +90,13 @@ pub fn promtool_check_metrics(text: &str) -> Option<String> {
 
 #[test]
 fn every_family_moves_with_real_workflows_and_the_gauges_survive_a_restart() {
+    let receiver = WebhookReceiver::start_blocking(Behaviour { secret: None, hold: 0 });
     let dir = tempfile::tempdir().unwrap();
     let policies = policies(dir.path());
+    let config = dir.path().join("signoff.toml");
+    std::fs::write(&config, format!("[[notify.webhooks]]\nname = \"crm\"\nurl = \"{}\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nevents = [\"completed\"]\n", receiver.url)).unwrap();
     let data = dir.path().join("data");
-    let start = || Server::serve(BIN, &data, &["--policies".as_ref(), policies.as_os_str()], Stdio::null());
+    let start = || Server::serve(BIN, &data, &["--policies".as_ref(), policies.as_os_str(), "--config".as_ref(), config.as_os_str()], Stdio::null());
     let server = start();
     let url = server.url.clone();
 
@@ -144,6 +148,20 @@ fn every_family_moves_with_real_workflows_and_the_gauges_survive_a_restart() {
     if let Some(complaints) = promtool_check_metrics(&text) {
         assert_eq!(complaints, "", "promtool check metrics");
     }
+    // Whatever the bundled dashboard and alert rules query, a real scrape has.
+    let families: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).filter_map(|l| l.split(' ').next()).collect();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(repo.join("deploy/grafana/signoff.json")).unwrap()).unwrap();
+    let mut queries: Vec<String> = dashboard["panels"].as_array().unwrap().iter().flat_map(|p| p["targets"].as_array().unwrap().iter().map(|t| t["expr"].as_str().unwrap().to_string())).collect();
+    let rules = std::fs::read_to_string(repo.join("deploy/prometheus/alerts.yaml")).unwrap();
+    queries.extend(rules.lines().filter_map(|l| l.trim().strip_prefix("expr: ").map(str::to_string)));
+    assert!(queries.len() > 15, "{queries:?}");
+    for q in &queries {
+        for name in metric_names(q) {
+            let family = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s).filter(|f| families.contains(f))).unwrap_or(&name);
+            assert!(families.contains(&family), "`{q}` reads {name}, which no scrape has:\n{text}");
+        }
+    }
 
     // After a restart the counters start again, the state gauges do not.
     server.kill9();
@@ -151,8 +169,31 @@ fn every_family_moves_with_real_workflows_and_the_gauges_survive_a_restart() {
     let text = scrape(&server.url);
     assert_eq!(sample(&text, "signoff_pending_requests", &fast), Some(1.0), "from the store, not from memory");
     assert_eq!(sample(&text, "signoff_pending_acks", &fast), Some(1.0));
-    assert_eq!(sample(&text, "signoff_approvals_total", &fast), None, "counters are this process's");
+    assert_eq!(sample(&text, "signoff_approvals_total", &fast), Some(0.0), "counters are this process's, started at zero");
     server.kill9();
+}
+
+/// The `signoff_…` names a PromQL query reads.
+fn metric_names(query: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = query;
+    while let Some(at) = rest.find("signoff_") {
+        let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
+}
+
+#[test]
+fn the_alert_rules_pass_promtool() {
+    if Command::new("promtool").arg("--version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but promtool is missing: .ci/run installs prometheus");
+        return;
+    }
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus/alerts.yaml");
+    let out = Command::new("promtool").arg("check").arg("rules").arg(&rules).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -37,11 +37,13 @@ pub(crate) async fn readyz(State(s): State<AppState>) -> Result<Json<Value>, Pro
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format 0.0.4")))]
 pub(crate) async fn metrics_text(State(s): State<AppState>) -> Response {
+    let policies: Vec<String> = s.catalog().policies.keys().cloned().collect();
+    let channels = s.channel_names();
+    telemetry::known(&policies, &channels);
     let mut text = telemetry::install().render();
     match s.store().gauges(s.now()).await {
         Ok(g) => {
-            let policies: Vec<String> = s.catalog().policies.keys().cloned().collect();
-            text.push_str(&telemetry::render_gauges(&g, &policies, &s.channel_names()));
+            text.push_str(&telemetry::render_gauges(&g, &policies, &channels));
         }
         // The scrape still says what this instance counted; the missing gauges say the rest.
         Err(e) => tracing::warn!(error = %e, "the state gauges could not be read from the store"),
