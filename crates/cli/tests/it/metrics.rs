@@ -233,3 +233,24 @@ fn two_postgres_instances_report_the_same_pending_gauge_and_metrics_listen_serve
     a.kill9();
     b.kill9();
 }
+
+#[test]
+fn log_format_json_writes_one_object_a_line_with_the_request_and_the_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = policies(dir.path());
+    let mut server = Server::serve(BIN, &dir.path().join("data"), &["--policies".as_ref(), policies.as_os_str(), "--log-format".as_ref(), "json".as_ref()], Stdio::piped());
+    let id = submit(&server.url, "fast");
+    let refused = act(&server.url, "mark-token", &id, json!({"action": "approve", "step": "review"}));
+    assert_eq!(refused["code"], "acks_pending");
+    server.child.kill().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut text).unwrap();
+    server.child.wait().unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let submitted = lines.iter().find(|l| l["message"] == "committed" && l["request"] == id.as_str() && l["actor"] == "alice").unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(submitted["level"], "INFO");
+    assert_eq!(submitted["policy"], "fast");
+    assert!(submitted["events"].as_str().unwrap().starts_with("submitted,"), "{submitted}");
+    let warned = lines.iter().find(|l| l["message"] == "refused" && l["request"] == id.as_str()).unwrap_or_else(|| panic!("{text}"));
+    assert_eq!((warned["level"].as_str(), warned["actor"].as_str(), warned["code"].as_str()), (Some("WARN"), Some("mark"), Some("acks_pending")));
+}

@@ -175,6 +175,7 @@ fn schemas() -> Vec<(&'static str, Value)> {
                 "request": {"type": "string"}, "step": {"type": "string"}, "title": string_or_null,
                 "reason": string_or_null, "due_at": time_or_null(), "policy": {"type": "string"},
                 "expires_at": time_or_null(),
+                "pending_acks": {"type": "integer", "minimum": 1, "description": "Checklist items of the step not yet acknowledged; absent when none are."},
             },
         })),
         ("Delivery", json!({
