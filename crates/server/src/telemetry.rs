@@ -272,3 +272,50 @@ pub fn render_gauges(g: &Gauges, policies: &[String], channels: &[String]) -> St
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signoff_engine::machine::{self, Action, Command, Submission};
+    use signoff_engine::{Directory, Policy};
+
+    const POLICY: &str = "id: p\nsteps:\n  - id: review\n    approvers: {users: [mark]}\n    require_acks: [security]\n    edits: {allowed_keys: [amount], schema: {type: object, properties: {amount: {type: number, maximum: 100}}}}\n";
+    const DIRECTORY: &str = "users:\n  - {id: alice}\n  - {id: mark}\n";
+
+    fn at(minutes: i64) -> jiff::Timestamp {
+        "2026-12-01T09:00:00Z".parse::<jiff::Timestamp>().unwrap() + jiff::SignedDuration::from_mins(minutes)
+    }
+
+    #[test]
+    fn a_commit_counts_what_its_events_say() {
+        let (policy, dir) = (Policy::from_yaml(POLICY).unwrap(), Directory::from_yaml(DIRECTORY).unwrap());
+        let sub = Submission { id: "req_t".into(), requester: "alice".into(), title: None, subject: None, context: serde_json::json!({"amount": 10}), evidence: vec![], lineage: None, resubmits: None };
+        let (events, state) = machine::submit(&policy, &dir, sub, at(0)).unwrap();
+        let t = Tally::of(&events, &state);
+        assert!(t.submitted && t.decided.is_none());
+        assert_eq!((t.policy.as_str(), t.actor.as_str()), ("p", "alice"));
+
+        let run = |state: &RequestState, action: Action, minutes: i64| machine::decide(&policy, &dir, state, &Command { actor: "mark".into(), action }, at(minutes));
+        let acked = run(&state, Action::Acknowledge { step: "review".into(), item: "security".into() }, 1);
+        assert_eq!(Tally::of(&acked.events, &acked.state).acks, 1);
+        let refused = run(&acked.state, Action::Approve { step: "review".into(), comment: None, edits: Some(serde_json::json!({"amount": 500})) }, 2);
+        let t = Tally::of(&refused.events, &refused.state);
+        assert_eq!((t.overrides_refused.as_slice(), t.overrides_applied, t.refusals.len()), (&["schema_invalid"][..], 0, 1));
+        let approved = run(&refused.state, Action::Approve { step: "review".into(), comment: None, edits: Some(serde_json::json!({"amount": 50})) }, 90);
+        let t = Tally::of(&approved.events, &approved.state);
+        assert_eq!(t.overrides_applied, 1);
+        assert_eq!(t.decided, Some((RequestStatus::Approved, 90.0 * 60.0)), "decided 90 minutes after submission");
+    }
+
+    #[test]
+    fn the_store_gauges_render_every_policy_and_channel_at_zero_or_more() {
+        let g = Gauges {
+            policies: vec![signoff_store::PolicyGauges { policy: "a".into(), pending: 2, oldest_age_seconds: 60.0, mean_age_seconds: 30.0, pending_acks: 1, overdue_steps: 0 }],
+            channels: vec![],
+        };
+        let text = render_gauges(&g, &["a".into(), "b".into()], &["slack".into()]);
+        for line in ["signoff_pending_requests{policy=\"a\"} 2", "signoff_pending_requests{policy=\"b\"} 0", "signoff_outbox_backlog{channel=\"slack\"} 0", "# TYPE signoff_overdue_steps gauge"] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+    }
+}
