@@ -9,6 +9,8 @@ use std::sync::Arc;
 use clap::Args;
 use signoff_server::SystemClock;
 use signoff_server::settings::{Layer, LogFormat, Settings};
+use signoff_server::traces::Traces;
+use tracing_subscriber::Layer as _;
 
 #[derive(Args, Default)]
 pub struct ServeArgs {
@@ -124,15 +126,23 @@ async fn shutdown_signal() {
     }
 }
 
-/// The log on stderr, as `format` says; `RUST_LOG` filters it.
-fn start_log(format: LogFormat) {
+/// The log on stderr, as `format` says (`RUST_LOG` filters it), and the trace exporter when
+/// the environment names an OTLP endpoint.
+fn start_log(format: LogFormat) -> Result<Option<Traces>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let traces = Traces::from_env()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into());
-    let log = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Only signoff's own spans are exported, not its libraries' inner ones.
+    let ours = tracing_subscriber::filter::Targets::new().with_target("signoff_server", tracing::Level::INFO);
+    let registry = tracing_subscriber::registry().with(traces.as_ref().map(|t| t.layer().with_filter(ours)));
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     match format {
         // Colour only for a person at a terminal; a log file or collector gets plain text.
-        LogFormat::Text => log.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
-        LogFormat::Json => log.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => registry.with(log.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_filter(filter)).init(),
+        LogFormat::Json => registry.with(log.json().flatten_event(true).with_current_span(true).with_filter(filter)).init(),
     }
+    Ok(traces)
 }
 
 pub async fn run(args: ServeArgs) -> u8 {
@@ -143,7 +153,13 @@ pub async fn run(args: ServeArgs) -> u8 {
             return 2;
         }
     };
-    start_log(settings.log_format);
+    let traces = match start_log(settings.log_format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     let service = match signoff_server::build(&settings.config, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => {
@@ -194,7 +210,11 @@ pub async fn run(args: ServeArgs) -> u8 {
         }
         let _ = out.flush();
     }
-    match signoff_server::serve(service, listener, shutdown_signal()).await {
+    let served = signoff_server::serve(service, listener, shutdown_signal()).await;
+    if let Some(t) = traces {
+        t.shutdown();
+    }
+    match served {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");

@@ -12,6 +12,7 @@ pub mod scheduler;
 pub mod service;
 pub mod settings;
 pub mod telemetry;
+pub mod traces;
 pub mod transfer;
 pub mod transport;
 

@@ -16,6 +16,7 @@ use signoff_store::{
 
 use crate::catalog::{Catalog, CatalogError, Sources};
 use crate::telemetry::{self, Tally};
+use tracing::Instrument;
 use crate::clock::Clock;
 use crate::error::Problem;
 use crate::feed::Feed;
@@ -341,6 +342,7 @@ impl Service {
         })
     }
 
+    #[tracing::instrument(name = "submit", skip_all, fields(policy = %body.policy, actor = %caller.id))]
     pub async fn submit(&self, caller: &Caller, body: SubmitBody, idem: Option<IdempotencyKey>) -> Result<Reply, Problem> {
         if body.subject.as_deref().is_some_and(|s| s.chars().any(char::is_control)) {
             return Err(Problem::bad_parameter("subject may not contain control characters"));
@@ -389,7 +391,8 @@ impl Service {
                 commits.push(Commit::after(Arc::new(e.clone()), d.events, Arc::new(d.state)));
             }
             let linked = commits.get(1).map(|c| c.state.clone());
-            match self.store.commit_all(commits).await? {
+            let span = tracing::info_span!("store.commit", signoff.commits = commits.len());
+            match self.store.commit_all(commits).instrument(span).await? {
                 CommitOutcome::Committed => {
                     self.committed(&state);
                     if let Some(earlier) = linked {
@@ -443,11 +446,16 @@ impl Service {
     }
 
     pub async fn act(&self, caller: &Caller, id: &str, body: ActionBody, idem: Option<IdempotencyKey>) -> Result<Reply, Problem> {
-        if let Some(reply) = self.check_key(caller, &idem).await? {
-            return Ok(reply);
-        }
         let command = Command { actor: caller.id.clone(), action: body.into() };
-        Ok(self.run_command(id, &command, Some(caller), &idem).await?.0)
+        let span = tracing::info_span!("action", otel.name = %format!("action {}", command.action.name()), request = id, actor = %caller.id);
+        async {
+            if let Some(reply) = self.check_key(caller, &idem).await? {
+                return Ok(reply);
+            }
+            Ok(self.run_command(id, &command, Some(caller), &idem).await?.0)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Load, decide, commit; on a lost race, again on fresh state. `caller` is `None` for the
@@ -509,7 +517,7 @@ impl Service {
                 encoded_state: reply.kind.is_success().then(|| reply.body.clone()),
                 ..Commit::after(Arc::new(state), decision.events, new_state.clone())
             };
-            match self.store.commit(commit).await? {
+            match self.store.commit(commit).instrument(tracing::info_span!("store.commit", signoff.commits = 1)).await? {
                 CommitOutcome::Committed => {
                     self.committed(&new_state);
                     tally.record();
@@ -765,7 +773,9 @@ impl crate::scheduler::Fire for Service {
     /// Fires the timers of one request that are due now; true if anything happened.
     async fn fire(&self, id: &str) -> Result<bool, Problem> {
         let tick = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::Tick };
-        match self.run_command(id, &tick, None, &None).await {
+        // Named for what fired (`timer escalate`, …) once the commit says (`Tally::record`).
+        let span = tracing::info_span!("timer", request = id);
+        match self.run_command(id, &tick, None, &None).instrument(span).await {
             Ok((_, changed)) => Ok(changed),
             Err(e) if e.code == Code::NotFound => Ok(false),
             Err(e) => Err(e),

@@ -216,6 +216,19 @@ impl Tally {
         for (kind, seconds) in &self.timers {
             metrics::histogram!(TIMER_LAG, "kind" => *kind).record(*seconds);
         }
+        // A timer's span is named for what fired, now that it is known (the span has started by
+        // now, so its OpenTelemetry side is renamed directly; without tracing this does nothing).
+        if let Some((kind, _)) = self.timers.first() {
+            let what = match *kind {
+                "escalation" => "timer escalate",
+                "reminder" => "timer remind",
+                "timeout" => "timer time_out",
+                _ => "timer expire",
+            };
+            use opentelemetry::trace::TraceContextExt as _;
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            tracing::Span::current().context().span().update_name(what);
+        }
         let events = self.events.join(",");
         let status = self.decided.map(|(s, _)| s.as_str()).unwrap_or("pending");
         tracing::info!(request = %self.request, version = self.version, actor = %self.actor, %policy, %events, status, "committed");

@@ -31,10 +31,16 @@ impl Server {
     /// `bin serve` on port 0 with `data` and `extra` arguments; reads the address from the
     /// first line, then keeps draining stdout so the server never blocks on a full pipe.
     pub fn serve(bin: &str, data: &Path, extra: &[&std::ffi::OsStr], stderr: Stdio) -> Server {
+        Server::serve_with(bin, data, extra, stderr, &[])
+    }
+
+    /// `serve` with `env` set for the server.
+    pub fn serve_with(bin: &str, data: &Path, extra: &[&std::ffi::OsStr], stderr: Stdio, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("SIGNOFF_LISTEN")
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -3,4 +3,5 @@
 
 mod binary;
 mod metrics;
+mod traces;
 mod openapi;

@@ -57,8 +57,22 @@ pub fn router(service: Arc<Service>) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(service.clone(), body::read_body))
         .layer(middleware::from_fn(operations::record_metrics))
-        // A span per call (method, path) around everything it logs; `record_metrics` logs failures, once.
-        .layer(tower_http::trace::TraceLayer::new_for_http().on_failure(()))
+        // A span per call (method, route, status) around everything it logs, continuing the
+        // caller's trace (`traceparent`); `record_metrics` logs failures, once.
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+                    let route = req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched", |p| p.as_str());
+                    let span = tracing::info_span!("http", otel.name = %format!("{} {route}", req.method()), otel.kind = "server",
+                        http.request.method = %req.method(), http.route = route, http.response.status_code = tracing::field::Empty);
+                    crate::traces::continue_from(&span, req.headers());
+                    span
+                })
+                .on_response(|resp: &Response, _: std::time::Duration, span: &tracing::Span| {
+                    span.record("http.response.status_code", resp.status().as_u16());
+                })
+                .on_failure(()),
+        )
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
             Problem::internal("a handler panicked").into_response()
         }))

@@ -208,6 +208,11 @@ pub fn blocks(payload: &Value) -> (String, Value) {
 }
 
 async fn call(http: &reqwest::Client, config: &SlackConfig, method: &str, body: Value, now: jiff::Timestamp) -> Delivery {
+    let name = if method == "chat.update" { "slack.update" } else { "slack.post" };
+    tracing::Instrument::instrument(call_api(http, config, method, body, now), tracing::info_span!("slack", otel.name = name, slack.method = method)).await
+}
+
+async fn call_api(http: &reqwest::Client, config: &SlackConfig, method: &str, body: Value, now: jiff::Timestamp) -> Delivery {
     let sent = http
         .post(format!("{}/{method}", config.api_url.trim_end_matches('/')))
         .bearer_auth(&config.token)

@@ -56,8 +56,12 @@ pub async fn send(http: &reqwest::Client, endpoint: &WebhookEndpoint, id: &str, 
         Err(e) => return Delivery::fail(None, format!("bad secret: {e}")),
     };
     let timestamp = now.as_second();
-    let sent = http
-        .post(&endpoint.url)
+    let mut request = http.post(&endpoint.url);
+    // The delivery's trace goes on with the receiver.
+    for (name, value) in crate::traces::outgoing_headers() {
+        request = request.header(name, value);
+    }
+    let sent = request
         .header("content-type", "application/json")
         .header("webhook-id", id)
         .header("webhook-timestamp", timestamp.to_string())

@@ -43,6 +43,8 @@ pub struct Deliveries {
     pub order: Mutex<Vec<String>>,
     /// The `webhook-id` of every arrival, repeats included.
     pub arrivals: Mutex<Vec<String>>,
+    /// The `traceparent` of every arrival that carried one.
+    pub traceparents: Mutex<Vec<String>>,
     pub bad_signatures: Mutex<usize>,
     /// When the first and the last delivery arrived.
     pub first_last: Mutex<(Option<Instant>, Option<Instant>)>,
@@ -101,6 +103,9 @@ fn serve(listener: tokio::net::TcpListener, behaviour: Behaviour) -> (String, Ar
 
 async fn receive(d: &Deliveries, behaviour: &Behaviour, headers: &HeaderMap, body: &[u8]) -> Response {
     let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        d.traceparents.lock().unwrap().push(tp.to_string());
+    }
     let arrived = {
         let now = Instant::now();
         let mut fl = d.first_last.lock().unwrap();
