@@ -47,6 +47,15 @@ enum Scenario {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+    /// The HTTP workflow benchmark with telemetry off, metrics on, and every span exported.
+    Telemetry {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
     /// Over HTTP against `signoff serve`.
     Http {
         #[arg(long, default_value_t = 64)]
@@ -232,7 +241,13 @@ fn spawn_server_on(data: &Path, database_url: Option<&str>, policies: &Path, dir
 
 /// `bin serve` on port 0 with `data`, the bench's policies and directory, and `extra` arguments.
 fn spawn_binary(bin: &Path, data: &Path, policies: &Path, directory: &Path, extra: &[String]) -> Spawned {
+    spawn_binary_with(bin, data, policies, directory, extra, &[])
+}
+
+/// `spawn_binary` with `env` set for the server.
+fn spawn_binary_with(bin: &Path, data: &Path, policies: &Path, directory: &Path, extra: &[String], env: &[(&str, String)]) -> Spawned {
     let mut child = Command::new(bin)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .arg("--policies")
@@ -292,23 +307,14 @@ async fn timed<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str
     serde_json::from_slice(&bytes).unwrap()
 }
 
-async fn http_bench(clients: usize, seconds: u64, database_url: Option<String>, instances: usize) {
-    let dir = tempfile::tempdir_in(".").unwrap();
-    let (policies, directory) = write_fixtures(dir.path());
-    let servers: Vec<Spawned> = (0..instances.max(1))
-        .map(|_| spawn_server_on(&dir.path().join("data"), database_url.as_deref(), &policies, &directory))
-        .collect();
-    println!("instances={} store={}", servers.len(), if database_url.is_some() { "postgres" } else { "sqlite" });
+/// `clients` clients run whole workflows (submit, then three approvals, two at once) against
+/// `urls` for `seconds`; each client talks to one instance, and a workflow's calls go to two.
+/// The workflows done, and each call's latencies (submit, manager, finance, legal).
+async fn run_workflows(urls: &[String], clients: usize, seconds: u64, completed: Arc<AtomicUsize>) -> (usize, [Vec<Duration>; 4]) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let start = Instant::now();
-    let completed = Arc::new(AtomicUsize::new(0));
-    let server_pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
-    let cpu = tokio::spawn(cpu_per_workflow(start, seconds, completed.clone(), server_pids, database_url.is_some()));
     let mut tasks = Vec::new();
     for c in 0..clients {
-        // Each client talks to one instance; a workflow's calls go to different instances.
-        let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
         let (http, base) = (http.clone(), urls[c % urls.len()].clone());
         let other = urls[(c + 1) % urls.len()].clone();
         let completed = completed.clone();
@@ -343,6 +349,59 @@ async fn http_bench(clients: usize, seconds: u64, database_url: Option<String>, 
             a.extend(l);
         }
     }
+    (total, all)
+}
+
+/// The HTTP workflow benchmark with telemetry off (no metrics recorder), with metrics (the
+/// default: tracing is off without an OTLP endpoint), and with every span exported to an OTLP
+/// receiver in this process; `rounds` rounds of the three, interleaved, on fresh databases.
+async fn telemetry_bench(clients: usize, seconds: u64, rounds: usize) {
+    // (The receiver runs on a runtime of its own, started and dropped off this one.)
+    let otlp = std::thread::spawn(signoff_testkit::peers::otlp::OtlpReceiver::start).join().unwrap();
+    let modes: [(&str, Vec<(&str, String)>); 3] = [
+        ("off", vec![("SIGNOFF_METRICS", "off".into())]),
+        ("metrics", vec![]),
+        ("metrics+tracing", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.clone()), ("OTEL_BSP_SCHEDULE_DELAY", "200".into())]),
+    ];
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    for round in 0..rounds {
+        for (mode, env) in &modes {
+            let dir = tempfile::tempdir_in(".").unwrap();
+            let (policies, directory) = write_fixtures(dir.path());
+            let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+            let server = spawn_binary_with(&bin, &dir.path().join("data"), &policies, &directory, &[], env);
+            let start = Instant::now();
+            let (total, _) = run_workflows(std::slice::from_ref(&server.url), clients, seconds, Arc::new(AtomicUsize::new(0))).await;
+            let rate = total as f64 / start.elapsed().as_secs_f64();
+            println!("round={round} telemetry={mode} workflows_per_s={rate:.0}");
+            results.push((mode, rate));
+        }
+    }
+    let mean = |m: &str| {
+        let r: Vec<f64> = results.iter().filter(|(k, _)| *k == m).map(|(_, v)| *v).collect();
+        r.iter().sum::<f64>() / r.len() as f64
+    };
+    let off = mean("off");
+    for (mode, _) in &modes {
+        println!("telemetry={mode} mean_workflows_per_s={:.0} cost_vs_off={:+.1}%", mean(mode), (1.0 - mean(mode) / off) * 100.0);
+    }
+    println!("spans_received={}", otlp.spans().len());
+    let _ = std::thread::spawn(move || drop(otlp)).join();
+}
+
+async fn http_bench(clients: usize, seconds: u64, database_url: Option<String>, instances: usize) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let servers: Vec<Spawned> = (0..instances.max(1))
+        .map(|_| spawn_server_on(&dir.path().join("data"), database_url.as_deref(), &policies, &directory))
+        .collect();
+    println!("instances={} store={}", servers.len(), if database_url.is_some() { "postgres" } else { "sqlite" });
+    let start = Instant::now();
+    let completed = Arc::new(AtomicUsize::new(0));
+    let server_pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    let cpu = tokio::spawn(cpu_per_workflow(start, seconds, completed.clone(), server_pids, database_url.is_some()));
+    let urls: Vec<String> = servers.iter().map(|s| s.url.clone()).collect();
+    let (total, all) = run_workflows(&urls, clients, seconds, completed).await;
     let secs = start.elapsed().as_secs_f64();
     println!("scenario=http clients={clients} seconds={secs:.1} workflows={total}");
     println!("workflows_per_s={:.0} state_changes_per_s={:.0}", total as f64 / secs, 4.0 * total as f64 / secs);
@@ -942,6 +1001,7 @@ fn main() {
         match args.scenario {
             Scenario::Engine { workflows, concurrency } => engine(workflows, concurrency).await,
             Scenario::Http { clients, seconds, database_url, instances } => http_bench(clients, seconds, database_url, instances).await,
+            Scenario::Telemetry { clients, seconds, rounds } => telemetry_bench(clients, seconds, rounds).await,
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
             Scenario::Inbox { tasks, samples, database_url } => inbox(tasks, samples, database_url).await,
             Scenario::WebInbox { tasks, samples } => web_inbox(tasks, samples).await,

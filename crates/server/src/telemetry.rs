@@ -63,8 +63,12 @@ pub fn install() -> &'static PrometheusHandle {
             .expect("bucket lists are not empty");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
+        // `SIGNOFF_METRICS=off` leaves the recorder out (the metric calls do nothing, the scrape
+        // says only the store's gauges): for measuring what metrics cost (`signoff-bench telemetry`).
         // Another recorder may already be installed (several servers in one test process).
-        let _ = metrics::set_global_recorder(recorder);
+        if std::env::var("SIGNOFF_METRICS").as_deref() != Ok("off") {
+            let _ = metrics::set_global_recorder(recorder);
+        }
         describe();
         handle
     })
