@@ -54,7 +54,9 @@ fn the_document_validates_and_the_server_answers_as_it_says() {
     // Long-lived by design (event streams, a long poll): covered by the live tests instead.
     // PYTHONHASHSEED fixes the tool's own iteration order, so a run is repeatable. On this
     // machine's Python (3.11.7) the tool itself now and then crashes while generating a case
-    // (CPython's "AST constructor recursion depth mismatch", fixed in later Pythons); a run that
+    // (CPython's "AST constructor recursion depth mismatch", fixed in later Pythons), or
+    // Hypothesis trips over its own cache while describing a generator (a `KeyError` in
+    // `hypothesis/internal/lambda_sources.py`, reported as "Inconsistent results"); a run that
     // reports only such a crash, and no failure of a check, is made again, at most twice more.
     let schemathesis = || {
         Command::new(tools.join("st"))
@@ -73,7 +75,8 @@ fn the_document_validates_and_the_server_answers_as_it_says() {
     let mut out = schemathesis();
     for _ in 0..2 {
         let report = String::from_utf8_lossy(&out.stdout);
-        let crashed_alone = report.contains("AST constructor recursion depth mismatch") && !report.contains("Failures:") && !report.contains("Network Error");
+        let own_crash = report.contains("AST constructor recursion depth mismatch") || report.contains("hypothesis/internal/lambda_sources.py");
+        let crashed_alone = own_crash && !report.contains("Failures:") && !report.contains("Network Error");
         if out.status.success() || !crashed_alone {
             break;
         }
