@@ -235,9 +235,10 @@ impl Tally {
         }
         let events = self.events.join(",");
         let status = self.decided.map(|(s, _)| s.as_str()).unwrap_or("pending");
-        tracing::info!(request = %self.request, version = self.version, actor = %self.actor, %policy, %events, status, "committed");
+        let trace_id = crate::traces::current_trace_id();
+        tracing::info!(request = %self.request, version = self.version, actor = %self.actor, %policy, %events, status, %trace_id, "committed");
         for (code, detail) in self.refusals {
-            tracing::warn!(request = %self.request, actor = %self.actor, %policy, %code, %detail, "refused");
+            tracing::warn!(request = %self.request, actor = %self.actor, %policy, %code, %detail, %trace_id, "refused");
         }
     }
 }

@@ -95,6 +95,15 @@ impl Injector for Outgoing<'_> {
     }
 }
 
+/// The trace the current span belongs to, in hex, for log lines; empty when tracing is off.
+pub fn current_trace_id() -> String {
+    use opentelemetry::trace::TraceContextExt as _;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let sc = span.span_context();
+    if sc.is_valid() { sc.trace_id().to_string() } else { String::new() }
+}
+
 /// The `traceparent` (and `tracestate`) headers of the current span, for an outgoing call;
 /// none when tracing is off.
 pub fn outgoing_headers() -> Vec<(String, String)> {

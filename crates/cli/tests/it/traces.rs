@@ -30,8 +30,8 @@ fn spans_reach_the_otlp_receiver_parented_and_continuing_the_callers_trace() {
     let secret = signoff_testkit::peers::webhook::SECRET;
     std::fs::write(&config, format!("[[notify.webhooks]]\nname = \"crm\"\nurl = \"{}\"\nsecret = \"{secret}\"\nevents = [\"submitted\"]\n", hook.url)).unwrap();
     let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.as_str()), ("OTEL_SERVICE_NAME", "signoff-test"), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
-    let args = ["--policies".as_ref(), policies.as_os_str(), "--config".as_ref(), config.as_os_str()];
-    let server = Server::serve_with(BIN, &dir.path().join("data"), &args, Stdio::null(), &env);
+    let args = ["--policies".as_ref(), policies.as_os_str(), "--config".as_ref(), config.as_os_str(), "--log-format".as_ref(), "json".as_ref()];
+    let mut server = Server::serve_with(BIN, &dir.path().join("data"), &args, Stdio::piped(), &env);
 
     let submitted: Value = http()
         .post(format!("{}/v1/requests", server.url))
@@ -71,7 +71,18 @@ fn spans_reach_the_otlp_receiver_parented_and_continuing_the_callers_trace() {
     let delivery = named(&spans, "webhook");
     let sent = hook.traceparents.lock().unwrap().clone();
     assert!(sent.iter().any(|tp| tp.starts_with(&format!("00-{}-", delivery.trace_id))), "{sent:?} vs {}", delivery.trace_id);
-    server.kill9();
+    // The log line of the submission names its trace.
+    server.child.kill().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut server.child.stderr.take().unwrap(), &mut log).unwrap();
+    server.child.wait().unwrap();
+    let committed = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "committed" && l["actor"] == "alice")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(committed["trace_id"], TRACE, "{committed}");
+    assert_eq!(committed["request"], id);
 }
 
 #[test]

@@ -67,10 +67,11 @@ pub(super) async fn record_metrics(req: Request, next: Next) -> Response {
     // Every refused or failed call is one log line: what was asked, the answer and why.
     if let Some(r) = resp.extensions().get::<super::problem::Refused>() {
         let status = resp.status().as_u16();
+        let trace_id = crate::traces::current_trace_id();
         if status >= 500 {
-            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, "failed");
+            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, %trace_id, "failed");
         } else {
-            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, "refused");
+            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, %trace_id, "refused");
         }
     }
     let status = resp.status().as_u16().to_string();
