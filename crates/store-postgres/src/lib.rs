@@ -28,26 +28,12 @@ use tokio_postgres::{NoTls, Row};
 
 /// A person's open tasks, soonest due first (undated last: NULLS LAST is the ascending
 /// default); served in order by `tasks_inbox`.
-/// The statements that read `q`'s page of tasks and count them, with the texts they bind (the
-/// limit and offset follow). An approver's page reads `tasks_inbox` in order, everyone's
-/// `tasks_due`; a policy is a filter on the request each task joins.
-pub fn tasks_sql(q: &TaskQuery) -> (String, String, Vec<String>) {
-    let mut filters = Vec::new();
-    let mut args = Vec::new();
-    if let Some(a) = &q.approver {
-        args.push(a.clone());
-        filters.push(format!("t.approver = ${}", args.len()));
-    }
-    if let Some(p) = &q.policy {
-        args.push(p.clone());
-        filters.push(format!("r.policy_id = ${}", args.len()));
-    }
-    let from = if q.policy.is_some() { "tasks t JOIN requests r ON r.n = t.request_n" } else { "tasks t" };
-    let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+/// The statements that read `q`'s page of tasks and count them, and their arguments (the
+/// count takes all but the last two). An approver's page reads `tasks_inbox` in order,
+/// everyone's `tasks_due`.
+pub fn tasks_sql(q: &TaskQuery) -> (String, String, Vec<signoff_store::sql::SqlArg>) {
     let order = if q.approver.is_some() { "t.due_at, t.request_n, t.step_id COLLATE \"C\"" } else { "t.due_at, t.request_n, t.step_id COLLATE \"C\", t.approver COLLATE \"C\"" };
-    let n = args.len();
-    let select = format!("SELECT t.approver, t.body FROM {from}{filter} ORDER BY {order} LIMIT ${} OFFSET ${}", n + 1, n + 2);
-    (select, format!("SELECT count(*) FROM {from}{filter}"), args)
+    signoff_store::sql::task_query(q, order, |k| format!("${k}"))
 }
 
 /// Set for the transaction of each inbox and list: their queries read an index in the order
@@ -565,17 +551,15 @@ impl Store for PostgresStore {
         let (select, count, args) = tasks_sql(q);
         let mut client = self.client().await?;
         let tx = ordered_read(&mut client).await?;
-        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args.iter().map(|a| a as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let args = sql_params(args);
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = args.iter().map(|a| a.as_ref() as _).collect();
         let total = if q.count {
             let statement = tx.prepare_cached(&count).await.map_err(unavailable)?;
-            let n: i64 = tx.query_one(&statement, &params).await.map_err(unavailable)?.get(0);
+            let n: i64 = tx.query_one(&statement, &params[..params.len() - 2]).await.map_err(unavailable)?.get(0);
             Some(n as u64)
         } else {
             None
         };
-        let (limit, offset) = (i64::from(q.limit), i64::from(q.offset));
-        params.push(&limit);
-        params.push(&offset);
         let statement = tx.prepare_cached(&select).await.map_err(unavailable)?;
         let rows = tx.query(&statement, &params).await.map_err(unavailable)?;
         let items = rows.iter().map(|r| signoff_store::task_row(r.get(0), r.get(1))).collect::<Result<Vec<Task>>>()?;

@@ -82,11 +82,12 @@ async fn check_plans(client: &tokio_postgres::Client) {
     };
     use signoff_store::sql::SqlArg;
     let page = signoff_store::TaskQuery { approver: Some("mark".into()), limit: 100, offset: 200, ..Default::default() };
-    let (select, _, _) = signoff_store_postgres::tasks_sql(&page);
-    let inbox = plan(select, vec![SqlArg::Text("mark".into()), SqlArg::Int(100), SqlArg::Int(200)], signoff_store_postgres::ORDERED_READ).await;
+    let (select, _, args) = signoff_store_postgres::tasks_sql(&page);
+    assert_eq!(args, vec![SqlArg::Text("mark".into()), SqlArg::Int(100), SqlArg::Int(200)]);
+    let inbox = plan(select, args, signoff_store_postgres::ORDERED_READ).await;
     assert!(inbox.contains("tasks_inbox") && !inbox.contains("Sort"), "{inbox}");
-    let (select, _, _) = signoff_store_postgres::tasks_sql(&signoff_store::TaskQuery { approver: None, ..page });
-    let everyone = plan(select, vec![SqlArg::Int(100), SqlArg::Int(200)], signoff_store_postgres::ORDERED_READ).await;
+    let (select, _, args) = signoff_store_postgres::tasks_sql(&signoff_store::TaskQuery { approver: None, ..page });
+    let everyone = plan(select, args, signoff_store_postgres::ORDERED_READ).await;
     assert!(everyone.contains("tasks_due") && !everyone.contains("Sort"), "{everyone}");
     for q in [
         signoff_store::ListQuery { approver: Some("mark".into()), visible_to: Some("mark".into()), limit: 50, ..Default::default() },

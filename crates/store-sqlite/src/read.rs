@@ -13,28 +13,13 @@ use tokio::sync::Semaphore;
 use crate::unavailable;
 
 /// A person's open tasks, soonest due first (undated last); served in order by `tasks_inbox`.
-/// The statements that read `q`'s page of tasks and count them, and their arguments. An
-/// approver's page reads `tasks_inbox` in order, everyone's `tasks_due`; a policy is a filter
-/// on the request each task joins.
+/// The statements that read `q`'s page of tasks and count them, and their arguments (the
+/// count takes all but the last two). An approver's page reads `tasks_inbox` in order,
+/// everyone's `tasks_due`.
 pub(crate) fn tasks_sql(q: &TaskQuery) -> (String, String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value;
-    let mut filters = Vec::new();
-    let mut args = Vec::new();
-    if let Some(a) = &q.approver {
-        args.push(Value::Text(a.clone()));
-        filters.push(format!("t.approver = ?{}", args.len()));
-    }
-    if let Some(p) = &q.policy {
-        args.push(Value::Text(p.clone()));
-        filters.push(format!("r.policy_id = ?{}", args.len()));
-    }
-    let from = if q.policy.is_some() { "tasks t JOIN requests r ON r.n = t.request_n" } else { "tasks t" };
-    let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
     let order = if q.approver.is_some() { "t.due_at IS NULL, t.due_at, t.request_n, t.step_id" } else { "t.due_at IS NULL, t.due_at, t.request_n, t.step_id, t.approver" };
-    let n = args.len();
-    let select = format!("SELECT t.approver, t.body FROM {from}{filter} ORDER BY {order} LIMIT ?{} OFFSET ?{}", n + 1, n + 2);
-    let count = format!("SELECT count(*) FROM {from}{filter}");
-    (select, count, args)
+    let (select, count, args) = signoff_store::sql::task_query(q, order, |k| format!("?{k}"));
+    (select, count, args.into_iter().map(sql_value).collect())
 }
 
 /// The state gauges at `now` (`Store::gauges`). Times are RFC 3339 text, read as julian days.
@@ -62,15 +47,14 @@ pub(crate) fn gauges(c: &Connection, now: jiff::Timestamp) -> Result<Gauges> {
 
 /// `q`'s page of tasks.
 pub(crate) fn task_page(c: &Connection, q: &TaskQuery) -> Result<TaskPage> {
-    let (select, count, mut args) = tasks_sql(q);
+    let (select, count, args) = tasks_sql(q);
     let total = if q.count {
-        let n: i64 = c.prepare_cached(&count).and_then(|mut s| s.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))).map_err(unavailable)?;
+        let filters = rusqlite::params_from_iter(args[..args.len() - 2].iter());
+        let n: i64 = c.prepare_cached(&count).and_then(|mut s| s.query_row(filters, |r| r.get(0))).map_err(unavailable)?;
         Some(n as u64)
     } else {
         None
     };
-    args.push(rusqlite::types::Value::Integer(q.limit.into()));
-    args.push(rusqlite::types::Value::Integer(q.offset.into()));
     let items = tasks(c, &select, rusqlite::params_from_iter(args.iter()))?;
     Ok(TaskPage { items, total })
 }
@@ -246,13 +230,12 @@ mod tests {
         )
         .unwrap();
         let mut page = TaskQuery { approver: Some("mark".into()), limit: 100, offset: 200, ..Default::default() };
-        let (select, _, mut args) = tasks_sql(&page);
-        args.extend([rusqlite::types::Value::Integer(100), rusqlite::types::Value::Integer(200)]);
+        let (select, _, args) = tasks_sql(&page);
         let inbox = plan(&conn, &select, &args);
         assert!(inbox.contains("tasks_inbox") && !inbox.contains("TEMP B-TREE"), "{inbox}");
         page.approver = None;
-        let (select, _, _) = tasks_sql(&page);
-        let everyone = plan(&conn, &select, &[rusqlite::types::Value::Integer(100), rusqlite::types::Value::Integer(200)]);
+        let (select, _, args) = tasks_sql(&page);
+        let everyone = plan(&conn, &select, &args);
         assert!(everyone.contains("tasks_due") && !everyone.contains("TEMP B-TREE"), "{everyone}");
         for q in [
             ListQuery { approver: Some("mark".into()), visible_to: Some("mark".into()), limit: 50, ..Default::default() },

@@ -4,13 +4,37 @@
 //! caller's participations (everyone but admins), else all requests; newest first. Sorted by
 //! due time it is driven by the open tasks (only open requests have a due time).
 
-use crate::{ListQuery, ListSort, Result, StoreError};
+use crate::{ListQuery, ListSort, Result, StoreError, TaskQuery};
 
 /// A value bound to a placeholder of the query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlArg {
     Int(i64),
     Text(String),
+}
+
+/// The statements that read a page of tasks and count them, and their arguments (the limit
+/// and offset last, which the count does not take). `order` is the store's `ORDER BY` over
+/// `t` (each store orders as its index does); `placeholder(k)` writes the k-th placeholder.
+/// A policy is a filter on the request each task joins.
+pub fn task_query(q: &TaskQuery, order: &str, placeholder: impl Fn(usize) -> String) -> (String, String, Vec<SqlArg>) {
+    let mut filters = Vec::new();
+    let mut args = Vec::new();
+    if let Some(a) = &q.approver {
+        args.push(SqlArg::Text(a.clone()));
+        filters.push(format!("t.approver = {}", placeholder(args.len())));
+    }
+    if let Some(p) = &q.policy {
+        args.push(SqlArg::Text(p.clone()));
+        filters.push(format!("r.policy_id = {}", placeholder(args.len())));
+    }
+    let from = if q.policy.is_some() { "tasks t JOIN requests r ON r.n = t.request_n" } else { "tasks t" };
+    let filter = if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+    let count = format!("SELECT count(*) FROM {from}{filter}");
+    let n = args.len();
+    let select = format!("SELECT t.approver, t.body FROM {from}{filter} ORDER BY {order} LIMIT {} OFFSET {}", placeholder(n + 1), placeholder(n + 2));
+    args.extend([SqlArg::Int(q.limit.into()), SqlArg::Int(q.offset.into())]);
+    (select, count, args)
 }
 
 /// The SQL of a `list` page (columns: the row's cursor as text and its state JSON, at most
