@@ -76,3 +76,11 @@ impl Server {
         self.child.wait().unwrap();
     }
 }
+
+/// A test that fails before it stops its server does not leave the server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

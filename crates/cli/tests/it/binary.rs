@@ -245,11 +245,11 @@ fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
     std::fs::write(policies.join("one.yaml"), "id: one\nsteps: [{id: a, approvers: {users: [mark]}}]\n").unwrap();
-    let Server { mut child, url, .. } = Server::serve(BIN, &dir.path().join("data"), &["--policies".as_ref(), policies.as_os_str()], Stdio::piped());
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut server = Server::serve(BIN, &dir.path().join("data"), &["--policies".as_ref(), policies.as_os_str()], Stdio::piped());
+    let mut stderr = BufReader::new(server.child.stderr.take().unwrap()).lines();
     let http = http();
     let ids = || -> Vec<String> {
-        let v: Value = http.get(format!("{url}/v1/policies")).bearer_auth("alice-token").send().unwrap().json().unwrap();
+        let v: Value = http.get(format!("{}/v1/policies", server.url)).bearer_auth("alice-token").send().unwrap().json().unwrap();
         v["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap().to_string()).collect()
     };
     assert_eq!(ids(), ["one"]);
@@ -267,27 +267,27 @@ fn sighup_reloads_and_a_bad_file_keeps_the_previous_set() {
     // A policy that is legal but names someone the directory lacks: loaded, with a warning
     // naming file, step and problem.
     std::fs::write(policies.join("two.yaml"), "id: two\nsteps: [{id: a, approvers: {users: [fiona, ghost]}}]\n").unwrap();
-    hup(child.id());
+    hup(server.child.id());
     wait_for_log_line(&["policy warning", "two.yaml", "step=a ", "no user `ghost` in the directory"]);
     wait_for_log_line(&["reloaded policies and directory"]);
     assert_eq!(ids(), ["one", "two"]);
     // Every refused call is one line, with what was asked and why.
-    let resp = http.post(format!("{url}/v1/admin/reload")).bearer_auth("alice-token").send().unwrap();
+    let resp = http.post(format!("{}/v1/admin/reload", server.url)).bearer_auth("alice-token").send().unwrap();
     assert_eq!(resp.status(), 403);
     wait_for_log_line(&["refused", "/v1/admin/reload", "403", "forbidden"]);
     let mut wait_for_log = |needle: &str| wait_for_log_line(&[needle]);
 
     std::fs::write(policies.join("three.yaml"), "id: three\nsteps: [{id: a, approvers: {users: [x]}, when: '1 +'}]\n").unwrap();
-    hup(child.id());
+    hup(server.child.id());
     wait_for_log("three.yaml");
     assert_eq!(ids(), ["one", "two"], "an invalid file keeps the previous set");
-    let resp = http.post(format!("{url}/v1/admin/reload")).bearer_auth("root-token").send().unwrap();
+    let resp = http.post(format!("{}/v1/admin/reload", server.url)).bearer_auth("root-token").send().unwrap();
     assert_eq!(resp.status(), 422);
     let problem: Value = resp.json().unwrap();
     assert!(problem["file"].as_str().unwrap().ends_with("three.yaml"), "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("steps.a.when"), "{problem}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
 }
 
 /// Starts the binary with `policies` (a directory) on `data`.
