@@ -818,24 +818,24 @@ async fn web_inbox(tasks: usize, samples: usize) {
     for _ in 0..20 {
         page(format!("{}/", server.url)).await;
     }
-    let mut lat = Vec::new();
-    for _ in 0..samples {
-        let start = Instant::now();
-        let html = page(format!("{}/", server.url)).await;
-        lat.push(start.elapsed());
-        assert!(html.len() > 1000);
-    }
-    report(&format!("web_inbox_{tasks}"), lat);
+    // `samples` fetches of `path`, one at a time, reported as `name`.
+    let time_page = |name: String, path: String| {
+        let page = &page;
+        async move {
+            let mut lat = Vec::new();
+            for _ in 0..samples {
+                let start = Instant::now();
+                let html = page(path.clone()).await;
+                lat.push(start.elapsed());
+                assert!(html.len() > 1000);
+            }
+            report(&name, lat);
+        }
+    };
+    time_page(format!("web_inbox_{tasks}"), format!("{}/", server.url)).await;
     // The last page: the deepest offset a person can page to.
     let last = tasks.div_ceil(50);
-    let mut lat = Vec::new();
-    for _ in 0..samples {
-        let start = Instant::now();
-        let html = page(format!("{}/?page={last}", server.url)).await;
-        lat.push(start.elapsed());
-        assert!(html.len() > 1000);
-    }
-    report(&format!("web_inbox_{tasks}_last_page"), lat);
+    time_page(format!("web_inbox_{tasks}_last_page"), format!("{}/?page={last}", server.url)).await;
     let request = page(format!("{}/requests/{first}", server.url)).await;
     let html = String::from_utf8_lossy(&request).to_string();
     let href = |ext: &str| {

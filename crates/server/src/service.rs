@@ -658,10 +658,8 @@ impl Service {
         if !caller.admin {
             return Err(Problem::new(Code::Forbidden, "only admins see every open task; `GET /v1/inbox` lists yours"));
         }
-        Ok(match approver {
-            Some(a) => self.store.inbox(a, limit).await?,
-            None => self.store.open_tasks(limit).await?,
-        })
+        let query = TaskQuery { approver: approver.map(str::to_string), limit, ..TaskQuery::default() };
+        Ok(self.store.tasks(&query).await?.items)
     }
 
     /// The configured notification channels, by name.

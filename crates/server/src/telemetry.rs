@@ -154,15 +154,13 @@ impl Tally {
         let late = |at: jiff::Timestamp, due: jiff::Timestamp| at.duration_since(due).as_secs_f64().max(0.0);
         for e in events {
             t.events.push(e.kind.type_name());
-            match &e.kind {
-                EventKind::Submitted { .. } => t.submitted = true,
-                // A request ends with `completed`, or with `expired` or `cancelled` alone.
-                EventKind::Completed { .. } | EventKind::Expired { .. } | EventKind::Cancelled { .. } if state.status.is_terminal() => {
-                    t.decided = Some((state.status, e.at.duration_since(state.created_at).as_secs_f64().max(0.0)));
-                }
-                _ => {}
+            // A request ends with `completed`, or with `expired` or `cancelled` alone.
+            let ends = matches!(e.kind, EventKind::Completed { .. } | EventKind::Expired { .. } | EventKind::Cancelled { .. });
+            if ends && state.status.is_terminal() {
+                t.decided = Some((state.status, e.at.duration_since(state.created_at).as_secs_f64().max(0.0)));
             }
             match &e.kind {
+                EventKind::Submitted { .. } => t.submitted = true,
                 EventKind::Escalated { due, .. } => {
                     t.escalations += 1;
                     t.timers.push(("escalation", late(e.at, *due)));
@@ -263,28 +261,25 @@ pub fn render_gauges(g: &Gauges, policies: &[String], channels: &[String]) -> St
             let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(&value_of));
         }
     };
-    let mut names: Vec<String> = policies.to_vec();
-    names.extend(g.policies.iter().map(|p| p.policy.clone()));
+    let per_policy = |f: fn(&signoff_store::PolicyGauges) -> f64| labelled(policies, &g.policies, |p| &p.policy, f);
+    family(PENDING, "Requests pending now, by policy (from the store).", "policy", per_policy(|p| p.pending as f64));
+    family(OLDEST_OPEN, "Age of the oldest pending request, by policy (from the store).", "policy", per_policy(|p| p.oldest_age_seconds));
+    family(MEAN_OPEN, "Mean age of the pending requests, by policy (from the store).", "policy", per_policy(|p| p.mean_age_seconds));
+    family(PENDING_ACKS, "Checklist items not yet acknowledged on active steps, by policy (from the store).", "policy", per_policy(|p| p.pending_acks as f64));
+    family(OVERDUE_STEPS, "Active steps past their due time (their SLA), by policy (from the store).", "policy", per_policy(|p| p.overdue_steps as f64));
+    let per_channel = |f: fn(&signoff_store::ChannelGauges) -> f64| labelled(channels, &g.channels, |c| &c.channel, f);
+    family(OUTBOX_BACKLOG, "Notifications not yet delivered, by channel (from the store).", "channel", per_channel(|c| c.backlog as f64));
+    family(OUTBOX_OLDEST, "Age of the oldest undelivered notification, by channel (from the store).", "channel", per_channel(|c| c.oldest_age_seconds));
+    out
+}
+
+/// One sample per label value, sorted: every `known` one (at zero where `rows` has none) and
+/// every one `rows` has, each `value` of its row.
+fn labelled<T>(known: &[String], rows: &[T], label: impl Fn(&T) -> &String, value: fn(&T) -> f64) -> Vec<(String, f64)> {
+    let mut names: Vec<&String> = known.iter().chain(rows.iter().map(&label)).collect();
     names.sort();
     names.dedup();
-    let per_policy = |f: &dyn Fn(&signoff_store::PolicyGauges) -> f64| -> Vec<(String, f64)> {
-        names.iter().map(|n| (n.clone(), g.policies.iter().find(|p| &p.policy == n).map_or(0.0, f))).collect()
-    };
-    family(PENDING, "Requests pending now, by policy (from the store).", "policy", per_policy(&|p| p.pending as f64));
-    family(OLDEST_OPEN, "Age of the oldest pending request, by policy (from the store).", "policy", per_policy(&|p| p.oldest_age_seconds));
-    family(MEAN_OPEN, "Mean age of the pending requests, by policy (from the store).", "policy", per_policy(&|p| p.mean_age_seconds));
-    family(PENDING_ACKS, "Checklist items not yet acknowledged on active steps, by policy (from the store).", "policy", per_policy(&|p| p.pending_acks as f64));
-    family(OVERDUE_STEPS, "Active steps past their due time (their SLA), by policy (from the store).", "policy", per_policy(&|p| p.overdue_steps as f64));
-    let mut chans: Vec<String> = channels.to_vec();
-    chans.extend(g.channels.iter().map(|c| c.channel.clone()));
-    chans.sort();
-    chans.dedup();
-    let per_channel = |f: &dyn Fn(&signoff_store::ChannelGauges) -> f64| -> Vec<(String, f64)> {
-        chans.iter().map(|n| (n.clone(), g.channels.iter().find(|c| &c.channel == n).map_or(0.0, f))).collect()
-    };
-    family(OUTBOX_BACKLOG, "Notifications not yet delivered, by channel (from the store).", "channel", per_channel(&|c| c.backlog as f64));
-    family(OUTBOX_OLDEST, "Age of the oldest undelivered notification, by channel (from the store).", "channel", per_channel(&|c| c.oldest_age_seconds));
-    out
+    names.into_iter().map(|n| (n.clone(), rows.iter().find(|r| label(r) == n).map_or(0.0, value))).collect()
 }
 
 fn escape(label: &str) -> String {

@@ -18,6 +18,35 @@ pub(super) enum Kind {
     Json,
 }
 
+impl Kind {
+    /// The input a property's schema `prop` calls for.
+    pub(super) fn of(prop: &Value) -> Kind {
+        let ty = match &prop["type"] {
+            Value::String(t) => Some(t.as_str()),
+            Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null"),
+            _ => None,
+        };
+        match (prop.get("enum"), ty) {
+            (Some(Value::Array(_)), _) => Kind::Choice,
+            (_, Some("number")) => Kind::Number,
+            (_, Some("integer")) => Kind::Integer,
+            (_, Some("boolean")) => Kind::Boolean,
+            (_, Some("string")) => Kind::Text,
+            _ => Kind::Json,
+        }
+    }
+
+    /// The kind of property `key` of the object schema `schema`.
+    pub(super) fn of_key(schema: Option<&Value>, key: &str) -> Kind {
+        Kind::of(property(schema, key))
+    }
+}
+
+/// Property `key` of the object schema `schema` (its `properties`); `null` where it has none.
+fn property<'a>(schema: Option<&'a Value>, key: &str) -> &'a Value {
+    schema.and_then(|s| s.get("properties")).and_then(|p| p.get(key)).unwrap_or(&Value::Null)
+}
+
 /// One field of a form.
 pub(super) struct Field {
     /// The schema property (a top-level context key).
@@ -48,25 +77,12 @@ impl Field {
     /// The field for property `key` of `schema` (an object schema, its `properties`), showing
     /// `current`. `prefix` names the form fields (`edit.discount`) and scopes the ids.
     pub(super) fn of(schema: Option<&Value>, key: &str, current: Option<&Value>, prefix: &str, scope: &str) -> Field {
-        let prop = schema.and_then(|s| s.get("properties")).and_then(|p| p.get(key)).unwrap_or(&Value::Null);
-        Field::for_property(prop, key, current, prefix, scope)
+        Field::for_property(property(schema, key), key, current, prefix, scope)
     }
 
     /// The field for one property's schema `prop`.
     pub(super) fn for_property(prop: &Value, key: &str, current: Option<&Value>, prefix: &str, scope: &str) -> Field {
-        let ty = match &prop["type"] {
-            Value::String(t) => Some(t.as_str()),
-            Value::Array(ts) => ts.iter().filter_map(Value::as_str).find(|t| *t != "null"),
-            _ => None,
-        };
-        let kind = match (prop.get("enum"), ty) {
-            (Some(Value::Array(_)), _) => Kind::Choice,
-            (_, Some("number")) => Kind::Number,
-            (_, Some("integer")) => Kind::Integer,
-            (_, Some("boolean")) => Kind::Boolean,
-            (_, Some("string")) => Kind::Text,
-            _ => Kind::Json,
-        };
+        let kind = Kind::of(prop);
         let value = match (kind, current) {
             (_, None | Some(Value::Null)) => String::new(),
             (Kind::Choice, Some(v)) => v.to_string(),

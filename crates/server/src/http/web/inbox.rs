@@ -9,8 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Deserialize;
 use signoff_store::{Task, TaskQuery};
 
-use super::request::When;
-use super::{AppState, Page, Visitor};
+use super::{AppState, Page, Visitor, When};
 
 /// Due within this long: urgent.
 const URGENT: SignedDuration = SignedDuration::from_mins(15);

@@ -93,6 +93,21 @@ pub(super) fn relative(at: jiff::Timestamp, now: jiff::Timestamp) -> String {
     if ahead { format!("in {span}") } else { format!("{span} ago") }
 }
 
+/// A time a step falls due or a timer fires: its instant (for the script's countdown), the
+/// minute it falls on, and how far away it is now.
+pub(super) struct When {
+    pub iso: String,
+    pub minute: String,
+    pub relative: String,
+    pub past: bool,
+}
+
+impl When {
+    pub(super) fn of(t: jiff::Timestamp, now: jiff::Timestamp) -> When {
+        When { iso: t.to_string(), minute: minute(t), relative: relative(t, now), past: t <= now }
+    }
+}
+
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
         let (status, html) = match self.1 {

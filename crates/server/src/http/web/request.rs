@@ -17,24 +17,9 @@ use signoff_store::DeliveryReport;
 
 use super::field::{self, Field};
 use super::graph::Graph;
-use super::{AppState, Page, Visitor};
+use super::{AppState, Page, Visitor, When};
 use crate::error::Problem;
 use crate::service::IdempotencyKey;
-
-/// A time a step falls due or a timer fires: its instant (for the script's countdown), the
-/// minute it falls on, and how far away it is now.
-pub(super) struct When {
-    pub iso: String,
-    pub minute: String,
-    pub relative: String,
-    pub past: bool,
-}
-
-impl When {
-    pub(super) fn of(t: Timestamp, now: Timestamp) -> When {
-        When { iso: t.to_string(), minute: super::minute(t), relative: super::relative(t, now), past: t <= now }
-    }
-}
 
 /// One checklist item of a step, and who acknowledged it.
 struct AckItem {
@@ -419,8 +404,7 @@ async fn edits_of(s: &AppState, visitor: &Visitor, id: &str, step: &str, typed: 
     let mut edits = serde_json::Map::new();
     let mut wrong = Vec::new();
     for (key, text) in typed {
-        let kind = Field::of(schema.as_ref(), key, None, "", "").kind;
-        match Field::read(kind, text) {
+        match Field::read(field::Kind::of_key(schema.as_ref(), key), text) {
             Ok(Some(v)) if state.effective_context.get(key) != Some(&v) => {
                 edits.insert(key.clone(), v);
             }
