@@ -353,15 +353,21 @@ async fn run_workflows(urls: &[String], clients: usize, seconds: u64, completed:
 }
 
 /// The HTTP workflow benchmark with telemetry off (no metrics recorder), with metrics (the
-/// default: tracing is off without an OTLP endpoint), and with every span exported to an OTLP
-/// receiver in this process; `rounds` rounds of the three, interleaved, on fresh databases.
+/// default: tracing is off without an OTLP endpoint), with tracing at its default sampling and
+/// with every span exported, to an OTLP receiver in this process; `rounds` rounds of the four,
+/// interleaved, on fresh databases.
 async fn telemetry_bench(clients: usize, seconds: u64, rounds: usize) {
     // (The receiver runs on a runtime of its own, started and dropped off this one.)
     let otlp = std::thread::spawn(signoff_testkit::peers::otlp::OtlpReceiver::start).join().unwrap();
-    let modes: [(&str, Vec<(&str, String)>); 3] = [
+    let exporting = |sampler: &str| {
+        vec![("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.clone()), ("OTEL_BSP_SCHEDULE_DELAY", "200".into()), ("OTEL_TRACES_SAMPLER", sampler.into())]
+    };
+    let modes: [(&str, Vec<(&str, String)>); 4] = [
         ("off", vec![("SIGNOFF_METRICS", "off".into())]),
         ("metrics", vec![]),
-        ("metrics+tracing", vec![("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.clone()), ("OTEL_BSP_SCHEDULE_DELAY", "200".into())]),
+        // (An empty sampler is the default: a tenth of new traces.)
+        ("metrics+tracing_default", exporting("")),
+        ("metrics+tracing_every_span", exporting("always_on")),
     ];
     let mut results: Vec<(&str, f64)> = Vec::new();
     for round in 0..rounds {

@@ -11,11 +11,43 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// The exporting tracer provider; `shutdown` sends what is still buffered.
 pub struct Traces(SdkTracerProvider);
+
+/// The share of traces started here that are kept when `OTEL_TRACES_SAMPLER` is not set; a
+/// trace a caller started and sampled is always followed.
+pub const DEFAULT_RATIO: f64 = 0.1;
+
+/// The sampler `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG` name (the standard values);
+/// without them, the parent's decision, else `DEFAULT_RATIO` of new traces.
+fn sampler() -> Result<Sampler, String> {
+    let arg = match std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().filter(|v| !v.trim().is_empty()) {
+        None => None,
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(r) if (0.0..=1.0).contains(&r) => Some(r),
+            _ => return Err(format!("OTEL_TRACES_SAMPLER_ARG: `{v}` is not a ratio between 0 and 1")),
+        },
+    };
+    let ratio = |default: f64| Sampler::TraceIdRatioBased(arg.unwrap_or(default));
+    let name = std::env::var("OTEL_TRACES_SAMPLER").ok().map(|v| v.trim().to_ascii_lowercase()).filter(|v| !v.is_empty());
+    Ok(match name.as_deref() {
+        None => Sampler::ParentBased(Box::new(ratio(DEFAULT_RATIO))),
+        Some("always_on") => Sampler::AlwaysOn,
+        Some("always_off") => Sampler::AlwaysOff,
+        Some("traceidratio") => ratio(1.0),
+        Some("parentbased_always_on") => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        Some("parentbased_always_off") => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        Some("parentbased_traceidratio") => Sampler::ParentBased(Box::new(ratio(1.0))),
+        Some(other) => {
+            return Err(format!(
+                "OTEL_TRACES_SAMPLER: `{other}` is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio"
+            ));
+        }
+    })
+}
 
 /// The variable `name`, or its alias from the plan, if either is set and not empty.
 fn var(name: &str, alias: &str) -> Option<String> {
@@ -48,7 +80,7 @@ impl Traces {
         let exporter = exporter.build().map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
         let service = std::env::var("OTEL_SERVICE_NAME").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "signoff".into());
         let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
-        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_sampler(sampler()?).with_resource(resource).build();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         Ok(Some(Traces(provider)))
     }
@@ -102,6 +134,18 @@ pub fn current_trace_id() -> String {
     let span = context.span();
     let sc = span.span_context();
     if sc.is_valid() { sc.trace_id().to_string() } else { String::new() }
+}
+
+/// The current span's W3C `traceparent`, to store beside work it queues; none when tracing is
+/// off.
+pub fn current_traceparent() -> Option<String> {
+    outgoing_headers().into_iter().find(|(k, _)| k == "traceparent").map(|(_, v)| v)
+}
+
+/// Makes `span` a child of the span `traceparent` names (stored with queued work).
+pub fn continue_stored(span: &tracing::Span, traceparent: &str) {
+    let carrier = HashMap::from([("traceparent".to_string(), traceparent.to_string())]);
+    let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
 }
 
 /// The `traceparent` (and `tracestate`) headers of the current span, for an outgoing call;

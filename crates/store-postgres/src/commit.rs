@@ -29,7 +29,7 @@ const BUSY_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 
 const COMMIT_SQL: &str = "SELECT signoff_commit_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
     $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, \
-    $43, $44)";
+    $43, $44, $45)";
 
 /// A group's commits as the arguments of `signoff_commit_group`: one element per commit, and
 /// the rows of all commits flattened, each naming its commit (from 1); then the notifications
@@ -78,6 +78,8 @@ struct Group {
     outbox_coalesce: Vec<Option<String>>,
     outbox_next: Vec<i64>,
     outbox_created: Vec<String>,
+    /// Beside `outbox_id`; empty when no notification has a trace (tracing off).
+    outbox_trace: Vec<Option<String>>,
     announcements: Vec<String>,
 }
 
@@ -86,6 +88,9 @@ impl Group {
         let mut g = Group::default();
         for (i, c) in commits.iter().enumerate() {
             g.add(i as i32 + 1, c)?;
+        }
+        if g.outbox_trace.iter().all(Option::is_none) {
+            g.outbox_trace.clear();
         }
         g.announcements = crate::announcements(commits.iter().map(|c| (c.state.id.as_str(), c.state.version)));
         Ok(g)
@@ -163,11 +168,12 @@ impl Group {
             self.outbox_coalesce.push(o.coalesce_key.clone());
             self.outbox_next.push(due_millis(o.created_at));
             self.outbox_created.push(o.created_at.to_string());
+            self.outbox_trace.push(o.trace.clone());
         }
         Ok(())
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 44] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 45] {
         [
             &self.id, &self.expected, &self.version, &self.status, &self.policy_id, &self.requester, &self.subject, &self.lineage,
             &self.created_at, &self.updated_at, &self.state, &self.tasks_changed, &self.timer_changed, &self.timer,
@@ -177,7 +183,7 @@ impl Group {
             &self.participant_commit, &self.participant,
             &self.outbox_commit, &self.outbox_id, &self.outbox_request, &self.outbox_channel, &self.outbox_destination,
             &self.outbox_kind, &self.outbox_payload, &self.outbox_coalesce, &self.outbox_next, &self.outbox_created,
-            &crate::CHANNEL, &self.announcements,
+            &crate::CHANNEL, &self.announcements, &self.outbox_trace,
         ]
     }
 }

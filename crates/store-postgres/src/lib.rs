@@ -113,6 +113,7 @@ fn notification(r: &Row) -> Result<Notification> {
         last_error: r.get(12),
         result: r.get(13),
         delivered_at: r.get(14),
+        trace: r.get(15),
     }
     .decode()
 }
@@ -426,7 +427,7 @@ impl Store for PostgresStore {
         let rows = client.query(&sql, &[&request_id]).await.map_err(unavailable)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let n: i64 = r.get(15);
+            let n: i64 = r.get(16);
             let log = client.query("SELECT body FROM outbox_attempts WHERE notification_n = $1 ORDER BY seq", &[&n]).await.map_err(unavailable)?;
             let attempt_log = log.iter().map(|l| signoff_store::decode(l.get(0))).collect::<Result<_>>()?;
             out.push(DeliveryReport { notification: notification(r)?, attempt_log });

@@ -355,6 +355,49 @@ CREATE TABLE sessions (
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX sessions_expires ON sessions (expires_at);
+"#, r#"
+-- The W3C traceparent of the work that queued a notification, so that its delivery joins
+-- that trace (null with tracing off).
+ALTER TABLE outbox ADD COLUMN trace TEXT;
+
+-- `signoff_commit_group` with each new outbox row's trace (`o_trace`, beside `o_id`; empty
+-- when no row has one, which costs nothing). The group is written as before, then the traces
+-- of the rows it inserted are set, in the same statement. (A row coalesced into a pending one
+-- keeps that one's trace.) The function without `o_trace` stays for the previous release.
+CREATE FUNCTION signoff_commit_group(
+    c_id TEXT[], c_expected BIGINT[], c_version BIGINT[], c_status TEXT[], c_policy_id TEXT[], c_requester TEXT[],
+    c_subject TEXT[], c_lineage TEXT[], c_created_at TEXT[], c_updated_at TEXT[], c_state TEXT[],
+    c_tasks_changed BOOLEAN[], c_timer_changed BOOLEAN[], c_timer BIGINT[],
+    i_scope TEXT[], i_key TEXT[], i_fingerprint TEXT[], i_status INTEGER[], i_body TEXT[], i_at TEXT[],
+    e_commit INTEGER[], e_seq BIGINT[], e_type TEXT[], e_at TEXT[], e_body TEXT[],
+    t_commit INTEGER[], t_approver TEXT[], t_step TEXT[], t_due BIGINT[], t_body TEXT[],
+    p_commit INTEGER[], p_user TEXT[],
+    o_commit INTEGER[], o_id TEXT[], o_request TEXT[], o_channel TEXT[], o_destination TEXT[], o_kind TEXT[],
+    o_payload TEXT[], o_coalesce TEXT[], o_next BIGINT[], o_created TEXT[],
+    notify_channel TEXT, notify_payloads TEXT[], o_trace TEXT[]
+) RETURNS TEXT[] LANGUAGE plpgsql AS $$
+DECLARE
+    verdict TEXT[];
+BEGIN
+    verdict := signoff_commit_group(
+        c_id, c_expected, c_version, c_status, c_policy_id, c_requester,
+        c_subject, c_lineage, c_created_at, c_updated_at, c_state,
+        c_tasks_changed, c_timer_changed, c_timer,
+        i_scope, i_key, i_fingerprint, i_status, i_body, i_at,
+        e_commit, e_seq, e_type, e_at, e_body,
+        t_commit, t_approver, t_step, t_due, t_body,
+        p_commit, p_user,
+        o_commit, o_id, o_request, o_channel, o_destination, o_kind,
+        o_payload, o_coalesce, o_next, o_created,
+        notify_channel, notify_payloads);
+    IF cardinality(o_trace) > 0 THEN
+        UPDATE outbox o SET trace = x.trace
+        FROM unnest(o_id, o_commit, o_trace) AS x(id, c, trace)
+        WHERE x.trace IS NOT NULL AND verdict[x.c] = 'ok' AND o.id = x.id;
+    END IF;
+    RETURN verdict;
+END
+$$;
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

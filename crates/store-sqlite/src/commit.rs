@@ -152,8 +152,8 @@ fn idempotency(tx: &Connection, idem: &IdempotencyRecord) -> Result<()> {
 fn notifications(tx: &Connection, notifications: &[Outgoing]) -> Result<()> {
     let mut insert = tx
         .prepare_cached(
-            "INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9)
+            "INSERT INTO outbox (id, request_id, channel, destination, kind, payload, coalesce_key, status, next_attempt_at, created_at, trace)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10)
              ON CONFLICT (coalesce_key) WHERE status = 'pending'
              DO UPDATE SET payload = excluded.payload, revision = revision + 1",
         )
@@ -169,7 +169,8 @@ fn notifications(tx: &Connection, notifications: &[Outgoing]) -> Result<()> {
                 o.payload.to_string(),
                 o.coalesce_key,
                 due_millis(o.created_at),
-                o.created_at.to_string()
+                o.created_at.to_string(),
+                o.trace
             ])
             .map_err(unavailable)?;
     }

@@ -110,7 +110,7 @@ pub(crate) fn deliveries(c: &Connection, request_id: &str) -> Result<Vec<Deliver
 fn numbered(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<(i64, Notification)>> {
     let mut stmt = c.prepare_cached(sql).map_err(unavailable)?;
     // `n` comes last so that `outbox_row` reads the same columns everywhere.
-    let rows = stmt.query_map(args, |r| Ok((r.get::<_, i64>(15)?, outbox_row(r)?))).map_err(unavailable)?;
+    let rows = stmt.query_map(args, |r| Ok((r.get::<_, i64>(16)?, outbox_row(r)?))).map_err(unavailable)?;
     rows.map(|r| {
         let (n, row) = r.map_err(unavailable)?;
         Ok((n, row.decode()?))
@@ -136,6 +136,7 @@ fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         last_error: r.get(12)?,
         result: r.get(13)?,
         delivered_at: r.get(14)?,
+        trace: r.get(15)?,
     })
 }
 

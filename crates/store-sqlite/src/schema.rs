@@ -139,6 +139,10 @@ CREATE TABLE sessions (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX sessions_expires ON sessions (expires_at);
+"#, r#"
+-- The W3C traceparent of the work that queued a notification, so that its delivery joins
+-- that trace (null with tracing off).
+ALTER TABLE outbox ADD COLUMN trace TEXT;
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -462,6 +462,8 @@ pub async fn gauges_are_read_from_the_store(store: &dyn Store) {
     assert_eq!(g.policies.iter().find(|p| p.policy == "conf").unwrap().pending, 1, "a closed request is not pending");
 }
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn outgoing(id: &str, request: &str, key: Option<&str>, payload: serde_json::Value) -> Outgoing {
     Outgoing {
         id: id.into(),
@@ -472,6 +474,7 @@ fn outgoing(id: &str, request: &str, key: Option<&str>, payload: serde_json::Val
         payload,
         coalesce_key: key.map(str::to_string),
         created_at: t0(),
+        trace: None,
     }
 }
 
@@ -479,7 +482,9 @@ pub async fn outbox_delivery_states(store: &dyn Store) {
     let f = Fixture::new();
     assert_eq!(store.next_notification_at().await.unwrap(), None);
     let mut c = f.submit("req_o1", "alice", "S", t0());
-    c.notifications = vec![outgoing("ntf_1", "req_o1", None, json!({"n": 1})), outgoing("ntf_2", "req_o1", None, json!({"n": 2}))];
+    // (The second carries the trace of the work that queued it, which its delivery joins.)
+    let traced = Outgoing { trace: Some(TRACEPARENT.into()), ..outgoing("ntf_2", "req_o1", None, json!({"n": 2})) };
+    c.notifications = vec![outgoing("ntf_1", "req_o1", None, json!({"n": 1})), traced];
     let s = committed(store, c).await;
     // A commit that loses its race writes no notifications either.
     let mut stale = f.act(&s, "mark", approve("manager"));
@@ -499,6 +504,7 @@ pub async fn outbox_delivery_states(store: &dyn Store) {
     assert_eq!(due.iter().map(|n| n.outgoing.id.as_str()).collect::<Vec<_>>(), ["ntf_1", "ntf_2"], "an expired claim frees the rows");
     assert_eq!(due[0].status, DeliveryStatus::Pending);
     assert_eq!(due[0].outgoing.payload, json!({"n": 1}));
+    assert_eq!((due[0].outgoing.trace.as_deref(), due[1].outgoing.trace.as_deref()), (None, Some(TRACEPARENT)));
 
     let later = t0() + SignedDuration::from_secs(5);
     store

@@ -164,6 +164,10 @@ pub struct Outgoing {
     /// A pending notification with the same key is replaced rather than joined (coalescing).
     pub coalesce_key: Option<String>,
     pub created_at: Timestamp,
+    /// The W3C `traceparent` of the work that queued it, so that its delivery joins that trace;
+    /// none with tracing off. Telemetry, not part of the notification's API form.
+    #[serde(skip)]
+    pub trace: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use crate::{DeliveryStatus, Notification, Outgoing, PolicyRecord, Result, StoreError, decode};
 
 /// The outbox columns an `OutboxRow` holds, in its order.
-pub const NOTIFICATION_COLUMNS: &str = "id, request_id, channel, destination, kind, payload, coalesce_key, created_at, status, attempts, revision, next_attempt_at, last_error, result, delivered_at";
+pub const NOTIFICATION_COLUMNS: &str = "id, request_id, channel, destination, kind, payload, coalesce_key, created_at, status, attempts, revision, next_attempt_at, last_error, result, delivered_at, trace";
 
 /// An outbox row's values as stored (the columns of `NOTIFICATION_COLUMNS`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +34,8 @@ pub struct OutboxRow {
     pub result: Option<String>,
     /// A timestamp as text (RFC 3339).
     pub delivered_at: Option<String>,
+    /// A W3C `traceparent`.
+    pub trace: Option<String>,
 }
 
 impl OutboxRow {
@@ -67,6 +69,7 @@ impl OutboxRow {
                 payload,
                 coalesce_key: self.coalesce_key,
                 created_at,
+                trace: self.trace,
             },
             status,
             attempts,
@@ -118,6 +121,7 @@ mod tests {
             last_error: Some("timeout".into()),
             result: Some(r#"{"ts":"1"}"#.into()),
             delivered_at: Some("2026-11-22T09:01:00Z".into()),
+            trace: None,
         }
     }
 

@@ -29,7 +29,7 @@ fn spans_reach_the_otlp_receiver_parented_and_continuing_the_callers_trace() {
     let config = dir.path().join("signoff.toml");
     let secret = signoff_testkit::peers::webhook::SECRET;
     std::fs::write(&config, format!("[[notify.webhooks]]\nname = \"crm\"\nurl = \"{}\"\nsecret = \"{secret}\"\nevents = [\"submitted\"]\n", hook.url)).unwrap();
-    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.as_str()), ("OTEL_SERVICE_NAME", "signoff-test"), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.endpoint.as_str()), ("OTEL_SERVICE_NAME", "signoff-test"), ("OTEL_BSP_SCHEDULE_DELAY", "100"), ("OTEL_TRACES_SAMPLER", "always_on")];
     let args = ["--policies".as_ref(), policies.as_os_str(), "--config".as_ref(), config.as_os_str(), "--log-format".as_ref(), "json".as_ref()];
     let mut server = Server::serve_with(BIN, &dir.path().join("data"), &args, Stdio::piped(), &env);
 
@@ -67,8 +67,10 @@ fn spans_reach_the_otlp_receiver_parented_and_continuing_the_callers_trace() {
     assert_ne!(action.trace_id, TRACE, "a call without traceparent starts its own trace");
     let timer = named(&spans, "timer escalate");
     assert!(spans.iter().any(|s| s.name == "store.commit" && s.parent_span_id == timer.span_id), "the timer's commit is its child");
-    // The webhook delivery's trace goes on with the receiver.
+    // The webhook delivery joins the trace of the submission that queued it, and that trace
+    // goes on with the receiver.
     let delivery = named(&spans, "webhook");
+    assert_eq!((delivery.trace_id.as_str(), delivery.parent_span_id.as_str()), (TRACE, submit.span_id.as_str()), "queued by submit");
     let sent = hook.traceparents.lock().unwrap().clone();
     assert!(sent.iter().any(|tp| tp.starts_with(&format!("00-{}-", delivery.trace_id))), "{sent:?} vs {}", delivery.trace_id);
     // The log line of the submission names its trace.
@@ -98,4 +100,13 @@ fn without_an_endpoint_nothing_is_exported_and_a_bad_setting_is_named() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("OTEL_EXPORTER_OTLP_TIMEOUT: `soon` is not a number of milliseconds"), "the plan's alias is read, and a bad value named: {err}");
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .env("OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .env("OTEL_TRACES_SAMPLER", "sometimes")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OTEL_TRACES_SAMPLER: `sometimes` is not one of"), "an unknown sampler is named");
 }

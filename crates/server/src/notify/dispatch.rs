@@ -112,6 +112,9 @@ impl Dispatcher {
     async fn attempt(&self, n: &Notification) -> Attempt {
         let out = Outbound { http: &self.http, store: &*self.store };
         let span = tracing::info_span!("delivery", otel.name = %n.outgoing.channel, notification = %n.outgoing.id, request = %n.outgoing.request_id);
+        if let Some(trace) = &n.outgoing.trace {
+            crate::traces::continue_stored(&span, trace);
+        }
         let delivery = match self.channels.get(&n.outgoing.channel) {
             Some(channel) => tracing::Instrument::instrument(channel.deliver(&out, n, self.clock.now()), span).await,
             None => Delivery::Failed { status: None, error: format!("unknown channel `{}`", n.outgoing.channel), retry_after: None, permanent: true },

@@ -155,6 +155,7 @@ pub fn plan(policy: &Policy, dir: &Directory, events: &[Event], state: &RequestS
                     "step": { "id": step, "reason": s.and_then(|s| s.reason.clone()), "due_at": s.and_then(|s| s.due_at) },
                 }),
                 coalesce_key: None,
+                trace: None,
                 created_at: e.at,
             });
         }

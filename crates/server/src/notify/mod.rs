@@ -79,8 +79,14 @@ impl Channels {
     }
 
     /// The notifications a commit's `events` call for, on every channel.
+    /// The notifications `events` call for, each carrying the current trace (the submit,
+    /// action or timer that queued it), so that its delivery is part of that trace.
     pub fn plan(&self, policy: &Policy, dir: &Directory, events: &[Event], state: &RequestState) -> Vec<Outgoing> {
-        self.0.iter().filter(|c| c.is_active()).flat_map(|c| c.plan(policy, dir, events, state)).collect()
+        let mut planned: Vec<Outgoing> = self.0.iter().filter(|c| c.is_active()).flat_map(|c| c.plan(policy, dir, events, state)).collect();
+        if let Some(trace) = planned.first().and(crate::traces::current_traceparent()) {
+            planned.iter_mut().for_each(|o| o.trace = Some(trace.clone()));
+        }
+        planned
     }
 
     pub fn get(&self, name: &str) -> Option<&dyn channel::Channel> {

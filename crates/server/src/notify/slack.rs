@@ -86,6 +86,7 @@ fn message(id: String, state: &RequestState, destination: &str, kind: &str, payl
         kind: kind.into(),
         payload,
         coalesce_key,
+        trace: None,
         created_at: at,
     }
 }

@@ -108,6 +108,7 @@ impl Channel for Webhooks {
                         "data": { "event": event, "request": summary(state) },
                     }),
                     coalesce_key: None,
+                    trace: None,
                     created_at: event.at,
                 });
             }
