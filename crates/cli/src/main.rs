@@ -7,6 +7,7 @@
 mod client;
 mod demo;
 mod serve;
+mod verify;
 
 /// mimalloc: the service allocates many short-lived JSON values per call; glibc malloc cost
 /// a quarter of the CPU in the workflow benchmark.
@@ -153,6 +154,25 @@ enum Command {
     Policy(PolicyCommand),
     /// Run the golden path against a temporary server and print the transcript.
     Demo,
+    /// Check the audit trail. With --data or --database-url: every request's hash chain and
+    /// state and the whole audit log, offline. Otherwise against a server: one --request, or
+    /// the server's signed log against a --checkpoint kept earlier. Exit 0 when everything
+    /// verifies, 1 when something does not.
+    Verify {
+        #[command(flatten)]
+        remote: Remote,
+        #[command(flatten)]
+        db: StoreArgs,
+        /// A checkpoint kept earlier (the JSON of `/v1/audit/checkpoint`, or `--save`'s file).
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Verify this one request on the server.
+        #[arg(long)]
+        request: Option<String>,
+        /// After verifying, keep the server's current checkpoint in this file.
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
     /// Create or update the database schema, then exit (servers also do this at start).
     Migrate {
         #[command(flatten)]
@@ -367,6 +387,13 @@ fn main() -> ExitCode {
                     2
                 }
             },
+            Command::Verify { remote, db, checkpoint, request, save } => {
+                if db.data.is_some() || db.database_url.is_some() {
+                    verify::offline(&db, checkpoint.as_deref(), remote.json).await
+                } else {
+                    verify::online(&remote, request.as_deref(), checkpoint.as_deref(), save.as_deref()).await
+                }
+            }
             Command::Export { db, out } => transfer(db, out, true).await,
             Command::Import { db, input } => transfer(db, input, false).await,
         }

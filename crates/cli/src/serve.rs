@@ -53,9 +53,14 @@ pub struct ServeArgs {
     /// Also serve `/metrics` on this address (for a scraper kept off the API's port).
     #[arg(long, env = "SIGNOFF_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// The file holding the audit log's checkpoint signing key, created on first start
+    /// [default: audit.key beside the embedded database; none on PostgreSQL, where every
+    /// instance must be given the same file].
+    #[arg(long, env = "SIGNOFF_AUDIT_KEY")]
+    audit_key: Option<PathBuf>,
     /// A TOML file with any of: listen, data, database_url, policies, directory, header_timeout,
     /// body_timeout, max_connections, shutdown_grace, state_cache_mb, page_mb, log_format,
-    /// metrics_listen, and [notify].
+    /// metrics_listen, audit_key, and [notify].
     #[arg(long, env = "SIGNOFF_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -77,6 +82,7 @@ impl ServeArgs {
             page_mb: self.page_mb,
             log_format: self.log_format,
             metrics_listen: self.metrics_listen,
+            audit_key: self.audit_key,
             notify: None,
         };
         (layer, self.config)

@@ -1,6 +1,7 @@
 //! signoff's server: configuration, the HTTP API and the entry point `run`, which starts the
 //! whole service on a listener the caller bound (so tests run the real thing on port 0).
 
+pub mod audit;
 pub mod catalog;
 pub mod clock;
 pub mod error;
@@ -108,6 +109,9 @@ pub struct Config {
     pub notify: notify::NotifyConfig,
     pub limits: transport::Limits,
     pub memory: Memory,
+    /// The file holding the audit log's signing key; by default `audit.key` beside the embedded
+    /// database (created on first start), and none on PostgreSQL.
+    pub audit_key: Option<std::path::PathBuf>,
 }
 
 /// How much memory the server may hold for what clients send and ask for.
@@ -138,6 +142,8 @@ pub struct Workers {
     pub scheduler: scheduler::Scheduler,
     /// Delivers the outbox.
     pub dispatcher: Arc<notify::dispatch::Dispatcher>,
+    /// Appends committed events to the audit log.
+    pub sequencer: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 /// Opens the store and loads the catalog.
@@ -146,8 +152,17 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
     telemetry::install();
     config.notify.check().map_err(StartError::Setting)?;
     let store = config.database.open_with(&config.memory).await?;
+    let key = match (&config.audit_key, &config.database) {
+        (Some(path), _) => audit::KeySource::File(path.clone()),
+        (None, Database::Sqlite(db)) => audit::KeySource::File(db.with_file_name("audit.key")),
+        (None, Database::Postgres(_)) => audit::KeySource::None,
+    };
+    let key = key.load().map_err(StartError::Setting)?;
+    if key.is_none() {
+        tracing::warn!("the audit log has no signing key (`audit-key`): no checkpoints are published");
+    }
     let service = Service::start(store, config.sources.clone(), clock).await?;
-    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory)))
+    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key)))
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: live streams end,
@@ -168,14 +183,16 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
             }
         });
     }
-    let Workers { scheduler, dispatcher } = service.workers();
+    let Workers { scheduler, dispatcher, sequencer } = service.workers();
     let scheduler = tokio::spawn(scheduler.run());
     let dispatcher = tokio::spawn(dispatcher.run());
+    let sequencer = tokio::spawn(sequencer);
     let served = serve_http(service, listener, shutdown).await;
     // In-flight commits finish in the store's writer thread whatever happens to these tasks; a
     // delivery cut short is retried at the next start.
     scheduler.abort();
     dispatcher.abort();
+    sequencer.abort();
     served
 }
 

@@ -141,6 +141,10 @@ pub struct Service {
     memory: crate::Memory,
     /// Set once the server begins to shut down: live streams end and long polls answer.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Signs the audit log's checkpoints; none on PostgreSQL without a configured key.
+    audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
+    /// Wakes the audit log's sequencer after commits.
+    log_wake: Arc<tokio::sync::Notify>,
 }
 
 /// Stripes of `request_locks`; unrelated requests rarely share one.
@@ -174,6 +178,8 @@ impl Service {
             limits: Default::default(),
             memory: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
+            audit_key: None,
+            log_wake: Arc::new(tokio::sync::Notify::new()),
         };
         service.record_policies(&service.catalog()).await?;
         if let Some(changes) = service.store.changes() {
@@ -212,6 +218,11 @@ impl Service {
     }
 
     /// Sets how much memory responses may take.
+    pub fn with_audit_key(mut self, key: Option<ed25519_dalek::SigningKey>) -> Self {
+        self.audit_key = key.map(Arc::new);
+        self
+    }
+
     pub fn with_memory(mut self, memory: crate::Memory) -> Self {
         self.memory = memory;
         self
@@ -245,6 +256,7 @@ impl Service {
         crate::Workers {
             scheduler: crate::scheduler::Scheduler::new(self.clone(), self.store.clone(), self.clock.clone(), self.timer_wake.clone()),
             dispatcher: notify::dispatch::Dispatcher::new(self.store.clone(), self.clock.clone(), self.channels.clone(), self.outbox_wake.clone()),
+            sequencer: Box::pin(crate::audit::sequencer(self.store.clone(), self.log_wake.clone())),
         }
     }
 
@@ -538,6 +550,7 @@ impl Service {
     /// get the new state.
     fn committed(&self, state: &Arc<RequestState>) {
         self.timer_wake.hint(state.next_timer_at);
+        self.log_wake.notify_one();
         if self.channels.is_active() {
             self.outbox_wake.notify_one();
         }
@@ -623,6 +636,33 @@ impl Service {
     pub async fn events(&self, caller: &Caller, id: &str) -> Result<Vec<Event>, Problem> {
         self.visible(caller, id).await?;
         Ok(self.store.events(id).await?)
+    }
+
+    /// The audit log's current checkpoint, signed.
+    pub async fn audit_checkpoint(&self) -> Result<signoff_audit::checkpoint::Checkpoint, Problem> {
+        let Some(key) = &self.audit_key else {
+            return Err(Problem::new(Code::Unavailable, "the audit log has no signing key: set `audit-key` (a file shared by every instance) to publish checkpoints"));
+        };
+        Ok(crate::audit::checkpoint(&*self.store, key, self.now()).await?)
+    }
+
+    /// The consistency proof from the log of `from` events to the log of `to` (default: now).
+    pub async fn audit_consistency(&self, from: u64, to: Option<u64>) -> Result<crate::audit::ConsistencyProof, Problem> {
+        let size = crate::audit::catch_up(&*self.store).await?;
+        let to = to.unwrap_or(size);
+        if to > size {
+            return Err(Problem::bad_parameter(format!("to: the audit log holds {size} events, not {to}")));
+        }
+        if from > to {
+            return Err(Problem::bad_parameter(format!("from ({from}) may not be past to ({to})")));
+        }
+        Ok(crate::audit::consistency(&*self.store, from, to).await?)
+    }
+
+    /// One request's verification, for those who may see it.
+    pub async fn verify_request(&self, caller: &Caller, id: &str) -> Result<crate::audit::RequestVerification, Problem> {
+        self.visible(caller, id).await?;
+        Ok(crate::audit::verify_request(&*self.store, id).await?)
     }
 
     pub async fn list(&self, caller: &Caller, mut query: ListQuery) -> Result<Page, Problem> {

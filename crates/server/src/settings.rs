@@ -34,6 +34,8 @@ pub struct Layer {
     pub log_format: Option<String>,
     /// An address to serve `/metrics` on besides the main listener.
     pub metrics_listen: Option<String>,
+    /// The file holding the audit log's signing key (created if missing).
+    pub audit_key: Option<PathBuf>,
     /// Where notifications go; only in the file, since it holds secrets.
     pub notify: Option<NotifyConfig>,
 }
@@ -61,6 +63,7 @@ impl Layer {
             page_mb: self.page_mb.or(lower.page_mb),
             log_format: self.log_format.or(lower.log_format),
             metrics_listen: self.metrics_listen.or(lower.metrics_listen),
+            audit_key: self.audit_key.or(lower.audit_key),
             notify: self.notify.or(lower.notify),
         }
     }
@@ -114,7 +117,7 @@ impl Settings {
             None => None,
             Some(a) => Some(a.parse().map_err(|_| setting(format!("metrics-listen: `{a}` is not an address like 127.0.0.1:9100")))?),
         };
-        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory }, log_format, metrics_listen })
+        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory, audit_key: layer.audit_key }, log_format, metrics_listen })
     }
 }
 

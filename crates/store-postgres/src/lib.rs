@@ -6,11 +6,13 @@
 //! moved the request on, which the version check catches; change notifications evict what
 //! they make stale. Reads (`load`) always go to the database.
 
+mod audit;
 mod commit;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -18,7 +20,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
 use signoff_engine::{Event, RequestState};
 use signoff_store::rows::{NOTIFICATION_COLUMNS, OutboxRow, from_millis};
-use signoff_store::{Session, 
+use signoff_audit::merkle::{Hash, Node};
+use signoff_store::{LogLeaf, LogSize, Session, 
     Attempt, AttemptOutcome, Change, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord,
     Result, Snapshot, Store, StoreError, Task, TaskPage, TaskQuery, due_millis, Gauges,
 };
@@ -569,6 +572,27 @@ impl Store for PostgresStore {
 
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {
         key_match(&self.pool, scope, key, fingerprint).await
+    }
+
+    async fn sequence_log(&self, limit: u32) -> Result<u64> {
+        audit::sequence(&mut self.client().await?, limit).await
+    }
+
+    async fn log_size(&self) -> Result<LogSize> {
+        let client = self.client().await?;
+        Ok(LogSize { size: audit::size(&client).await?, queued: audit::queued(&client).await? })
+    }
+
+    async fn log_nodes(&self, wanted: &[Node]) -> Result<HashMap<Node, Hash>> {
+        audit::nodes(&self.client().await?, wanted).await
+    }
+
+    async fn log_leaves(&self, from: u64, limit: u32) -> Result<Vec<LogLeaf>> {
+        audit::leaves(&self.client().await?, from, limit).await
+    }
+
+    async fn log_leaves_of(&self, request_id: &str) -> Result<Vec<LogLeaf>> {
+        audit::leaves_of(&self.client().await?, request_id).await
     }
 }
 

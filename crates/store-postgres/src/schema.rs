@@ -398,6 +398,38 @@ BEGIN
     RETURN verdict;
 END
 $$;
+"#, r#"
+-- The audit log (signoff_store::log). Every event written is queued by the trigger (whichever
+-- function or release wrote it); sequencing, one instance at a time, moves queued events into
+-- the Merkle tree: each leaf's place and every complete subtree's hash (level 0: the leaves).
+CREATE TABLE audit_queue (
+    n          BIGSERIAL PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    seq        BIGINT NOT NULL
+);
+CREATE TABLE audit_leaves (
+    idx        BIGINT PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    seq        BIGINT NOT NULL,
+    UNIQUE (request_id, seq)
+);
+CREATE TABLE audit_nodes (
+    level SMALLINT NOT NULL,
+    idx   BIGINT NOT NULL,
+    hash  BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+);
+CREATE FUNCTION signoff_queue_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit_queue (request_id, seq) SELECT request_id, seq FROM added ORDER BY request_id, seq;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER events_audit AFTER INSERT ON events REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION signoff_queue_audit();
+-- What was written before the log existed joins it oldest request first.
+INSERT INTO audit_queue (request_id, seq)
+SELECT e.request_id, e.seq FROM events e JOIN requests r ON r.id = e.request_id ORDER BY r.n, e.seq;
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

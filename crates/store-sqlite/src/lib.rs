@@ -9,6 +9,7 @@
 //! `writer` (the thread and its groups), `commit` (a commit's SQL), `outbox` (notifications),
 //! `read` (the reader pool and its queries), `timers` (timer claims) and `schema`.
 
+mod audit;
 mod commit;
 mod outbox;
 mod read;
@@ -16,6 +17,7 @@ mod schema;
 mod timers;
 mod writer;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +25,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::Connection;
 use signoff_engine::{Event, RequestState};
-use signoff_store::{Session, 
+use signoff_audit::merkle::{Hash, Node};
+use signoff_store::{LogLeaf, LogSize, Session, 
     Attempt, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord, Result, StateCache,
     Store, StoreError, TaskPage, TaskQuery, due_millis, Gauges,
 };
@@ -141,6 +144,11 @@ impl Store for SqliteStore {
         self.readers.run(move |c| read::state(c, &id)).await
     }
 
+    async fn load_stored(&self, id: &str) -> Result<Option<RequestState>> {
+        let id = id.to_string();
+        self.readers.run(move |c| read::state(c, &id)).await
+    }
+
     async fn events(&self, id: &str) -> Result<Vec<Event>> {
         let id = id.to_string();
         self.readers.run(move |c| read::events(c, &id)).await
@@ -234,6 +242,28 @@ impl Store for SqliteStore {
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>> {
         let (scope, key, fingerprint) = (scope.to_string(), key.to_string(), fingerprint.to_string());
         self.readers.run(move |c| read::key_match(c, &scope, &key, &fingerprint)).await
+    }
+
+    async fn sequence_log(&self, limit: u32) -> Result<u64> {
+        self.writer.call(|reply| WriteOp::SequenceLog(limit, reply)).await
+    }
+
+    async fn log_size(&self) -> Result<LogSize> {
+        self.readers.run(|c| Ok(LogSize { size: audit::size(c)?, queued: audit::queued(c)? })).await
+    }
+
+    async fn log_nodes(&self, wanted: &[Node]) -> Result<HashMap<Node, Hash>> {
+        let wanted = wanted.to_vec();
+        self.readers.run(move |c| audit::nodes(c, &wanted)).await
+    }
+
+    async fn log_leaves(&self, from: u64, limit: u32) -> Result<Vec<LogLeaf>> {
+        self.readers.run(move |c| audit::leaves(c, from, limit)).await
+    }
+
+    async fn log_leaves_of(&self, request_id: &str) -> Result<Vec<LogLeaf>> {
+        let request_id = request_id.to_string();
+        self.readers.run(move |c| audit::leaves_of(c, &request_id)).await
     }
 }
 

@@ -143,6 +143,33 @@ CREATE INDEX sessions_expires ON sessions (expires_at);
 -- The W3C traceparent of the work that queued a notification, so that its delivery joins
 -- that trace (null with tracing off).
 ALTER TABLE outbox ADD COLUMN trace TEXT;
+"#, r#"
+-- The audit log (signoff_store::log). Every event written is queued, in commit order, by the
+-- trigger; sequencing moves queued events into the Merkle tree: each leaf's place and every
+-- complete subtree's hash (level 0 are the leaves).
+CREATE TABLE audit_queue (
+    n          INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL
+);
+CREATE TABLE audit_leaves (
+    idx        INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX audit_leaves_event ON audit_leaves (request_id, seq);
+CREATE TABLE audit_nodes (
+    level INTEGER NOT NULL,
+    idx   INTEGER NOT NULL,
+    hash  BLOB NOT NULL,
+    PRIMARY KEY (level, idx)
+) WITHOUT ROWID;
+CREATE TRIGGER events_audit AFTER INSERT ON events BEGIN
+    INSERT INTO audit_queue (request_id, seq) VALUES (NEW.request_id, NEW.seq);
+END;
+-- What was written before the log existed joins it oldest request first.
+INSERT INTO audit_queue (request_id, seq)
+SELECT e.request_id, e.seq FROM events e JOIN requests r ON r.id = e.request_id ORDER BY r.n, e.seq;
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

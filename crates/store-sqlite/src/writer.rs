@@ -23,6 +23,8 @@ pub(crate) enum WriteOp {
     Attempts(Vec<Attempt>, oneshot::Sender<Result<()>>),
     UseOnce(String, Timestamp, oneshot::Sender<Result<bool>>),
     Session(SessionWrite, oneshot::Sender<Result<()>>),
+    /// Appends queued events to the audit log (a transaction of its own).
+    SequenceLog(u32, oneshot::Sender<Result<u64>>),
 }
 
 /// A change to the web sessions.
@@ -66,11 +68,19 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 Err(_) => break,
             }
         }
-        let (claims, writes): (Vec<WriteOp>, Vec<WriteOp>) = batch.into_iter().partition(|op| matches!(op, WriteOp::Claim { .. }));
-        // Claims run in a transaction of their own: they return rows, not a commit outcome.
-        for op in claims {
-            if let WriteOp::Claim { now, limit, lease_until, reply } = op {
-                let _ = reply.send(outbox::claim(&mut conn, now, limit, lease_until));
+        let (own, writes): (Vec<WriteOp>, Vec<WriteOp>) =
+            batch.into_iter().partition(|op| matches!(op, WriteOp::Claim { .. } | WriteOp::SequenceLog(..)));
+        // Claims and sequencing run in transactions of their own: they answer rows or a size,
+        // not a commit outcome.
+        for op in own {
+            match op {
+                WriteOp::Claim { now, limit, lease_until, reply } => {
+                    let _ = reply.send(outbox::claim(&mut conn, now, limit, lease_until));
+                }
+                WriteOp::SequenceLog(limit, reply) => {
+                    let _ = reply.send(crate::audit::sequence(&mut conn, limit));
+                }
+                _ => {}
             }
         }
         if writes.is_empty() {
@@ -97,7 +107,7 @@ fn answer(op: WriteOp, result: Result<CommitOutcome>, cache: &StateCache) {
         (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) | (WriteOp::Session(_, reply), r) => {
             let _ = reply.send(r.map(|_| ()));
         }
-        (WriteOp::Claim { .. }, _) => {}
+        (WriteOp::Claim { .. }, _) | (WriteOp::SequenceLog(..), _) => {}
         (WriteOp::UseOnce(_, _, reply), r) => {
             let _ = reply.send(r.map(|o| o == CommitOutcome::Committed));
         }
@@ -145,7 +155,7 @@ fn apply(tx: &Connection, op: &WriteOp) -> Result<CommitOutcome> {
             }
             CommitOutcome::Committed
         }
-        WriteOp::Claim { .. } => CommitOutcome::Committed,
+        WriteOp::Claim { .. } | WriteOp::SequenceLog(..) => CommitOutcome::Committed,
         WriteOp::Session(write, _) => {
             session(tx, write)?;
             CommitOutcome::Committed

@@ -89,6 +89,7 @@ where
     keys_are_used_once(&*fresh().await).await;
     sessions_live_until_they_end(&*fresh().await).await;
     gauges_are_read_from_the_store(&*fresh().await).await;
+    the_audit_log_takes_every_event_in_commit_order(&*fresh().await).await;
     concurrent_commits(fresh().await).await;
 }
 
@@ -599,4 +600,53 @@ pub async fn sessions_live_until_they_end(store: &dyn Store) {
     assert!(store.session("s2", t0()).await.unwrap().is_some(), "the other session lives on");
     store.put_session(&session("s3", "fiona", t0() + hour + hour)).await.unwrap();
     assert_eq!(store.session("s2", t0()).await.unwrap(), None, "expired sessions are forgotten when a new one starts");
+}
+
+pub async fn the_audit_log_takes_every_event_in_commit_order(store: &dyn Store) {
+    use signoff_audit::merkle::{self, Frontier};
+    let f = Fixture::new();
+    assert_eq!(store.log_size().await.unwrap(), LogSize { size: 0, queued: 0 });
+    assert_eq!(store.sequence_log(100).await.unwrap(), 0, "an empty queue appends nothing");
+    let a = committed(store, f.submit("req_l1", "alice", "S", t0())).await;
+    let b = committed(store, f.submit("req_l2", "bob", "S", t0())).await;
+    committed(store, f.act(&a, "mark", approve("manager"))).await;
+    committed(store, f.act(&b, "fiona", approve("finance"))).await;
+    // A lost race queues nothing.
+    assert_eq!(store.commit(f.act(&a, "mark", approve("manager"))).await.unwrap(), CommitOutcome::VersionConflict);
+    let events_a = store.events("req_l1").await.unwrap();
+    let events_b = store.events("req_l2").await.unwrap();
+    let total = (events_a.len() + events_b.len()) as u64;
+    assert_eq!(store.log_size().await.unwrap(), LogSize { size: 0, queued: total });
+
+    // Two batches: the second goes on from the first's edge.
+    assert_eq!(store.sequence_log(3).await.unwrap(), 3);
+    assert_eq!(store.sequence_log(100).await.unwrap(), total);
+    assert_eq!(store.log_size().await.unwrap(), LogSize { size: total, queued: 0 });
+    let leaves = store.log_leaves(0, 1000).await.unwrap();
+    assert_eq!(leaves.iter().map(|l| l.index).collect::<Vec<_>>(), (0..total).collect::<Vec<_>>());
+    // Commit order: each commit's events in sequence, the commits in the order they were made.
+    let order: Vec<(String, u64)> = leaves.iter().map(|l| (l.request_id.clone(), l.seq)).collect();
+    let commit_of = |r: &str, seq: u64| order.iter().position(|(id, s)| id == r && *s == seq).unwrap();
+    assert!(commit_of("req_l1", 1) < commit_of("req_l2", 1));
+    assert!(commit_of("req_l2", 1) < commit_of("req_l1", events_a.len() as u64));
+    assert!(commit_of("req_l1", events_a.len() as u64) < commit_of("req_l2", events_b.len() as u64));
+    assert_eq!(store.log_leaves(2, 2).await.unwrap(), leaves[2..4].to_vec());
+    assert_eq!(store.log_leaves_of("req_l2").await.unwrap().iter().map(|l| l.seq).collect::<Vec<_>>(), (1..=events_b.len() as u64).collect::<Vec<_>>());
+
+    // The stored tree is the tree of these events: its root, and a proof for each leaf.
+    let event_of = |l: &LogLeaf| if l.request_id == "req_l1" { &events_a[l.seq as usize - 1] } else { &events_b[l.seq as usize - 1] };
+    let mut expected = Frontier::default();
+    for l in &leaves {
+        expected.append(signoff_audit::event_leaf(&l.request_id, l.seq, &event_of(l).hash));
+    }
+    let root = crate::log::build(store, &merkle::root(total)).await.unwrap();
+    assert_eq!(root, expected.root());
+    for l in &leaves {
+        let proof = crate::log::build(store, &merkle::inclusion_proof(l.index, total)).await.unwrap();
+        let leaf = signoff_audit::event_leaf(&l.request_id, l.seq, &event_of(l).hash);
+        assert_eq!(merkle::verify_inclusion(&leaf, l.index, total, &proof, &root), Ok(()));
+    }
+    let old_root = crate::log::build(store, &merkle::root(3)).await.unwrap();
+    let proof = crate::log::build(store, &merkle::consistency_proof(3, total)).await.unwrap();
+    assert_eq!(merkle::verify_consistency(3, total, &old_root, &root, &proof), Ok(()));
 }

@@ -7,15 +7,19 @@
 //! Concurrency is optimistic: a commit names the version it was decided against and fails with
 //! `VersionConflict` if another commit got there first, so the caller re-decides on fresh state.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use signoff_audit::merkle::{Hash, Node};
 use signoff_engine::{Event, RequestState, RequestStatus};
+pub use log::LogLeaf;
 
 pub mod cache;
+pub mod log;
 pub mod rows;
 pub mod sql;
 #[cfg(feature = "conformance")]
@@ -467,6 +471,12 @@ pub trait Store: Send + Sync + 'static {
     /// A request's whole history, oldest first.
     async fn events(&self, id: &str) -> Result<Vec<Event>>;
 
+    /// The request's state as stored, never from a cache: what verification compares with the
+    /// fold of its events.
+    async fn load_stored(&self, id: &str) -> Result<Option<RequestState>> {
+        self.load(id).await
+    }
+
     /// Appends events to several requests atomically and durably: all commits apply, or none
     /// (the outcome is then that of the first commit that could not apply).
     async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome>;
@@ -551,4 +561,30 @@ pub trait Store: Send + Sync + 'static {
 
     /// What an idempotency key already holds, if anything.
     async fn idempotency(&self, scope: &str, key: &str, fingerprint: &str) -> Result<Option<KeyMatch>>;
+
+    /// Appends up to `limit` events to the audit log, in the order commits queued them, in one
+    /// transaction; answers the log's size after. (While another instance is sequencing,
+    /// nothing is appended.)
+    async fn sequence_log(&self, limit: u32) -> Result<u64>;
+
+    /// The audit log's size, and how many committed events wait to join it.
+    async fn log_size(&self) -> Result<LogSize>;
+
+    /// The stored hashes of the tree nodes `wanted` (those that exist).
+    async fn log_nodes(&self, wanted: &[Node]) -> Result<HashMap<Node, Hash>>;
+
+    /// At most `limit` leaves from index `from` on, in order.
+    async fn log_leaves(&self, from: u64, limit: u32) -> Result<Vec<LogLeaf>>;
+
+    /// One request's leaves, by sequence number.
+    async fn log_leaves_of(&self, request_id: &str) -> Result<Vec<LogLeaf>>;
+}
+
+/// How big the audit log is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogSize {
+    /// Leaves in the tree.
+    pub size: u64,
+    /// Committed events not yet in it.
+    pub queued: u64,
 }

@@ -5,6 +5,7 @@
 //! unknown route or a panic, leaves as `application/problem+json`.
 
 mod admin;
+mod audit;
 mod body;
 mod email;
 mod extract;
@@ -43,6 +44,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(live::routes())
         .merge(policies::routes())
         .merge(admin::routes())
+        .merge(audit::routes())
         .merge(openapi::v1_routes());
     Router::new()
         .nest("/v1", v1)

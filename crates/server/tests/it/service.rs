@@ -97,6 +97,21 @@ impl Store for Contended {
     async fn idempotency(&self, scope: &str, key: &str, fp: &str) -> Result<Option<KeyMatch>> {
         self.inner.idempotency(scope, key, fp).await
     }
+    async fn sequence_log(&self, limit: u32) -> Result<u64> {
+        self.inner.sequence_log(limit).await
+    }
+    async fn log_size(&self) -> Result<signoff_store::LogSize> {
+        self.inner.log_size().await
+    }
+    async fn log_nodes(&self, wanted: &[signoff_audit::merkle::Node]) -> Result<std::collections::HashMap<signoff_audit::merkle::Node, signoff_audit::merkle::Hash>> {
+        self.inner.log_nodes(wanted).await
+    }
+    async fn log_leaves(&self, from: u64, limit: u32) -> Result<Vec<signoff_store::LogLeaf>> {
+        self.inner.log_leaves(from, limit).await
+    }
+    async fn log_leaves_of(&self, request_id: &str) -> Result<Vec<signoff_store::LogLeaf>> {
+        self.inner.log_leaves_of(request_id).await
+    }
 }
 
 fn caller(id: &str) -> Caller {

@@ -1,0 +1,478 @@
+//! The audit log as the server runs it: the sequencer that moves committed events into the
+//! Merkle tree, signed checkpoints and proofs, and verification (of one request online, of a
+//! whole store offline), answered in words a non-developer can act on.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ed25519_dalek::SigningKey;
+use serde::{Deserialize, Serialize};
+use signoff_audit::checkpoint::{self, Checkpoint};
+use signoff_audit::merkle::{self, Frontier, Hash};
+use signoff_engine::event::{ChainError, verify_chain};
+use signoff_engine::{Event, RequestState};
+use signoff_store::{ListQuery, Store, StoreError, log};
+
+/// The name every checkpoint of a signoff log carries.
+pub const ORIGIN: &str = "signoff";
+/// Events appended to the tree per transaction.
+const BATCH: u32 = 2_000;
+
+/// Where the checkpoint signing key comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeySource {
+    /// A file holding the key (base64 of its 32-byte seed), created if missing.
+    File(PathBuf),
+    /// None configured (PostgreSQL without `audit-key`): checkpoints are not signed and not
+    /// served.
+    #[default]
+    None,
+}
+
+impl KeySource {
+    /// Reads the key, creating the file (readable by its owner only) on first start.
+    pub fn load(&self) -> Result<Option<SigningKey>, String> {
+        let KeySource::File(path) = self else {
+            return Ok(None);
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => checkpoint::signing_key(&text)
+                .map(Some)
+                .map_err(|e| format!("audit-key: {}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = checkpoint::generate_key();
+                write_private(path, &checkpoint::encode_signing_key(&key))
+                    .map_err(|e| format!("audit-key: {}: cannot create: {e}", path.display()))?;
+                tracing::info!(path = %path.display(), key_id = %checkpoint::key_id(&key.verifying_key()), "created the audit log's signing key");
+                Ok(Some(key))
+            }
+            Err(e) => Err(format!("audit-key: {}: {e}", path.display())),
+        }
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(path)?, format!("{text}\n").as_bytes())
+}
+
+/// Sequences everything queued now (in batches); answers the log's size.
+pub async fn catch_up(store: &dyn Store) -> Result<u64, StoreError> {
+    let mut size = store.sequence_log(BATCH).await?;
+    loop {
+        let now = store.log_size().await?;
+        if now.queued == 0 {
+            return Ok(now.size);
+        }
+        let next = store.sequence_log(BATCH).await?;
+        if next == size {
+            // Another instance holds the sequencer; what it appends is as good.
+            return Ok(next);
+        }
+        size = next;
+    }
+}
+
+/// Runs until dropped: appends committed events to the log when `wake` fires (after commits)
+/// and at least every second.
+pub async fn sequencer(store: Arc<dyn Store>, wake: Arc<tokio::sync::Notify>) {
+    loop {
+        if let Err(e) = catch_up(&*store).await {
+            tracing::warn!(error = %e, "audit log: cannot sequence; retrying");
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), wake.notified()).await;
+    }
+}
+
+/// The log's current checkpoint, signed.
+pub async fn checkpoint(
+    store: &dyn Store,
+    key: &SigningKey,
+    now: jiff::Timestamp,
+) -> Result<Checkpoint, StoreError> {
+    let size = catch_up(store).await?;
+    let root = log::build(store, &merkle::root(size)).await?;
+    Ok(checkpoint::sign(key, ORIGIN, size, &root, &now.to_string()))
+}
+
+/// A consistency proof between two sizes, as published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    /// Hex hashes, RFC 6962 order.
+    pub proof: Vec<String>,
+}
+
+pub async fn consistency(
+    store: &dyn Store,
+    from: u64,
+    to: u64,
+) -> Result<ConsistencyProof, StoreError> {
+    let proof = log::build(store, &merkle::consistency_proof(from, to)).await?;
+    Ok(ConsistencyProof {
+        from,
+        to,
+        proof: proof.iter().map(hex::encode).collect(),
+    })
+}
+
+/// Where one event sits in the log, with the proof of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Inclusion {
+    pub seq: u64,
+    pub index: u64,
+    /// Hex hashes, RFC 6962 order.
+    pub proof: Vec<String>,
+}
+
+/// A verification's finding: what is wrong, where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+    /// A stable code: `event_altered`, `chain_broken`, `sequence_gap`, `state_altered`,
+    /// `event_missing`, `event_not_logged`, `logged_twice`, `tree_altered`,
+    /// `checkpoint_mismatch`, `checkpoint_signature`, `unreadable`.
+    pub code: String,
+    /// What it means, in words.
+    pub detail: String,
+}
+
+impl Problem {
+    fn at(request: &str, seq: Option<u64>, code: &str, detail: String) -> Problem {
+        Problem {
+            request: Some(request.to_string()),
+            seq,
+            code: code.into(),
+            detail,
+        }
+    }
+
+    fn log(code: &str, detail: String) -> Problem {
+        Problem {
+            request: None,
+            seq: None,
+            code: code.into(),
+            detail,
+        }
+    }
+}
+
+fn chain_problem(id: &str, e: &ChainError) -> Problem {
+    match e {
+        ChainError::Gap { seq, expected } => Problem::at(
+            id,
+            Some(*expected),
+            "sequence_gap",
+            format!(
+                "event {expected} is missing (the next stored one is {seq}): an event was removed or reordered"
+            ),
+        ),
+        ChainError::Broken { seq } => Problem::at(
+            id,
+            Some(*seq),
+            "chain_broken",
+            format!(
+                "event {seq} does not follow the event before it: an earlier event was changed, removed or reordered"
+            ),
+        ),
+        ChainError::Tampered { seq } => Problem::at(
+            id,
+            Some(*seq),
+            "event_altered",
+            format!(
+                "event {seq} was changed after it was written: its content no longer matches its hash"
+            ),
+        ),
+    }
+}
+
+/// One request's own checks: its chain, and that its stored state is the fold of its events.
+pub fn check_request(id: &str, events: &[Event], stored: Option<&RequestState>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if let Err(e) = verify_chain(events) {
+        problems.push(chain_problem(id, &e));
+        return problems;
+    }
+    match (RequestState::fold(events), stored) {
+        (Err(e), _) => problems.push(Problem::at(
+            id,
+            None,
+            "unreadable",
+            format!("its events do not make a request: {e}"),
+        )),
+        (Ok(_), None) => problems.push(Problem::at(
+            id,
+            None,
+            "state_altered",
+            "its events are stored but the request itself is not".into(),
+        )),
+        (Ok(folded), Some(stored)) => {
+            let (a, b) = (
+                serde_json::to_value(&folded).ok(),
+                serde_json::to_value(stored).ok(),
+            );
+            if a != b {
+                problems.push(Problem::at(
+                    id,
+                    None,
+                    "state_altered",
+                    format!(
+                        "the stored request (status {}, version {}) is not what its events say (status {}, version {}): the stored state was changed outside signoff",
+                        stored.status.as_str(),
+                        stored.version,
+                        folded.status.as_str(),
+                        folded.version
+                    ),
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// What `verify_request` answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestVerification {
+    pub request: String,
+    pub verified: bool,
+    pub events: u64,
+    /// The tree the inclusion proofs are for.
+    pub log_size: u64,
+    /// Its root, hex.
+    pub log_root: String,
+    pub inclusion: Vec<Inclusion>,
+    pub problems: Vec<Problem>,
+}
+
+/// Verifies one request as stored now: chain, state, and each event's place in the log.
+pub async fn verify_request(
+    store: &dyn Store,
+    id: &str,
+) -> Result<RequestVerification, StoreError> {
+    let events = store.events(id).await?;
+    let stored = store.load_stored(id).await?;
+    let mut problems = check_request(id, &events, stored.as_ref());
+    let size = catch_up(store).await?;
+    let root = log::build(store, &merkle::root(size)).await?;
+    let leaves = store.log_leaves_of(id).await?;
+    let mut inclusion = Vec::new();
+    for e in &events {
+        let Some(leaf) = leaves.iter().find(|l| l.seq == e.seq) else {
+            problems.push(Problem::at(
+                id,
+                Some(e.seq),
+                "event_not_logged",
+                format!("event {} is not in the audit log", e.seq),
+            ));
+            continue;
+        };
+        let proof = log::build(store, &merkle::inclusion_proof(leaf.index, size)).await?;
+        if merkle::verify_inclusion(
+            &signoff_audit::event_leaf(id, e.seq, &e.hash),
+            leaf.index,
+            size,
+            &proof,
+            &root,
+        )
+        .is_err()
+        {
+            problems.push(Problem::at(
+                id,
+                Some(e.seq),
+                "tree_altered",
+                format!(
+                    "event {} is not the one the audit log holds at leaf {}",
+                    e.seq, leaf.index
+                ),
+            ));
+        }
+        inclusion.push(Inclusion {
+            seq: e.seq,
+            index: leaf.index,
+            proof: proof.iter().map(hex::encode).collect(),
+        });
+    }
+    Ok(RequestVerification {
+        request: id.to_string(),
+        verified: problems.is_empty(),
+        events: events.len() as u64,
+        log_size: size,
+        log_root: hex::encode(root),
+        inclusion,
+        problems,
+    })
+}
+
+/// What `verify_store` found.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreVerification {
+    pub requests: u64,
+    pub events: u64,
+    pub log_size: u64,
+    /// Committed events not yet in the log (the sequencer had not reached them).
+    pub queued: u64,
+    /// The checkpoint checked against, if one was given: its size.
+    pub checkpoint_size: Option<u64>,
+    pub problems: Vec<Problem>,
+}
+
+impl StoreVerification {
+    pub fn verified(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Verifies a whole store without changing it: every request's chain and state, that the log
+/// holds every event exactly once, that the stored tree is the tree of those events, and, given
+/// a checkpoint someone kept, that the log's first `checkpoint.size` events still have its root
+/// (so nothing it covered was removed, changed or reordered since). `progress` is told each
+/// request.
+pub async fn verify_store(
+    store: &dyn Store,
+    kept: Option<&Checkpoint>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<StoreVerification, StoreError> {
+    let mut report = StoreVerification::default();
+    if let Some(c) = kept {
+        report.checkpoint_size = Some(c.size);
+        if let Err(e) = c.verify(None) {
+            report
+                .problems
+                .push(Problem::log("checkpoint_signature", e.to_string()));
+        }
+    }
+    // Each request's events' leaf hashes, by sequence number (taken as the log names them).
+    let mut leaves_of: HashMap<String, Vec<Option<Hash>>> = HashMap::new();
+    let mut cursor = None;
+    loop {
+        let query = ListQuery {
+            limit: 200,
+            cursor,
+            ..ListQuery::default()
+        };
+        let page = store.list(&query).await?;
+        for state in &page.items {
+            let id = state.id.to_string();
+            let events = store.events(&id).await?;
+            let stored = store.load_stored(&id).await?;
+            report
+                .problems
+                .extend(check_request(&id, &events, stored.as_ref()));
+            report.events += events.len() as u64;
+            report.requests += 1;
+            leaves_of.insert(
+                id.clone(),
+                events
+                    .iter()
+                    .map(|e| Some(signoff_audit::event_leaf(&id, e.seq, &e.hash)))
+                    .collect(),
+            );
+            progress(report.requests);
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let size = store.log_size().await?;
+    report.log_size = size.size;
+    report.queued = size.queued;
+    // The tree again, from the events the leaves name.
+    let mut tree = Frontier::default();
+    let mut at_checkpoint = None;
+    let mut from = 0;
+    while from < size.size {
+        let leaves = store.log_leaves(from, 10_000).await?;
+        if leaves.is_empty() {
+            break;
+        }
+        for l in &leaves {
+            if kept.is_some_and(|c| c.size == tree.size) {
+                at_checkpoint = Some(tree.root());
+            }
+            if l.index != tree.size {
+                report.problems.push(Problem::log(
+                    "tree_altered",
+                    format!("leaf {} is missing from the audit log", tree.size),
+                ));
+                tree.size = l.index;
+            }
+            let slot = leaves_of
+                .get_mut(&l.request_id)
+                .and_then(|v| v.get_mut((l.seq as usize).wrapping_sub(1)));
+            let leaf = match slot {
+                Some(slot) => slot.take().unwrap_or_else(|| {
+                    report.problems.push(Problem::at(
+                        &l.request_id,
+                        Some(l.seq),
+                        "logged_twice",
+                        format!("event {} is in the audit log twice", l.seq),
+                    ));
+                    [0; 32]
+                }),
+                None => {
+                    report.problems.push(Problem::at(
+                        &l.request_id,
+                        Some(l.seq),
+                        "event_missing",
+                        format!("the audit log holds event {} at leaf {}, but it is no longer stored: the request or its event was deleted", l.seq, l.index),
+                    ));
+                    [0; 32]
+                }
+            };
+            tree.append(leaf);
+        }
+        from = leaves.last().map_or(from, |l| l.index + 1);
+    }
+    if kept.is_some_and(|c| c.size == tree.size) {
+        at_checkpoint = Some(tree.root());
+    }
+    let stored_root = log::build(store, &merkle::root(size.size)).await;
+    if stored_root.as_ref().ok() != Some(&tree.root()) {
+        report.problems.push(Problem::log("tree_altered", "the audit log's stored tree is not the tree of its leaves: it was changed outside signoff".into()));
+    }
+    let unlogged: u64 = leaves_of
+        .values()
+        .map(|v| v.iter().filter(|s| s.is_some()).count() as u64)
+        .sum();
+    if unlogged > size.queued {
+        for (id, slots) in &leaves_of {
+            for (i, _) in slots.iter().enumerate().filter(|(_, s)| s.is_some()) {
+                report.problems.push(Problem::at(
+                    id,
+                    Some(i as u64 + 1),
+                    "event_not_logged",
+                    format!("event {} is not in the audit log", i + 1),
+                ));
+            }
+        }
+    }
+    if let Some(c) = kept {
+        match (at_checkpoint, c.root_hash()) {
+            (Some(root), Ok(expected)) if root == expected => {}
+            (None, _) => report.problems.push(Problem::log(
+                "checkpoint_mismatch",
+                format!("the checkpoint covers {} events but the audit log holds only {}: events it covered were removed", c.size, tree.size),
+            )),
+            _ => report.problems.push(Problem::log(
+                "checkpoint_mismatch",
+                format!("the first {} events of the audit log are not the ones the checkpoint of {} signed: events were removed, changed or reordered since", c.size, c.time),
+            )),
+        }
+    }
+    report
+        .problems
+        .sort_by(|a, b| (&a.request, a.seq).cmp(&(&b.request, b.seq)));
+    Ok(report)
+}
