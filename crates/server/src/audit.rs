@@ -241,6 +241,41 @@ pub fn check_request(id: &str, events: &[Event], stored: Option<&RequestState>) 
     problems
 }
 
+/// A request's events and state as stored, and what is wrong with them: an event whose stored
+/// text is not exactly what signoff wrote (even if it reads the same), a row that cannot be
+/// read, and what `check_request` finds. Only the events before the first damaged one are
+/// answered.
+async fn read_request(store: &dyn Store, id: &str) -> Result<(Vec<Event>, Vec<Problem>), StoreError> {
+    let mut events = Vec::new();
+    let mut problems = Vec::new();
+    for (i, body) in store.event_bodies(id).await?.iter().enumerate() {
+        let seq = i as u64 + 1;
+        match serde_json::from_str::<Event>(body) {
+            Ok(e) if serde_json::to_string(&e).is_ok_and(|again| again == *body) => events.push(e),
+            Ok(_) => {
+                problems.push(Problem::at(id, Some(seq), "event_altered", format!("the stored text of event {seq} was changed: it is not what signoff wrote, even where it reads the same")));
+                break;
+            }
+            Err(e) => {
+                problems.push(Problem::at(id, Some(seq), "unreadable", format!("event {seq} cannot be read, so it was changed outside signoff: {e}")));
+                break;
+            }
+        }
+    }
+    let stored = match store.load_stored(id).await {
+        Ok(s) => s,
+        Err(StoreError::Corrupt(e)) => {
+            problems.push(Problem::at(id, None, "unreadable", format!("the stored request cannot be read, so it was changed outside signoff: {e}")));
+            return Ok((events, problems));
+        }
+        Err(e) => return Err(e),
+    };
+    if problems.is_empty() {
+        problems = check_request(id, &events, stored.as_ref());
+    }
+    Ok((events, problems))
+}
+
 /// What `verify_request` answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestVerification {
@@ -260,9 +295,7 @@ pub async fn verify_request(
     store: &dyn Store,
     id: &str,
 ) -> Result<RequestVerification, StoreError> {
-    let events = store.events(id).await?;
-    let stored = store.load_stored(id).await?;
-    let mut problems = check_request(id, &events, stored.as_ref());
+    let (events, mut problems) = read_request(store, id).await?;
     let size = catch_up(store).await?;
     let root = log::build(store, &merkle::root(size)).await?;
     let leaves = store.log_leaves_of(id).await?;
@@ -354,6 +387,8 @@ pub async fn verify_store(
     }
     // Each request's events' leaf hashes, by sequence number (taken as the log names them).
     let mut leaves_of: HashMap<String, Vec<Option<Hash>>> = HashMap::new();
+    // Requests already reported unreadable: their leaves say nothing more.
+    let mut unreadable = std::collections::HashSet::new();
     let mut cursor = None;
     loop {
         let query = ListQuery {
@@ -364,13 +399,15 @@ pub async fn verify_store(
         let page = store.list(&query).await?;
         for state in &page.items {
             let id = state.id.to_string();
-            let events = store.events(&id).await?;
-            let stored = store.load_stored(&id).await?;
-            report
-                .problems
-                .extend(check_request(&id, &events, stored.as_ref()));
-            report.events += events.len() as u64;
             report.requests += 1;
+            progress(report.requests);
+            // A row damaged past reading is a finding, not the end of the check.
+            let (events, problems) = read_request(store, &id).await?;
+            if !problems.is_empty() {
+                unreadable.insert(id.clone());
+            }
+            report.problems.extend(problems);
+            report.events += events.len() as u64;
             leaves_of.insert(
                 id.clone(),
                 events
@@ -378,7 +415,6 @@ pub async fn verify_store(
                     .map(|e| Some(signoff_audit::event_leaf(&id, e.seq, &e.hash)))
                     .collect(),
             );
-            progress(report.requests);
         }
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -421,14 +457,19 @@ pub async fn verify_store(
                     ));
                     [0; 32]
                 }),
+                // An event that cannot be checked (already reported) or is gone: the tree goes
+                // on with the leaf as stored, so that one finding is not reported as many.
                 None => {
-                    report.problems.push(Problem::at(
-                        &l.request_id,
-                        Some(l.seq),
-                        "event_missing",
-                        format!("the audit log holds event {} at leaf {}, but it is no longer stored: the request or its event was deleted", l.seq, l.index),
-                    ));
-                    [0; 32]
+                    if !unreadable.contains(&l.request_id) {
+                        report.problems.push(Problem::at(
+                            &l.request_id,
+                            Some(l.seq),
+                            "event_missing",
+                            format!("the audit log holds event {} at leaf {}, but it is no longer stored: the request or its event was deleted", l.seq, l.index),
+                        ));
+                    }
+                    let node = merkle::Node { level: 0, index: l.index };
+                    store.log_nodes(&[node]).await?.get(&node).copied().unwrap_or([0; 32])
                 }
             };
             tree.append(leaf);
@@ -471,8 +512,7 @@ pub async fn verify_store(
             )),
         }
     }
-    report
-        .problems
-        .sort_by(|a, b| (&a.request, a.seq).cmp(&(&b.request, b.seq)));
+    // Findings about one request first (the first of them is the one to look at), then the log's.
+    report.problems.sort_by(|a, b| (a.request.is_none(), &a.request, a.seq).cmp(&(b.request.is_none(), &b.request, b.seq)));
     Ok(report)
 }

@@ -288,11 +288,11 @@ impl Store for PostgresStore {
         Ok(self.load(id).await?.map(|state| Snapshot { state, current: true }))
     }
 
-    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+    async fn event_bodies(&self, id: &str) -> Result<Vec<String>> {
         let client = self.client().await?;
         let statement = client.prepare_cached("SELECT body FROM events WHERE request_id = $1 ORDER BY seq").await.map_err(unavailable)?;
         let rows = client.query(&statement, &[&id]).await.map_err(unavailable)?;
-        rows.iter().map(|r| signoff_store::decode(r.get(0))).collect()
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {

@@ -149,9 +149,9 @@ impl Store for SqliteStore {
         self.readers.run(move |c| read::state(c, &id)).await
     }
 
-    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+    async fn event_bodies(&self, id: &str) -> Result<Vec<String>> {
         let id = id.to_string();
-        self.readers.run(move |c| read::events(c, &id)).await
+        self.readers.run(move |c| read::event_bodies(c, &id)).await
     }
 
     async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {

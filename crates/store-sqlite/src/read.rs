@@ -151,10 +151,10 @@ pub(crate) fn state(c: &Connection, id: &str) -> Result<Option<RequestState>> {
     text.map(|t| signoff_store::decode(&t)).transpose()
 }
 
-pub(crate) fn events(c: &Connection, id: &str) -> Result<Vec<Event>> {
+pub(crate) fn event_bodies(c: &Connection, id: &str) -> Result<Vec<String>> {
     let mut stmt = c.prepare_cached("SELECT body FROM events WHERE request_id = ?1 ORDER BY seq").map_err(unavailable)?;
     let rows = stmt.query_map(params![id], |r| r.get::<_, String>(0)).map_err(unavailable)?;
-    rows.map(|r| signoff_store::decode(&r.map_err(unavailable)?)).collect()
+    rows.map(|r| r.map_err(unavailable)).collect()
 }
 
 pub(crate) fn lineage(c: &Connection, lineage: &str) -> Result<Vec<RequestState>> {

@@ -469,7 +469,13 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// A request's whole history, oldest first.
-    async fn events(&self, id: &str) -> Result<Vec<Event>>;
+    async fn events(&self, id: &str) -> Result<Vec<Event>> {
+        self.event_bodies(id).await?.iter().map(|b| decode(b)).collect()
+    }
+
+    /// The request's events as stored, byte for byte (JSON text), oldest first: verification
+    /// checks each is exactly what signoff wrote, not only that it reads the same.
+    async fn event_bodies(&self, id: &str) -> Result<Vec<String>>;
 
     /// The request's state as stored, never from a cache: what verification compares with the
     /// fold of its events.

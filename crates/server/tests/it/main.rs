@@ -2,6 +2,7 @@
 //! live views, time, transport limits, each notification channel and PostgreSQL.
 
 mod api;
+mod audit;
 mod browser;
 mod contract;
 mod email;

@@ -39,8 +39,8 @@ impl Store for Contended {
     async fn load(&self, id: &str) -> Result<Option<RequestState>> {
         self.inner.load(id).await
     }
-    async fn events(&self, id: &str) -> Result<Vec<Event>> {
-        self.inner.events(id).await
+    async fn event_bodies(&self, id: &str) -> Result<Vec<String>> {
+        self.inner.event_bodies(id).await
     }
     async fn commit_all(&self, commits: Vec<Commit>) -> Result<CommitOutcome> {
         let competitor = self.competitor.lock().unwrap().take();

@@ -1,0 +1,248 @@
+//! The audit trail under attack: a store is written through the real service, copied, and
+//! each copy damaged the way an attacker with database access would (one byte of one event,
+//! a deleted request, two events swapped, a state row rewritten, a whole history rewritten
+//! with its log rebuilt). Verification must find every one, name it, and pass a clean store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, params};
+use serde_json::json;
+use signoff_audit::checkpoint::Checkpoint;
+use signoff_server::audit::{StoreVerification, verify_store};
+use signoff_store::Store;
+use signoff_store_sqlite::SqliteStore;
+use signoff_testkit::app::{App, quote, spawn_app};
+
+/// An app with history: approved, rejected and pending requests, every event in the log.
+async fn history() -> (App, Checkpoint) {
+    let app = spawn_app().await;
+    for i in 0..4 {
+        let r = app.submit("alice", "quote-discount", quote(0.18, 0.21 + i as f64 / 100.0)).await;
+        let id = r["id"].as_str().unwrap();
+        match i {
+            0 => {
+                app.approve("mark", id, "manager").await;
+                app.approve("fiona", id, "finance").await;
+            }
+            1 => {
+                app.act("mark", id, json!({"action": "reject", "step": "manager", "comment": "no"})).await;
+            }
+            _ => {}
+        }
+    }
+    let checkpoint = app.service.audit_checkpoint().await.unwrap();
+    (app, checkpoint)
+}
+
+fn db_of(app: &App) -> PathBuf {
+    app.dir.path().join("signoff.db")
+}
+
+/// A copy of `db`, changed by `tamper`, verified (against `kept`, if given).
+async fn verify_copy(db: &Path, kept: Option<&Checkpoint>, tamper: impl FnOnce(&Connection)) -> StoreVerification {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    SqliteStore::snapshot(db, &copy).unwrap();
+    tamper(&Connection::open(&copy).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&copy).unwrap());
+    verify_store(&*store, kept, &mut |_| {}).await.unwrap()
+}
+
+fn codes(v: &StoreVerification) -> Vec<&str> {
+    v.problems.iter().map(|p| p.code.as_str()).collect()
+}
+
+fn events(c: &Connection) -> Vec<(String, i64, String)> {
+    let mut s = c.prepare("SELECT request_id, seq, body FROM events ORDER BY request_id, seq").unwrap();
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
+/// `text` with the ASCII byte at about `at` (of 1) replaced by another of its kind, so that
+/// the row stays text.
+fn one_byte_changed(text: &str, at: f64) -> String {
+    let mut bytes = text.as_bytes().to_vec();
+    let mut i = ((bytes.len() - 1) as f64 * at) as usize;
+    while !bytes[i].is_ascii() {
+        i += 1;
+    }
+    bytes[i] = match bytes[i] {
+        b'0'..=b'8' => bytes[i] + 1,
+        b'9' => b'0',
+        b'a'..=b'y' => bytes[i] + 1,
+        b'z' => b'a',
+        b'A'..=b'Z' => bytes[i].to_ascii_lowercase(),
+        b'x' => b'y',
+        _ => b'x',
+    };
+    String::from_utf8(bytes).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_store_verifies_and_every_kind_of_tampering_is_found() {
+    let (app, checkpoint) = history().await;
+    let db = db_of(&app);
+    let clean = verify_copy(&db, Some(&checkpoint), |_| {}).await;
+    assert!(clean.verified(), "{:?}", clean.problems);
+    assert_eq!((clean.requests, clean.log_size, clean.checkpoint_size), (4, clean.events, Some(clean.events)));
+
+    // One byte of one event, for every event and three places in each: found every time.
+    let all = events(&Connection::open(&db).unwrap());
+    let mut tried = 0;
+    for (request, seq, body) in &all {
+        for at in [0.1, 0.5, 0.9] {
+            let changed = one_byte_changed(body, at);
+            let v = verify_copy(&db, None, |c| {
+                c.execute("UPDATE events SET body = ?3 WHERE request_id = ?1 AND seq = ?2", params![request, seq, changed]).unwrap();
+            })
+            .await;
+            assert!(!v.verified(), "a change at {at} of {request}#{seq} went unnoticed:\n{body}\n{changed}");
+            assert!(v.problems.iter().any(|p| p.request.as_deref() == Some(request.as_str())), "{request}#{seq}: {:?}", v.problems);
+            tried += 1;
+        }
+    }
+    assert!(tried >= 30, "{tried}");
+
+    // A deleted request: its logged events are missing.
+    let (victim, _, _) = &all[0];
+    let v = verify_copy(&db, None, |c| {
+        c.execute("DELETE FROM events WHERE request_id = ?1", [victim]).unwrap();
+        c.execute("DELETE FROM requests WHERE id = ?1", [victim]).unwrap();
+    })
+    .await;
+    assert!(codes(&v).contains(&"event_missing"), "{:?}", v.problems);
+    assert_eq!(v.problems[0].request.as_deref(), Some(victim.as_str()));
+
+    // Two events of the log swapped: the stored tree and the checkpoint disagree.
+    let v = verify_copy(&db, Some(&checkpoint), |c| {
+        c.execute_batch(
+            "UPDATE audit_leaves SET idx = -1 WHERE idx = 1; UPDATE audit_leaves SET idx = 1 WHERE idx = 2; UPDATE audit_leaves SET idx = 2 WHERE idx = -1;",
+        )
+        .unwrap();
+    })
+    .await;
+    assert!(codes(&v).contains(&"tree_altered") && codes(&v).contains(&"checkpoint_mismatch"), "{:?}", v.problems);
+    // Two events of one request swapped: its chain breaks.
+    let (request, _, _) = all.iter().find(|(r, s, _)| *s == 3 && all.iter().any(|(r2, s2, _)| r2 == r && *s2 == 2)).unwrap();
+    let v = verify_copy(&db, None, |c| {
+        c.execute_batch(&format!(
+            "UPDATE events SET seq = -1 WHERE request_id = '{request}' AND seq = 2; UPDATE events SET seq = 2 WHERE request_id = '{request}' AND seq = 3; UPDATE events SET seq = 3 WHERE request_id = '{request}' AND seq = -1;"
+        ))
+        .unwrap();
+    })
+    .await;
+    assert!(!v.verified() && v.problems.iter().any(|p| p.request.as_deref() == Some(request.as_str())), "{:?}", v.problems);
+
+    // A pending request's stored state rewritten to approved.
+    let pending: String = Connection::open(&db).unwrap().query_row("SELECT id FROM requests WHERE status = 'pending' LIMIT 1", [], |r| r.get(0)).unwrap();
+    let v = verify_copy(&db, None, |c| {
+        c.execute("UPDATE requests SET status = 'approved', state = json_set(state, '$.status', 'approved') WHERE id = ?1", [&pending]).unwrap();
+    })
+    .await;
+    assert_eq!(codes(&v), ["state_altered"], "{:?}", v.problems);
+    assert!(v.problems[0].detail.contains("status approved") && v.problems[0].detail.contains("status pending"), "{}", v.problems[0].detail);
+
+    // The careful attacker: a request deleted and the whole log rebuilt from what is left. The
+    // store agrees with itself; only a checkpoint kept from before shows it.
+    let rebuilt = |c: &Connection| {
+        c.execute("DELETE FROM events WHERE request_id = ?1", [victim]).unwrap();
+        c.execute("DELETE FROM requests WHERE id = ?1", [victim]).unwrap();
+        c.execute_batch(
+            "DELETE FROM audit_leaves; DELETE FROM audit_nodes; DELETE FROM audit_queue;
+             INSERT INTO audit_queue (request_id, seq) SELECT request_id, seq FROM events ORDER BY request_id, seq;",
+        )
+        .unwrap();
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("rebuilt.db");
+    SqliteStore::snapshot(&db, &copy).unwrap();
+    rebuilt(&Connection::open(&copy).unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&copy).unwrap());
+    signoff_server::audit::catch_up(&*store).await.unwrap();
+    assert!(verify_store(&*store, None, &mut |_| {}).await.unwrap().verified(), "consistent with itself");
+    let v = verify_store(&*store, Some(&checkpoint), &mut |_| {}).await.unwrap();
+    assert_eq!(codes(&v), ["checkpoint_mismatch"], "{:?}", v.problems);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_verifies_online_with_its_proofs_and_a_rewritten_state_is_named() {
+    let (app, checkpoint) = history().await;
+    assert_eq!(checkpoint.verify(None), Ok(()));
+    let (status, list) = app.get("alice", "/v1/requests?status=pending").await;
+    assert_eq!(status, 200);
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let (status, v) = app.get("alice", &format!("/v1/requests/{id}/verify")).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["verified"], true, "{v}");
+    // Each inclusion proof checks against the root the answer names.
+    let root: [u8; 32] = hex::decode(v["log_root"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let size = v["log_size"].as_u64().unwrap();
+    let events = app.service.store().events(&id).await.unwrap();
+    for (e, inc) in events.iter().zip(v["inclusion"].as_array().unwrap()) {
+        let proof: Vec<[u8; 32]> = inc["proof"].as_array().unwrap().iter().map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap()).collect();
+        let leaf = signoff_audit::event_leaf(&id, e.seq, &e.hash);
+        assert_eq!(signoff_audit::merkle::verify_inclusion(&leaf, inc["index"].as_u64().unwrap(), size, &proof, &root), Ok(()));
+    }
+    // Someone outside signoff approves it in the database: the server's own cached copy does
+    // not hide it.
+    Connection::open(db_of(&app))
+        .unwrap()
+        .execute("UPDATE requests SET status = 'approved', state = json_set(state, '$.status', 'approved') WHERE id = ?1", [&id])
+        .unwrap();
+    let (_, v) = app.get("alice", &format!("/v1/requests/{id}/verify")).await;
+    assert_eq!((v["verified"].clone(), v["problems"][0]["code"].clone()), (json!(false), json!("state_altered")), "{v}");
+    // Others may not look; a stranger's request is not found.
+    assert_eq!(app.get("bob", &format!("/v1/requests/{id}/verify")).await.0, 404);
+
+    // The consistency proof from this checkpoint to a later one verifies.
+    app.submit("alice", "quote-discount", quote(0.18, 0.3)).await;
+    let later = app.service.audit_checkpoint().await.unwrap();
+    let (status, proof) = app.get("bob", &format!("/v1/audit/consistency?from={}&to={}", checkpoint.size, later.size)).await;
+    assert_eq!(status, 200);
+    let proof: Vec<[u8; 32]> = proof["proof"].as_array().unwrap().iter().map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap()).collect();
+    assert_eq!(signoff_audit::merkle::verify_consistency(checkpoint.size, later.size, &checkpoint.root_hash().unwrap(), &later.root_hash().unwrap(), &proof), Ok(()));
+    let (status, bad) = app.get("bob", &format!("/v1/audit/consistency?from={}", later.size + 1)).await;
+    assert_eq!((status.as_u16(), bad["code"].as_str()), (400, Some("bad_parameter")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_instances_append_one_log_in_one_order() {
+    use signoff_server::service::{ActionBody, Caller, SubmitBody};
+    use signoff_server::{Config, Database, Sources, SystemClock};
+    let Some(db) = signoff_store_postgres::testing::TestDatabase::create("one audit log for two instances") else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let config = Config {
+        database: Database::Postgres(db.url.clone()),
+        sources: Sources::default(),
+        notify: Default::default(),
+        limits: Default::default(),
+        memory: Default::default(),
+        audit_key: Some(keys.path().join("audit.key")),
+    };
+    let (a, b) = (signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap(), signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap());
+    let alice = Caller { id: "alice".into(), admin: false };
+    let mark = Caller { id: "mark".into(), admin: false };
+    let first = a.audit_checkpoint().await.unwrap();
+    // Both instances write at once, and both sequence at once.
+    let work = |s: Arc<signoff_server::Service>, n: usize| {
+        let (alice, mark) = (alice.clone(), mark.clone());
+        async move {
+            for i in 0..n {
+                let body = SubmitBody { policy: "quote-discount".into(), title: None, subject: Some(format!("S-{i}")), context: quote(0.18, 0.21), evidence: vec![], resubmits: None };
+                let id = s.submit(&alice, body, None).await.unwrap().json()["id"].as_str().unwrap().to_string();
+                s.act(&mark, &id, ActionBody::Approve { step: "manager".into(), comment: None, edits: None }, None).await.unwrap();
+                signoff_server::audit::catch_up(&**s.store()).await.unwrap();
+            }
+        }
+    };
+    tokio::join!(work(a.clone(), 10), work(b.clone(), 10));
+    let (ca, cb) = (a.audit_checkpoint().await.unwrap(), b.audit_checkpoint().await.unwrap());
+    assert_eq!((ca.size, &ca.root, &ca.public_key), (cb.size, &cb.root, &cb.public_key), "one tree, one key");
+    let proof = a.audit_consistency(first.size, Some(ca.size)).await.unwrap();
+    let proof: Vec<[u8; 32]> = proof.proof.iter().map(|h| hex::decode(h).unwrap().try_into().unwrap()).collect();
+    assert_eq!(signoff_audit::merkle::verify_consistency(first.size, ca.size, &first.root_hash().unwrap(), &ca.root_hash().unwrap(), &proof), Ok(()));
+    let report = verify_store(&**a.store(), Some(&ca), &mut |_| {}).await.unwrap();
+    assert!(report.verified(), "{:?}", report.problems);
+    assert_eq!((report.requests, report.log_size), (20, report.events));
+    drop((a, b, db));
+}
