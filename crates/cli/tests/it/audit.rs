@@ -1,0 +1,73 @@
+//! `signoff verify` through the real binary: keep a checkpoint, let the log grow, prove it only
+//! grew; verify one request; verify the whole database offline, before and after someone
+//! changes it behind signoff's back.
+
+use std::process::Command;
+
+use signoff_testkit::binary::Server;
+
+const BIN: &str = env!("CARGO_BIN_EXE_signoff");
+
+fn submit(server: &Server, dir: &std::path::Path) -> String {
+    let quote = dir.join("quote.json");
+    std::fs::write(&quote, include_str!("../../../../examples/requests/quote-discount.json")).unwrap();
+    let (code, out, err) = server.client("alice-token", &["submit", "--policy", "quote-discount", "--context", quote.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    out.split_whitespace().find_map(|kv| kv.strip_prefix("request=")).unwrap().to_string()
+}
+
+fn offline(data: &std::path::Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(["verify", "--data"]).arg(data).args(extra).output().unwrap();
+    (out.status.code().unwrap(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn verify_keeps_a_checkpoint_proves_the_log_only_grew_and_finds_a_changed_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(BIN, &data);
+    let first = submit(&server, dir.path());
+    let kept = dir.path().join("checkpoint.json");
+    let kept_arg = kept.to_str().unwrap();
+
+    let (code, out, err) = server.client("lena-token", &["verify", "--save", kept_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("verified: the server's checkpoint of "), "{out}");
+    let checkpoint: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&kept).unwrap()).unwrap();
+    assert!(checkpoint["size"].as_u64().unwrap() > 0 && checkpoint["signature"].is_string(), "{checkpoint}");
+
+    // The log grows; the kept checkpoint proves nothing before it changed.
+    let (code, _, _) = server.client("mark-token", &["action", &first, "--step", "manager", "--action", "approve"]);
+    assert_eq!(code, 0);
+    let second = submit(&server, dir.path());
+    let (code, out, err) = server.client("lena-token", &["verify", "--checkpoint", kept_arg]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("grew from {} events", checkpoint["size"])), "{out}");
+
+    let (code, out, err) = server.client("alice-token", &["verify", "--request", &second]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with(&format!("verified: request {second} has ")), "{out}");
+    let (code, _, err) = server.client("lena-token", &["verify", "--request", &second]);
+    assert_eq!(code, 1, "another's request is not found: {err}");
+
+    // Offline, while the server runs (the database is copied first), and after it stops.
+    let (code, out) = offline(&data, &["--checkpoint", kept_arg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verified: 2 requests and ") && out.contains("exactly those the checkpoint of"), "{out}");
+    drop(server);
+
+    // Someone approves the second request in the database itself.
+    let db = rusqlite::Connection::open(data.join("signoff.db")).unwrap();
+    db.execute("UPDATE requests SET status = 'approved', state = json_set(state, '$.status', 'approved') WHERE id = ?1", [&second]).unwrap();
+    drop(db);
+    let (code, out) = offline(&data, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("NOT VERIFIED: 1 problem found\nfirst: request "), "{out}");
+    assert!(out.contains(&second) && out.contains("[state_altered]"), "{out}");
+
+    // A checkpoint file that is not one is a usage error, named.
+    std::fs::write(&kept, "{}").unwrap();
+    let (code, out) = offline(&data, &["--checkpoint", kept_arg]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("not a checkpoint"), "{out}");
+}
