@@ -650,11 +650,12 @@ impl Service {
     pub async fn audit_consistency(&self, from: u64, to: Option<u64>) -> Result<crate::audit::ConsistencyProof, Problem> {
         let size = crate::audit::catch_up(&*self.store).await?;
         let to = to.unwrap_or(size);
+        // (Sizes the log never had have no proof: not found, as a request that does not exist.)
         if to > size {
-            return Err(Problem::bad_parameter(format!("to: the audit log holds {size} events, not {to}")));
+            return Err(Problem::not_found(format!("the audit log holds {size} events, so there is no log of {to}")));
         }
         if from > to {
-            return Err(Problem::bad_parameter(format!("from ({from}) may not be past to ({to})")));
+            return Err(Problem::not_found(format!("a log of {to} events cannot extend one of {from}: there is no such proof")));
         }
         Ok(crate::audit::consistency(&*self.store, from, to).await?)
     }

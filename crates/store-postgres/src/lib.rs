@@ -18,7 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use jiff::Timestamp;
-use signoff_engine::{Event, RequestState};
+use signoff_engine::RequestState;
 use signoff_store::rows::{NOTIFICATION_COLUMNS, OutboxRow, from_millis};
 use signoff_audit::merkle::{Hash, Node};
 use signoff_store::{LogLeaf, LogSize, Session, 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use jiff::Timestamp;
 use rusqlite::Connection;
-use signoff_engine::{Event, RequestState};
+use signoff_engine::RequestState;
 use signoff_audit::merkle::{Hash, Node};
 use signoff_store::{LogLeaf, LogSize, Session, 
     Attempt, Commit, CommitOutcome, DeliveryReport, KeyMatch, ListQuery, Notification, Page, PolicyRecord, Result, StateCache,

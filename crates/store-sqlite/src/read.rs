@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use signoff_engine::{Event, RequestState};
+use signoff_engine::RequestState;
 use signoff_store::{Gauges, KeyMatch, ListQuery, Page, PolicyRecord, Result, Task, TaskPage, TaskQuery};
 use tokio::sync::Semaphore;
 

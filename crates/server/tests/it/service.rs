@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde_json::json;
 use signoff_engine::machine::{self, Action, Command};
-use signoff_engine::{Directory, Event, Policy, RequestState};
+use signoff_engine::{Directory, Policy, RequestState};
 use signoff_server::service::{ActionBody, Caller, SubmitBody};
 use signoff_server::{Service, Sources, SystemClock};
 use signoff_store::{
