@@ -173,6 +173,15 @@ enum Command {
         #[arg(long)]
         save: Option<PathBuf>,
     },
+    /// Copy the embedded database to --out while a server may be running on it: one read
+    /// transaction, so the copy is consistent (PostgreSQL: use pg_dump, see docs/runbook.md).
+    Backup {
+        #[command(flatten)]
+        db: StoreArgs,
+        /// The copy's path; it must not exist yet.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Create or update the database schema, then exit (servers also do this at start).
     Migrate {
         #[command(flatten)]
@@ -257,6 +266,44 @@ fn file_or_std<T>(file: &Option<PathBuf>, flag: &str, open: impl FnOnce(&std::pa
     }
 }
 
+/// `signoff backup`: a consistent online copy of the embedded database, checked by opening it.
+async fn backup(db: &StoreArgs, out: &std::path::Path) -> u8 {
+    let path = match db.database() {
+        Ok(signoff_server::Database::Sqlite(path)) => path,
+        Ok(signoff_server::Database::Postgres(_)) => {
+            eprintln!("error: backup copies the embedded SQLite database; back up PostgreSQL with pg_dump or your provider's snapshots (docs/runbook.md)");
+            return 2;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    if out.exists() {
+        eprintln!("error: --out {}: already exists; a backup never overwrites", out.display());
+        return 2;
+    }
+    if let Err(e) = signoff_store_sqlite::SqliteStore::snapshot(&path, out) {
+        eprintln!("error: {e}");
+        return 2;
+    }
+    let requests = match signoff_store_sqlite::SqliteStore::open(out) {
+        Ok(copy) => signoff_store::Store::list(&copy, &signoff_store::ListQuery { limit: 1, ..Default::default() }).await.map(|p| p.items.len()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = requests {
+        eprintln!("error: the copy at {} does not open: {e}", out.display());
+        return 1;
+    }
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    println!("backed up {} to {} ({:.1} MB)", path.display(), out.display(), bytes as f64 / 1e6);
+    let key = path.with_file_name("audit.key");
+    if key.exists() {
+        println!("keep the audit log's signing key {} with it (a secret: copy it to a safe place, not beside the backup)", key.display());
+    }
+    0
+}
+
 async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
     let opened = if export { db.open_snapshot().await } else { db.open().await.map(|s| (s, None)) };
     let (store, _snapshot) = match opened {
@@ -278,14 +325,26 @@ async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
         let _ = out.flush();
         r
     } else {
-        let input = file_or_std(&file, "--in", |f| Ok(Box::new(std::io::BufReader::new(std::fs::File::open(f)?)) as Box<dyn std::io::BufRead>), || {
-            Box::new(std::io::BufReader::new(std::io::stdin().lock()))
-        });
-        let mut input = match input {
-            Ok(input) => input,
-            Err(code) => return code,
+        // (The import reads its input twice, checking it all before writing any of it:
+        // standard input is kept in a temporary file for the second reading.)
+        let spooled = || {
+            let mut f = tempfile::tempfile()?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut f)?;
+            std::io::Seek::rewind(&mut f)?;
+            Ok(f)
         };
-        signoff_server::transfer::import(&*store, &mut *input).await
+        let input = match &file {
+            Some(f) => std::fs::File::open(f).map_err(|e| format!("--in {}: {e}", f.display())),
+            None => spooled().map_err(|e: std::io::Error| format!("standard input: {e}")),
+        };
+        let mut input = match input {
+            Ok(input) => std::io::BufReader::new(input),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        };
+        signoff_server::transfer::import(&*store, &mut input).await
     };
     match result {
         Ok(c) => {
@@ -394,6 +453,7 @@ fn main() -> ExitCode {
                     verify::online(&remote, request.as_deref(), checkpoint.as_deref(), save.as_deref()).await
                 }
             }
+            Command::Backup { db, out } => backup(&db, &out).await,
             Command::Export { db, out } => transfer(db, out, true).await,
             Command::Import { db, input } => transfer(db, input, false).await,
         }

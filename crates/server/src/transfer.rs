@@ -3,7 +3,7 @@
 //! Import checks each hash chain and rebuilds each state by folding its events, so what arrives
 //! is exactly what left.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Seek, SeekFrom, Write};
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,7 +49,33 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts, St
     Ok(counts)
 }
 
-pub async fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Counts, String> {
+/// Reads an export into `store`, all or nothing: the whole input is checked first (its format,
+/// every hash chain and fold, no request the store already holds, none twice), and written only
+/// when all of it passes, so a bad export leaves the store as it was.
+pub async fn import<R: BufRead + Seek>(store: &dyn Store, input: &mut R) -> Result<Counts, String> {
+    let mut seen = std::collections::HashSet::new();
+    read_export(store, input, &mut |item| {
+        if let Item::Request { at, id, .. } = item
+            && !seen.insert(id.clone())
+        {
+            return Err(format!("line {at}: request {id} appears twice in the export"));
+        }
+        Ok(())
+    }, false)
+    .await
+    .map_err(|e| format!("{e}; nothing was imported"))?;
+    input.seek(SeekFrom::Start(0)).map_err(|e| format!("read: {e}"))?;
+    read_export(store, input, &mut |_| Ok(()), true).await
+}
+
+/// One line of an export, decoded and checked.
+enum Item {
+    Policy(PolicyRecord),
+    Request { at: usize, id: String, events: Vec<Event>, state: RequestState },
+}
+
+/// Reads every line of an export, hands each item to `check`, and writes it when `write`.
+async fn read_export(store: &dyn Store, input: &mut dyn BufRead, check: &mut dyn FnMut(&Item) -> Result<(), String>, write: bool) -> Result<Counts, String> {
     let mut counts = Counts::default();
     for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| format!("read: {e}"))?;
@@ -61,27 +87,44 @@ pub async fn import(store: &dyn Store, input: &mut dyn BufRead) -> Result<Counts
             }
             continue;
         }
-        if let Some(p) = v.get("policy") {
-            let record = PolicyRecord {
+        let item = if let Some(p) = v.get("policy") {
+            Item::Policy(PolicyRecord {
                 hash: p["hash"].as_str().unwrap_or_default().into(),
                 id: p["id"].as_str().unwrap_or_default().into(),
                 version: p["version"].as_u64().unwrap_or(1),
                 source: p["source"].clone(),
-            };
-            store.put_policy(&record).await.map_err(|e| format!("line {at}: {e}"))?;
-            counts.policies += 1;
+            })
         } else if let Some(id) = v["request"].as_str() {
             let events: Vec<Event> = Vec::<Event>::deserialize(&v["events"]).map_err(|e| format!("line {at}: {e}"))?;
             verify_chain(&events).map_err(|e| format!("line {at}: request {id}: {e}"))?;
             let state = RequestState::fold(&events).map_err(|e| format!("line {at}: request {id}: {e}"))?;
-            counts.events += events.len();
-            let commit = Commit::create(events, std::sync::Arc::new(state));
-            match store.commit(commit).await.map_err(|e| format!("line {at}: {e}"))? {
-                CommitOutcome::Committed => counts.requests += 1,
-                _ => return Err(format!("line {at}: request {id} is already in the target store")),
-            }
+            Item::Request { at, id: id.to_string(), events, state }
         } else {
             return Err(format!("line {at}: neither a policy nor a request"));
+        };
+        check(&item)?;
+        match item {
+            Item::Policy(record) => {
+                if write {
+                    store.put_policy(&record).await.map_err(|e| format!("line {at}: {e}"))?;
+                }
+                counts.policies += 1;
+            }
+            Item::Request { id, events, state, .. } => {
+                counts.events += events.len();
+                counts.requests += 1;
+                if !write {
+                    if store.load(&id).await.map_err(|e| format!("line {at}: {e}"))?.is_some() {
+                        return Err(format!("line {at}: request {id} is already in the target store"));
+                    }
+                    continue;
+                }
+                let commit = Commit::create(events, std::sync::Arc::new(state));
+                match store.commit(commit).await.map_err(|e| format!("line {at}: {e}"))? {
+                    CommitOutcome::Committed => {}
+                    _ => return Err(format!("line {at}: request {id} was written to the target store while importing")),
+                }
+            }
         }
     }
     Ok(counts)

@@ -71,3 +71,48 @@ fn verify_keeps_a_checkpoint_proves_the_log_only_grew_and_finds_a_changed_databa
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("not a checkpoint"), "{out}");
 }
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (out.status.code().unwrap(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn a_backup_is_a_verified_copy_and_a_failed_import_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(BIN, &data);
+    submit(&server, dir.path());
+    let newest = submit(&server, dir.path());
+
+    // Backed up while the server runs; the copy opens and verifies.
+    let copy = dir.path().join("backup.db");
+    let copy_arg = copy.to_str().unwrap();
+    let (code, out) = run(&["backup", "--data", data.to_str().unwrap(), "--out", copy_arg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("backed up ") && out.contains("audit.key"), "{out}");
+    let (code, out) = run(&["backup", "--data", data.to_str().unwrap(), "--out", copy_arg]);
+    assert_eq!(code, 2, "never overwrites: {out}");
+    let (code, out) = run(&["verify", "--database-url", &format!("sqlite://{copy_arg}")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verified: 2 requests"), "{out}");
+
+    // An export whose last request was damaged: nothing of it is imported.
+    let export = dir.path().join("export.jsonl");
+    let (code, out) = run(&["export", "--data", data.to_str().unwrap(), "--out", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    drop(server);
+    let text = std::fs::read_to_string(&export).unwrap();
+    let last = text.lines().last().unwrap().to_string();
+    assert!(last.contains(&newest), "the newest request is exported last, after one that would be imported first: {last}");
+    let damaged = text.replace(&last, &last.replacen("\"actor\":\"alice\"", "\"actor\":\"mallory\"", 1));
+    assert_ne!(damaged, text);
+    std::fs::write(&export, damaged).unwrap();
+    let target = dir.path().join("target");
+    let (code, out) = run(&["import", "--data", target.to_str().unwrap(), "--in", export.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("nothing was imported"), "{out}");
+    let (code, out) = run(&["export", "--data", target.to_str().unwrap(), "--out", dir.path().join("empty.jsonl").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("exported requests=0 events=0"), "the target is as it was: {out}");
+}

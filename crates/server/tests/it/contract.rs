@@ -99,7 +99,7 @@ async fn export_and_import(store: &dyn signoff_store::Store, id: &str) -> (signo
     let exported = signoff_server::transfer::export(store, &mut out).await.expect("the export reads every request");
     let dir = tempfile::tempdir().unwrap();
     let target = signoff_store_sqlite::SqliteStore::open(dir.path().join("copy.db")).unwrap();
-    let imported = signoff_server::transfer::import(&target, &mut out.as_slice()).await.expect("the import reads every line");
+    let imported = signoff_server::transfer::import(&target, &mut std::io::Cursor::new(out)).await.expect("the import reads every line");
     assert_eq!(exported, imported);
     let events = signoff_store::Store::events(&target, id).await.unwrap();
     (imported, events)
