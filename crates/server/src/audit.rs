@@ -516,3 +516,146 @@ pub async fn verify_store(
     report.problems.sort_by(|a, b| (a.request.is_none(), &a.request, a.seq).cmp(&(b.request.is_none(), &b.request, b.seq)));
     Ok(report)
 }
+
+/// Which events an audit export takes; every filter given must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportFilter {
+    /// Events at or after this time.
+    pub from: Option<jiff::Timestamp>,
+    /// Events before this time.
+    pub to: Option<jiff::Timestamp>,
+    pub policy: Option<String>,
+    /// The event's type (`submitted`, `approved`, …).
+    pub kind: Option<String>,
+    pub actor: Option<String>,
+    /// The request's status now.
+    pub status: Option<String>,
+}
+
+/// The policy a request was planned with, and the hash of what was submitted (the canonical
+/// JSON of its context): what every record of the request carries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub policy: signoff_engine::event::PolicyRef,
+    pub payload_hash: String,
+}
+
+/// One line of an audit export: an event, where it sits in the log, and what an auditor asks
+/// of it without reading the whole request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Its place in the audit log (commit order); resume an export after it with
+    /// `cursor = index + 1`.
+    pub index: u64,
+    pub request: String,
+    pub seq: u64,
+    pub at: jiff::Timestamp,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// For a decision (approved, rejected, completed, …): what was decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// For a step that became active: who may decide it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub provenance: Provenance,
+    /// The request's status now.
+    pub status: String,
+    /// The event itself, hash and chain included.
+    pub event: Event,
+}
+
+/// How many leaves one read of an export takes.
+const EXPORT_PAGE: u32 = 1_000;
+/// Requests whose provenance an export keeps in memory (then starts over): it streams millions
+/// of events in bounded memory.
+const PROVENANCE_CACHE: usize = 50_000;
+
+/// Reads an audit export page by page, from a cursor (a log index) on.
+pub struct Export {
+    store: Arc<dyn Store>,
+    filter: ExportFilter,
+    /// The next leaf to read.
+    pub cursor: u64,
+    provenance: HashMap<String, Provenance>,
+}
+
+impl Export {
+    pub fn new(store: Arc<dyn Store>, filter: ExportFilter, cursor: u64) -> Export {
+        Export { store, filter, cursor, provenance: HashMap::new() }
+    }
+
+    /// The next page's records (perhaps none, when the filter passed none of it); `None` once
+    /// the log is read to its end.
+    pub async fn next_page(&mut self) -> Result<Option<Vec<AuditRecord>>, StoreError> {
+        if self.cursor == 0 {
+            catch_up(&*self.store).await?;
+        }
+        let rows = self.store.audit_rows(self.cursor, EXPORT_PAGE).await?;
+        let Some(last) = rows.last() else { return Ok(None) };
+        self.cursor = last.leaf.index + 1;
+        let mut records = Vec::new();
+        for row in rows {
+            if self.filter.policy.as_ref().is_some_and(|p| *p != row.policy_id) || self.filter.status.as_ref().is_some_and(|s| *s != row.status) {
+                continue;
+            }
+            let event: Event = signoff_store::decode(&row.body)?;
+            let kind = event.kind.type_name();
+            let f = &self.filter;
+            if f.kind.as_ref().is_some_and(|k| k != kind) || f.actor.as_ref().is_some_and(|a| *a != event.actor) || f.from.is_some_and(|t| event.at < t) || f.to.is_some_and(|t| event.at >= t) {
+                continue;
+            }
+            let provenance = self.provenance_of(&row.leaf.request_id, &event).await?;
+            let data = serde_json::to_value(&event.kind).unwrap_or_default();
+            let decision = match kind {
+                "approved" | "rejected" | "auto_approved" | "expired" | "cancelled" | "step_timed_out" => Some(kind.to_string()),
+                "completed" => data["data"]["status"].as_str().map(str::to_string),
+                _ => None,
+            };
+            let approvers = (kind == "step_activated").then(|| data["data"]["approvers"].clone()).filter(|a| !a.is_null());
+            records.push(AuditRecord {
+                index: row.leaf.index,
+                request: row.leaf.request_id,
+                seq: row.leaf.seq,
+                at: event.at,
+                kind: kind.to_string(),
+                actor: event.actor.clone(),
+                step: event.step.clone(),
+                decision,
+                approvers,
+                provenance,
+                status: row.status,
+                event,
+            });
+        }
+        Ok(Some(records))
+    }
+
+    /// The request's provenance: from its submission, which comes before its other events in
+    /// the log, or read back when the export started after it.
+    async fn provenance_of(&mut self, request: &str, event: &Event) -> Result<Provenance, StoreError> {
+        if let Some(p) = self.provenance.get(request) {
+            return Ok(p.clone());
+        }
+        let of = |e: &Event| match &e.kind {
+            signoff_engine::EventKind::Submitted { policy, context, .. } => {
+                Some(Provenance { policy: policy.clone(), payload_hash: signoff_engine::canonical::digest(context) })
+            }
+            _ => None,
+        };
+        let found = match of(event) {
+            Some(p) => Some(p),
+            None => self.store.events(request).await?.first().and_then(of),
+        };
+        let p = found.ok_or_else(|| StoreError::Corrupt(format!("request {request} has no submission")))?;
+        if self.provenance.len() >= PROVENANCE_CACHE {
+            self.provenance.clear();
+        }
+        self.provenance.insert(request.to_string(), p.clone());
+        Ok(p)
+    }
+}

@@ -660,6 +660,14 @@ impl Service {
         Ok(crate::audit::consistency(&*self.store, from, to).await?)
     }
 
+    /// An audit export from log index `cursor` on (admins).
+    pub fn audit_export(&self, caller: &Caller, filter: crate::audit::ExportFilter, cursor: u64) -> Result<crate::audit::Export, Problem> {
+        if !caller.admin {
+            return Err(Problem::forbidden("only admins may export the audit trail"));
+        }
+        Ok(crate::audit::Export::new(self.store.clone(), filter, cursor))
+    }
+
     /// One request's verification, for those who may see it.
     pub async fn verify_request(&self, caller: &Caller, id: &str) -> Result<crate::audit::RequestVerification, Problem> {
         self.visible(caller, id).await?;

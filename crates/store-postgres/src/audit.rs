@@ -127,6 +127,20 @@ fn leaf(r: &Row) -> LogLeaf {
     }
 }
 
+pub(crate) async fn audit_rows(c: &impl GenericClient, from: u64, limit: u32) -> Result<Vec<log::AuditRow>> {
+    let rows = c
+        .query(
+            "SELECT l.idx, l.request_id, l.seq, e.body, r.policy_id, r.status FROM audit_leaves l
+             JOIN events e ON e.request_id = l.request_id AND e.seq = l.seq
+             JOIN requests r ON r.id = l.request_id
+             WHERE l.idx >= $1 ORDER BY l.idx LIMIT $2",
+            &[&(from as i64), &(limit as i64)],
+        )
+        .await
+        .map_err(unavailable)?;
+    Ok(rows.iter().map(|r| log::AuditRow { leaf: leaf(r), body: r.get(3), policy_id: r.get(4), status: r.get(5) }).collect())
+}
+
 pub(crate) async fn leaves(c: &impl GenericClient, from: u64, limit: u32) -> Result<Vec<LogLeaf>> {
     let rows = c
         .query(

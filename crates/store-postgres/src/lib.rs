@@ -594,6 +594,10 @@ impl Store for PostgresStore {
     async fn log_leaves_of(&self, request_id: &str) -> Result<Vec<LogLeaf>> {
         audit::leaves_of(&self.client().await?, request_id).await
     }
+
+    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<signoff_store::log::AuditRow>> {
+        audit::audit_rows(&self.client().await?, from, limit).await
+    }
 }
 
 #[cfg(test)]

@@ -132,6 +132,28 @@ fn leaves_where(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Resul
     rows.map(|r| r.map_err(unavailable)).collect()
 }
 
+pub(crate) fn audit_rows(c: &Connection, from: u64, limit: u32) -> Result<Vec<log::AuditRow>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT l.idx, l.request_id, l.seq, e.body, r.policy_id, r.status FROM audit_leaves l
+             JOIN events e ON e.request_id = l.request_id AND e.seq = l.seq
+             JOIN requests r ON r.id = l.request_id
+             WHERE l.idx >= ?1 ORDER BY l.idx LIMIT ?2",
+        )
+        .map_err(unavailable)?;
+    let rows = stmt
+        .query_map(params![from as i64, limit], |r| {
+            Ok(log::AuditRow {
+                leaf: LogLeaf { index: r.get::<_, i64>(0)? as u64, request_id: r.get(1)?, seq: r.get::<_, i64>(2)? as u64 },
+                body: r.get(3)?,
+                policy_id: r.get(4)?,
+                status: r.get(5)?,
+            })
+        })
+        .map_err(unavailable)?;
+    rows.map(|r| r.map_err(unavailable)).collect()
+}
+
 /// Leaves from `from` on, in order.
 pub(crate) fn leaves(c: &Connection, from: u64, limit: u32) -> Result<Vec<LogLeaf>> {
     leaves_where(

@@ -265,6 +265,10 @@ impl Store for SqliteStore {
         let request_id = request_id.to_string();
         self.readers.run(move |c| audit::leaves_of(c, &request_id)).await
     }
+
+    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<signoff_store::log::AuditRow>> {
+        self.readers.run(move |c| audit::audit_rows(c, from, limit)).await
+    }
 }
 
 #[cfg(test)]

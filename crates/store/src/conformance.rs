@@ -649,4 +649,12 @@ pub async fn the_audit_log_takes_every_event_in_commit_order(store: &dyn Store) 
     let old_root = crate::log::build(store, &merkle::root(3)).await.unwrap();
     let proof = crate::log::build(store, &merkle::consistency_proof(3, total)).await.unwrap();
     assert_eq!(merkle::verify_consistency(3, total, &old_root, &root, &proof), Ok(()));
+    // What an export streams: each leaf with its event as stored, its policy and status now.
+    let rows = store.audit_rows(1, 3).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.leaf.clone()).collect::<Vec<_>>(), leaves[1..4].to_vec());
+    for r in &rows {
+        assert_eq!(decode::<Event>(&r.body).unwrap(), *event_of(&r.leaf));
+        assert_eq!((r.policy_id.as_str(), r.status.as_str()), ("conf", "pending"));
+    }
+    assert!(store.audit_rows(total, 10).await.unwrap().is_empty());
 }

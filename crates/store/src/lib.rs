@@ -584,6 +584,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// One request's leaves, by sequence number.
     async fn log_leaves_of(&self, request_id: &str) -> Result<Vec<LogLeaf>>;
+
+    /// At most `limit` leaves from index `from` on, in order, each with its event as stored and
+    /// its request's policy and current status: what an audit export streams. A leaf whose
+    /// event or request is gone is left out.
+    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<log::AuditRow>>;
 }
 
 /// How big the audit log is.

@@ -16,6 +16,17 @@ pub struct LogLeaf {
     pub seq: u64,
 }
 
+/// A leaf with what an audit export needs of its event and request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub leaf: LogLeaf,
+    /// The event as stored (JSON text).
+    pub body: String,
+    pub policy_id: String,
+    /// The request's status now.
+    pub status: String,
+}
+
 /// A queued event, as sequencing reads it: its queue position, which event, and the event as
 /// stored (for its hash).
 #[derive(Debug, Clone)]

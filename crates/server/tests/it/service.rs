@@ -112,6 +112,9 @@ impl Store for Contended {
     async fn log_leaves_of(&self, request_id: &str) -> Result<Vec<signoff_store::LogLeaf>> {
         self.inner.log_leaves_of(request_id).await
     }
+    async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<signoff_store::log::AuditRow>> {
+        self.inner.audit_rows(from, limit).await
+    }
 }
 
 fn caller(id: &str) -> Caller {
