@@ -117,10 +117,29 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
-        Err(match serde_json::from_value::<Problem>(value) {
-            Ok(p) => Failure::Refused { code: p.code, detail: p.detail },
-            Err(_) => Failure::Refused { code: "http_error".into(), detail: format!("HTTP {status}") },
-        })
+        Err(refusal(status, value))
+    }
+
+    /// A GET whose answer is read as it arrives (`Response::chunk`); a refusal as `call`'s.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response, Failure> {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.map_err(|e| unreachable(&self.url, &e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Err(refusal(status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    }
+}
+
+fn refusal(status: reqwest::StatusCode, body: Value) -> Failure {
+    match serde_json::from_value::<Problem>(body) {
+        Ok(p) => Failure::Refused { code: p.code, detail: p.detail },
+        Err(_) => Failure::Refused { code: "http_error".into(), detail: format!("HTTP {status}") },
     }
 }
 

@@ -154,6 +154,9 @@ enum Command {
     Policy(PolicyCommand),
     /// Run the golden path against a temporary server and print the transcript.
     Demo,
+    /// The audit trail on the server.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Check the audit trail. With --data or --database-url: every request's hash chain and
     /// state and the whole audit log, offline. Otherwise against a server: one --request, or
     /// the server's signed log against a --checkpoint kept earlier. Exit 0 when everything
@@ -359,6 +362,40 @@ async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Every event, in log (commit) order, as NDJSON records (admins): one line per event with
+    /// its policy, the hash of what was submitted, the decision and the request's status.
+    Export {
+        #[command(flatten)]
+        remote: Remote,
+        /// Events at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        from: Option<String>,
+        /// Events before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only requests under this policy.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Only events of this type (submitted, approved, rejected, completed, …).
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// Only events by this actor.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only requests in this status now.
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["pending", "approved", "rejected", "expired", "cancelled"]))]
+        status: Option<String>,
+        /// Start at this log index (the `next_cursor` an earlier export printed).
+        #[arg(long, default_value_t = 0)]
+        cursor: u64,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate policy files offline; every problem is listed (exit 1), and warnings for what
     /// is legal but wrong against the directory.
@@ -446,6 +483,19 @@ fn main() -> ExitCode {
                     2
                 }
             },
+            Command::Audit(AuditCommand::Export { remote, from, to, policy, kind, actor, status, cursor, output }) => {
+                let args = verify::ExportArgs {
+                    from: from.as_deref(),
+                    to: to.as_deref(),
+                    policy: policy.as_deref(),
+                    kind: kind.as_deref(),
+                    actor: actor.as_deref(),
+                    status: status.as_deref(),
+                    cursor,
+                    output: output.as_deref(),
+                };
+                verify::export(&remote, args).await
+            }
             Command::Verify { remote, db, checkpoint, request, save } => {
                 if db.data.is_some() || db.database_url.is_some() {
                     verify::offline(&db, checkpoint.as_deref(), remote.json).await

@@ -2,6 +2,7 @@
 //! server, and says what it found in words: exit 0 when everything verifies, 1 when something
 //! does not (the first finding named first), 2 for bad usage.
 
+use std::io::Write as _;
 use std::path::Path;
 
 use signoff_audit::checkpoint::Checkpoint;
@@ -200,6 +201,99 @@ pub async fn online(
     match result {
         Ok(true) => 0,
         Ok(false) => 1,
+        Err(f) => f.report(),
+    }
+}
+
+/// What `signoff audit export` asks for.
+pub struct ExportArgs<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub policy: Option<&'a str>,
+    pub kind: Option<&'a str>,
+    pub actor: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub cursor: u64,
+    pub output: Option<&'a Path>,
+}
+
+/// Times an export picks up again where its stream broke off before giving up.
+const EXPORT_RETRIES: u32 = 5;
+
+/// `signoff audit export`: the server's audit trail as NDJSON to a file or standard output,
+/// resumed from the last record after a broken stream, with a progress line on a terminal.
+pub async fn export(remote: &Remote, args: ExportArgs<'_>) -> u8 {
+    let result: Result<(u64, u64), Failure> = async {
+        let client = Client::from(remote)?;
+        let mut out: Box<dyn std::io::Write> = match args.output {
+            Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| Failure::Usage(format!("--output {}: {e}", p.display())))?)),
+            None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        };
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // The log's size, for the progress line (the export may end a little past it).
+        let size = if tty { client.get::<Checkpoint>("/v1/audit/checkpoint").await.map(|c| c.value.size).unwrap_or(0) } else { 0 };
+        let mut query: Vec<(&str, String)> = Vec::new();
+        for (name, value) in [("from", args.from), ("to", args.to), ("policy", args.policy), ("type", args.kind), ("actor", args.actor), ("status", args.status)] {
+            if let Some(v) = value {
+                query.push((name, v.to_string()));
+            }
+        }
+        let (mut cursor, mut records, mut retries) = (args.cursor, 0u64, 0);
+        loop {
+            let mut q = query.clone();
+            q.push(("cursor", cursor.to_string()));
+            let path = format!("/v1/audit/events?{}", serde_urlencoded::to_string(&q).expect("query pairs encode"));
+            let mut resp = client.stream(&path).await?;
+            let mut pending = Vec::new();
+            let mut complete = false;
+            loop {
+                let chunk = match resp.chunk().await {
+                    Ok(Some(c)) => c,
+                    Ok(None) => break,
+                    Err(_) => break,
+                };
+                pending.extend_from_slice(&chunk);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let value: serde_json::Value = serde_json::from_slice(&line).map_err(|e| Failure::Unreachable(format!("the export sent a line that is not JSON: {e}")))?;
+                    if value["complete"] == true {
+                        complete = true;
+                        cursor = value["cursor"].as_u64().unwrap_or(cursor);
+                        continue;
+                    }
+                    if let Some(e) = value["error"].as_str() {
+                        return Err(Failure::Unreachable(format!("the server could not read its store at log index {cursor}: {e}")));
+                    }
+                    out.write_all(&line).map_err(|e| Failure::Usage(format!("write: {e}")))?;
+                    records += 1;
+                    cursor = value["index"].as_u64().map_or(cursor, |i| i + 1);
+                    if tty && records % 1000 == 0 {
+                        let share = if size > 0 { format!(" ({}%)", (cursor * 100 / size.max(1)).min(100)) } else { String::new() };
+                        eprint!("\rexported {records} records, log index {cursor}{share}…");
+                    }
+                }
+            }
+            if complete {
+                break;
+            }
+            retries += 1;
+            if retries > EXPORT_RETRIES {
+                return Err(Failure::Unreachable(format!("the export broke off {EXPORT_RETRIES} times; resume it with --cursor {cursor}")));
+            }
+            eprintln!("{}the export broke off at log index {cursor}; resuming", if tty { "\r\x1b[K" } else { "" });
+        }
+        out.flush().map_err(|e| Failure::Usage(format!("write: {e}")))?;
+        if tty {
+            eprint!("\r\x1b[K");
+        }
+        Ok((records, cursor))
+    }
+    .await;
+    match result {
+        Ok((records, cursor)) => {
+            eprintln!("exported records={records} next_cursor={cursor}");
+            0
+        }
         Err(f) => f.report(),
     }
 }

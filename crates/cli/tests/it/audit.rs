@@ -116,3 +116,26 @@ fn a_backup_is_a_verified_copy_and_a_failed_import_leaves_nothing_behind() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("exported requests=0 events=0"), "the target is as it was: {out}");
 }
+
+#[test]
+fn audit_export_writes_every_record_and_only_admins_may() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(BIN, &dir.path().join("data"));
+    let id = submit(&server, dir.path());
+    let (code, _, _) = server.client("mark-token", &["action", &id, "--step", "manager", "--action", "approve"]);
+    assert_eq!(code, 0);
+    let out_file = dir.path().join("audit.ndjson");
+    let (code, _, err) = server.client("root-token", &["audit", "export", "--output", out_file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.len() >= 4 && records.iter().all(|r| r["request"] == id.as_str()), "{text}");
+    assert!(err.contains(&format!("exported records={} next_cursor={}", records.len(), records.len())), "{err}");
+    let (code, out, _) = server.client("root-token", &["audit", "export", "--type", "approved"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("\"actor\":\"mark\""), "{out}");
+    let (code, _, err) = server.client("alice-token", &["audit", "export"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("forbidden"), "{err}");
+}
