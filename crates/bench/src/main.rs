@@ -161,7 +161,7 @@ fn write_fixtures(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn caller(id: &str) -> Caller {
-    Caller { id: id.into(), admin: false }
+    Caller { id: id.into(), admin: false, origin: None }
 }
 
 fn action(step: &str) -> ActionBody {

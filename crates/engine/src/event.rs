@@ -18,12 +18,29 @@ pub struct Event {
     pub at: Timestamp,
     pub actor: String,
     pub step: Option<String>,
+    /// Where the actor's call came from, when it came through the API: in the chain, so an
+    /// auditor can trust it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     /// `type` (e.g. `approved`) and `data`, the event's own fields.
     #[serde(flatten)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub kind: EventKind,
     pub prev_hash: String,
     pub hash: String,
+}
+
+/// Where a call came from: the client's address (as the server saw it, and as a proxy's
+/// `X-Forwarded-For` named it) and its user agent.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Origin {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
 }
 
 /// Identifies the exact policy a request was planned with.
@@ -227,6 +244,7 @@ impl Event {
             at,
             actor: actor.to_string(),
             step: step.map(str::to_string),
+            origin: None,
             kind,
             prev_hash: prev_hash.to_string(),
             hash: String::new(),
@@ -244,6 +262,9 @@ impl Event {
             at: Timestamp,
             actor: &'a str,
             step: Option<&'a str>,
+            // (Absent when none, so histories from before origins hash as they did.)
+            #[serde(skip_serializing_if = "Option::is_none")]
+            origin: Option<&'a Origin>,
             #[serde(flatten)]
             kind: &'a EventKind,
             prev_hash: &'a str,
@@ -253,10 +274,29 @@ impl Event {
             at: self.at,
             actor: &self.actor,
             step: self.step.as_deref(),
+            origin: self.origin.as_ref(),
             kind: &self.kind,
             prev_hash: &self.prev_hash,
         })
     }
+}
+
+/// Marks the events `actor` caused in `events` (one decision's new events, in order) as coming
+/// from `origin`, and seals them again: the first keeps its `prev_hash`, each later one follows
+/// the one before. Answers the new head of the chain.
+pub fn stamp_origin(events: &mut [Event], actor: &str, origin: &Origin) -> Option<String> {
+    let mut prev: Option<String> = None;
+    for e in events.iter_mut() {
+        if let Some(p) = prev.take() {
+            e.prev_hash = p;
+        }
+        if e.actor == actor {
+            e.origin = Some(origin.clone());
+        }
+        e.hash = e.compute_hash();
+        prev = Some(e.hash.clone());
+    }
+    prev
 }
 
 /// Why a history does not verify.
@@ -292,6 +332,26 @@ pub fn verify_chain(events: &[Event]) -> Result<(), ChainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_origin_is_sealed_into_the_chain_and_none_hashes_as_before() {
+        let at: Timestamp = "2026-11-22T10:00:00Z".parse().unwrap();
+        let first = Event::sealed(1, at, "mark", Some("manager"), EventKind::Approved { comment: None, edits: None }, canonical::GENESIS_HASH);
+        let second = Event::sealed(2, at, "system", None, EventKind::Completed { status: RequestStatus::Approved, reason: None }, &first.hash);
+        let before = [first.clone(), second.clone()];
+        let mut events = before.clone();
+        assert!(!serde_json::to_string(&events[0]).unwrap().contains("origin"), "no origin, no field");
+        let origin = Origin { address: Some("10.0.0.7".into()), forwarded_for: None, user_agent: Some("curl/8".into()) };
+        let head = stamp_origin(&mut events, "mark", &origin).unwrap();
+        assert_eq!(events[0].origin.as_ref(), Some(&origin));
+        assert_eq!(events[1].origin, None, "only the actor's own events");
+        assert_ne!(events[0].hash, before[0].hash, "the origin is part of the hash");
+        assert_eq!((events[0].prev_hash.as_str(), events[1].prev_hash.as_str(), head.as_str()), (canonical::GENESIS_HASH, events[0].hash.as_str(), events[1].hash.as_str()));
+        verify_chain(&events).unwrap();
+        let mut forged = events.clone();
+        forged[0].origin.as_mut().unwrap().address = Some("10.0.0.8".into());
+        assert!(verify_chain(&forged).is_err(), "an origin changed later breaks the chain");
+    }
 
     #[test]
     fn wire_shape_is_flat_with_type_and_data() {

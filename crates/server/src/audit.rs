@@ -561,6 +561,10 @@ pub struct AuditRecord {
     /// For a step that became active: who may decide it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approvers: Option<serde_json::Value>,
+    /// Where the actor's call came from (address, forwarded-for, user agent), for actions taken
+    /// through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<signoff_engine::event::Origin>,
     #[serde(flatten)]
     pub provenance: Provenance,
     /// The request's status now.
@@ -627,6 +631,7 @@ impl Export {
                 step: event.step.clone(),
                 decision,
                 approvers,
+                origin: event.origin.clone(),
                 provenance,
                 status: row.status,
                 event,

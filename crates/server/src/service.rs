@@ -53,6 +53,20 @@ const MAX_ATTEMPTS: usize = 32;
 pub struct Caller {
     pub id: String,
     pub admin: bool,
+    /// Where the call came from (API calls), stamped on the events it causes.
+    pub origin: Option<signoff_engine::event::Origin>,
+}
+
+impl Caller {
+    /// Stamps `events` (one decision's new events) with this caller's origin, if it has one,
+    /// and moves `state`'s head to the resealed chain.
+    fn stamp(&self, events: &mut [Event], state: &mut RequestState) {
+        if let Some(origin) = &self.origin
+            && let Some(head) = signoff_engine::event::stamp_origin(events, &self.id, origin)
+        {
+            state.head_hash = head;
+        }
+    }
 }
 
 /// An `Idempotency-Key` and the fingerprint of the call it came with.
@@ -281,7 +295,7 @@ impl Service {
     pub fn authenticate(&self, token: &str) -> Option<Caller> {
         let catalog = self.catalog.load();
         let user = catalog.directory.authenticate(token)?;
-        Some(Caller { id: user.id.clone(), admin: catalog.directory.is_admin(&user.id) })
+        Some(Caller { id: user.id.clone(), admin: catalog.directory.is_admin(&user.id), origin: None })
     }
 
     /// Starts a web session for `user` (signed in by token today; single sign-on would end the
@@ -308,7 +322,7 @@ impl Service {
         if catalog.directory.user(&session.user).is_none() {
             return Ok(None);
         }
-        let caller = Caller { id: session.user.clone(), admin: catalog.directory.is_admin(&session.user) };
+        let caller = Caller { id: session.user.clone(), admin: catalog.directory.is_admin(&session.user), origin: None };
         Ok(Some((caller, session)))
     }
 
@@ -385,7 +399,8 @@ impl Service {
                 lineage: Some(lineage),
                 resubmits: body.resubmits.as_deref().map(RequestId::from),
             };
-            let (events, state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
+            let (mut events, mut state) = machine::submit(&policy, &catalog.directory, sub, now).map_err(submit_error)?;
+            caller.stamp(&mut events, &mut state);
             let reply = Reply::of(Replied::Created, &state)?;
             let notifications = self.channels.plan(&policy, &catalog.directory, &events, &state);
             let state = Arc::new(state);
@@ -496,7 +511,10 @@ impl Service {
             let policy = self.policy_for(&state).await?;
             let directory = self.catalog.load().directory.clone();
             let now = self.clock.now();
-            let decision = machine::decide(&policy, &directory, &state, command, now);
+            let mut decision = machine::decide(&policy, &directory, &state, command, now);
+            if let Some(c) = caller {
+                c.stamp(&mut decision.events, &mut decision.state);
+            }
             let unrecorded = matches!(decision.outcome, Outcome::Refused(_)) && decision.events.is_empty();
             let reply = match decision.outcome {
                 Outcome::Invalid(_) | Outcome::Unchanged if !current => continue,
@@ -572,7 +590,7 @@ impl Service {
         let Some(user) = directory.users().find(|u| u.slack.as_deref() == Some(click.slack_user.as_str())) else {
             return Ok(format!("Your Slack account ({}) is not linked to a signoff user.", click.slack_user));
         };
-        let caller = Caller { id: user.id.clone(), admin: directory.is_admin(&user.id) };
+        let caller = Caller { id: user.id.clone(), admin: directory.is_admin(&user.id), origin: None };
         if click.action == "reject" && click.reason.is_none() {
             return Ok("Type a reason in the box, then press Reject.".into());
         }
@@ -606,7 +624,7 @@ impl Service {
             return Err(LinkOutcome::NeedsReason(claim));
         }
         let directory = self.catalog.load().directory.clone();
-        let caller = Caller { id: claim.u.clone(), admin: directory.is_admin(&claim.u) };
+        let caller = Caller { id: claim.u.clone(), admin: directory.is_admin(&claim.u), origin: None };
         // The link is spent by the commit that acts on it: its nonce is the action's
         // idempotency key, written in the same transaction, so an action that fails to commit
         // (a 503) leaves the link usable, and two clicks act once.

@@ -77,7 +77,7 @@ pub async fn serve(router: Router, listener: TcpListener, limits: Limits, shutdo
     let mut connections = tokio::task::JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -96,7 +96,7 @@ pub async fn serve(router: Router, listener: TcpListener, limits: Limits, shutdo
             Ok(permit) => {
                 let (router, closed) = (router.clone(), closed.clone());
                 connections.spawn(async move {
-                    connection(stream, router, limits, closed).await;
+                    connection(stream, peer, router, limits, closed).await;
                     drop(permit);
                 });
             }
@@ -126,7 +126,11 @@ fn is_connection_error(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset)
 }
 
-async fn connection(stream: TcpStream, router: Router, limits: Limits, mut closed: tokio::sync::watch::Receiver<bool>) {
+/// The address a connection came from, in each of its requests' extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+async fn connection(stream: TcpStream, peer: std::net::SocketAddr, router: Router, limits: Limits, mut closed: tokio::sync::watch::Receiver<bool>) {
     let io = TokioIo::new(ProblemIo::new(stream));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -134,7 +138,11 @@ async fn connection(stream: TcpStream, router: Router, limits: Limits, mut close
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(HYPER_HEAD_BUFFER)
         .keep_alive(true);
-    let conn = builder.serve_connection(io, TowerToHyperService::new(router));
+    let service = tower::ServiceExt::map_request(router, move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(Peer(peer));
+        req
+    });
+    let conn = builder.serve_connection(io, TowerToHyperService::new(service));
     let mut conn = pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}

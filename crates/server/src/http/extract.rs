@@ -24,24 +24,39 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, service: &AppState) -> Result<Self, Problem> {
-        let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
-            return match super::web::session::secret(&parts.headers) {
-                Some(secret) => cookie_caller(parts, service, &secret).await.map(Auth),
-                None => Err(Problem::new(Code::Unauthenticated, "send Authorization: Bearer <token>")),
-            };
-        };
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| Problem::new(Code::Unauthenticated, "the Authorization header must be `Bearer <token>`"))?;
-        service
-            .authenticate(token)
-            .map(Auth)
-            .ok_or_else(|| Problem::new(Code::Unauthenticated, "unknown token"))
+        let mut caller = caller(parts, service).await?;
+        caller.origin = Some(origin(parts));
+        Ok(Auth(caller))
     }
+}
+
+/// Where a call came from: the peer the connection is from, what a proxy said it forwarded
+/// for, and the user agent (each as text, cut to 256 characters).
+fn origin(parts: &Parts) -> signoff_engine::event::Origin {
+    let text = |name: header::HeaderName| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(256).collect::<String>());
+    signoff_engine::event::Origin {
+        address: parts.extensions.get::<crate::transport::Peer>().map(|p| p.0.ip().to_string()),
+        forwarded_for: text(header::HeaderName::from_static("x-forwarded-for")),
+        user_agent: text(header::USER_AGENT),
+    }
+}
+
+/// The caller a bearer token or a session cookie names.
+async fn caller(parts: &Parts, service: &AppState) -> Result<Caller, Problem> {
+    let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
+        return match super::web::session::secret(&parts.headers) {
+            Some(secret) => cookie_caller(parts, service, &secret).await,
+            None => Err(Problem::new(Code::Unauthenticated, "send Authorization: Bearer <token>")),
+        };
+    };
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Problem::new(Code::Unauthenticated, "the Authorization header must be `Bearer <token>`"))?;
+    service.authenticate(token).ok_or_else(|| Problem::new(Code::Unauthenticated, "unknown token"))
 }
 
 /// The caller of a live session cookie; for anything but a read, only with its CSRF token.

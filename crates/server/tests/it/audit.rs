@@ -219,8 +219,8 @@ async fn two_postgres_instances_append_one_log_in_one_order() {
         audit_key: Some(keys.path().join("audit.key")),
     };
     let (a, b) = (signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap(), signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap());
-    let alice = Caller { id: "alice".into(), admin: false };
-    let mark = Caller { id: "mark".into(), admin: false };
+    let alice = Caller { id: "alice".into(), admin: false, origin: None };
+    let mark = Caller { id: "mark".into(), admin: false, origin: None };
     let first = a.audit_checkpoint().await.unwrap();
     // Both instances write at once, and both sequence at once.
     let work = |s: Arc<signoff_server::Service>, n: usize| {
@@ -297,6 +297,30 @@ async fn the_audit_export_streams_every_event_filtered_and_resumable() {
     // Resuming after the third record gives exactly the rest.
     let (rest, _) = export(&app, &format!("?cursor={}", all[2]["index"].as_u64().unwrap() + 1)).await;
     assert_eq!(rest, all[3..].to_vec());
+
+    // Where each call came from is in the chain: the submission's peer, and a call's user agent
+    // and proxy header as sent; the system's own events carry none.
+    // (The last request submitted is still pending.)
+    let submitted = all.iter().rev().find(|r| r["type"] == "submitted").unwrap();
+    assert_eq!(submitted["origin"]["address"], "127.0.0.1", "{submitted}");
+    assert!(all.iter().filter(|r| r["actor"] == "system").all(|r| r["origin"].is_null()));
+    let id = submitted["request"].as_str().unwrap();
+    let resp = app
+        .http
+        .post(format!("{}/v1/requests/{id}/actions", app.url))
+        .bearer_auth("alice-token")
+        .header("user-agent", "audit-test/1.0")
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&json!({"action": "comment", "comment": "for the record"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{:?}", resp.text().await);
+    let (commented, _) = export(&app, "?type=commented").await;
+    assert_eq!(commented.len(), 1);
+    assert_eq!(commented[0]["origin"], json!({"address": "127.0.0.1", "forwarded_for": "203.0.113.9", "user_agent": "audit-test/1.0"}));
+    let verified = app.service.store().events(id).await.unwrap();
+    signoff_engine::event::verify_chain(&verified).unwrap();
 
     // Refusals.
     assert_eq!(app.get("alice", "/v1/audit/events").await.0, 403);

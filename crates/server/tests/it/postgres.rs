@@ -27,7 +27,7 @@ async fn instance(db: &TestDatabase) -> Arc<Service> {
 }
 
 fn caller(id: &str) -> Caller {
-    Caller { id: id.into(), admin: false }
+    Caller { id: id.into(), admin: false, origin: None }
 }
 
 fn approve(step: &str) -> ActionBody {

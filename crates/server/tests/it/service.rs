@@ -118,7 +118,7 @@ impl Store for Contended {
 }
 
 fn caller(id: &str) -> Caller {
-    Caller { id: id.into(), admin: false }
+    Caller { id: id.into(), admin: false, origin: None }
 }
 
 #[tokio::test]
