@@ -8,6 +8,7 @@
 
 mod audit;
 mod commit;
+mod retention;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -597,6 +598,26 @@ impl Store for PostgresStore {
 
     async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<signoff_store::log::AuditRow>> {
         audit::audit_rows(&self.client().await?, from, limit).await
+    }
+
+    async fn retention_candidates(&self, policy: Option<&str>, statuses: &[signoff_engine::RequestStatus], before: Timestamp, limit: u32) -> Result<Vec<String>> {
+        retention::candidates(&self.client().await?, policy, statuses, before, limit).await
+    }
+
+    async fn purge(&self, ids: &[String], archive: &str, at: Timestamp) -> Result<u64> {
+        let gone = retention::purge(&mut self.client().await?, ids, archive, at).await?;
+        for id in &gone {
+            self.cache.remove(id.as_str());
+        }
+        Ok(gone.len() as u64)
+    }
+
+    async fn purged(&self) -> Result<HashMap<String, String>> {
+        retention::purged(&self.client().await?).await
+    }
+
+    async fn prune(&self, keys_before: Timestamp, notifications_before: Timestamp, used_before: Timestamp) -> Result<signoff_store::Pruned> {
+        retention::prune(&mut self.client().await?, keys_before, notifications_before, used_before).await
     }
 }
 

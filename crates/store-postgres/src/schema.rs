@@ -430,6 +430,15 @@ CREATE TRIGGER events_audit AFTER INSERT ON events REFERENCING NEW TABLE AS adde
 -- What was written before the log existed joins it oldest request first.
 INSERT INTO audit_queue (request_id, seq)
 SELECT e.request_id, e.seq FROM events e JOIN requests r ON r.id = e.request_id ORDER BY r.n, e.seq;
+"#, r#"
+-- Requests retention moved to an archive file and removed; their leaves stay in the log.
+CREATE TABLE purged (
+    request_id TEXT PRIMARY KEY,
+    archive    TEXT NOT NULL,
+    at         TEXT NOT NULL
+);
+CREATE INDEX outbox_done ON outbox (created_at) WHERE status <> 'pending';
+CREATE INDEX idempotency_created ON idempotency (created_at);
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -13,6 +13,7 @@ mod audit;
 mod commit;
 mod outbox;
 mod read;
+mod retention;
 mod schema;
 mod timers;
 mod writer;
@@ -268,6 +269,24 @@ impl Store for SqliteStore {
 
     async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<signoff_store::log::AuditRow>> {
         self.readers.run(move |c| audit::audit_rows(c, from, limit)).await
+    }
+
+    async fn retention_candidates(&self, policy: Option<&str>, statuses: &[signoff_engine::RequestStatus], before: Timestamp, limit: u32) -> Result<Vec<String>> {
+        let (policy, statuses) = (policy.map(str::to_string), statuses.to_vec());
+        self.readers.run(move |c| retention::candidates(c, policy.as_deref(), &statuses, before, limit)).await
+    }
+
+    async fn purge(&self, ids: &[String], archive: &str, at: Timestamp) -> Result<u64> {
+        let (ids, archive) = (ids.to_vec(), archive.to_string());
+        self.writer.call(|reply| WriteOp::Purge { ids, archive, at, reply }).await.map(|gone| gone.len() as u64)
+    }
+
+    async fn purged(&self) -> Result<HashMap<String, String>> {
+        self.readers.run(retention::purged).await
+    }
+
+    async fn prune(&self, keys_before: Timestamp, notifications_before: Timestamp, used_before: Timestamp) -> Result<signoff_store::Pruned> {
+        self.writer.call(|reply| WriteOp::Prune([keys_before, notifications_before, used_before], reply)).await
     }
 }
 

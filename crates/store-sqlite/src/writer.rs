@@ -25,6 +25,10 @@ pub(crate) enum WriteOp {
     Session(SessionWrite, oneshot::Sender<Result<()>>),
     /// Appends queued events to the audit log (a transaction of its own).
     SequenceLog(u32, oneshot::Sender<Result<u64>>),
+    /// Removes archived requests (a transaction of its own); answers which went.
+    Purge { ids: Vec<String>, archive: String, at: Timestamp, reply: oneshot::Sender<Result<Vec<String>>> },
+    /// Deletes what is kept only for a while: keys before, notifications before, used keys before.
+    Prune([Timestamp; 3], oneshot::Sender<Result<signoff_store::Pruned>>),
 }
 
 /// A change to the web sessions.
@@ -69,7 +73,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
             }
         }
         let (own, writes): (Vec<WriteOp>, Vec<WriteOp>) =
-            batch.into_iter().partition(|op| matches!(op, WriteOp::Claim { .. } | WriteOp::SequenceLog(..)));
+            batch.into_iter().partition(|op| matches!(op, WriteOp::Claim { .. } | WriteOp::SequenceLog(..) | WriteOp::Purge { .. } | WriteOp::Prune(..)));
         // Claims and sequencing run in transactions of their own: they answer rows or a size,
         // not a commit outcome.
         for op in own {
@@ -79,6 +83,16 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 }
                 WriteOp::SequenceLog(limit, reply) => {
                     let _ = reply.send(crate::audit::sequence(&mut conn, limit));
+                }
+                WriteOp::Purge { ids, archive, at, reply } => {
+                    let gone = crate::retention::purge(&mut conn, &ids, &archive, at);
+                    for id in gone.iter().flatten() {
+                        cache.remove(id.as_str());
+                    }
+                    let _ = reply.send(gone);
+                }
+                WriteOp::Prune([keys, notifications, used], reply) => {
+                    let _ = reply.send(crate::retention::prune(&mut conn, keys, notifications, used));
                 }
                 _ => {}
             }
@@ -107,7 +121,7 @@ fn answer(op: WriteOp, result: Result<CommitOutcome>, cache: &StateCache) {
         (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) | (WriteOp::Session(_, reply), r) => {
             let _ = reply.send(r.map(|_| ()));
         }
-        (WriteOp::Claim { .. }, _) | (WriteOp::SequenceLog(..), _) => {}
+        (WriteOp::Claim { .. }, _) | (WriteOp::SequenceLog(..), _) | (WriteOp::Purge { .. }, _) | (WriteOp::Prune(..), _) => {}
         (WriteOp::UseOnce(_, _, reply), r) => {
             let _ = reply.send(r.map(|o| o == CommitOutcome::Committed));
         }
@@ -155,7 +169,7 @@ fn apply(tx: &Connection, op: &WriteOp) -> Result<CommitOutcome> {
             }
             CommitOutcome::Committed
         }
-        WriteOp::Claim { .. } | WriteOp::SequenceLog(..) => CommitOutcome::Committed,
+        WriteOp::Claim { .. } | WriteOp::SequenceLog(..) | WriteOp::Purge { .. } | WriteOp::Prune(..) => CommitOutcome::Committed,
         WriteOp::Session(write, _) => {
             session(tx, write)?;
             CommitOutcome::Committed

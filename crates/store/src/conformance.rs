@@ -90,6 +90,7 @@ where
     sessions_live_until_they_end(&*fresh().await).await;
     gauges_are_read_from_the_store(&*fresh().await).await;
     the_audit_log_takes_every_event_in_commit_order(&*fresh().await).await;
+    retention_purges_closed_requests_and_prunes_what_expires(&*fresh().await).await;
     concurrent_commits(fresh().await).await;
 }
 
@@ -657,4 +658,58 @@ pub async fn the_audit_log_takes_every_event_in_commit_order(store: &dyn Store) 
         assert_eq!((r.policy_id.as_str(), r.status.as_str()), ("conf", "pending"));
     }
     assert!(store.audit_rows(total, 10).await.unwrap().is_empty());
+}
+
+pub async fn retention_purges_closed_requests_and_prunes_what_expires(store: &dyn Store) {
+    use signoff_audit::merkle;
+    let f = Fixture::new();
+    let later = t0() + SignedDuration::from_secs(1);
+    let closed = vec![RequestStatus::Approved, RequestStatus::Rejected, RequestStatus::Expired, RequestStatus::Cancelled];
+    let open = committed(store, f.submit("req_r1", "alice", "S", t0())).await;
+    let mut ids = Vec::new();
+    for id in ["req_r2", "req_r3"] {
+        let s = committed(store, f.submit(id, "alice", "S", t0())).await;
+        let s = committed(store, f.act(&s, "mark", approve("manager"))).await;
+        let mut c = f.act(&s, "fiona", approve("finance"));
+        c.notifications = vec![outgoing(&format!("ntf_{id}"), id, None, json!({}))];
+        let s = committed(store, c).await;
+        assert_eq!(s.status, RequestStatus::Approved);
+        ids.push(id.to_string());
+    }
+    // Oldest first, closed only (a pending request is never a candidate, whatever is asked).
+    let mut all = closed.clone();
+    all.push(RequestStatus::Pending);
+    assert_eq!(store.retention_candidates(None, &all, later, 10).await.unwrap(), ids);
+    assert_eq!(store.retention_candidates(None, &closed, later, 1).await.unwrap(), ids[..1].to_vec());
+    assert!(store.retention_candidates(None, &closed, t0(), 10).await.unwrap().is_empty(), "changed at t0, not before it");
+    assert!(store.retention_candidates(Some("other"), &closed, later, 10).await.unwrap().is_empty());
+    assert!(store.retention_candidates(Some("conf"), &[RequestStatus::Rejected], later, 10).await.unwrap().is_empty());
+
+    store.sequence_log(1000).await.unwrap();
+    let size = store.log_size().await.unwrap().size;
+    let root = crate::log::build(store, &merkle::root(size)).await.unwrap();
+    // The pending one is left alone; the approved one goes, with all that hangs off it.
+    assert_eq!(store.purge(&[open.id.to_string(), ids[0].clone()], "archive-1.ndjson.gz", later).await.unwrap(), 1);
+    assert!(store.load(&ids[0]).await.unwrap().is_none());
+    assert!(store.events(&ids[0]).await.unwrap().is_empty());
+    assert!(store.deliveries(&ids[0]).await.unwrap().is_empty());
+    assert!(store.load(open.id.as_str()).await.unwrap().is_some());
+    assert!(store.load(&ids[1]).await.unwrap().is_some());
+    assert_eq!(store.purged().await.unwrap(), std::collections::HashMap::from([(ids[0].clone(), "archive-1.ndjson.gz".to_string())]));
+    // The log keeps its leaves: the same root, and proofs of the purged events still verify.
+    assert!(!store.log_leaves_of(&ids[0]).await.unwrap().is_empty());
+    assert_eq!(crate::log::build(store, &merkle::root(size)).await.unwrap(), root);
+    assert_eq!(store.retention_candidates(None, &closed, later, 10).await.unwrap(), ids[1..].to_vec());
+
+    // Pruning: the key, the delivered notification and the spent key from before go.
+    let mut keyed = f.submit("req_r4", "alice", "S", t0());
+    keyed.idempotency = Some(IdempotencyRecord { scope: "alice".into(), key: "k".into(), fingerprint: "fp".into(), response: SavedResponse { status: 201, body: "{}".into() }, at: t0() });
+    committed(store, keyed).await;
+    let attempt = Attempt { notification: format!("ntf_{}", ids[1]), revision: 0, at: t0(), status: Some(200), outcome: AttemptOutcome::Delivered { result: None } };
+    store.record_attempts(vec![attempt]).await.unwrap();
+    assert!(store.use_once("link-1", t0()).await.unwrap());
+    assert_eq!(store.prune(t0(), t0(), t0()).await.unwrap(), Pruned::default(), "nothing is older than t0");
+    assert_eq!(store.prune(later, later, later).await.unwrap(), Pruned { idempotency_keys: 1, notifications: 1, used_keys: 1 });
+    assert_eq!(store.idempotency("alice", "k", "fp").await.unwrap(), None);
+    assert!(store.use_once("link-1", later).await.unwrap(), "a pruned key is new again");
 }

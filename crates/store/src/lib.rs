@@ -589,6 +589,32 @@ pub trait Store: Send + Sync + 'static {
     /// its request's policy and current status: what an audit export streams. A leaf whose
     /// event or request is gone is left out.
     async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<log::AuditRow>>;
+
+    /// At most `limit` closed requests in one of `statuses` (never `pending`), of `policy` (any
+    /// when none), last changed before `before`, oldest first: what a retention rule archives.
+    async fn retention_candidates(&self, policy: Option<&str>, statuses: &[RequestStatus], before: Timestamp, limit: u32) -> Result<Vec<String>>;
+
+    /// Removes these requests, with their events, tasks, timers and notifications, in one
+    /// transaction, and records each as archived in `archive`; a pending one is left alone.
+    /// The audit log keeps their leaves, so checkpoints and proofs still verify. Answers how
+    /// many went.
+    async fn purge(&self, ids: &[String], archive: &str, at: Timestamp) -> Result<u64>;
+
+    /// Every purged request and the archive it went to.
+    async fn purged(&self) -> Result<HashMap<String, String>>;
+
+    /// Deletes idempotency keys stored before `keys_before`, delivered (or finally failed)
+    /// notifications created before `notifications_before`, and spent single-use keys from
+    /// before `used_before`.
+    async fn prune(&self, keys_before: Timestamp, notifications_before: Timestamp, used_before: Timestamp) -> Result<Pruned>;
+}
+
+/// What `Store::prune` deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pruned {
+    pub idempotency_keys: u64,
+    pub notifications: u64,
+    pub used_keys: u64,
 }
 
 /// How big the audit log is.

@@ -17,7 +17,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/audit/checkpoint", get(checkpoint))
         .route("/audit/consistency", get(consistency))
-        .route("/audit/events", get(events))
+        .route("/audit/events", get(audit_events))
         .route("/requests/{id}/verify", get(verify))
 }
 
@@ -99,7 +99,7 @@ fn time(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, Prob
 /// cut short: ask again from the last record's `index` + 1. Admins only.
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit", params(EventsParams),
     responses((status = 200, description = "NDJSON records", content_type = "application/x-ndjson", body = String)))]
-pub(crate) async fn events(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<EventsParams>, QueryRejection>) -> Result<axum::response::Response, Problem> {
+pub(crate) async fn audit_events(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<EventsParams>, QueryRejection>) -> Result<axum::response::Response, Problem> {
     let q = query(q)?;
     if let Some(status) = &q.status
         && signoff_engine::RequestStatus::parse(status).is_none()

@@ -36,7 +36,7 @@ pub(super) fn v1_routes() -> Router<AppState> {
         super::requests::submit, super::requests::act, super::requests::request, super::requests::list, super::requests::events,
         super::requests::notifications, super::requests::inbox, super::admin::tasks, super::admin::me, super::admin::users, super::live::request_stream, super::live::user_stream,
         super::live::wait, super::policies::policies, super::policies::policy, super::policies::validate_policy, super::policies::plan,
-        super::admin::reload, super::audit::checkpoint, super::audit::consistency, super::audit::events, super::audit::verify, super::operations::healthz, super::operations::readyz, super::operations::metrics_text,
+        super::admin::reload, super::audit::checkpoint, super::audit::consistency, super::audit::audit_events, super::audit::verify, super::operations::healthz, super::operations::readyz, super::operations::metrics_text,
         super::slack::slack_interactions, super::email::email_confirm, super::email::email_act, public_document,
         catalog_document,
     ),

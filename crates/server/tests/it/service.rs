@@ -115,6 +115,18 @@ impl Store for Contended {
     async fn audit_rows(&self, from: u64, limit: u32) -> Result<Vec<signoff_store::log::AuditRow>> {
         self.inner.audit_rows(from, limit).await
     }
+    async fn retention_candidates(&self, policy: Option<&str>, statuses: &[signoff_engine::RequestStatus], before: jiff::Timestamp, limit: u32) -> Result<Vec<String>> {
+        self.inner.retention_candidates(policy, statuses, before, limit).await
+    }
+    async fn purge(&self, ids: &[String], archive: &str, at: jiff::Timestamp) -> Result<u64> {
+        self.inner.purge(ids, archive, at).await
+    }
+    async fn purged(&self) -> Result<std::collections::HashMap<String, String>> {
+        self.inner.purged().await
+    }
+    async fn prune(&self, a: jiff::Timestamp, b: jiff::Timestamp, c: jiff::Timestamp) -> Result<signoff_store::Pruned> {
+        self.inner.prune(a, b, c).await
+    }
 }
 
 fn caller(id: &str) -> Caller {
