@@ -154,6 +154,10 @@ enum Command {
     Policy(PolicyCommand),
     /// Run the golden path against a temporary server and print the transcript.
     Demo,
+    /// Archive and purge closed requests past their retention rules, and prune what is kept
+    /// only for a while, once (a running server does it every `retention.every`).
+    #[command(subcommand)]
+    Retention(RetentionCommand),
     /// The audit trail on the server.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -175,6 +179,10 @@ enum Command {
         /// After verifying, keep the server's current checkpoint in this file.
         #[arg(long)]
         save: Option<PathBuf>,
+        /// Verify this archive file (written by retention) on its own; with --checkpoint, its
+        /// signature must be by that checkpoint's key.
+        #[arg(long)]
+        archive: Option<PathBuf>,
     },
     /// Copy the embedded database to --out while a server may be running on it: one read
     /// transaction, so the copy is consistent (PostgreSQL: use pg_dump, see docs/runbook.md).
@@ -269,6 +277,60 @@ fn file_or_std<T>(file: &Option<PathBuf>, flag: &str, open: impl FnOnce(&std::pa
     }
 }
 
+/// `signoff retention run`: the rules of the configuration file, once.
+async fn retention(db: StoreArgs, config: Option<PathBuf>, as_of: Option<String>, dry: bool) -> u8 {
+    let flags = signoff_server::settings::Layer { data: db.data.clone(), database_url: db.database_url.clone(), ..Default::default() };
+    let settings = match signoff_server::settings::Settings::resolve(flags, config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let now = match as_of.as_deref().map(str::parse::<jiff::Timestamp>).transpose() {
+        Ok(t) => t.unwrap_or_else(jiff::Timestamp::now),
+        Err(e) => {
+            eprintln!("error: --as-of: {e}");
+            return 2;
+        }
+    };
+    let prepared = async {
+        let retention = settings.config.retention().map_err(|e| e.to_string())?;
+        let key = settings.config.audit_key().map_err(|e| e.to_string())?;
+        let store = settings.config.database.open().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((retention, key, store))
+    };
+    let (retention, key, store) = match prepared.await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match signoff_server::retention::run(&*store, &retention, key.as_ref(), now, dry).await {
+        Ok(r) if dry => {
+            println!("would archive {} requests{}", r.requests.len(), if r.requests.is_empty() { String::new() } else { format!(": {}", r.requests.join(" ")) });
+            0
+        }
+        Ok(r) => {
+            println!(
+                "archived {} requests into {} archive files in {}; pruned idempotency_keys={} notifications={} used_keys={}",
+                r.requests.len(),
+                r.archives.len(),
+                retention.archive_dir.display(),
+                r.pruned.idempotency_keys,
+                r.pruned.notifications,
+                r.pruned.used_keys
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
 /// `signoff backup`: a consistent online copy of the embedded database, checked by opening it.
 async fn backup(db: &StoreArgs, out: &std::path::Path) -> u8 {
     let path = match db.database() {
@@ -359,6 +421,24 @@ async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
             1
         }
     }
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Run the `[retention]` rules of --config against the database now (or --as-of).
+    Run {
+        #[command(flatten)]
+        db: StoreArgs,
+        /// The configuration file with the `[retention]` section (and `audit_key`, if set).
+        #[arg(long, env = "SIGNOFF_CONFIG")]
+        config: Option<PathBuf>,
+        /// Act as if it were this time (RFC 3339): with --dry-run, what will go by then.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Change nothing; list what would be archived.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -496,8 +576,11 @@ fn main() -> ExitCode {
                 };
                 verify::export(&remote, args).await
             }
-            Command::Verify { remote, db, checkpoint, request, save } => {
-                if db.data.is_some() || db.database_url.is_some() {
+            Command::Retention(RetentionCommand::Run { db, config, as_of, dry_run }) => retention(db, config, as_of, dry_run).await,
+            Command::Verify { remote, db, checkpoint, request, save, archive } => {
+                if let Some(archive) = archive {
+                    verify::archive(&archive, checkpoint.as_deref())
+                } else if db.data.is_some() || db.database_url.is_some() {
                     verify::offline(&db, checkpoint.as_deref(), remote.json).await
                 } else {
                     verify::online(&remote, request.as_deref(), checkpoint.as_deref(), save.as_deref()).await

@@ -84,6 +84,7 @@ impl ServeArgs {
             metrics_listen: self.metrics_listen,
             audit_key: self.audit_key,
             notify: None,
+            retention: None,
         };
         (layer, self.config)
     }

@@ -100,11 +100,14 @@ pub async fn offline(db: &StoreArgs, checkpoint: Option<&Path>, json: bool) -> u
             ),
             _ => String::new(),
         };
-        let queued = if report.queued > 0 {
+        let mut queued = if report.queued > 0 {
             format!(" ({} more still joining it)", report.queued)
         } else {
             String::new()
         };
+        if report.archived > 0 {
+            queued.push_str(&format!(", {} of them archived by retention", report.archived));
+        }
         println!(
             "verified: {} requests and {} events, every hash chain intact and every request as its events say; the audit log holds {} events{queued}{against}",
             report.requests, report.events, report.log_size
@@ -295,5 +298,33 @@ pub async fn export(remote: &Remote, args: ExportArgs<'_>) -> u8 {
             0
         }
         Err(f) => f.report(),
+    }
+}
+
+/// `signoff verify --archive`: one archive file on its own.
+pub fn archive(path: &Path, checkpoint: Option<&Path>) -> u8 {
+    let trusted = match checkpoint.map(read_checkpoint).transpose().and_then(|c| c.map(|c| signoff_audit::checkpoint::public_key(&c.public_key).map_err(|e| e.to_string())).transpose()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match signoff_server::retention::verify_archive(path, trusted.as_ref()) {
+        Ok(r) => {
+            println!(
+                "verified: {} holds {} requests and {} events, every hash chain intact and every event proven in the audit log of {} events{}",
+                path.display(),
+                r.requests,
+                r.events,
+                r.log_size,
+                if r.signed { " (signed checkpoint)" } else { " (no signed checkpoint: the server had no key)" }
+            );
+            0
+        }
+        Err(e) => {
+            println!("NOT VERIFIED: {e}");
+            1
+        }
     }
 }

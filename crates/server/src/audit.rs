@@ -357,6 +357,9 @@ pub struct StoreVerification {
     pub queued: u64,
     /// The checkpoint checked against, if one was given: its size.
     pub checkpoint_size: Option<u64>,
+    /// Events in the log whose requests retention archived and purged (`signoff verify
+    /// --archive` checks an archive file).
+    pub archived: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -389,6 +392,8 @@ pub async fn verify_store(
     let mut leaves_of: HashMap<String, Vec<Option<Hash>>> = HashMap::new();
     // Requests already reported unreadable: their leaves say nothing more.
     let mut unreadable = std::collections::HashSet::new();
+    // Requests retention moved to archives: their leaves name events no longer here.
+    let purged = store.purged().await?;
     let mut cursor = None;
     loop {
         let query = ListQuery {
@@ -460,7 +465,9 @@ pub async fn verify_store(
                 // An event that cannot be checked (already reported) or is gone: the tree goes
                 // on with the leaf as stored, so that one finding is not reported as many.
                 None => {
-                    if !unreadable.contains(&l.request_id) {
+                    if purged.contains_key(&l.request_id) {
+                        report.archived += 1;
+                    } else if !unreadable.contains(&l.request_id) {
                         report.problems.push(Problem::at(
                             &l.request_id,
                             Some(l.seq),

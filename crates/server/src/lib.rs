@@ -9,6 +9,7 @@ pub mod feed;
 pub mod http;
 pub mod live;
 pub mod notify;
+pub mod retention;
 pub mod scheduler;
 pub mod service;
 pub mod settings;
@@ -112,6 +113,30 @@ pub struct Config {
     /// The file holding the audit log's signing key; by default `audit.key` beside the embedded
     /// database (created on first start), and none on PostgreSQL.
     pub audit_key: Option<std::path::PathBuf>,
+    /// Archiving and pruning; pruning runs with its defaults when this is absent.
+    pub retention: Option<retention::RetentionConfig>,
+}
+
+impl Config {
+    /// Retention, checked: archives go to `archive/` beside the embedded database by default.
+    pub fn retention(&self) -> Result<retention::Retention, StartError> {
+        let default = match &self.database {
+            Database::Sqlite(db) => Some(db.with_file_name("archive")),
+            Database::Postgres(_) => None,
+        };
+        self.retention.clone().unwrap_or_default().check(default).map_err(StartError::Setting)
+    }
+
+    /// The audit log's signing key: `audit_key`, else `audit.key` beside the embedded database
+    /// (created on first start), else none.
+    pub fn audit_key(&self) -> Result<Option<ed25519_dalek::SigningKey>, StartError> {
+        let source = match (&self.audit_key, &self.database) {
+            (Some(path), _) => audit::KeySource::File(path.clone()),
+            (None, Database::Sqlite(db)) => audit::KeySource::File(db.with_file_name("audit.key")),
+            (None, Database::Postgres(_)) => audit::KeySource::None,
+        };
+        source.load().map_err(StartError::Setting)
+    }
 }
 
 /// How much memory the server may hold for what clients send and ask for.
@@ -152,17 +177,13 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
     telemetry::install();
     config.notify.check().map_err(StartError::Setting)?;
     let store = config.database.open_with(&config.memory).await?;
-    let key = match (&config.audit_key, &config.database) {
-        (Some(path), _) => audit::KeySource::File(path.clone()),
-        (None, Database::Sqlite(db)) => audit::KeySource::File(db.with_file_name("audit.key")),
-        (None, Database::Postgres(_)) => audit::KeySource::None,
-    };
-    let key = key.load().map_err(StartError::Setting)?;
+    let retention = config.retention()?;
+    let key = config.audit_key()?;
     if key.is_none() {
         tracing::warn!("the audit log has no signing key (`audit-key`): no checkpoints are published");
     }
     let service = Service::start(store, config.sources.clone(), clock).await?;
-    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key)))
+    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key).with_retention(retention)))
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: live streams end,
@@ -187,12 +208,14 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
     let scheduler = tokio::spawn(scheduler.run());
     let dispatcher = tokio::spawn(dispatcher.run());
     let sequencer = tokio::spawn(sequencer);
+    let retention = tokio::spawn(service.clone().retain());
     let served = serve_http(service, listener, shutdown).await;
     // In-flight commits finish in the store's writer thread whatever happens to these tasks; a
     // delivery cut short is retried at the next start.
     scheduler.abort();
     dispatcher.abort();
     sequencer.abort();
+    retention.abort();
     served
 }
 

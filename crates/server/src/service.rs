@@ -159,6 +159,7 @@ pub struct Service {
     audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
     /// Wakes the audit log's sequencer after commits.
     log_wake: Arc<tokio::sync::Notify>,
+    retention: crate::retention::Retention,
 }
 
 /// Stripes of `request_locks`; unrelated requests rarely share one.
@@ -194,6 +195,7 @@ impl Service {
             closing: tokio::sync::watch::Sender::new(false),
             audit_key: None,
             log_wake: Arc::new(tokio::sync::Notify::new()),
+            retention: crate::retention::RetentionConfig::default().check(None).expect("the defaults are valid"),
         };
         service.record_policies(&service.catalog()).await?;
         if let Some(changes) = service.store.changes() {
@@ -235,6 +237,28 @@ impl Service {
     pub fn with_audit_key(mut self, key: Option<ed25519_dalek::SigningKey>) -> Self {
         self.audit_key = key.map(Arc::new);
         self
+    }
+
+    pub fn with_retention(mut self, retention: crate::retention::Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Runs retention once, as of now.
+    pub async fn run_retention(&self, dry: bool) -> Result<crate::retention::RunReport, String> {
+        crate::retention::run(&*self.store, &self.retention, self.audit_key.as_deref(), self.now(), dry).await
+    }
+
+    /// Runs retention every `retention.every` until dropped (a failed run is logged and tried
+    /// again at the next).
+    pub async fn retain(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.retention.every).await;
+            match self.run_retention(false).await {
+                Ok(r) => tracing::info!(archived = r.requests.len(), archives = r.archives.len(), keys = r.pruned.idempotency_keys, notifications = r.pruned.notifications, used_keys = r.pruned.used_keys, "retention ran"),
+                Err(e) => tracing::warn!(error = %e, "retention failed; trying again at its next run"),
+            }
+        }
     }
 
     pub fn with_memory(mut self, memory: crate::Memory) -> Self {

@@ -38,6 +38,8 @@ pub struct Layer {
     pub audit_key: Option<PathBuf>,
     /// Where notifications go; only in the file, since it holds secrets.
     pub notify: Option<NotifyConfig>,
+    /// Archiving and pruning (`[retention]`); only in the file.
+    pub retention: Option<crate::retention::RetentionConfig>,
 }
 
 impl Layer {
@@ -65,6 +67,7 @@ impl Layer {
             metrics_listen: self.metrics_listen.or(lower.metrics_listen),
             audit_key: self.audit_key.or(lower.audit_key),
             notify: self.notify.or(lower.notify),
+            retention: self.retention.or(lower.retention),
         }
     }
 }
@@ -117,7 +120,7 @@ impl Settings {
             None => None,
             Some(a) => Some(a.parse().map_err(|_| setting(format!("metrics-listen: `{a}` is not an address like 127.0.0.1:9100")))?),
         };
-        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory, audit_key: layer.audit_key }, log_format, metrics_listen })
+        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory, audit_key: layer.audit_key, retention: layer.retention }, log_format, metrics_listen })
     }
 }
 

@@ -115,6 +115,7 @@ async fn build_app(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff
         limits,
         memory: Default::default(),
         audit_key: Some(dir.path().join("audit.key")),
+        retention: None,
     };
     let service = signoff_server::build(&config, clock).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -217,6 +217,7 @@ async fn two_postgres_instances_append_one_log_in_one_order() {
         limits: Default::default(),
         memory: Default::default(),
         audit_key: Some(keys.path().join("audit.key")),
+        retention: None,
     };
     let (a, b) = (signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap(), signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap());
     let alice = Caller { id: "alice".into(), admin: false, origin: None };
@@ -327,4 +328,62 @@ async fn the_audit_export_streams_every_event_filtered_and_resumable() {
     let (status, bad) = app.get("root", "/v1/audit/events?from=yesterday").await;
     assert_eq!((status.as_u16(), bad["code"].as_str()), (400, Some("bad_parameter")), "{bad}");
     assert_eq!(app.get("root", "/v1/audit/events?status=asleep").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_archives_verifies_and_purges_closed_requests_and_the_log_still_proves_everything() {
+    use signoff_server::retention::{RetentionConfig, RuleConfig, run, verify_archive};
+    let (app, checkpoint) = history().await;
+    let store = app.service.store().clone();
+    let archive_dir = app.dir.path().join("archive");
+    let config = RetentionConfig {
+        archive_dir: Some(archive_dir.clone()),
+        rules: vec![RuleConfig { policy: Some("quote-discount".into()), status: None, older_than: "400d".into() }],
+        ..Default::default()
+    };
+    let retention = config.check(None).unwrap();
+    let key = signoff_server::audit::KeySource::File(app.dir.path().join("audit.key")).load().unwrap().unwrap();
+    let now = app.service.now();
+    // Nothing is old enough yet.
+    let r = run(&*store, &retention, Some(&key), now, false).await.unwrap();
+    assert!(r.requests.is_empty() && r.archives.is_empty());
+    // 401 days on: a dry run lists the two closed requests and changes nothing.
+    let later = now + jiff::SignedDuration::from_hours(24 * 401);
+    let dry = run(&*store, &retention, Some(&key), later, true).await.unwrap();
+    assert_eq!(dry.requests.len(), 2);
+    assert!(store.load(&dry.requests[0]).await.unwrap().is_some());
+    let done = run(&*store, &retention, Some(&key), later, false).await.unwrap();
+    assert_eq!(done.requests, dry.requests);
+    assert_eq!(done.archives.len(), 1);
+    for id in &done.requests {
+        assert_eq!(app.get("root", &format!("/v1/requests/{id}")).await.0, 404, "purged");
+    }
+    let (status, list) = app.get("root", "/v1/requests?status=pending").await;
+    assert_eq!((status.as_u16(), list["items"].as_array().unwrap().len()), (200, 2), "pending requests stay");
+    // The archive verifies on its own, signed by the log's key.
+    let report = verify_archive(&done.archives[0], Some(&key.verifying_key())).unwrap();
+    assert_eq!((report.requests, report.signed), (2, true));
+    // The store still verifies against the checkpoint kept before, its purged events counted
+    // as archived; and the log still proves it only grew.
+    let v = verify_store(&*store, Some(&checkpoint), &mut |_| {}).await.unwrap();
+    assert!(v.verified(), "{:?}", v.problems);
+    assert!(v.archived > 0 && v.archived + v.events == v.log_size, "{v:?}");
+    let now_cp = app.service.audit_checkpoint().await.unwrap();
+    let proof = app.service.audit_consistency(checkpoint.size, Some(now_cp.size)).await.unwrap();
+    let proof: Vec<[u8; 32]> = proof.proof.iter().map(|h| hex::decode(h).unwrap().try_into().unwrap()).collect();
+    assert_eq!(signoff_audit::merkle::verify_consistency(checkpoint.size, now_cp.size, &checkpoint.root_hash().unwrap(), &now_cp.root_hash().unwrap(), &proof), Ok(()));
+    // Running again archives nothing more.
+    assert!(run(&*store, &retention, Some(&key), later, false).await.unwrap().requests.is_empty());
+
+    // A changed archive is refused, and named.
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(std::fs::File::open(&done.archives[0]).unwrap()), &mut text).unwrap();
+    let forged = text.replacen("\"actor\":\"mark\"", "\"actor\":\"mallory\"", 1);
+    assert_ne!(forged, text);
+    let path = archive_dir.join("forged.ndjson.gz");
+    let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&path).unwrap(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, forged.as_bytes()).unwrap();
+    gz.finish().unwrap();
+    let err = verify_archive(&path, Some(&key.verifying_key())).unwrap_err();
+    assert!(err.contains("line "), "{err}");
 }
