@@ -139,3 +139,49 @@ fn audit_export_writes_every_record_and_only_admins_may() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("forbidden"), "{err}");
 }
+
+#[test]
+fn retention_run_archives_closed_requests_and_everything_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(BIN, &data);
+    let closed = submit(&server, dir.path());
+    let (code, _, _) = server.client("alice-token", &["action", &closed, "--action", "cancel", "--comment", "not needed"]);
+    assert_eq!(code, 0);
+    let open = submit(&server, dir.path());
+    let kept = dir.path().join("checkpoint.json");
+    let (code, _, err) = server.client("lena-token", &["verify", "--save", kept.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    drop(server);
+
+    let config = dir.path().join("signoff.toml");
+    std::fs::write(&config, "[retention]\n[[retention.rules]]\nstatus = [\"cancelled\"]\nolder_than = \"30d\"\n").unwrap();
+    let base = ["retention", "run", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()];
+    let soon = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
+    let later = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 31)).to_string();
+    let (code, out) = run(&[&base[..], &["--dry-run", "--as-of", &soon]].concat());
+    assert_eq!((code, out.trim()), (0, "would archive 0 requests"), "{out}");
+    let (code, out) = run(&[&base[..], &["--dry-run", "--as-of", &later]].concat());
+    assert_eq!((code, out.trim().to_string()), (0, format!("would archive 1 requests: {closed}")), "{out}");
+    let (code, out) = run(&[&base[..], &["--as-of", &later]].concat());
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("archived 1 requests into 1 archive files in "), "{out}");
+
+    let archive = std::fs::read_dir(data.join("archive")).unwrap().map(|e| e.unwrap().path()).find(|p| p.to_string_lossy().ends_with(".ndjson.gz")).unwrap();
+    let (code, out) = run(&["verify", "--archive", archive.to_str().unwrap(), "--checkpoint", kept.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("holds 1 requests") && out.contains("(signed checkpoint)"), "{out}");
+    let (code, out) = run(&["verify", "--data", data.to_str().unwrap(), "--checkpoint", kept.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("verified: 1 requests") && out.contains("archived by retention"), "{out}");
+
+    // The pending request is still there, the cancelled one gone.
+    let server = Server::start(BIN, &data);
+    assert_eq!(server.client("alice-token", &["status", &open]).0, 0);
+    assert_eq!(server.client("alice-token", &["status", &closed]).0, 1);
+    // A bad rule is named.
+    std::fs::write(&config, "[retention]\n[[retention.rules]]\nstatus = [\"pending\"]\nolder_than = \"30d\"\n").unwrap();
+    let (code, out) = run(&base);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("retention.rules[0].status: a pending request is never archived"), "{out}");
+}
