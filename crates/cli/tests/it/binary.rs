@@ -568,6 +568,11 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     let source = if let Some(middle) = TestDatabase::create("export/import through PostgreSQL") {
         let url = middle.url.as_str();
         run(&["import", "--database-url", url, "--in", first.to_str().unwrap()]);
+        // What arrived verifies there: chains, states, and every event queued for its log.
+        let verified = Command::new(BIN).args(["verify", "--database-url", url]).output().unwrap();
+        let said = String::from_utf8_lossy(&verified.stdout);
+        assert_eq!(verified.status.code(), Some(0), "{said}");
+        assert!(said.starts_with("verified: 6 requests"), "{said}");
         let second = dir.path().join("second.jsonl");
         run(&["export", "--database-url", url, "--out", second.to_str().unwrap()]);
         assert_eq!(std::fs::read_to_string(&first).unwrap(), std::fs::read_to_string(&second).unwrap(), "PostgreSQL holds exactly what SQLite did");
@@ -577,6 +582,8 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     };
     let back = dir.path().join("back");
     run(&["import", "--data", back.to_str().unwrap(), "--in", source.to_str().unwrap()]);
+    let verified = Command::new(BIN).args(["verify", "--data"]).arg(&back).output().unwrap();
+    assert_eq!(verified.status.code(), Some(0), "{}", String::from_utf8_lossy(&verified.stdout));
     let third = dir.path().join("third.jsonl");
     run(&["export", "--data", back.to_str().unwrap(), "--out", third.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&first).unwrap(), std::fs::read_to_string(&third).unwrap(), "the round trip is lossless");
