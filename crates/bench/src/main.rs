@@ -56,6 +56,32 @@ enum Scenario {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// The HTTP workflow benchmark with the audit log on, and off (the same binary on a
+    /// database whose queueing trigger was dropped), interleaved.
+    AuditLog {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
+    /// A store of --events events: sequencing them into the log, exporting them over HTTP
+    /// (rate, server memory) and verifying them offline (rate, memory).
+    AuditExport {
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+    },
+    /// The HTTP workflow benchmark quiet, then while retention archives and purges --requests
+    /// closed requests: live latency during a purge.
+    AuditPurge {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Over HTTP against `signoff serve`.
     Http {
         #[arg(long, default_value_t = 64)]
@@ -393,6 +419,189 @@ async fn telemetry_bench(clients: usize, seconds: u64, rounds: usize) {
     }
     println!("spans_received={}", otlp.spans().len());
     let _ = std::thread::spawn(move || drop(otlp)).join();
+}
+
+/// The workflow benchmark with the audit log on and off, `rounds` rounds interleaved, each on
+/// a fresh database. Off is the same binary on a database whose `events_audit` trigger was
+/// dropped before the server started: nothing is queued, so the sequencer has nothing to do.
+async fn audit_log_bench(clients: usize, seconds: u64, rounds: usize) {
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    for round in 0..rounds {
+        for mode in ["on", "off"] {
+            let dir = tempfile::tempdir_in(".").unwrap();
+            let (policies, directory) = write_fixtures(dir.path());
+            let data = dir.path().join("data");
+            if mode == "off" {
+                drop(signoff_store_sqlite::SqliteStore::open(data.join("signoff.db")).unwrap());
+                rusqlite::Connection::open(data.join("signoff.db")).unwrap().execute_batch("DROP TRIGGER events_audit").unwrap();
+            }
+            let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+            let server = spawn_binary_with(&bin, &data, &policies, &directory, &[], &[]);
+            let start = Instant::now();
+            let (total, _) = run_workflows(std::slice::from_ref(&server.url), clients, seconds, Arc::new(AtomicUsize::new(0))).await;
+            let rate = total as f64 / start.elapsed().as_secs_f64();
+            println!("round={round} audit_log={mode} workflows_per_s={rate:.0}");
+            results.push((mode, rate));
+        }
+    }
+    let mean = |m: &str| {
+        let r: Vec<f64> = results.iter().filter(|(k, _)| *k == m).map(|(_, v)| *v).collect();
+        r.iter().sum::<f64>() / r.len() as f64
+    };
+    println!("audit_log=on mean_workflows_per_s={:.0} audit_log=off mean_workflows_per_s={:.0} cost_of_log={:+.1}%", mean("on"), mean("off"), (1.0 - mean("on") / mean("off")) * 100.0);
+}
+
+/// Peak resident memory (KiB) of the process `pid` until `done` says it has ended, sampled.
+async fn peak_rss_while(pid: u32, done: impl Fn() -> bool) -> u64 {
+    let mut peak = 0;
+    while !done() {
+        peak = peak.max(rss_kb(pid, "VmHWM:"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    peak
+}
+
+async fn audit_export_bench(events: usize) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let data = dir.path().join("data");
+    let db = data.join("signoff.db");
+    {
+        let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+        let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+        workflow_in_process(&service, 0).await;
+        let per = service.store().log_size().await.unwrap().queued as usize;
+        let workflows = events.div_ceil(per);
+        let start = Instant::now();
+        let next = Arc::new(AtomicUsize::new(1));
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..256 {
+            let (s, next) = (service.clone(), next.clone());
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= workflows {
+                        break;
+                    }
+                    workflow_in_process(&s, i).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        println!("seeded_workflows={workflows} events_per_workflow={per} seconds={:.1}", start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        let size = signoff_server::audit::catch_up(&**service.store()).await.unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        println!("sequenced_events={size} seconds={secs:.1} events_per_s={:.0}", size as f64 / secs);
+    }
+    println!("database_bytes={}", std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0));
+    // Export over HTTP, read as it streams.
+    let server = spawn_server(&data, &policies, &directory);
+    let pid = server.child.id();
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let peak = tokio::spawn({
+        let reading = reading.clone();
+        async move { peak_rss_while(pid, move || !reading.load(Ordering::Relaxed)).await }
+    });
+    let rss_before = rss_kb(pid, "VmRSS:");
+    let start = Instant::now();
+    let mut resp = reqwest::Client::new().get(format!("{}/v1/audit/events", server.url)).bearer_auth("root-token").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let (mut lines, mut bytes) = (0usize, 0usize);
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        lines += chunk.iter().filter(|b| **b == b'\n').count();
+        bytes += chunk.len();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    reading.store(false, Ordering::Relaxed);
+    let peak = peak.await.unwrap();
+    println!("exported_records={} bytes={bytes} seconds={secs:.1} records_per_s={:.0} server_rss_kb_before={rss_before} server_peak_rss_kb={peak}", lines - 1, (lines - 1) as f64 / secs);
+    drop(server);
+    // Verification offline, through the binary.
+    let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+    let start = Instant::now();
+    let mut child = Command::new(&bin).args(["verify", "--data"]).arg(&data).stdout(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let peak = tokio::spawn({
+        let ended = ended.clone();
+        async move { peak_rss_while(pid, move || ended.load(Ordering::Relaxed)).await }
+    });
+    let out = tokio::task::spawn_blocking(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut s).unwrap();
+        let status = child.wait().unwrap();
+        (status, s)
+    });
+    let (status, said) = out.await.unwrap();
+    ended.store(true, Ordering::Relaxed);
+    let peak = peak.await.unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert!(status.success(), "{said}");
+    println!("verified_events={events} seconds={secs:.1} events_per_s={:.0} verify_peak_rss_kb={peak}", events as f64 / secs);
+}
+
+async fn audit_purge_bench(requests: usize, clients: usize, seconds: u64) {
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let (policies, directory) = write_fixtures(dir.path());
+    let db = dir.path().join("data").join("signoff.db");
+    let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+    let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..256 {
+        let (s, next) = (service.clone(), next.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= requests {
+                    break;
+                }
+                workflow_in_process(&s, i).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    signoff_server::audit::catch_up(&**service.store()).await.unwrap();
+    println!("seeded_closed_requests={requests} seconds={:.1}", start.elapsed().as_secs_f64());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(signoff_server::serve_http(service.clone(), listener, std::future::pending()));
+    let p99 = |lat: [Vec<Duration>; 4]| {
+        let mut all: Vec<Duration> = lat.into_iter().flatten().collect();
+        all.sort();
+        (percentile(&all, 0.5), percentile(&all, 0.99))
+    };
+    let (total, lat) = run_workflows(std::slice::from_ref(&url), clients, seconds, Arc::new(AtomicUsize::new(0))).await;
+    let (p50, p99_quiet) = p99(lat);
+    println!("phase=quiet workflows={total} call_p50_ms={p50:.2} call_p99_ms={p99_quiet:.2}");
+    let retention = signoff_server::retention::RetentionConfig {
+        archive_dir: Some(dir.path().join("archive")),
+        rules: vec![signoff_server::retention::RuleConfig { policy: Some("bench".into()), status: None, older_than: "1d".into() }],
+        ..Default::default()
+    }
+    .check(None)
+    .unwrap();
+    let key = signoff_audit_key(&dir.path().join("audit.key"));
+    let purge = {
+        let store = service.store().clone();
+        let later = service.now() + jiff::SignedDuration::from_hours(48);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let r = signoff_server::retention::run(&*store, &retention, Some(&key), later, false).await.unwrap();
+            (r.requests.len(), r.archives.len(), start.elapsed().as_secs_f64())
+        })
+    };
+    let (total, lat) = run_workflows(std::slice::from_ref(&url), clients, seconds, Arc::new(AtomicUsize::new(0))).await;
+    let (p50, p99_purging) = p99(lat);
+    println!("phase=purging workflows={total} call_p50_ms={p50:.2} call_p99_ms={p99_purging:.2}");
+    let (purged, archives, secs) = purge.await.unwrap();
+    println!("purged_requests={purged} archives={archives} purge_seconds={secs:.1} requests_per_s={:.0}", purged as f64 / secs);
+}
+
+fn signoff_audit_key(path: &Path) -> signoff_server::audit::SigningKey {
+    signoff_server::audit::KeySource::File(path.to_path_buf()).load().unwrap().unwrap()
 }
 
 async fn http_bench(clients: usize, seconds: u64, database_url: Option<String>, instances: usize) {
@@ -1008,6 +1217,9 @@ fn main() {
             Scenario::Engine { workflows, concurrency } => engine(workflows, concurrency).await,
             Scenario::Http { clients, seconds, database_url, instances } => http_bench(clients, seconds, database_url, instances).await,
             Scenario::Telemetry { clients, seconds, rounds } => telemetry_bench(clients, seconds, rounds).await,
+            Scenario::AuditLog { clients, seconds, rounds } => audit_log_bench(clients, seconds, rounds).await,
+            Scenario::AuditExport { events } => audit_export_bench(events).await,
+            Scenario::AuditPurge { requests, clients, seconds } => audit_purge_bench(requests, clients, seconds).await,
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
             Scenario::Inbox { tasks, samples, database_url } => inbox(tasks, samples, database_url).await,
             Scenario::WebInbox { tasks, samples } => web_inbox(tasks, samples).await,

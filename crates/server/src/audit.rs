@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ed25519_dalek::SigningKey;
+pub use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 use signoff_audit::checkpoint::{self, Checkpoint};
 use signoff_audit::merkle::{self, Frontier, Hash};
