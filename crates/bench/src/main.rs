@@ -432,6 +432,7 @@ async fn audit_log_bench(clients: usize, seconds: u64, rounds: usize) {
             let (policies, directory) = write_fixtures(dir.path());
             let data = dir.path().join("data");
             if mode == "off" {
+                std::fs::create_dir_all(&data).unwrap();
                 drop(signoff_store_sqlite::SqliteStore::open(data.join("signoff.db")).unwrap());
                 rusqlite::Connection::open(data.join("signoff.db")).unwrap().execute_batch("DROP TRIGGER events_audit").unwrap();
             }

@@ -183,6 +183,9 @@ enum Command {
         /// signature must be by that checkpoint's key.
         #[arg(long)]
         archive: Option<PathBuf>,
+        /// Verify this export file (`signoff export`) on its own: every chain and every state.
+        #[arg(long)]
+        export: Option<PathBuf>,
     },
     /// Copy the embedded database to --out while a server may be running on it: one read
     /// transaction, so the copy is consistent (PostgreSQL: use pg_dump, see docs/runbook.md).
@@ -577,8 +580,10 @@ fn main() -> ExitCode {
                 verify::export(&remote, args).await
             }
             Command::Retention(RetentionCommand::Run { db, config, as_of, dry_run }) => retention(db, config, as_of, dry_run).await,
-            Command::Verify { remote, db, checkpoint, request, save, archive } => {
-                if let Some(archive) = archive {
+            Command::Verify { remote, db, checkpoint, request, save, archive, export } => {
+                if let Some(export) = export {
+                    verify::export_file(&export).await
+                } else if let Some(archive) = archive {
                     verify::archive(&archive, checkpoint.as_deref())
                 } else if db.data.is_some() || db.database_url.is_some() {
                     verify::offline(&db, checkpoint.as_deref(), remote.json).await

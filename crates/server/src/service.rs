@@ -157,8 +157,6 @@ pub struct Service {
     closing: tokio::sync::watch::Sender<bool>,
     /// Signs the audit log's checkpoints; none on PostgreSQL without a configured key.
     audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
-    /// Wakes the audit log's sequencer after commits.
-    log_wake: Arc<tokio::sync::Notify>,
     retention: crate::retention::Retention,
 }
 
@@ -194,7 +192,6 @@ impl Service {
             memory: Default::default(),
             closing: tokio::sync::watch::Sender::new(false),
             audit_key: None,
-            log_wake: Arc::new(tokio::sync::Notify::new()),
             retention: crate::retention::RetentionConfig::default().check(None).expect("the defaults are valid"),
         };
         service.record_policies(&service.catalog()).await?;
@@ -294,7 +291,7 @@ impl Service {
         crate::Workers {
             scheduler: crate::scheduler::Scheduler::new(self.clone(), self.store.clone(), self.clock.clone(), self.timer_wake.clone()),
             dispatcher: notify::dispatch::Dispatcher::new(self.store.clone(), self.clock.clone(), self.channels.clone(), self.outbox_wake.clone()),
-            sequencer: Box::pin(crate::audit::sequencer(self.store.clone(), self.log_wake.clone())),
+            sequencer: Box::pin(crate::audit::sequencer(self.store.clone())),
         }
     }
 
@@ -592,7 +589,6 @@ impl Service {
     /// get the new state.
     fn committed(&self, state: &Arc<RequestState>) {
         self.timer_wake.hint(state.next_timer_at);
-        self.log_wake.notify_one();
         if self.channels.is_active() {
             self.outbox_wake.notify_one();
         }

@@ -53,6 +53,19 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts, St
 /// every hash chain and fold, no request the store already holds, none twice), and written only
 /// when all of it passes, so a bad export leaves the store as it was.
 pub async fn import<R: BufRead + Seek>(store: &dyn Store, input: &mut R) -> Result<Counts, String> {
+    check_lines(Some(store), input).await.map_err(|e| format!("{e}; nothing was imported"))?;
+    input.seek(SeekFrom::Start(0)).map_err(|e| format!("read: {e}"))?;
+    read_export(Some(store), input, &mut |_| Ok(()), true).await
+}
+
+/// Checks an export on its own, as `import` does before writing: its format, every request's
+/// hash chain and fold, no request twice. The error names the first line that fails.
+pub async fn check(input: &mut dyn BufRead) -> Result<Counts, String> {
+    check_lines(None, input).await
+}
+
+/// Every line checked, and (with `store`) that no request is already there.
+async fn check_lines(store: Option<&dyn Store>, input: &mut dyn BufRead) -> Result<Counts, String> {
     let mut seen = std::collections::HashSet::new();
     read_export(store, input, &mut |item| {
         if let Item::Request { at, id, .. } = item
@@ -63,9 +76,6 @@ pub async fn import<R: BufRead + Seek>(store: &dyn Store, input: &mut R) -> Resu
         Ok(())
     }, false)
     .await
-    .map_err(|e| format!("{e}; nothing was imported"))?;
-    input.seek(SeekFrom::Start(0)).map_err(|e| format!("read: {e}"))?;
-    read_export(store, input, &mut |_| Ok(()), true).await
 }
 
 /// One line of an export, decoded and checked.
@@ -74,8 +84,9 @@ enum Item {
     Request { at: usize, id: String, events: Vec<Event>, state: RequestState },
 }
 
-/// Reads every line of an export, hands each item to `check`, and writes it when `write`.
-async fn read_export(store: &dyn Store, input: &mut dyn BufRead, check: &mut dyn FnMut(&Item) -> Result<(), String>, write: bool) -> Result<Counts, String> {
+/// Reads every line of an export, hands each item to `check`, and writes it to `store` when
+/// `write` (without a store, nothing is written or looked up).
+async fn read_export(store: Option<&dyn Store>, input: &mut dyn BufRead, check: &mut dyn FnMut(&Item) -> Result<(), String>, write: bool) -> Result<Counts, String> {
     let mut counts = Counts::default();
     for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| format!("read: {e}"))?;
@@ -105,7 +116,7 @@ async fn read_export(store: &dyn Store, input: &mut dyn BufRead, check: &mut dyn
         check(&item)?;
         match item {
             Item::Policy(record) => {
-                if write {
+                if let Some(store) = store.filter(|_| write) {
                     store.put_policy(&record).await.map_err(|e| format!("line {at}: {e}"))?;
                 }
                 counts.policies += 1;
@@ -113,6 +124,7 @@ async fn read_export(store: &dyn Store, input: &mut dyn BufRead, check: &mut dyn
             Item::Request { id, events, state, .. } => {
                 counts.events += events.len();
                 counts.requests += 1;
+                let Some(store) = store else { continue };
                 if !write {
                     if store.load(&id).await.map_err(|e| format!("line {at}: {e}"))?.is_some() {
                         return Err(format!("line {at}: request {id} is already in the target store"));

@@ -107,7 +107,13 @@ fn a_backup_is_a_verified_copy_and_a_failed_import_leaves_nothing_behind() {
     assert!(last.contains(&newest), "the newest request is exported last, after one that would be imported first: {last}");
     let damaged = text.replace(&last, &last.replacen("\"actor\":\"alice\"", "\"actor\":\"mallory\"", 1));
     assert_ne!(damaged, text);
+    let (code, out) = run(&["verify", "--export", export.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("holds 2 requests"), "{out}");
     std::fs::write(&export, damaged).unwrap();
+    let (code, out) = run(&["verify", "--export", export.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("NOT VERIFIED: ") && out.contains("line 3"), "the damaged line is named: {out}");
     let target = dir.path().join("target");
     let (code, out) = run(&["import", "--data", target.to_str().unwrap(), "--in", export.to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");

@@ -29,7 +29,7 @@ fn tools() -> Option<PathBuf> {
 fn the_document_validates_and_the_server_answers_as_it_says() {
     let Some(tools) = tools() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = Stopped(Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path().join("data"))
         .env_remove("SIGNOFF_LISTEN")
@@ -37,7 +37,7 @@ fn the_document_validates_and_the_server_answers_as_it_says() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = lines.next().unwrap().unwrap().trim_start_matches("listening on ").to_string();
     std::thread::spawn(move || for _ in lines {});
@@ -84,8 +84,30 @@ fn the_document_validates_and_the_server_answers_as_it_says() {
         out = schemathesis();
     }
     let report = String::from_utf8_lossy(&out.stdout);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(out.status.success(), "schemathesis found failures:\n{report}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.contains(" generated, ") && report.contains(" passed"), "{report}");
+}
+
+/// The server, stopped when the test ends, whether it passes or not.
+struct Stopped(std::process::Child);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Stopped {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Stopped {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
