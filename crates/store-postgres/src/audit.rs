@@ -56,12 +56,16 @@ pub(crate) async fn sequence(client: &mut deadpool_postgres::Object, limit: u32)
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let mut frontier = log::frontier(size, &nodes(&tx, &Frontier::nodes(size)).await?)?;
+    let mut frontier = log::frontier(size, &nodes(&tx, &log::stored_for(&Frontier::nodes(size))).await?)?;
     let batch = log::sequence(&mut frontier, queued)?;
-    let idx: Vec<i64> = batch.leaves.iter().map(|l| l.index as i64).collect();
-    let request: Vec<&str> = batch.leaves.iter().map(|l| l.request_id.as_str()).collect();
-    let seq: Vec<i64> = batch.leaves.iter().map(|l| l.seq as i64).collect();
-    tx.execute("INSERT INTO audit_leaves (idx, request_id, seq) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[])", &[&idx, &request, &seq])
+    let idx: Vec<i64> = batch.leaves.iter().map(|(l, _)| l.index as i64).collect();
+    let request: Vec<&str> = batch.leaves.iter().map(|(l, _)| l.request_id.as_str()).collect();
+    let seq: Vec<i64> = batch.leaves.iter().map(|(l, _)| l.seq as i64).collect();
+    let leaf_hash: Vec<&[u8]> = batch.leaves.iter().map(|(_, h)| &h[..]).collect();
+    tx.execute(
+        "INSERT INTO audit_leaves (idx, request_id, seq, hash) SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bytea[])",
+        &[&idx, &request, &seq, &leaf_hash],
+    )
         .await
         .map_err(unavailable)?;
     let level: Vec<i16> = batch.nodes.iter().map(|(n, _)| n.level as i16).collect();
@@ -96,14 +100,18 @@ pub(crate) async fn queued(c: &impl GenericClient) -> Result<u64> {
     Ok(n as u64)
 }
 
-/// The stored hashes of `wanted` (those that exist), in one query.
+/// The stored hashes of `wanted` (those that exist), in one query: leaves from their rows,
+/// interior nodes from theirs.
 pub(crate) async fn nodes(c: &impl GenericClient, wanted: &[Node]) -> Result<HashMap<Node, Hash>> {
     let level: Vec<i16> = wanted.iter().map(|n| n.level as i16).collect();
     let idx: Vec<i64> = wanted.iter().map(|n| n.index as i64).collect();
     let rows = c
         .query(
             "SELECT n.level, n.idx, n.hash FROM audit_nodes n JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx)
-             ON n.level = w.level AND n.idx = w.idx",
+             ON n.level = w.level AND n.idx = w.idx
+             UNION ALL
+             SELECT 0::smallint, l.idx, l.hash FROM audit_leaves l JOIN unnest($1::smallint[], $2::bigint[]) AS w(level, idx)
+             ON w.level = 0 AND l.idx = w.idx",
             &[&level, &idx],
         )
         .await

@@ -401,7 +401,8 @@ $$;
 "#, r#"
 -- The audit log (signoff_store::log). Every event written is queued by the trigger (whichever
 -- function or release wrote it); sequencing, one instance at a time, moves queued events into
--- the Merkle tree: each leaf's place and every complete subtree's hash (level 0: the leaves).
+-- the Merkle tree: each leaf's place and hash, and the hash of each complete subtree at every
+-- fourth level.
 CREATE TABLE audit_queue (
     n          BIGSERIAL PRIMARY KEY,
     request_id TEXT NOT NULL,
@@ -411,6 +412,7 @@ CREATE TABLE audit_leaves (
     idx        BIGINT PRIMARY KEY,
     request_id TEXT NOT NULL,
     seq        BIGINT NOT NULL,
+    hash       BYTEA NOT NULL,
     UNIQUE (request_id, seq)
 );
 CREATE TABLE audit_nodes (

@@ -57,10 +57,10 @@ pub(crate) fn sequence(conn: &mut Connection, limit: u32) -> Result<u64> {
     let batch = log::sequence(&mut frontier, queued)?;
     {
         let mut leaf = tx
-            .prepare_cached("INSERT INTO audit_leaves (idx, request_id, seq) VALUES (?1, ?2, ?3)")
+            .prepare_cached("INSERT INTO audit_leaves (idx, request_id, seq, hash) VALUES (?1, ?2, ?3, ?4)")
             .map_err(unavailable)?;
-        for l in &batch.leaves {
-            leaf.execute(params![l.index as i64, l.request_id, l.seq as i64])
+        for (l, h) in &batch.leaves {
+            leaf.execute(params![l.index as i64, l.request_id, l.seq as i64, &h[..]])
                 .map_err(unavailable)?;
         }
         let mut node = tx
@@ -79,7 +79,7 @@ pub(crate) fn sequence(conn: &mut Connection, limit: u32) -> Result<u64> {
 }
 
 fn frontier(c: &Connection, size: u64) -> Result<Frontier> {
-    log::frontier(size, &nodes(c, &Frontier::nodes(size))?)
+    log::frontier(size, &nodes(c, &log::stored_for(&Frontier::nodes(size)))?)
 }
 
 pub(crate) fn size(c: &Connection) -> Result<u64> {
@@ -100,17 +100,22 @@ pub(crate) fn queued(c: &Connection) -> Result<u64> {
     .map_err(unavailable)
 }
 
-/// The stored hashes of `wanted` (those that exist).
+/// The stored hashes of `wanted` (those that exist): leaves from their rows, interior nodes
+/// from theirs.
 pub(crate) fn nodes(c: &Connection, wanted: &[Node]) -> Result<HashMap<Node, Hash>> {
-    let mut stmt = c
+    let mut leaf = c.prepare_cached("SELECT hash FROM audit_leaves WHERE idx = ?1").map_err(unavailable)?;
+    let mut node = c
         .prepare_cached("SELECT hash FROM audit_nodes WHERE level = ?1 AND idx = ?2")
         .map_err(unavailable)?;
     let mut found = HashMap::with_capacity(wanted.len());
     for n in wanted {
-        let hash: Option<Vec<u8>> = stmt
-            .query_row(params![n.level, n.index as i64], |r| r.get(0))
-            .optional()
-            .map_err(unavailable)?;
+        let hash: Option<Vec<u8>> = if n.level == 0 {
+            leaf.query_row(params![n.index as i64], |r| r.get(0))
+        } else {
+            node.query_row(params![n.level, n.index as i64], |r| r.get(0))
+        }
+        .optional()
+        .map_err(unavailable)?;
         if let Some(h) = hash {
             found.insert(*n, log::hash_of(&h)?);
         }

@@ -145,8 +145,8 @@ CREATE INDEX sessions_expires ON sessions (expires_at);
 ALTER TABLE outbox ADD COLUMN trace TEXT;
 "#, r#"
 -- The audit log (signoff_store::log). Every event written is queued, in commit order, by the
--- trigger; sequencing moves queued events into the Merkle tree: each leaf's place and every
--- complete subtree's hash (level 0 are the leaves).
+-- trigger; sequencing moves queued events into the Merkle tree: each leaf's place and hash,
+-- and the hash of each complete subtree at every fourth level.
 CREATE TABLE audit_queue (
     n          INTEGER PRIMARY KEY,
     request_id TEXT NOT NULL,
@@ -155,7 +155,8 @@ CREATE TABLE audit_queue (
 CREATE TABLE audit_leaves (
     idx        INTEGER PRIMARY KEY,
     request_id TEXT NOT NULL,
-    seq        INTEGER NOT NULL
+    seq        INTEGER NOT NULL,
+    hash       BLOB NOT NULL                -- the leaf hash
 );
 CREATE UNIQUE INDEX audit_leaves_event ON audit_leaves (request_id, seq);
 CREATE TABLE audit_nodes (
