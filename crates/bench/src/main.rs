@@ -158,7 +158,7 @@ enum Scenario {
 }
 
 fn users() -> Vec<String> {
-    let mut u: Vec<String> = ["alice", "mark", "fiona", "frank", "lena"].iter().map(|s| s.to_string()).collect();
+    let mut u: Vec<String> = ["alice", "mark", "fiona", "frank", "lena", "root"].iter().map(|s| s.to_string()).collect();
     u.extend((0..200).map(|i| format!("u{i}")));
     u
 }
@@ -177,7 +177,8 @@ fn write_fixtures(dir: &Path) -> (PathBuf, PathBuf) {
     for u in users() {
         yaml.push_str(&format!("  - {{id: {u}, manager: mark}}\n"));
     }
-    yaml.push_str("groups:\n  finance: [fiona, frank]\n  legal: [lena]\ntokens:\n");
+    // (root, an admin, exports the audit trail.)
+    yaml.push_str("groups:\n  finance: [fiona, frank]\n  legal: [lena]\nadmins: [root]\ntokens:\n");
     for u in users() {
         yaml.push_str(&format!("  - {{user: {u}, sha256: {}}}\n", token_hash(&format!("{u}-token"))));
     }

@@ -207,11 +207,13 @@ async fn write_archive(store: &dyn Store, dir: &Path, ids: &[String], key: Optio
     for id in ids {
         let events = store.events(id).await.map_err(|e| e.to_string())?;
         let leaves = store.log_leaves_of(id).await.map_err(|e| e.to_string())?;
-        let mut inclusion = Vec::new();
-        for l in &leaves {
-            let proof = log::build(store, &merkle::inclusion_proof(l.index, size)).await.map_err(|e| e.to_string())?;
-            inclusion.push(Inclusion { seq: l.seq, index: l.index, proof: proof.iter().map(hex::encode).collect() });
-        }
+        let plans: Vec<_> = leaves.iter().map(|l| merkle::inclusion_proof(l.index, size)).collect();
+        let proofs = log::build_many(store, &plans).await.map_err(|e| e.to_string())?;
+        let inclusion = leaves
+            .iter()
+            .zip(proofs)
+            .map(|(l, proof)| Inclusion { seq: l.seq, index: l.index, proof: proof.iter().map(hex::encode).collect() })
+            .collect::<Vec<_>>();
         line(&mut out, serde_json::to_value(Archived { request: id.clone(), events, inclusion }).map_err(|e| e.to_string())?)?;
     }
     let file = out.finish().map_err(|e| format!("{}: {e}", partial.display()))?;

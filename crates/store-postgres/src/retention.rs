@@ -26,12 +26,25 @@ pub(crate) async fn candidates(c: &impl GenericClient, policy: Option<&str>, sta
 pub(crate) async fn purge(client: &mut deadpool_postgres::Object, ids: &[String], archive: &str, at: Timestamp) -> Result<Vec<String>> {
     let tx = client.transaction().await.map_err(unavailable)?;
     let rows = tx
-        .query("SELECT id, n FROM requests WHERE id = ANY($1) AND status <> 'pending' FOR UPDATE", &[&ids])
+        .query("SELECT id, n, state FROM requests WHERE id = ANY($1) AND status <> 'pending' FOR UPDATE", &[&ids])
         .await
         .map_err(unavailable)?;
     let gone: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let ns: Vec<i64> = rows.iter().map(|r| r.get(1)).collect();
-    for sql in ["DELETE FROM tasks WHERE request_n = ANY($1)", "DELETE FROM participants WHERE request_n = ANY($1)", "DELETE FROM timers WHERE request_n = ANY($1)", "DELETE FROM requests WHERE n = ANY($1)"] {
+    // Participants are keyed by user first: removed by their keys, as each state names them
+    // (a scan by request would read the whole table).
+    let (mut users, mut of) = (Vec::<String>::new(), Vec::<i64>::new());
+    for r in &rows {
+        let state: signoff_engine::RequestState = signoff_store::decode(r.get::<_, &str>(2))?;
+        for u in state.participants() {
+            users.push(u.to_string());
+            of.push(r.get(1));
+        }
+    }
+    tx.execute("DELETE FROM participants p USING unnest($1::text[], $2::bigint[]) AS x(u, n) WHERE p.user_id = x.u AND p.request_n = x.n", &[&users, &of])
+        .await
+        .map_err(unavailable)?;
+    for sql in ["DELETE FROM tasks WHERE request_n = ANY($1)", "DELETE FROM timers WHERE request_n = ANY($1)", "DELETE FROM requests WHERE n = ANY($1)"] {
         tx.execute(sql, &[&ns]).await.map_err(unavailable)?;
     }
     for sql in [

@@ -37,18 +37,19 @@ pub(crate) fn purge(conn: &mut Connection, ids: &[String], archive: &str, at: Ti
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(unavailable)?;
     let mut gone = Vec::new();
     for id in ids {
-        let n: Option<i64> = tx
-            .query_row("SELECT n FROM requests WHERE id = ?1 AND status <> 'pending'", params![id], |r| r.get(0))
+        let row: Option<(i64, String)> = tx
+            .query_row("SELECT n, state FROM requests WHERE id = ?1 AND status <> 'pending'", params![id], |r| Ok((r.get(0)?, r.get(1)?)))
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(unavailable)?;
-        let Some(n) = n else { continue };
-        for sql in [
-            "DELETE FROM tasks WHERE request_n = ?1",
-            "DELETE FROM participants WHERE request_n = ?1",
-            "DELETE FROM timers WHERE request_n = ?1",
-            "DELETE FROM requests WHERE n = ?1",
-        ] {
+        let Some((n, state)) = row else { continue };
+        // Participants are keyed by user first: each is removed by its key, as the state
+        // names them (a scan by request would hold the writer for the whole table).
+        let state: signoff_engine::RequestState = signoff_store::decode(&state)?;
+        for user in state.participants() {
+            tx.execute("DELETE FROM participants WHERE user_id = ?1 AND request_n = ?2", params![user, n]).map_err(unavailable)?;
+        }
+        for sql in ["DELETE FROM tasks WHERE request_n = ?1", "DELETE FROM timers WHERE request_n = ?1", "DELETE FROM requests WHERE n = ?1"] {
             tx.execute(sql, params![n]).map_err(unavailable)?;
         }
         for sql in [

@@ -129,6 +129,20 @@ pub fn hash_of(bytes: &[u8]) -> Result<Hash> {
     bytes.try_into().map_err(|_| StoreError::Corrupt(format!("audit log: a node hash of {} bytes", bytes.len())))
 }
 
+/// Builds many roots or proofs from the nodes the store holds, in one read for all of them
+/// (proofs of neighbouring leaves share most of their nodes).
+pub async fn build_many<T>(store: &dyn crate::Store, plans: &[signoff_audit::merkle::Plan<T>]) -> Result<Vec<T>> {
+    let mut needed: Vec<Node> = plans.iter().flat_map(|p| p.needed()).collect();
+    needed.sort();
+    needed.dedup();
+    let stored = store.log_nodes(&stored_for(&needed)).await?;
+    let nodes = assemble(&needed, &stored);
+    if let Some(missing) = needed.iter().find(|n| !nodes.contains_key(n)) {
+        return Err(StoreError::Corrupt(format!("audit log: node {}/{} is missing", missing.level, missing.index)));
+    }
+    Ok(plans.iter().map(|p| p.build(&nodes)).collect())
+}
+
 /// Builds a root or proof from the nodes the store holds (one read for all of them).
 pub async fn build<T>(store: &dyn crate::Store, plan: &signoff_audit::merkle::Plan<T>) -> Result<T> {
     let needed = plan.needed();
