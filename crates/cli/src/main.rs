@@ -310,7 +310,8 @@ async fn retention(db: StoreArgs, config: Option<PathBuf>, as_of: Option<String>
             return 2;
         }
     };
-    match signoff_server::retention::run(&*store, &retention, key.as_ref(), now, dry).await {
+    let mode = if dry { signoff_server::retention::Mode::Dry } else { signoff_server::retention::Mode::Full };
+    match signoff_server::retention::run(&*store, &retention, key.as_ref(), now, mode).await {
         Ok(r) if dry => {
             println!("would archive {} requests{}", r.requests.len(), if r.requests.is_empty() { String::new() } else { format!(": {}", r.requests.join(" ")) });
             0

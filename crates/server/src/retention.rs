@@ -124,9 +124,22 @@ pub struct RunReport {
     pub pruned: Pruned,
 }
 
+/// How a run goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Change nothing; list what would go.
+    Dry,
+    /// As fast as it goes (nothing else is serving from the store).
+    Full,
+    /// After each batch, rest as long as the batch took, so that live traffic keeps most of
+    /// the machine: how a serving server runs it.
+    Paced,
+}
+
 /// Runs retention once as of `now`: prunes, then archives and purges each rule's requests in
-/// batches. `dry` changes nothing and lists what would go.
-pub async fn run(store: &dyn Store, retention: &Retention, key: Option<&SigningKey>, now: Timestamp, dry: bool) -> Result<RunReport, String> {
+/// batches.
+pub async fn run(store: &dyn Store, retention: &Retention, key: Option<&SigningKey>, now: Timestamp, mode: Mode) -> Result<RunReport, String> {
+    let dry = mode == Mode::Dry;
     let mut report = RunReport::default();
     if !dry {
         report.pruned = store
@@ -147,6 +160,7 @@ pub async fn run(store: &dyn Store, retention: &Retention, key: Option<&SigningK
                 report.requests.extend(ids);
                 break;
             }
+            let started = std::time::Instant::now();
             let path = write_archive(store, &retention.archive_dir, &ids, key, now).await?;
             let checked = verify_archive(&path, key.map(|k| k.verifying_key()).as_ref())?;
             if checked.requests != ids.len() as u64 {
@@ -157,6 +171,9 @@ pub async fn run(store: &dyn Store, retention: &Retention, key: Option<&SigningK
             tracing::info!(archive = %path.display(), requests = ids.len(), "archived and purged");
             report.requests.extend(ids);
             report.archives.push(path);
+            if mode == Mode::Paced {
+                tokio::time::sleep(started.elapsed()).await;
+            }
         }
     }
     Ok(report)

@@ -243,7 +243,8 @@ impl Service {
 
     /// Runs retention once, as of now.
     pub async fn run_retention(&self, dry: bool) -> Result<crate::retention::RunReport, String> {
-        crate::retention::run(&*self.store, &self.retention, self.audit_key.as_deref(), self.now(), dry).await
+        let mode = if dry { crate::retention::Mode::Dry } else { crate::retention::Mode::Paced };
+        crate::retention::run(&*self.store, &self.retention, self.audit_key.as_deref(), self.now(), mode).await
     }
 
     /// Runs retention every `retention.every` until dropped (a failed run is logged and tried

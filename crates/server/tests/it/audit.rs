@@ -332,7 +332,7 @@ async fn the_audit_export_streams_every_event_filtered_and_resumable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_archives_verifies_and_purges_closed_requests_and_the_log_still_proves_everything() {
-    use signoff_server::retention::{RetentionConfig, RuleConfig, run, verify_archive};
+    use signoff_server::retention::{Mode, RetentionConfig, RuleConfig, run, verify_archive};
     let (app, checkpoint) = history().await;
     let store = app.service.store().clone();
     let archive_dir = app.dir.path().join("archive");
@@ -345,14 +345,14 @@ async fn retention_archives_verifies_and_purges_closed_requests_and_the_log_stil
     let key = signoff_server::audit::KeySource::File(app.dir.path().join("audit.key")).load().unwrap().unwrap();
     let now = app.service.now();
     // Nothing is old enough yet.
-    let r = run(&*store, &retention, Some(&key), now, false).await.unwrap();
+    let r = run(&*store, &retention, Some(&key), now, Mode::Full).await.unwrap();
     assert!(r.requests.is_empty() && r.archives.is_empty());
     // 401 days on: a dry run lists the two closed requests and changes nothing.
     let later = now + jiff::SignedDuration::from_hours(24 * 401);
-    let dry = run(&*store, &retention, Some(&key), later, true).await.unwrap();
+    let dry = run(&*store, &retention, Some(&key), later, Mode::Dry).await.unwrap();
     assert_eq!(dry.requests.len(), 2);
     assert!(store.load(&dry.requests[0]).await.unwrap().is_some());
-    let done = run(&*store, &retention, Some(&key), later, false).await.unwrap();
+    let done = run(&*store, &retention, Some(&key), later, Mode::Paced).await.unwrap();
     assert_eq!(done.requests, dry.requests);
     assert_eq!(done.archives.len(), 1);
     for id in &done.requests {
@@ -373,7 +373,7 @@ async fn retention_archives_verifies_and_purges_closed_requests_and_the_log_stil
     let proof: Vec<[u8; 32]> = proof.proof.iter().map(|h| hex::decode(h).unwrap().try_into().unwrap()).collect();
     assert_eq!(signoff_audit::merkle::verify_consistency(checkpoint.size, now_cp.size, &checkpoint.root_hash().unwrap(), &now_cp.root_hash().unwrap(), &proof), Ok(()));
     // Running again archives nothing more.
-    assert!(run(&*store, &retention, Some(&key), later, false).await.unwrap().requests.is_empty());
+    assert!(run(&*store, &retention, Some(&key), later, Mode::Paced).await.unwrap().requests.is_empty());
 
     // A changed archive is refused, and named.
     let mut text = String::new();
