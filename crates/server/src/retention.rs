@@ -20,8 +20,10 @@ use signoff_store::{Pruned, Store, log};
 use crate::audit::{Inclusion, ORIGIN, catch_up};
 
 const FORMAT: &str = "signoff-archive";
-/// Requests per archive file and per purge transaction.
+/// Requests per archive file.
 const BATCH: u32 = 100;
+/// Requests per purge transaction.
+const PURGE_CHUNK: usize = 10;
 
 /// Retention as the configuration file states it (`[retention]`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -162,12 +164,19 @@ pub async fn run(store: &dyn Store, retention: &Retention, key: Option<&SigningK
             }
             let started = std::time::Instant::now();
             let path = write_archive(store, &retention.archive_dir, &ids, key, now).await?;
-            let checked = verify_archive(&path, key.map(|k| k.verifying_key()).as_ref())?;
+            // (Reading an archive back is CPU work: off the runtime's threads, so live calls do
+            // not wait behind it.)
+            let (file, trusted) = (path.clone(), key.map(|k| k.verifying_key()));
+            let checked = tokio::task::spawn_blocking(move || verify_archive(&file, trusted.as_ref())).await.map_err(|e| e.to_string())??;
             if checked.requests != ids.len() as u64 {
                 return Err(format!("{}: holds {} requests, not {}; nothing was purged", path.display(), checked.requests, ids.len()));
             }
             let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            store.purge(&ids, &name, now).await.map_err(|e| format!("purging what {} holds: {e}", path.display()))?;
+            // (Ten requests to a transaction: each holds the writer a few milliseconds, not a
+            // hundred.)
+            for chunk in ids.chunks(PURGE_CHUNK) {
+                store.purge(chunk, &name, now).await.map_err(|e| format!("purging what {} holds: {e}", path.display()))?;
+            }
             tracing::info!(archive = %path.display(), requests = ids.len(), "archived and purged");
             report.requests.extend(ids);
             report.archives.push(path);
@@ -233,14 +242,20 @@ async fn write_archive(store: &dyn Store, dir: &Path, ids: &[String], key: Optio
             .collect::<Vec<_>>();
         line(&mut out, serde_json::to_value(Archived { request: id.clone(), events, inclusion }).map_err(|e| e.to_string())?)?;
     }
-    let file = out.finish().map_err(|e| format!("{}: {e}", partial.display()))?;
-    let file = file.into_inner().map_err(|e| format!("{}: {e}", partial.display()))?;
-    file.sync_all().map_err(|e| format!("{}: {e}", partial.display()))?;
-    std::fs::rename(&partial, &path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(path)
+    // (Finishing, syncing and naming the file block: off the runtime's threads.)
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let file = out.finish().map_err(|e| format!("{}: {e}", partial.display()))?;
+        let file = file.into_inner().map_err(|e| format!("{}: {e}", partial.display()))?;
+        file.sync_all().map_err(|e| format!("{}: {e}", partial.display()))?;
+        std::fs::rename(&partial, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(path)
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// What an archive holds, once verified.
