@@ -71,7 +71,9 @@ pub struct Client {
 
 impl Client {
     pub fn new(url: &str, token: Option<String>) -> Client {
-        Client { http: reqwest::Client::new(), url: url.trim_end_matches('/').to_string(), token }
+        // (The user agent names the CLI in the audit trail's origin of what it does.)
+        let http = reqwest::Client::builder().user_agent(concat!("signoff-cli/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default();
+        Client { http, url: url.trim_end_matches('/').to_string(), token }
     }
 
     /// A client for `remote`, once its URL is one and it has a token.

@@ -142,6 +142,7 @@ fn audit_export_writes_every_record_and_only_admins_may() {
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("\"actor\":\"mark\""), "{out}");
+    assert!(out.contains("\"user_agent\":\"signoff-cli/"), "the CLI names itself in the origin: {out}");
     let (code, _, err) = server.client("alice-token", &["audit", "export"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("forbidden"), "{err}");
