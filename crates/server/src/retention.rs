@@ -222,29 +222,43 @@ async fn write_archive(store: &dyn Store, dir: &Path, ids: &[String], key: Optio
         log_root: hex::encode(root),
         checkpoint: key.map(|k| checkpoint::sign(k, ORIGIN, size, &root, &now.to_string())),
     };
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();
-    let path = (1..).map(|n| dir.join(format!("signoff-archive-{stamp}-{n:04}.ndjson.gz"))).find(|p| !p.exists()).expect("a free name");
-    let partial = path.with_extension("gz.partial");
-    let file = std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
-    let mut out = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::default());
-    let line = |out: &mut dyn Write, v: serde_json::Value| out.write_all(format!("{v}\n").as_bytes()).map_err(|e| format!("{}: {e}", partial.display()));
-    line(&mut out, serde_json::to_value(&header).map_err(|e| e.to_string())?)?;
+    // What the archive holds, read first: every request's events, and every proof in one read.
+    let mut requests = Vec::with_capacity(ids.len());
+    let mut plans = Vec::new();
     for id in ids {
         let events = store.events(id).await.map_err(|e| e.to_string())?;
         let leaves = store.log_leaves_of(id).await.map_err(|e| e.to_string())?;
-        let plans: Vec<_> = leaves.iter().map(|l| merkle::inclusion_proof(l.index, size)).collect();
-        let proofs = log::build_many(store, &plans).await.map_err(|e| e.to_string())?;
-        let inclusion = leaves
-            .iter()
-            .zip(proofs)
-            .map(|(l, proof)| Inclusion { seq: l.seq, index: l.index, proof: proof.iter().map(hex::encode).collect() })
-            .collect::<Vec<_>>();
-        line(&mut out, serde_json::to_value(Archived { request: id.clone(), events, inclusion }).map_err(|e| e.to_string())?)?;
+        plans.extend(leaves.iter().map(|l| merkle::inclusion_proof(l.index, size)));
+        requests.push((id.clone(), events, leaves));
     }
-    // (Finishing, syncing and naming the file block: off the runtime's threads.)
+    let mut proofs = log::build_many(store, &plans).await.map_err(|e| e.to_string())?.into_iter();
+    let archived: Vec<Archived> = requests
+        .into_iter()
+        .map(|(request, events, leaves)| {
+            let inclusion = leaves
+                .iter()
+                .map(|l| Inclusion { seq: l.seq, index: l.index, proof: proofs.next().unwrap_or_default().iter().map(hex::encode).collect() })
+                .collect();
+            Archived { request, events, inclusion }
+        })
+        .collect();
+    // (Encoding, compressing, syncing and naming the file are CPU and disk work: off the
+    // runtime's threads, so live calls do not wait behind them.)
     let dir = dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();
+        let path = (1..).map(|n| dir.join(format!("signoff-archive-{stamp}-{n:04}.ndjson.gz"))).find(|p| !p.exists()).expect("a free name");
+        let partial = path.with_extension("gz.partial");
+        let file = std::fs::File::create(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+        let mut out = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::default());
+        let mut lines = vec![serde_json::to_string(&header).map_err(|e| e.to_string())?];
+        for a in &archived {
+            lines.push(serde_json::to_string(a).map_err(|e| e.to_string())?);
+        }
+        for l in lines {
+            out.write_all(format!("{l}\n").as_bytes()).map_err(|e| format!("{}: {e}", partial.display()))?;
+        }
         let file = out.finish().map_err(|e| format!("{}: {e}", partial.display()))?;
         let file = file.into_inner().map_err(|e| format!("{}: {e}", partial.display()))?;
         file.sync_all().map_err(|e| format!("{}: {e}", partial.display()))?;
