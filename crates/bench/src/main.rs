@@ -475,21 +475,7 @@ async fn audit_export_bench(events: usize) {
         let per = service.store().log_size().await.unwrap().queued as usize;
         let workflows = events.div_ceil(per);
         let start = Instant::now();
-        let next = Arc::new(AtomicUsize::new(1));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..256 {
-            let (s, next) = (service.clone(), next.clone());
-            tasks.spawn(async move {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= workflows {
-                        break;
-                    }
-                    workflow_in_process(&s, i).await;
-                }
-            });
-        }
-        while tasks.join_next().await.is_some() {}
+        workflows_in_process(&service, 1..workflows).await;
         println!("seeded_workflows={workflows} events_per_workflow={per} seconds={:.1}", start.elapsed().as_secs_f64());
         let start = Instant::now();
         let size = signoff_server::audit::catch_up(&**service.store()).await.unwrap();
@@ -550,21 +536,7 @@ async fn audit_purge_bench(requests: usize, clients: usize, seconds: u64) {
     let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
     let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let start = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..256 {
-        let (s, next) = (service.clone(), next.clone());
-        tasks.spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
-                    break;
-                }
-                workflow_in_process(&s, i).await;
-            }
-        });
-    }
-    while tasks.join_next().await.is_some() {}
+    workflows_in_process(&service, 0..requests).await;
     signoff_server::audit::catch_up(&**service.store()).await.unwrap();
     println!("seeded_closed_requests={requests} seconds={:.1}", start.elapsed().as_secs_f64());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -979,6 +951,25 @@ async fn streams(clients: usize, writers: usize) {
     println!("changed={} in seconds={:.2}", ids.len(), start.elapsed().as_secs_f64());
     println!("server_peak_rss_kb={}", rss_kb(pid, "VmHWM:"));
     report("fan_out_latency", latencies);
+}
+
+/// Runs workflows `range` to approval through the service in-process, 256 at a time.
+async fn workflows_in_process(service: &Arc<Service>, range: std::ops::Range<usize>) {
+    let next = Arc::new(AtomicUsize::new(range.start));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..256 {
+        let (s, next, end) = (service.clone(), next.clone(), range.end);
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= end {
+                    break;
+                }
+                workflow_in_process(&s, i).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Submits `n` requests through the service in-process, 256 at a time; `body(i)` makes the i-th.

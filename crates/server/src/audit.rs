@@ -300,43 +300,26 @@ pub async fn verify_request(
     let size = catch_up(store).await?;
     let root = log::build(store, &merkle::root(size)).await?;
     let leaves = store.log_leaves_of(id).await?;
-    let mut inclusion = Vec::new();
+    // Each event's leaf, and all their proofs in one read.
+    let found = problems.len();
+    let mut placed = Vec::new();
     for e in &events {
-        let Some(leaf) = leaves.iter().find(|l| l.seq == e.seq) else {
-            problems.push(Problem::at(
-                id,
-                Some(e.seq),
-                "event_not_logged",
-                format!("event {} is not in the audit log", e.seq),
-            ));
-            continue;
-        };
-        let proof = log::build(store, &merkle::inclusion_proof(leaf.index, size)).await?;
-        if merkle::verify_inclusion(
-            &signoff_audit::event_leaf(id, e.seq, &e.hash),
-            leaf.index,
-            size,
-            &proof,
-            &root,
-        )
-        .is_err()
-        {
-            problems.push(Problem::at(
-                id,
-                Some(e.seq),
-                "tree_altered",
-                format!(
-                    "event {} is not the one the audit log holds at leaf {}",
-                    e.seq, leaf.index
-                ),
-            ));
+        match leaves.iter().find(|l| l.seq == e.seq) {
+            Some(leaf) => placed.push((e, leaf)),
+            None => problems.push(Problem::at(id, Some(e.seq), "event_not_logged", format!("event {} is not in the audit log", e.seq))),
         }
-        inclusion.push(Inclusion {
-            seq: e.seq,
-            index: leaf.index,
-            proof: proof.iter().map(hex::encode).collect(),
-        });
     }
+    let plans: Vec<_> = placed.iter().map(|(_, leaf)| merkle::inclusion_proof(leaf.index, size)).collect();
+    let proofs = log::build_many(store, &plans).await?;
+    let mut inclusion = Vec::new();
+    for ((e, leaf), proof) in placed.into_iter().zip(proofs) {
+        if merkle::verify_inclusion(&signoff_audit::event_leaf(id, e.seq, &e.hash), leaf.index, size, &proof, &root).is_err() {
+            problems.push(Problem::at(id, Some(e.seq), "tree_altered", format!("event {} is not the one the audit log holds at leaf {}", e.seq, leaf.index)));
+        }
+        inclusion.push(Inclusion { seq: e.seq, index: leaf.index, proof: proof.iter().map(hex::encode).collect() });
+    }
+    // (The log's findings in event order, as the events were checked.)
+    problems[found..].sort_by_key(|p| p.seq);
     Ok(RequestVerification {
         request: id.to_string(),
         verified: problems.is_empty(),
@@ -622,13 +605,15 @@ impl Export {
                 continue;
             }
             let provenance = self.provenance_of(&row.leaf.request_id, &event).await?;
-            let data = serde_json::to_value(&event.kind).unwrap_or_default();
-            let decision = match kind {
-                "approved" | "rejected" | "auto_approved" | "expired" | "cancelled" | "step_timed_out" => Some(kind.to_string()),
-                "completed" => data["data"]["status"].as_str().map(str::to_string),
+            let decision = match &event.kind {
+                signoff_engine::EventKind::Completed { status, .. } => Some(status.as_str().to_string()),
+                _ if matches!(kind, "approved" | "rejected" | "auto_approved" | "expired" | "cancelled" | "step_timed_out") => Some(kind.to_string()),
                 _ => None,
             };
-            let approvers = (kind == "step_activated").then(|| data["data"]["approvers"].clone()).filter(|a| !a.is_null());
+            let approvers = match &event.kind {
+                signoff_engine::EventKind::StepActivated { approvers, .. } => Some(serde_json::json!(approvers)),
+                _ => None,
+            };
             records.push(AuditRecord {
                 index: row.leaf.index,
                 request: row.leaf.request_id,
