@@ -8,6 +8,7 @@
 
 mod audit;
 mod commit;
+mod insights;
 mod retention;
 mod schema;
 #[cfg(feature = "testing")]
@@ -618,6 +619,18 @@ impl Store for PostgresStore {
 
     async fn prune(&self, keys_before: Timestamp, notifications_before: Timestamp, used_before: Timestamp) -> Result<signoff_store::Pruned> {
         retention::prune(&mut self.client().await?, keys_before, notifications_before, used_before).await
+    }
+
+    async fn put_facts(&self, rows: Vec<signoff_store::FactsRow>, cursor: u64) -> Result<()> {
+        insights::put(&mut self.client().await?, &rows, cursor).await
+    }
+
+    async fn facts_cursor(&self) -> Result<u64> {
+        insights::cursor(&self.client().await?).await
+    }
+
+    async fn facts_page(&self, after: (u64, &str), limit: u32) -> Result<Vec<signoff_store::FactsRow>> {
+        insights::page(&self.client().await?, after.0, after.1, limit).await
     }
 }
 

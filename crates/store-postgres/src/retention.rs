@@ -51,6 +51,7 @@ pub(crate) async fn purge(client: &mut deadpool_postgres::Object, ids: &[String]
         "DELETE FROM outbox_attempts WHERE notification_n IN (SELECT n FROM outbox WHERE request_id = ANY($1))",
         "DELETE FROM outbox WHERE request_id = ANY($1)",
         "DELETE FROM events WHERE request_id = ANY($1)",
+        "DELETE FROM insight_facts WHERE request_id = ANY($1)",
     ] {
         tx.execute(sql, &[&gone]).await.map_err(unavailable)?;
     }

@@ -441,6 +441,19 @@ CREATE TABLE purged (
 );
 CREATE INDEX outbox_done ON outbox (created_at) WHERE status <> 'pending';
 CREATE INDEX idempotency_created ON idempotency (created_at);
+"#, r#"
+-- The analytics projection (signoff_insights): each request's facts, folded from the audit
+-- log by a follower, and how far the follower has read.
+CREATE TABLE insight_facts (
+    request_id TEXT PRIMARY KEY,
+    cursor     BIGINT NOT NULL,
+    body       TEXT NOT NULL
+);
+CREATE INDEX insight_facts_cursor ON insight_facts (cursor, request_id);
+CREATE TABLE insight_cursor (
+    one    INTEGER PRIMARY KEY CHECK (one = 1),
+    cursor BIGINT NOT NULL
+);
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -11,6 +11,7 @@
 
 mod audit;
 mod commit;
+mod insights;
 mod outbox;
 mod read;
 mod retention;
@@ -287,6 +288,19 @@ impl Store for SqliteStore {
 
     async fn prune(&self, keys_before: Timestamp, notifications_before: Timestamp, used_before: Timestamp) -> Result<signoff_store::Pruned> {
         self.writer.call(|reply| WriteOp::Prune([keys_before, notifications_before, used_before], reply)).await
+    }
+
+    async fn put_facts(&self, rows: Vec<signoff_store::FactsRow>, cursor: u64) -> Result<()> {
+        self.writer.call(|reply| WriteOp::PutFacts(rows, cursor, reply)).await
+    }
+
+    async fn facts_cursor(&self) -> Result<u64> {
+        self.readers.run(insights::cursor).await
+    }
+
+    async fn facts_page(&self, after: (u64, &str), limit: u32) -> Result<Vec<signoff_store::FactsRow>> {
+        let (cursor, id) = (after.0, after.1.to_string());
+        self.readers.run(move |c| insights::page(c, cursor, &id, limit)).await
     }
 }
 

@@ -56,6 +56,7 @@ pub(crate) fn purge(conn: &mut Connection, ids: &[String], archive: &str, at: Ti
             "DELETE FROM outbox_attempts WHERE notification_n IN (SELECT n FROM outbox WHERE request_id = ?1)",
             "DELETE FROM outbox WHERE request_id = ?1",
             "DELETE FROM events WHERE request_id = ?1",
+            "DELETE FROM insight_facts WHERE request_id = ?1",
         ] {
             tx.execute(sql, params![id]).map_err(unavailable)?;
         }

@@ -180,6 +180,19 @@ CREATE TABLE purged (
 ) WITHOUT ROWID;
 CREATE INDEX outbox_done ON outbox (created_at) WHERE status <> 'pending';
 CREATE INDEX idempotency_created ON idempotency (created_at);
+"#, r#"
+-- The analytics projection (signoff_insights): each request's facts, folded from the audit
+-- log by a follower, and how far the follower has read.
+CREATE TABLE insight_facts (
+    request_id TEXT PRIMARY KEY,
+    cursor     INTEGER NOT NULL,             -- the log index these facts were folded up to
+    body       TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX insight_facts_cursor ON insight_facts (cursor, request_id);
+CREATE TABLE insight_cursor (
+    one    INTEGER PRIMARY KEY CHECK (one = 1),
+    cursor INTEGER NOT NULL
+);
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -29,6 +29,8 @@ pub(crate) enum WriteOp {
     Purge { ids: Vec<String>, archive: String, at: Timestamp, reply: oneshot::Sender<Result<Vec<String>>> },
     /// Deletes what is kept only for a while: keys before, notifications before, used keys before.
     Prune([Timestamp; 3], oneshot::Sender<Result<signoff_store::Pruned>>),
+    /// Writes the analytics projection (a transaction of its own).
+    PutFacts(Vec<signoff_store::FactsRow>, u64, oneshot::Sender<Result<()>>),
 }
 
 /// A change to the web sessions.
@@ -73,7 +75,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
             }
         }
         let (own, writes): (Vec<WriteOp>, Vec<WriteOp>) =
-            batch.into_iter().partition(|op| matches!(op, WriteOp::Claim { .. } | WriteOp::SequenceLog(..) | WriteOp::Purge { .. } | WriteOp::Prune(..)));
+            batch.into_iter().partition(|op| matches!(op, WriteOp::Claim { .. } | WriteOp::SequenceLog(..) | WriteOp::Purge { .. } | WriteOp::Prune(..) | WriteOp::PutFacts(..)));
         // Claims and sequencing run in transactions of their own: they answer rows or a size,
         // not a commit outcome.
         for op in own {
@@ -93,6 +95,9 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<WriteOp>, cache: &StateC
                 }
                 WriteOp::Prune([keys, notifications, used], reply) => {
                     let _ = reply.send(crate::retention::prune(&mut conn, keys, notifications, used));
+                }
+                WriteOp::PutFacts(rows, cursor, reply) => {
+                    let _ = reply.send(crate::insights::put(&mut conn, &rows, cursor));
                 }
                 _ => {}
             }
@@ -121,7 +126,7 @@ fn answer(op: WriteOp, result: Result<CommitOutcome>, cache: &StateCache) {
         (WriteOp::PutPolicy(_, reply), r) | (WriteOp::Attempts(_, reply), r) | (WriteOp::Session(_, reply), r) => {
             let _ = reply.send(r.map(|_| ()));
         }
-        (WriteOp::Claim { .. }, _) | (WriteOp::SequenceLog(..), _) | (WriteOp::Purge { .. }, _) | (WriteOp::Prune(..), _) => {}
+        (WriteOp::Claim { .. }, _) | (WriteOp::SequenceLog(..), _) | (WriteOp::Purge { .. }, _) | (WriteOp::Prune(..), _) | (WriteOp::PutFacts(..), _) => {}
         (WriteOp::UseOnce(_, _, reply), r) => {
             let _ = reply.send(r.map(|o| o == CommitOutcome::Committed));
         }
@@ -169,7 +174,7 @@ fn apply(tx: &Connection, op: &WriteOp) -> Result<CommitOutcome> {
             }
             CommitOutcome::Committed
         }
-        WriteOp::Claim { .. } | WriteOp::SequenceLog(..) | WriteOp::Purge { .. } | WriteOp::Prune(..) => CommitOutcome::Committed,
+        WriteOp::Claim { .. } | WriteOp::SequenceLog(..) | WriteOp::Purge { .. } | WriteOp::Prune(..) | WriteOp::PutFacts(..) => CommitOutcome::Committed,
         WriteOp::Session(write, _) => {
             session(tx, write)?;
             CommitOutcome::Committed

@@ -91,6 +91,7 @@ where
     gauges_are_read_from_the_store(&*fresh().await).await;
     the_audit_log_takes_every_event_in_commit_order(&*fresh().await).await;
     retention_purges_closed_requests_and_prunes_what_expires(&*fresh().await).await;
+    the_projection_keeps_the_latest_facts(&*fresh().await).await;
     concurrent_commits(fresh().await).await;
 }
 
@@ -688,11 +689,14 @@ pub async fn retention_purges_closed_requests_and_prunes_what_expires(store: &dy
     store.sequence_log(1000).await.unwrap();
     let size = store.log_size().await.unwrap().size;
     let root = crate::log::build(store, &merkle::root(size)).await.unwrap();
+    let facts = |id: &str| crate::FactsRow { request_id: id.to_string(), cursor: 1, body: "{}".into() };
+    store.put_facts(vec![facts(&ids[0]), facts(&ids[1])], 1).await.unwrap();
     // The pending one is left alone; the approved one goes, with all that hangs off it.
     assert_eq!(store.purge(&[open.id.to_string(), ids[0].clone()], "archive-1.ndjson.gz", later).await.unwrap(), 1);
     assert!(store.load(&ids[0]).await.unwrap().is_none());
     assert!(store.events(&ids[0]).await.unwrap().is_empty());
     assert!(store.deliveries(&ids[0]).await.unwrap().is_empty());
+    assert_eq!(store.facts_page((0, ""), 10).await.unwrap(), vec![facts(&ids[1])], "its analytics facts go too");
     assert!(store.load(open.id.as_str()).await.unwrap().is_some());
     assert!(store.load(&ids[1]).await.unwrap().is_some());
     assert_eq!(store.purged().await.unwrap(), std::collections::HashMap::from([(ids[0].clone(), "archive-1.ndjson.gz".to_string())]));
@@ -712,4 +716,23 @@ pub async fn retention_purges_closed_requests_and_prunes_what_expires(store: &dy
     assert_eq!(store.prune(later, later, later).await.unwrap(), Pruned { idempotency_keys: 1, notifications: 1, used_keys: 1 });
     assert_eq!(store.idempotency("alice", "k", "fp").await.unwrap(), None);
     assert!(store.use_once("link-1", later).await.unwrap(), "a pruned key is new again");
+}
+
+pub async fn the_projection_keeps_the_latest_facts(store: &dyn Store) {
+    use crate::FactsRow;
+    let row = |id: &str, cursor: u64, body: &str| FactsRow { request_id: id.into(), cursor, body: body.into() };
+    assert_eq!(store.facts_cursor().await.unwrap(), 0, "nothing read yet");
+    assert!(store.facts_page((0, ""), 10).await.unwrap().is_empty());
+    store.put_facts(vec![row("req_a", 3, "a@3"), row("req_b", 3, "b@3")], 3).await.unwrap();
+    store.put_facts(vec![row("req_a", 5, "a@5")], 5).await.unwrap();
+    // Another instance, behind, writes older facts and an older cursor: neither goes back.
+    store.put_facts(vec![row("req_a", 4, "a@4"), row("req_c", 4, "c@4")], 4).await.unwrap();
+    assert_eq!(store.facts_cursor().await.unwrap(), 5);
+    let all = store.facts_page((0, ""), 10).await.unwrap();
+    assert_eq!(all, vec![row("req_b", 3, "b@3"), row("req_c", 4, "c@4"), row("req_a", 5, "a@5")]);
+    // Pages follow (cursor, id).
+    assert_eq!(store.facts_page((3, "req_b"), 1).await.unwrap(), vec![row("req_c", 4, "c@4")]);
+    assert_eq!(store.facts_page((4, "req_c"), 10).await.unwrap(), vec![row("req_a", 5, "a@5")]);
+    store.put_facts(Vec::new(), 9).await.unwrap();
+    assert_eq!(store.facts_cursor().await.unwrap(), 9, "a batch without changes still moves the cursor");
 }

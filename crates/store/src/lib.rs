@@ -607,6 +607,26 @@ pub trait Store: Send + Sync + 'static {
     /// notifications created before `notifications_before`, and spent single-use keys from
     /// before `used_before`.
     async fn prune(&self, keys_before: Timestamp, notifications_before: Timestamp, used_before: Timestamp) -> Result<Pruned>;
+
+    /// Writes the analytics projection: each request's facts (JSON text, opaque here) as of
+    /// log index `cursor`, and `cursor` as how far it has read, in one transaction. A row
+    /// already written at a later cursor (by another instance) is kept.
+    async fn put_facts(&self, rows: Vec<FactsRow>, cursor: u64) -> Result<()>;
+
+    /// How far the projection has read the audit log.
+    async fn facts_cursor(&self) -> Result<u64>;
+
+    /// At most `limit` projection rows after `after` (cursor, request id), in that order.
+    async fn facts_page(&self, after: (u64, &str), limit: u32) -> Result<Vec<FactsRow>>;
+}
+
+/// One request's row of the analytics projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactsRow {
+    pub request_id: String,
+    /// The log index up to which these facts were folded.
+    pub cursor: u64,
+    pub body: String,
 }
 
 /// What `Store::prune` deleted.

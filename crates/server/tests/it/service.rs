@@ -127,6 +127,15 @@ impl Store for Contended {
     async fn prune(&self, a: jiff::Timestamp, b: jiff::Timestamp, c: jiff::Timestamp) -> Result<signoff_store::Pruned> {
         self.inner.prune(a, b, c).await
     }
+    async fn put_facts(&self, rows: Vec<signoff_store::FactsRow>, cursor: u64) -> Result<()> {
+        self.inner.put_facts(rows, cursor).await
+    }
+    async fn facts_cursor(&self) -> Result<u64> {
+        self.inner.facts_cursor().await
+    }
+    async fn facts_page(&self, after: (u64, &str), limit: u32) -> Result<Vec<signoff_store::FactsRow>> {
+        self.inner.facts_page(after, limit).await
+    }
 }
 
 fn caller(id: &str) -> Caller {

@@ -1,0 +1,8 @@
+//! Insights: what analytics knows of each request (`facts`, folded from the event log) and
+//! what it computes from many: statistics and per-person summaries (`stats`). Pure: no I/O,
+//! and the present is always passed in.
+
+pub mod facts;
+pub mod stats;
+
+pub use facts::{Millis, RequestFacts};
