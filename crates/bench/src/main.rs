@@ -216,7 +216,7 @@ async fn workflow_in_process(s: &Service, i: usize) {
 async fn engine(workflows: usize, concurrency: usize) {
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
-    let config = Config { database: Database::Sqlite(dir.path().join("bench.db")), sources: Sources { policies: Some(policies), directory: Some(directory) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+    let config = Config { database: Database::Sqlite(dir.path().join("bench.db")), sources: Sources { policies: Some(policies), directory: Some(directory) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
     let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
@@ -469,7 +469,7 @@ async fn audit_export_bench(events: usize) {
     let data = dir.path().join("data");
     let db = data.join("signoff.db");
     {
-        let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+        let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         workflow_in_process(&service, 0).await;
         let per = service.store().log_size().await.unwrap().queued as usize;
@@ -533,7 +533,7 @@ async fn audit_purge_bench(requests: usize, clients: usize, seconds: u64) {
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
     let db = dir.path().join("data").join("signoff.db");
-    let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+    let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
     let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let start = Instant::now();
     workflows_in_process(&service, 0..requests).await;
@@ -690,7 +690,7 @@ async fn scale(requests: usize, samples: usize) {
     let data = dir.path().join("data");
     {
         // Seed through the real service, in-process, then close it.
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let start = Instant::now();
         seed_with(&service, requests, |i| {
@@ -773,7 +773,7 @@ async fn timers(requests: usize, burst: usize) {
     let due = Timestamp::now().round(jiff::Unit::Second).unwrap() + SignedDuration::from_secs(150);
     let ids = {
         let clock = Arc::new(signoff_server::ManualClock::new(due - SignedDuration::from_secs(20)));
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
         let service = signoff_server::build(&config, clock.clone()).await.unwrap();
         let start = Instant::now();
         let step = SignedDuration::from_nanos(1_000_000_000 / burst.max(1) as i64);
@@ -830,7 +830,7 @@ async fn webhooks(requests: usize) {
     let notify: toml_config::Wrapper = toml::from_str(&notify_toml).unwrap();
     // Build the backlog with the dispatcher not running.
     let expected = {
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: notify.notify, limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: notify.notify, limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let clock = signoff_server::ManualClock::new(jiff::Timestamp::now());
         let ids = seed(&service, &clock, "later", requests, jiff::SignedDuration::ZERO).await;
@@ -875,7 +875,7 @@ async fn streams(clients: usize, writers: usize) {
     let (policies, directory) = write_fixtures(dir.path());
     let data = dir.path().join("data");
     let ids = {
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let clock = signoff_server::ManualClock::new(jiff::Timestamp::now());
         seed(&service, &clock, "later", clients, jiff::SignedDuration::ZERO).await
@@ -998,7 +998,7 @@ async fn web_inbox(tasks: usize, samples: usize) {
     let (policies, directory) = write_fixtures(dir.path());
     let data = dir.path().join("data");
     {
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         seed_with(&service, tasks, |i| {
             let body = SubmitBody {
@@ -1081,7 +1081,7 @@ async fn inbox(tasks: usize, samples: usize, database_url: Option<String>) {
         None => Database::Sqlite(data.join("signoff.db")),
     };
     {
-        let config = Config { database, sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None };
+        let config = Config { database, sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let start = Instant::now();
         // mark reviews `tasks` requests; u1 reviews 20 (one in 10,000), the same mix otherwise.

@@ -647,3 +647,97 @@ pub async fn wait(remote: &Remote, id: &str, timeout: Option<&str>) -> u8 {
         }
     }
 }
+
+/// Which statistics `signoff stats` asks for.
+pub struct StatsArgs {
+    /// How far back: a duration (`30d`) or an RFC 3339 time.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub policy: Option<String>,
+    /// A person's summary instead (`me` for the caller).
+    pub user: Option<String>,
+}
+
+/// A duration in seconds as people read it: `45s`, `12m`, `3h20m`, `2d4h`.
+pub fn seconds(v: &Value) -> String {
+    let Some(s) = v.as_f64() else { return "-".into() };
+    let s = s.round() as i64;
+    match s {
+        ..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86_400 => match (s % 3600) / 60 { 0 => format!("{}h", s / 3600), m => format!("{}h{m}m", s / 3600) },
+        _ => match (s % 86_400) / 3600 { 0 => format!("{}d", s / 86_400), h => format!("{}d{h}h", s / 86_400) },
+    }
+}
+
+/// `count/of (rate%)`.
+fn rate(v: &Value) -> String {
+    format!("{}/{}({:.1}%)", v["count"], v["of"], v["rate"].as_f64().unwrap_or(0.0) * 100.0)
+}
+
+fn percentiles(prefix: &str, v: &Value) -> String {
+    if v.is_null() {
+        return format!("{prefix}=-");
+    }
+    ["p50", "p90", "p99"].iter().map(|p| format!("{prefix}_{p}={}", seconds(&v[*p]))).collect::<Vec<_>>().join(" ")
+}
+
+/// `since`/`until` as RFC 3339: a duration counts back from now.
+fn since_time(name: &str, value: &str) -> Result<String, Failure> {
+    if let Ok(t) = value.parse::<jiff::Timestamp>() {
+        return Ok(t.to_string());
+    }
+    let d = signoff_engine::duration::parse(value).map_err(|e| Failure::Usage(format!("{name}: `{value}` is neither a duration (30d) nor an RFC 3339 time: {e}")))?;
+    jiff::Timestamp::now().checked_sub(d).map(|t| t.to_string()).map_err(|e| Failure::Usage(format!("{name}: {e}")))
+}
+
+/// Statistics of a window of requests, or one person's summary.
+pub async fn stats(remote: &Remote, a: StatsArgs) -> u8 {
+    finish(async {
+        let mut query = Vec::new();
+        if let Some(s) = &a.since {
+            query.push(format!("from={}", urlencode(&since_time("--since", s)?)));
+        }
+        if let Some(u) = &a.until {
+            query.push(format!("to={}", urlencode(&since_time("--until", u)?)));
+        }
+        let client = Client::from(remote)?;
+        if let Some(user) = &a.user {
+            let path = format!("/v1/users/{}/summary?{}", urlencode(user), query.join("&"));
+            let s: Answer<Value> = client.get(&path).await?;
+            let v = &s.value;
+            let line = [
+                kv("user", text(&v["user"], "-")),
+                format!("pending={} urgent={} expiring={}", v["pending"], v["urgent"], v["expiring"]),
+                format!("approved={} rejected={} delegated={}", v["approved"], v["rejected"], v["delegated"]),
+                format!("median_response={}", seconds(&v["median_response"])),
+            ]
+            .join(" ");
+            print(remote, &s.raw, vec![line]);
+            return Ok(());
+        }
+        if let Some(p) = &a.policy {
+            query.push(format!("policy={}", urlencode(p)));
+        }
+        let s: Answer<Value> = client.get(&format!("/v1/stats?{}", query.join("&"))).await?;
+        let v = &s.value;
+        let outcomes = ["approved", "rejected", "expired", "cancelled", "pending"].iter().map(|o| format!("{o}={}", v["outcomes"][*o])).collect::<Vec<_>>().join(" ");
+        let mut lines = vec![
+            format!("requests={} {outcomes}", v["requests"]),
+            format!("decided={} {}", v["decision_time"]["count"].as_u64().unwrap_or(0), percentiles("decision", &v["decision_time"])),
+            format!(
+                "sla_met={} escalated={} timed_out={} auto_approved={}",
+                rate(&v["sla_compliance"]), rate(&v["escalation_rate"]), rate(&v["timeout_rate"]), rate(&v["auto_approval_rate"])
+            ),
+        ];
+        for st in v["steps"].as_array().into_iter().flatten() {
+            lines.push(format!(
+                "step={}/{} activated={} open={} {} {} sla_met={}",
+                text(&st["policy"], "-"), text(&st["step"], "-"), st["activated"], st["open"],
+                percentiles("waiting", &st["waiting"]), percentiles("deciding", &st["deciding"]), rate(&st["sla_compliance"])
+            ));
+        }
+        print(remote, &s.raw, lines);
+        Ok(())
+    }.await)
+}

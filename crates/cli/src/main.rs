@@ -141,6 +141,26 @@ enum Command {
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=500))]
         limit: u32,
     },
+    /// Statistics of the requests submitted in a window (admins and policy owners): outcomes,
+    /// decision times, SLA compliance, escalation, timeout and auto-approval rates, and each
+    /// step's waiting and deciding times. With --user, that person's summary instead.
+    Stats {
+        #[command(flatten)]
+        remote: Remote,
+        /// From when: a duration back from now (30d, 12h) or an RFC 3339 time [default: 30d].
+        #[arg(long)]
+        since: Option<String>,
+        /// Until when, likewise [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this policy's requests.
+        #[arg(long)]
+        policy: Option<String>,
+        /// A person's summary (`me` for yours): pending, urgent and expiring work, decisions and
+        /// median response time.
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Who the token belongs to: user, groups, admin.
     Whoami {
         #[command(flatten)]
@@ -549,6 +569,7 @@ fn main() -> ExitCode {
                 client::requests(&remote, client::RequestFilter { status, policy, overdue, limit }).await
             }
             Command::Whoami { remote } => client::whoami(&remote).await,
+            Command::Stats { remote, since, until, policy, user } => client::stats(&remote, client::StatsArgs { since, until, policy, user }).await,
             Command::Token(TokenCommand::New { user }) => client::token_new(&user),
             Command::Policy(PolicyCommand::List { remote }) => client::policy_list(&remote).await,
             Command::Wait { remote, id, timeout } => client::wait(&remote, &id, timeout.as_deref()).await,

@@ -58,9 +58,13 @@ pub struct ServeArgs {
     /// instance must be given the same file].
     #[arg(long, env = "SIGNOFF_AUDIT_KEY")]
     audit_key: Option<PathBuf>,
+    /// Keep the analytics projection (statistics, insights) current in the background; with
+    /// false it catches up when it is read [default: true].
+    #[arg(long, env = "SIGNOFF_INSIGHTS", value_name = "BOOL")]
+    insights: Option<bool>,
     /// A TOML file with any of: listen, data, database_url, policies, directory, header_timeout,
     /// body_timeout, max_connections, shutdown_grace, state_cache_mb, page_mb, log_format,
-    /// metrics_listen, audit_key, and [notify].
+    /// metrics_listen, audit_key, insights, and [notify].
     #[arg(long, env = "SIGNOFF_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -85,6 +89,7 @@ impl ServeArgs {
             audit_key: self.audit_key,
             notify: None,
             retention: None,
+            insights: self.insights,
         };
         (layer, self.config)
     }

@@ -39,7 +39,19 @@ pub struct Policy {
     pub resubmission: Option<Resubmission>,
     /// Who hears of this policy's requests, by default for every step.
     pub notify: NotifyRules,
+    /// Who owns the process: they see its statistics and insights (as admins do).
+    pub owners: Owners,
     pub steps: Vec<Step>,
+}
+
+/// `owners:` of a policy: people, and groups whose members, own it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owners {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `notify:` on a policy or a step: which person channels carry tasks, and a Slack channel to
@@ -294,6 +306,7 @@ impl Policy {
         });
 
         let notify = p.notify(doc, "");
+        let owners: Owners = p.field(doc, "owners", "").unwrap_or_default();
         let mut steps = Vec::new();
         match doc.get("steps") {
             None => p.push("steps", "is required".into()),
@@ -334,6 +347,7 @@ impl Policy {
             separation,
             resubmission,
             notify,
+            owners,
             steps,
         })
     }
@@ -342,12 +356,23 @@ impl Policy {
         self.steps.iter().find(|s| s.id == id)
     }
 
+    /// Whether `user` owns this policy, by name or through a group.
+    pub fn owned_by(&self, user: &str, dir: &crate::Directory) -> bool {
+        self.owners.users.iter().any(|u| u == user) || dir.groups_of(user).iter().any(|g| self.owners.groups.contains(g))
+    }
+
     /// What is legal but wrong against `dir`: people and groups the directory lacks, approver
     /// lists and escalation levels that name nobody, levels that fall due at or after the
     /// step's `sla`. Warnings never make a policy invalid.
     pub fn warnings(&self, dir: &crate::directory::Directory) -> Vec<PolicyProblem> {
         let mut out = Vec::new();
         let mut warn = |path: String, message: String| out.push(PolicyProblem { path, message });
+        for u in self.owners.users.iter().filter(|u| dir.user(u).is_none()) {
+            warn("owners.users".into(), format!("no user `{u}` in the directory"));
+        }
+        for g in self.owners.groups.iter().filter(|g| dir.group(g).is_none()) {
+            warn("owners.groups".into(), format!("no group `{g}` in the directory"));
+        }
         for step in &self.steps {
             let path = format!("steps.{}", step.id);
             let who = |spec: &ApproverSpec, at: &str, what: &str, warn: &mut dyn FnMut(String, String)| {
@@ -447,8 +472,9 @@ fn check_order(steps: &[Step], p: &mut Problems) {
 pub mod fields {
     pub const DOCUMENT: &[&str] = &[
         "id", "title", "version", "description", "context_schema", "auto_approve", "expires_in",
-        "separation_of_duties", "resubmission", "notify", "steps",
+        "separation_of_duties", "resubmission", "notify", "owners", "steps",
     ];
+    pub const OWNERS: &[&str] = &["users", "groups"];
     pub const SEPARATION: &[&str] = &["requester_can_approve", "one_step_per_approver"];
     pub const RESUBMISSION: &[&str] = &["cooldown", "max_per_lineage"];
     pub const NOTIFY: &[&str] = &["channels", "slack_channel"];

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod insights;
 pub mod live;
 pub mod notify;
 pub mod retention;
@@ -115,6 +116,8 @@ pub struct Config {
     pub audit_key: Option<std::path::PathBuf>,
     /// Archiving and pruning; pruning runs with its defaults when this is absent.
     pub retention: Option<retention::RetentionConfig>,
+    /// Keep the analytics projection current in the background (it catches up when read).
+    pub insights: bool,
 }
 
 impl Config {
@@ -169,6 +172,8 @@ pub struct Workers {
     pub dispatcher: Arc<notify::dispatch::Dispatcher>,
     /// Appends committed events to the audit log.
     pub sequencer: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Keeps the analytics projection current (unless it is set to catch up only when read).
+    pub follower: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 /// Opens the store and loads the catalog.
@@ -183,7 +188,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
         tracing::warn!("the audit log has no signing key (`audit-key`): no checkpoints are published");
     }
     let service = Service::start(store, config.sources.clone(), clock).await?;
-    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key).with_retention(retention)))
+    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key).with_retention(retention).with_insights(config.insights)))
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: live streams end,
@@ -204,7 +209,8 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
             }
         });
     }
-    let Workers { scheduler, dispatcher, sequencer } = service.workers();
+    let Workers { scheduler, dispatcher, sequencer, follower } = service.workers();
+    let follower = follower.map(tokio::spawn);
     let scheduler = tokio::spawn(scheduler.run());
     let dispatcher = tokio::spawn(dispatcher.run());
     let sequencer = tokio::spawn(sequencer);
@@ -216,6 +222,9 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
     dispatcher.abort();
     sequencer.abort();
     retention.abort();
+    if let Some(f) = follower {
+        f.abort();
+    }
     served
 }
 

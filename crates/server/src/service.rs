@@ -158,6 +158,9 @@ pub struct Service {
     /// Signs the audit log's checkpoints; none on PostgreSQL without a configured key.
     audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
     retention: crate::retention::Retention,
+    /// The analytics projection, and whether it follows the log in the background.
+    insights: Arc<crate::insights::Projection>,
+    follow_insights: bool,
 }
 
 /// Stripes of `request_locks`; unrelated requests rarely share one.
@@ -193,6 +196,8 @@ impl Service {
             closing: tokio::sync::watch::Sender::new(false),
             audit_key: None,
             retention: crate::retention::RetentionConfig::default().check(None).expect("the defaults are valid"),
+            insights: Arc::new(crate::insights::Projection::default()),
+            follow_insights: true,
         };
         service.record_policies(&service.catalog()).await?;
         if let Some(changes) = service.store.changes() {
@@ -244,7 +249,11 @@ impl Service {
     /// Runs retention once, as of now.
     pub async fn run_retention(&self, dry: bool) -> Result<crate::retention::RunReport, String> {
         let mode = if dry { crate::retention::Mode::Dry } else { crate::retention::Mode::Paced };
-        crate::retention::run(&*self.store, &self.retention, self.audit_key.as_deref(), self.now(), mode).await
+        let report = crate::retention::run(&*self.store, &self.retention, self.audit_key.as_deref(), self.now(), mode).await?;
+        if !dry {
+            self.insights.forget(&report.requests);
+        }
+        Ok(report)
     }
 
     /// Runs retention every `retention.every` until dropped (a failed run is logged and tried
@@ -257,6 +266,18 @@ impl Service {
                 Err(e) => tracing::warn!(error = %e, "retention failed; trying again at its next run"),
             }
         }
+    }
+
+    /// Whether the analytics projection follows the log in the background.
+    pub fn with_insights(mut self, follow: bool) -> Self {
+        self.follow_insights = follow;
+        self
+    }
+
+    /// The analytics projection, brought up to date.
+    pub async fn insights(&self) -> Result<&crate::insights::Projection, Problem> {
+        self.insights.refresh(&*self.store).await?;
+        Ok(&self.insights)
     }
 
     pub fn with_memory(mut self, memory: crate::Memory) -> Self {
@@ -293,6 +314,7 @@ impl Service {
             scheduler: crate::scheduler::Scheduler::new(self.clone(), self.store.clone(), self.clock.clone(), self.timer_wake.clone()),
             dispatcher: notify::dispatch::Dispatcher::new(self.store.clone(), self.clock.clone(), self.channels.clone(), self.outbox_wake.clone()),
             sequencer: Box::pin(crate::audit::sequencer(self.store.clone())),
+            follower: self.follow_insights.then(|| Box::pin(crate::insights::follower(self.store.clone(), self.insights.clone())) as _),
         }
     }
 
@@ -783,6 +805,55 @@ impl Service {
         found.sort_by(|a, b| a.id.cmp(&b.id));
         found.truncate(limit);
         found
+    }
+
+    /// The policies whose statistics `caller` may see: every one for an admin, else those
+    /// they own; `policy`, if given, must be one of them.
+    fn insight_scope(&self, caller: &Caller, policy: Option<&str>) -> Result<Option<Vec<String>>, Problem> {
+        let catalog = self.catalog();
+        if let Some(p) = policy
+            && !catalog.policies.contains_key(p)
+            && !caller.admin
+        {
+            return Err(Problem::not_found(format!("no policy `{p}`")));
+        }
+        if caller.admin {
+            return Ok(None);
+        }
+        let owned: Vec<String> = catalog.policies.values().filter(|p| p.owned_by(&caller.id, &catalog.directory)).map(|p| p.id.clone()).collect();
+        match policy {
+            Some(p) if owned.iter().any(|o| o == p) => Ok(Some(vec![p.to_string()])),
+            Some(p) => Err(Problem::forbidden(format!("only admins and the owners of `{p}` see its statistics"))),
+            None if owned.is_empty() => Err(Problem::forbidden("only admins and policy owners see statistics")),
+            None => Ok(Some(owned)),
+        }
+    }
+
+    /// Statistics of the requests submitted in `[from, to)` (of `policy`, or of every policy
+    /// the caller may see).
+    pub async fn stats(&self, caller: &Caller, from: jiff::Timestamp, to: jiff::Timestamp, policy: Option<String>) -> Result<signoff_insights::stats::Stats, Problem> {
+        let scope = self.insight_scope(caller, policy.as_deref())?;
+        let projection = self.insights().await?;
+        let window = signoff_insights::stats::Window { from: from.as_millisecond(), to: to.as_millisecond(), policy };
+        let now = self.now().as_millisecond();
+        Ok(projection.read(|facts| {
+            let facts = facts.filter(|f| scope.as_ref().is_none_or(|s| s.contains(&f.policy)));
+            signoff_insights::stats::stats(facts, &window, now)
+        }))
+    }
+
+    /// `user`'s summary (theirs, or anyone's for an admin): decisions made in `[from, to)`.
+    pub async fn user_summary(&self, caller: &Caller, user: &str, from: jiff::Timestamp, to: jiff::Timestamp) -> Result<signoff_insights::stats::Summary, Problem> {
+        if user != caller.id && !caller.admin {
+            return Err(Problem::forbidden("a summary is for its person and for admins"));
+        }
+        if self.catalog().directory.user(user).is_none() {
+            return Err(Problem::not_found(format!("no user `{user}` in the directory")));
+        }
+        let projection = self.insights().await?;
+        let window = signoff_insights::stats::Window { from: from.as_millisecond(), to: to.as_millisecond(), policy: None };
+        let now = self.now().as_millisecond();
+        Ok(projection.read(|facts| signoff_insights::stats::summary(facts, user, &window, now)))
     }
 
     /// What submitting `context` under `policy_id` would produce, without storing anything.

@@ -40,6 +40,9 @@ pub struct Layer {
     pub notify: Option<NotifyConfig>,
     /// Archiving and pruning (`[retention]`); only in the file.
     pub retention: Option<crate::retention::RetentionConfig>,
+    /// Keep the analytics projection current in the background (default true); off, it
+    /// catches up when it is read.
+    pub insights: Option<bool>,
 }
 
 impl Layer {
@@ -68,6 +71,7 @@ impl Layer {
             audit_key: self.audit_key.or(lower.audit_key),
             notify: self.notify.or(lower.notify),
             retention: self.retention.or(lower.retention),
+            insights: self.insights.or(lower.insights),
         }
     }
 }
@@ -120,7 +124,7 @@ impl Settings {
             None => None,
             Some(a) => Some(a.parse().map_err(|_| setting(format!("metrics-listen: `{a}` is not an address like 127.0.0.1:9100")))?),
         };
-        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory, audit_key: layer.audit_key, retention: layer.retention }, log_format, metrics_listen })
+        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory, audit_key: layer.audit_key, retention: layer.retention, insights: layer.insights.unwrap_or(true) }, log_format, metrics_listen })
     }
 }
 

@@ -116,6 +116,7 @@ async fn build_app(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff
         memory: Default::default(),
         audit_key: Some(dir.path().join("audit.key")),
         retention: None,
+        insights: true,
     };
     let service = signoff_server::build(&config, clock).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -14,6 +14,7 @@ fn accepted() -> BTreeSet<String> {
     add("separation_of_duties.", fields::SEPARATION);
     add("resubmission.", fields::RESUBMISSION);
     add("notify.", fields::NOTIFY);
+    add("owners.", fields::OWNERS);
     add("steps[].", fields::STEP);
     add("steps[].approvers.", fields::APPROVERS);
     add("steps[].escalation[].", fields::ESCALATION);

@@ -9,6 +9,7 @@ mod audit;
 mod body;
 mod email;
 mod extract;
+mod insights;
 mod live;
 pub mod openapi;
 mod operations;
@@ -45,6 +46,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(policies::routes())
         .merge(admin::routes())
         .merge(audit::routes())
+        .merge(insights::routes())
         .merge(openapi::v1_routes());
     Router::new()
         .nest("/v1", v1)

@@ -218,6 +218,7 @@ async fn two_postgres_instances_append_one_log_in_one_order() {
         memory: Default::default(),
         audit_key: Some(keys.path().join("audit.key")),
         retention: None,
+        insights: true,
     };
     let (a, b) = (signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap(), signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap());
     let alice = Caller { id: "alice".into(), admin: false, origin: None };

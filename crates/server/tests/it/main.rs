@@ -6,6 +6,7 @@ mod audit;
 mod browser;
 mod contract;
 mod email;
+mod insights;
 mod live;
 mod postgres;
 mod service;

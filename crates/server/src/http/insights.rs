@@ -1,0 +1,86 @@
+//! The insights routes: statistics over a window of requests and one person's summary.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::AppState;
+use super::extract::{Auth, path, query};
+use crate::error::Problem;
+use signoff_insights::stats::{Stats, Summary};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/stats", get(stats)).route("/users/{id}/summary", get(user_summary))
+}
+
+/// How far back a window reaches when `from` is not given.
+const DEFAULT_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(30 * 24);
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatsParams {
+    /// Requests submitted at or after this time (RFC 3339); 30 days before `to` by default.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Requests submitted before this time (RFC 3339); now by default.
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// Only this policy's requests.
+    policy: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SummaryParams {
+    /// Decisions made at or after this time (RFC 3339); 30 days before `to` by default.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Decisions made before this time (RFC 3339); now by default.
+    #[param(format = DateTime)]
+    to: Option<String>,
+}
+
+fn time(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, Problem> {
+    value.map(|v| v.parse::<jiff::Timestamp>().map_err(|e| Problem::bad_parameter(format!("{name}: `{v}` is not an RFC 3339 time: {e}")))).transpose()
+}
+
+/// `[from, to)` from the parameters, defaulting to the 30 days up to now.
+fn window(from: Option<&str>, to: Option<&str>, now: jiff::Timestamp) -> Result<(jiff::Timestamp, jiff::Timestamp), Problem> {
+    let to = time("to", to)?.unwrap_or(now);
+    let from = time("from", from)?.unwrap_or_else(|| to.checked_sub(DEFAULT_WINDOW).unwrap_or(jiff::Timestamp::MIN));
+    if from > to {
+        return Err(Problem::bad_parameter(format!("from ({from}) is after to ({to})")));
+    }
+    Ok((from, to))
+}
+
+/// Totals by outcome, decision time percentiles, SLA compliance, escalation, timeout and
+/// auto-approval rates, and per step the time waiting and the time to decide, of the requests
+/// submitted in `[from, to)`. Admins see every policy; a policy's owners see theirs.
+#[utoipa::path(get, path = "/v1/stats", tag = "insights", params(StatsParams), responses((status = 200, body = Object)))]
+pub(crate) async fn stats(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<StatsParams>, QueryRejection>) -> Result<Json<Stats>, Problem> {
+    let q = query(q)?;
+    let (from, to) = window(q.from.as_deref(), q.to.as_deref(), s.now())?;
+    Ok(Json(s.stats(&caller, from, to, q.policy).await?))
+}
+
+/// One person's pending, urgent (due within 15 minutes) and expiring (within the hour) work,
+/// their approvals and rejections in the window, and their median response time. `me` is the
+/// caller; others' summaries are for admins.
+#[utoipa::path(get, path = "/v1/users/{id}/summary", tag = "insights", params(("id" = String, Path), SummaryParams), responses((status = 200, body = Object)))]
+pub(crate) async fn user_summary(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<SummaryParams>, QueryRejection>,
+) -> Result<Json<Summary>, Problem> {
+    let id = path(id)?;
+    let q = query(q)?;
+    let (from, to) = window(q.from.as_deref(), q.to.as_deref(), s.now())?;
+    let user = if id == "me" { caller.id.clone() } else { id };
+    Ok(Json(s.user_summary(&caller, &user, from, to).await?))
+}

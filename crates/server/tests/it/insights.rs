@@ -1,0 +1,153 @@
+//! Insights through the HTTP API: statistics and per-person summaries of a small history made
+//! with an injected clock, checked against answers worked out by hand, and who may see them.
+
+use std::sync::Arc;
+
+use jiff::SignedDuration;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use signoff_server::ManualClock;
+use signoff_testkit::app::*;
+
+const POLICIES: &[(&str, &str)] = &[
+    ("desk.yaml", "id: desk\nowners: {users: [lena]}\nsteps:\n  - {id: a, approvers: {users: [mark]}, sla: 1h}\n  - {id: b, approvers: {users: [fiona]}, sla: 2h}\n"),
+    ("auto.yaml", "id: auto\nauto_approve: ['amount < 10']\nsteps:\n  - {id: x, approvers: {users: [mark]}}\n"),
+];
+
+fn at(hhmm: &str) -> jiff::Timestamp {
+    format!("2026-11-22T{hhmm}:00Z").parse().unwrap()
+}
+
+/// Moves `clock` to `hhmm` on the day of the history.
+fn set(clock: &ManualClock, hhmm: &str) {
+    clock.advance(at(hhmm).duration_since(clock_now(clock)));
+}
+
+fn clock_now(clock: &ManualClock) -> jiff::Timestamp {
+    use signoff_server::Clock;
+    clock.now()
+}
+
+/// The history, by the clock (09:00 to 13:30):
+/// - R1 (desk) 09:00; mark approves a 09:30; fiona approves b 10:30: approved after 1h30.
+/// - R2 (desk) 10:00; mark approves a 12:00 (due 11:00: late); fiona rejects b 12:30: rejected
+///   after 2h30.
+/// - R3 (auto) 12:30: approved at once.
+/// - R4 (desk) 12:40, pending: a waits on mark, due 13:40.
+async fn history() -> (App, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(at("09:00")));
+    let app = spawn_app_with(clock.clone(), "").await;
+    for (name, text) in POLICIES {
+        std::fs::write(app.dir.path().join("policies").join(name), text).unwrap();
+    }
+    app.service.reload().await.unwrap();
+    let r1 = app.submit("alice", "desk", json!({})).await["id"].as_str().unwrap().to_string();
+    set(&clock, "09:30");
+    app.approve("mark", &r1, "a").await;
+    set(&clock, "10:00");
+    let r2 = app.submit("alice", "desk", json!({})).await["id"].as_str().unwrap().to_string();
+    set(&clock, "10:30");
+    assert_eq!(app.approve("fiona", &r1, "b").await["status"], "approved");
+    set(&clock, "12:00");
+    app.approve("mark", &r2, "a").await;
+    set(&clock, "12:30");
+    let (status, r) = app.act("fiona", &r2, json!({"action": "reject", "step": "b", "comment": "no"})).await;
+    assert_eq!((status, &r["status"]), (StatusCode::OK, &json!("rejected")), "{r}");
+    assert_eq!(app.submit("alice", "auto", json!({"amount": 5})).await["status"], "approved");
+    set(&clock, "12:40");
+    app.submit("alice", "desk", json!({})).await;
+    set(&clock, "13:30");
+    (app, clock)
+}
+
+fn step<'a>(stats: &'a Value, policy: &str, id: &str) -> &'a Value {
+    stats["steps"].as_array().unwrap().iter().find(|s| s["policy"] == policy && s["step"] == id).unwrap_or_else(|| panic!("no {policy}/{id} in {stats}"))
+}
+
+#[tokio::test]
+async fn statistics_match_the_hand_computed_answers() {
+    let (app, _clock) = history().await;
+    let (status, s) = app.get("root", "/v1/stats").await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["requests"], 4);
+    assert_eq!(s["outcomes"], json!({"approved": 2, "cancelled": 0, "expired": 0, "pending": 1, "rejected": 1}));
+    // Decided after 0 s, 5,400 s and 9,000 s: nearest-rank p50 is the 2nd, p90 and p99 the 3rd.
+    assert_eq!(s["decision_time"], json!({"count": 3, "p50": 5400.0, "p90": 9000.0, "p99": 9000.0}));
+    // R1 met both SLAs, R2 missed a's; R3 had none and R4's is not due yet.
+    assert_eq!(s["sla_compliance"], json!({"count": 1, "of": 2, "rate": 0.5}));
+    assert_eq!(s["auto_approval_rate"], json!({"count": 1, "of": 4, "rate": 0.25}));
+    assert_eq!(s["escalation_rate"]["count"], 0);
+    assert_eq!(s["timeout_rate"]["count"], 0);
+    let a = step(&s, "desk", "a");
+    assert_eq!((&a["activated"], &a["open"]), (&json!(3), &json!(1)), "{a}");
+    assert_eq!(a["waiting"], json!({"count": 3, "p50": 0.0, "p90": 0.0, "p99": 0.0}));
+    assert_eq!(a["deciding"], json!({"count": 2, "p50": 1800.0, "p90": 7200.0, "p99": 7200.0}));
+    assert_eq!(a["sla_compliance"], json!({"count": 1, "of": 2, "rate": 0.5}));
+    let b = step(&s, "desk", "b");
+    // b waited on a for 30 min (R1) and 2 h (R2), and took 1 h and 30 min to decide.
+    assert_eq!(b["waiting"], json!({"count": 2, "p50": 1800.0, "p90": 7200.0, "p99": 7200.0}));
+    assert_eq!(b["deciding"], json!({"count": 2, "p50": 1800.0, "p90": 3600.0, "p99": 3600.0}));
+    assert_eq!(b["sla_compliance"], json!({"count": 2, "of": 2, "rate": 1.0}));
+
+    // A window and a policy narrow it: from 10:00, R2 to R4; desk alone, R1, R2 and R4.
+    let (_, s) = app.get("root", &format!("/v1/stats?from={}", at("10:00"))).await;
+    assert_eq!(s["requests"], 3, "{s}");
+    let (_, s) = app.get("root", "/v1/stats?policy=desk").await;
+    assert_eq!((&s["requests"], &s["auto_approval_rate"]["count"]), (&json!(3), &json!(0)), "{s}");
+    let (status, s) = app.get("root", &format!("/v1/stats?from={}&to={}", at("12:00"), at("11:00"))).await;
+    assert_eq!((status, &s["code"]), (StatusCode::BAD_REQUEST, &json!("bad_parameter")), "{s}");
+    let (status, s) = app.get("root", "/v1/stats?from=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{s}");
+}
+
+#[tokio::test]
+async fn summaries_match_the_hand_computed_answers() {
+    let (app, clock) = history().await;
+    // mark: R4's a is pending, due in 10 minutes (urgent); he answered after 30 min and 2 h.
+    let (status, m) = app.get("mark", "/v1/users/me/summary").await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!(m, json!({"user": "mark", "pending": 1, "urgent": 1, "expiring": 0, "approved": 2, "rejected": 0, "delegated": 0, "median_response": 1800.0}));
+    // fiona: nothing pending; one approval after 1 h, one rejection after 30 min.
+    let (_, f) = app.get("root", "/v1/users/fiona/summary").await;
+    assert_eq!(f, json!({"user": "fiona", "pending": 0, "urgent": 0, "expiring": 0, "approved": 1, "rejected": 1, "delegated": 0, "median_response": 1800.0}));
+    // Decisions count in the window they were made in: from 11:00, only mark's 12:00 approval.
+    let (_, m) = app.get("root", &format!("/v1/users/mark/summary?from={}", at("11:00"))).await;
+    assert_eq!((&m["approved"], &m["median_response"], &m["pending"]), (&json!(1), &json!(7200.0), &json!(1)), "{m}");
+    // Half an hour later the pending one is overdue (still urgent).
+    clock.advance(SignedDuration::from_mins(30));
+    let (_, m) = app.get("mark", "/v1/users/me/summary").await;
+    assert_eq!(m["urgent"], 1);
+}
+
+#[tokio::test]
+async fn statistics_are_for_admins_and_policy_owners() {
+    let (app, _clock) = history().await;
+    // lena owns desk: she sees its statistics (and only its), not auto's.
+    let (status, s) = app.get("lena", "/v1/stats").await;
+    assert_eq!((status, &s["requests"]), (StatusCode::OK, &json!(3)), "{s}");
+    let (status, s) = app.get("lena", "/v1/stats?policy=auto").await;
+    assert_eq!((status, &s["code"]), (StatusCode::FORBIDDEN, &json!("forbidden")), "{s}");
+    let (status, _) = app.get("alice", "/v1/stats").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, s) = app.get("root", "/v1/stats?policy=nope").await;
+    assert_eq!(status, StatusCode::OK, "an admin may ask of a policy no longer loaded: {s}");
+    assert_eq!(s["requests"], 0);
+    let (status, _) = app.get("alice", "/v1/users/mark/summary").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, s) = app.get("root", "/v1/users/nobody/summary").await;
+    assert_eq!((status, &s["code"]), (StatusCode::NOT_FOUND, &json!("not_found")), "{s}");
+}
+
+#[tokio::test]
+async fn the_projection_is_stored_with_how_far_it_has_read() {
+    let (app, _clock) = history().await;
+    let (_, s) = app.get("root", "/v1/stats").await;
+    assert_eq!(s["requests"], 4);
+    let store = app.service.store();
+    let size = store.log_size().await.unwrap().size;
+    assert_eq!(store.facts_cursor().await.unwrap(), size, "read to the end of the log");
+    let rows = store.facts_page((0, ""), 100).await.unwrap();
+    assert_eq!(rows.len(), 4, "one row per request");
+    let facts: Vec<signoff_insights::RequestFacts> = rows.iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+    assert_eq!(facts.iter().filter(|f| f.status == signoff_engine::RequestStatus::Pending).count(), 1);
+}
