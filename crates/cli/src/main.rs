@@ -216,6 +216,35 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Fill a database with realistic history, made by the real engine under a simulated clock
+    /// (approvers with their own speed, hours and holidays; escalations, timeouts, rejections
+    /// and re-submissions), so statistics and insights have something to show. Not while a
+    /// server holds an embedded database.
+    Seed {
+        #[command(flatten)]
+        db: StoreArgs,
+        /// deal-desk (quote-discount), deploy-guard (prod-deploy), expenses, or all.
+        #[arg(long, default_value = "all", value_parser = clap::builder::PossibleValuesParser::new(signoff_server::seed::Scenario::NAMES))]
+        scenario: String,
+        /// First submissions, split between the scenarios (re-submissions come on top).
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Days of history, up to --until.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// The end of the history (RFC 3339); what is still open then stays pending [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        /// The same seed makes the same history.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A directory of policy files [default: the bundled examples].
+        #[arg(long, env = "SIGNOFF_POLICIES")]
+        policies: Option<PathBuf>,
+        /// The directory file [default: the demo directory].
+        #[arg(long, env = "SIGNOFF_DIRECTORY")]
+        directory: Option<PathBuf>,
+    },
     /// Create or update the database schema, then exit (servers also do this at start).
     Migrate {
         #[command(flatten)]
@@ -298,6 +327,68 @@ fn file_or_std<T>(file: &Option<PathBuf>, flag: &str, open: impl FnOnce(&std::pa
         }),
         None => Ok(std()),
     }
+}
+
+struct SeedArgs {
+    scenario: String,
+    requests: usize,
+    days: u32,
+    until: Option<String>,
+    seed: u64,
+    sources: signoff_server::Sources,
+}
+
+/// `signoff seed`: the history, then the audit log and the analytics projection brought up to
+/// it, so a server started next has nothing to catch up.
+async fn seed_history(db: StoreArgs, a: SeedArgs) -> u8 {
+    let until = match a.until.as_deref().map(str::parse::<jiff::Timestamp>).transpose() {
+        Ok(t) => t.unwrap_or_else(jiff::Timestamp::now),
+        Err(e) => {
+            eprintln!("error: --until: {e}");
+            return 2;
+        }
+    };
+    let scenarios = signoff_server::seed::Scenario::parse(&a.scenario).unwrap_or_default();
+    let catalog = match signoff_server::catalog::Catalog::load(&a.sources) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let store = match db.open().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let plan = signoff_server::seed::Plan { scenarios, requests: a.requests, days: a.days, until, seed: a.seed };
+    let started = std::time::Instant::now();
+    let report = match signoff_server::seed::run(&*store, &catalog, &plan).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    let seeded = started.elapsed();
+    let projection = signoff_server::insights::Projection::default();
+    if let Err(e) = projection.refresh(&*store).await {
+        eprintln!("error: the audit log and the analytics projection: {e}");
+        return 1;
+    }
+    let statuses: Vec<String> = report.statuses.iter().map(|(s, n)| format!("{s}={n}")).collect();
+    println!(
+        "seeded requests={} resubmissions={} events={} {} seconds={:.1} indexed_seconds={:.1}",
+        report.requests,
+        report.resubmissions,
+        report.events,
+        statuses.join(" "),
+        seeded.as_secs_f64(),
+        (started.elapsed() - seeded).as_secs_f64()
+    );
+    0
 }
 
 /// `signoff retention run`: the rules of the configuration file, once.
@@ -578,6 +669,9 @@ fn main() -> ExitCode {
                 client::plan(&remote, &input.policy, &input.context, requester).await
             }
             Command::Demo => demo::run().await,
+            Command::Seed { db, scenario, requests, days, until, seed, policies, directory } => {
+                seed_history(db, SeedArgs { scenario, requests, days, until, seed, sources: signoff_server::Sources { policies, directory } }).await
+            }
             Command::Migrate { db } => match db.open().await {
                 Ok(_) => {
                     println!("migrated");

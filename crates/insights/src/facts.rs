@@ -84,12 +84,12 @@ impl StepFacts {
         self.status.is_open()
     }
 
-    /// Met its SLA: decided by its first due time. `None` without an SLA, or while it is open
-    /// and not yet late.
+    /// Met its SLA: decided by its first due time, and not by the timeout itself. `None`
+    /// without an SLA, or while it is open and not yet late.
     pub fn met_sla(&self, now: Millis) -> Option<bool> {
         let due = self.due?;
         match self.decided {
-            Some(d) => Some(d <= due),
+            Some(d) => Some(d <= due && !self.timed_out),
             None if now > due => Some(false),
             None => None,
         }

@@ -12,6 +12,7 @@ const EXAMPLE_POLICIES: &[(&str, &str)] = &[
     ("quote-discount.yaml", include_str!("../../../examples/policies/quote-discount.yaml")),
     ("prod-deploy.yaml", include_str!("../../../examples/policies/prod-deploy.yaml")),
     ("discount-authority-matrix.yaml", include_str!("../../../examples/policies/discount-authority-matrix.yaml")),
+    ("expenses.yaml", include_str!("../../../examples/policies/expenses.yaml")),
 ];
 const DEMO_DIRECTORY: &str = include_str!("../../../examples/directory.yaml");
 

@@ -12,6 +12,7 @@ pub mod live;
 pub mod notify;
 pub mod retention;
 pub mod scheduler;
+pub mod seed;
 pub mod service;
 pub mod settings;
 pub mod telemetry;

@@ -151,3 +151,41 @@ async fn the_projection_is_stored_with_how_far_it_has_read() {
     let facts: Vec<signoff_insights::RequestFacts> = rows.iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect();
     assert_eq!(facts.iter().filter(|f| f.status == signoff_engine::RequestStatus::Pending).count(), 1);
 }
+
+#[tokio::test]
+async fn seeding_makes_the_same_varied_history_from_the_same_seed() {
+    use signoff_server::seed::{Plan, Scenario, run};
+    let catalog = signoff_server::catalog::Catalog::load(&Default::default()).unwrap();
+    let plan = Plan { scenarios: Scenario::parse("all").unwrap(), requests: 600, days: 14, until: at("09:00"), seed: 7 };
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let store = signoff_server::Database::Sqlite(dir.path().join("seeded.db")).open().await.unwrap();
+        let report = run(&*store, &catalog, &plan).await.unwrap();
+        // Every request's history is a valid chain whose fold is the stored state.
+        let page = store.list(&signoff_store::ListQuery { limit: 50, ..Default::default() }).await.unwrap();
+        for r in &page.items {
+            let events = store.events(r.id.as_str()).await.unwrap();
+            signoff_engine::event::verify_chain(&events).unwrap();
+            assert_eq!(&signoff_engine::RequestState::fold(&events).unwrap(), r, "{}", r.id);
+        }
+        reports.push((report, dir));
+    }
+    let (a, b) = (&reports[0].0, &reports[1].0);
+    assert_eq!(a, b, "the same seed, the same history");
+    assert_eq!(a.requests, 600 + a.resubmissions);
+    assert!(a.resubmissions > 0, "{a:?}");
+    for status in ["approved", "rejected", "expired", "pending"] {
+        assert!(a.statuses.get(status).copied().unwrap_or(0) > 0, "some {status}: {a:?}");
+    }
+    // Escalations, timeouts and auto-approvals all happen.
+    let dir = &reports[0].1;
+    let store = signoff_server::Database::Sqlite(dir.path().join("seeded.db")).open().await.unwrap();
+    let projection = signoff_server::insights::Projection::default();
+    projection.refresh(&*store).await.unwrap();
+    let window = signoff_insights::stats::Window { from: 0, to: i64::MAX, policy: None };
+    let s = projection.read(|f| signoff_insights::stats::stats(f, &window, at("09:00").as_millisecond()));
+    assert_eq!(s.requests, a.requests);
+    assert!(s.escalation_rate.count > 0 && s.timeout_rate.count > 0 && s.auto_approval_rate.count > 0, "{s:?}");
+    assert!(s.sla_compliance.rate < 1.0, "some SLAs are missed: {s:?}");
+}
