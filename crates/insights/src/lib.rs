@@ -3,6 +3,7 @@
 //! and the present is always passed in.
 
 pub mod facts;
+pub mod heatmap;
 pub mod stats;
 
 pub use facts::{Millis, RequestFacts};

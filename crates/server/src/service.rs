@@ -842,6 +842,24 @@ impl Service {
         }))
     }
 
+    /// A bottleneck heatmap (`approver` or `hour_of_week`) of the steps activated in `[from, to)`.
+    pub async fn heatmap(&self, caller: &Caller, kind: &str, from: jiff::Timestamp, to: jiff::Timestamp, policy: Option<String>) -> Result<signoff_insights::heatmap::Heatmap, Problem> {
+        use signoff_insights::heatmap;
+        let hourly = match kind {
+            "approver" => false,
+            "hour_of_week" => true,
+            other => return Err(Problem::bad_parameter(format!("kind: `{other}` is neither approver nor hour_of_week"))),
+        };
+        let scope = self.insight_scope(caller, policy.as_deref())?;
+        let projection = self.insights().await?;
+        let window = signoff_insights::stats::Window { from: from.as_millisecond(), to: to.as_millisecond(), policy };
+        let now = self.now().as_millisecond();
+        Ok(projection.read(|facts| {
+            let facts: Vec<&signoff_insights::RequestFacts> = facts.filter(|f| scope.as_ref().is_none_or(|s| s.contains(&f.policy))).collect();
+            if hourly { heatmap::by_hour(facts, &window, now) } else { heatmap::by_approver(facts, &window, now) }
+        }))
+    }
+
     /// `user`'s summary (theirs, or anyone's for an admin): decisions made in `[from, to)`.
     pub async fn user_summary(&self, caller: &Caller, user: &str, from: jiff::Timestamp, to: jiff::Timestamp) -> Result<signoff_insights::stats::Summary, Problem> {
         if user != caller.id && !caller.admin {

@@ -9,10 +9,11 @@ use serde::Deserialize;
 use super::AppState;
 use super::extract::{Auth, path, query};
 use crate::error::Problem;
+use signoff_insights::heatmap::{self, Measure};
 use signoff_insights::stats::{Stats, Summary};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/stats", get(stats)).route("/users/{id}/summary", get(user_summary))
+    Router::new().route("/stats", get(stats)).route("/users/{id}/summary", get(user_summary)).route("/insights/heatmap", get(heatmap))
 }
 
 /// How far back a window reaches when `from` is not given.
@@ -83,4 +84,60 @@ pub(crate) async fn user_summary(
     let (from, to) = window(q.from.as_deref(), q.to.as_deref(), s.now())?;
     let user = if id == "me" { caller.id.clone() } else { id };
     Ok(Json(s.user_summary(&caller, &user, from, to).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeatmapParams {
+    /// `approver` (step × approver) or `hour_of_week` (step × hour of the week, UTC).
+    #[param(inline, value_type = String, pattern = "^(approver|hour_of_week)$")]
+    kind: String,
+    /// Steps activated at or after this time (RFC 3339); 30 days before `to` by default.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Steps activated before this time (RFC 3339); now by default.
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// Only this policy's steps.
+    policy: Option<String>,
+    /// `json` (default) or `svg`, a picture.
+    #[param(inline, value_type = Option<String>, pattern = "^(json|svg)$")]
+    format: Option<String>,
+    /// What an SVG colours by: `wait` (median, default) or `open` (load).
+    #[param(inline, value_type = Option<String>, pattern = "^(wait|open)$")]
+    measure: Option<String>,
+}
+
+/// Where approvals wait: per step and approver (median wait, open now), or per step and hour of
+/// the week (median time to decision of steps activated then, mean open). As JSON, or as an SVG
+/// picture. Admins see every policy; a policy's owners see theirs.
+#[utoipa::path(get, path = "/v1/insights/heatmap", tag = "insights", params(HeatmapParams), responses(
+    (status = 200, body = Object),
+    (status = 200, description = "with format=svg", content_type = "image/svg+xml", body = String)))]
+pub(crate) async fn heatmap(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<HeatmapParams>, QueryRejection>) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse;
+    let q = query(q)?;
+    let measure = match q.measure.as_deref() {
+        None | Some("wait") => Measure::MedianWait,
+        Some("open") => Measure::Open,
+        Some(other) => return Err(Problem::bad_parameter(format!("measure: `{other}` is neither wait nor open"))),
+    };
+    let svg = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("svg") => true,
+        Some(other) => return Err(Problem::bad_parameter(format!("format: `{other}` is neither json nor svg"))),
+    };
+    let (from, to) = window(q.from.as_deref(), q.to.as_deref(), s.now())?;
+    let map = s.heatmap(&caller, &q.kind, from, to, q.policy).await?;
+    if !svg {
+        return Ok(Json(map).into_response());
+    }
+    let title = match (map.kind, measure) {
+        ("approver", Measure::MedianWait) => "How long each approver keeps each step waiting",
+        ("approver", Measure::Open) => "Open now, by step and approver",
+        (_, Measure::MedianWait) => "Median time to decision, by the hour of the week a step started (UTC)",
+        (_, Measure::Open) => "Steps open at once on average, by hour of the week (UTC)",
+    };
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], heatmap::svg(&map, title, measure)).into_response())
 }
