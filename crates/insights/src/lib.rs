@@ -4,6 +4,7 @@
 
 pub mod facts;
 pub mod heatmap;
+pub mod predict;
 pub mod stats;
 
 pub use facts::{Millis, RequestFacts};

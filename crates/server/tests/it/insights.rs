@@ -189,3 +189,33 @@ async fn seeding_makes_the_same_varied_history_from_the_same_seed() {
     assert!(s.escalation_rate.count > 0 && s.timeout_rate.count > 0 && s.auto_approval_rate.count > 0, "{s:?}");
     assert!(s.sla_compliance.rate < 1.0, "some SLAs are missed: {s:?}");
 }
+
+/// Fits on the past and scores the future over seeded history: a prediction made at each cut
+/// for every step open then, against when it was decided. Three seeds, each on its own
+/// (docs/analytics.md reports these runs).
+#[tokio::test]
+async fn predictions_backtest_within_the_targets() {
+    use signoff_server::seed::{Plan, Scenario, run};
+    let catalog = signoff_server::catalog::Catalog::load(&Default::default()).unwrap();
+    let until = at("09:00");
+    for seed in [11, 12, 13] {
+        let plan = Plan { scenarios: Scenario::parse("all").unwrap(), requests: 6000, days: 90, until, seed };
+        let dir = tempfile::tempdir().unwrap();
+        let store = signoff_server::Database::Sqlite(dir.path().join("seeded.db")).open().await.unwrap();
+        run(&*store, &catalog, &plan).await.unwrap();
+        let projection = signoff_server::insights::Projection::default();
+        projection.refresh(&*store).await.unwrap();
+        let end = until.as_millisecond();
+        // A cut every 13 hours from day 40 to day 83 (fit on 40 days at least; a week to see
+        // what happened after the last).
+        let cuts: Vec<i64> = (0..80).map(|i| end - 50 * 86_400_000 + i * 13 * 3_600_000).collect();
+        let b = projection.read(|f| {
+            let facts: Vec<&signoff_insights::RequestFacts> = f.collect();
+            signoff_insights::predict::backtest(&facts, &cuts, end)
+        });
+        eprintln!("seed {seed}: {b:?}");
+        assert!(b.scored > 1000, "seed {seed}: {b:?}");
+        assert!((0.85..=0.95).contains(&b.p90_coverage), "seed {seed}: p90 covers {:.3}: {b:?}", b.p90_coverage);
+        assert!(b.median_abs_error <= 0.7 * b.baseline_median_abs_error, "seed {seed}: {b:?}");
+    }
+}
