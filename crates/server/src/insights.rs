@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use signoff_engine::Event;
 use signoff_insights::RequestFacts;
+use signoff_insights::predict::Model;
 use signoff_store::{FactsRow, Store, StoreError};
 
 /// How many log entries the follower folds per transaction.
@@ -17,12 +18,17 @@ const LOAD_PAGE: u32 = 5_000;
 /// How often the follower takes in what the log gained.
 const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a fitted prediction model is used before it is fitted again.
+const REFIT_EVERY: i64 = 60_000;
+
 /// The facts of every request, by id, and how far the log has been read.
 #[derive(Default)]
 pub struct Projection {
     facts: RwLock<HashMap<String, Arc<RequestFacts>>>,
     /// Held while following; `None` until loaded from the store.
     follow: tokio::sync::Mutex<Option<u64>>,
+    /// The prediction model and when it was fitted (held while fitting, so one call fits).
+    model: tokio::sync::Mutex<Option<(i64, Arc<Model>)>>,
 }
 
 impl Projection {
@@ -117,6 +123,27 @@ impl Projection {
     pub fn read<T>(&self, f: impl FnOnce(&mut dyn Iterator<Item = &RequestFacts>) -> T) -> T {
         let facts = self.facts.read().unwrap_or_else(|e| e.into_inner());
         f(&mut facts.values().map(|f| &**f))
+    }
+
+    /// Every request's facts as they stand (a copy of the references: reading it takes no lock).
+    pub fn snapshot(&self) -> Vec<Arc<RequestFacts>> {
+        self.facts.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// The prediction model as of `now`, fitted at most `REFIT_EVERY` ago (off the runtime's
+    /// threads: a large history takes a while).
+    pub async fn model(&self, now: i64) -> Arc<Model> {
+        let mut fitted = self.model.lock().await;
+        if let Some((at, m)) = &*fitted
+            && (now - at).abs() < REFIT_EVERY
+        {
+            return m.clone();
+        }
+        let facts = self.snapshot();
+        let fit = move || Arc::new(Model::fit(facts.iter().map(|f| &**f), now));
+        let model = tokio::task::spawn_blocking(fit).await.unwrap_or_default();
+        *fitted = Some((now, model.clone()));
+        model
     }
 
     /// One request's facts.

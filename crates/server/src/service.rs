@@ -860,6 +860,25 @@ impl Service {
         }))
     }
 
+    /// When a pending request is expected to be decided, from this installation's history;
+    /// `None` when it is closed or the history is too thin. Best effort: a store that cannot
+    /// be read leaves the request without one.
+    pub async fn prediction(&self, id: &str) -> Option<signoff_insights::predict::Prediction> {
+        let projection = match self.insights().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e.detail, "insights: no prediction");
+                return None;
+            }
+        };
+        let facts = projection.get(id)?;
+        if facts.status.is_terminal() {
+            return None;
+        }
+        let now = self.now().as_millisecond();
+        projection.model(now).await.request(&facts, now)
+    }
+
     /// `user`'s summary (theirs, or anyone's for an admin): decisions made in `[from, to)`.
     pub async fn user_summary(&self, caller: &Caller, user: &str, from: jiff::Timestamp, to: jiff::Timestamp) -> Result<signoff_insights::stats::Summary, Problem> {
         if user != caller.id && !caller.admin {

@@ -50,9 +50,21 @@ pub(crate) async fn act(State(s): State<AppState>, Auth(caller): Auth, id: Resul
 /// One request.
 #[utoipa::path(get, path = "/v1/requests/{id}", tag = "requests", params(("id" = String, Path)),
     responses((status = 200, body = RequestState)))]
-pub(crate) async fn request(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<RequestState>, Problem> {
+pub(crate) async fn request(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<RequestView>, Problem> {
     let id = path(id)?;
-    Ok(Json(s.visible(&caller, &id).await?))
+    let state = s.visible(&caller, &id).await?;
+    let prediction = if state.status.is_terminal() { None } else { s.prediction(&id).await };
+    Ok(Json(RequestView { state, prediction }))
+}
+
+/// A request as `GET /v1/requests/{id}` shows it: its state and, while it is pending, when it
+/// is expected to be decided.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct RequestView {
+    #[serde(flatten)]
+    state: RequestState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prediction: Option<signoff_insights::predict::Prediction>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

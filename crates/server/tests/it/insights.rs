@@ -219,3 +219,22 @@ async fn predictions_backtest_within_the_targets() {
         assert!(b.median_abs_error <= 0.7 * b.baseline_median_abs_error, "seed {seed}: {b:?}");
     }
 }
+
+#[tokio::test]
+async fn a_pending_request_shows_its_predicted_decision() {
+    let (app, _clock) = history().await;
+    let (_, page) = app.get("root", "/v1/requests?status=pending").await;
+    let pending = page["items"][0]["id"].as_str().unwrap().to_string();
+    let (status, r) = app.get("alice", &format!("/v1/requests/{pending}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let p = &r["prediction"];
+    // Five activations of desk's steps are all there is: the policy's history, not the step's.
+    assert_eq!((&p["basis"], &p["samples"], &p["steps"][0]["step"]), (&json!("policy"), &json!(5), &json!("a")), "{r}");
+    let (p50, p90) = (p["steps"][0]["p50"].as_f64().unwrap(), p["steps"][0]["p90"].as_f64());
+    assert!(p50 > 0.0 && p90.is_none_or(|p90| p90 >= p50), "{p}");
+    // Closed requests have none.
+    let (_, page) = app.get("root", "/v1/requests?status=approved").await;
+    let closed = page["items"][0]["id"].as_str().unwrap();
+    let (_, r) = app.get("alice", &format!("/v1/requests/{closed}")).await;
+    assert!(r.get("prediction").is_none(), "{r}");
+}

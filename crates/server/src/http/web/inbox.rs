@@ -37,6 +37,8 @@ struct Row {
     due: Option<When>,
     /// `overdue`, `urgent` or empty.
     mark: &'static str,
+    /// When this step is expected to be decided, in words (empty without a prediction).
+    expected: String,
 }
 
 impl Row {
@@ -57,6 +59,7 @@ impl Row {
             reason: t.reason.clone().unwrap_or_default(),
             due: t.due_at.map(|d| When::of(d, now)),
             mark,
+            expected: String::new(),
         }
     }
 }
@@ -115,7 +118,14 @@ pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, filter: Re
     let now = s.now();
     let mut policies: Vec<String> = s.catalog().policies.keys().cloned().collect();
     policies.sort();
-    let rows: Vec<Row> = found.items.iter().map(|t| Row::of(t, now)).collect();
+    let mut rows: Vec<Row> = found.items.iter().map(|t| Row::of(t, now)).collect();
+    for r in &mut rows {
+        if let Some(p) = s.prediction(&r.request).await
+            && let Some(e) = p.steps.iter().find(|e| e.step == r.step)
+        {
+            r.expected = super::expected(&e.estimate);
+        }
+    }
     let overdue = rows.iter().filter(|r| r.mark == "overdue").count();
     let first = u64::from((page - 1) * PAGE);
     let last = first + rows.len() as u64;

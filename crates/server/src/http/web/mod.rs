@@ -108,6 +108,14 @@ impl When {
     }
 }
 
+/// A prediction in words: `about 3h (9 in 10 within 9h)`; empty without a median.
+pub(super) fn expected(e: &signoff_insights::predict::Estimate) -> String {
+    use signoff_insights::heatmap::short;
+    let Some(p50) = e.p50 else { return String::new() };
+    let p90 = e.p90.map_or_else(|| "longer than seen before".to_string(), |p| format!("within {}", short(p)));
+    format!("about {} (9 in 10 {p90})", short(p50))
+}
+
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
         let (status, html) = match self.1 {

@@ -264,6 +264,8 @@ struct RequestPage {
     decision_reason: String,
     expires: Option<When>,
     pending_reasons: Vec<String>,
+    /// When the request is expected to be decided, in words, and from how much history.
+    expected: String,
     evidence: Vec<Evidence>,
     graph: Graph,
     steps: Vec<StepView>,
@@ -309,6 +311,7 @@ async fn draw(s: &AppState, visitor: &Visitor, id: &str, trouble: Option<Trouble
     let events = s.events(&visitor.caller, id).await?;
     let deliveries = s.deliveries(&visitor.caller, id).await?;
     let policy = s.policy_for(&state).await?;
+    let prediction = if state.status.is_terminal() { None } else { s.prediction(id).await };
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     let me = visitor.caller.id.as_str();
     let now = s.now();
@@ -353,6 +356,7 @@ async fn draw(s: &AppState, visitor: &Visitor, id: &str, trouble: Option<Trouble
         decision_reason: state.decision_reason.clone().unwrap_or_default(),
         expires: state.expires_at.filter(|_| !state.status.is_terminal()).map(|e| When::of(e, now)),
         pending_reasons: state.pending_reasons.clone(),
+        expected: prediction.as_ref().map(|p| super::expected(&p.estimate)).unwrap_or_default(),
         evidence: evidence(&state.evidence),
         graph: Graph::of(&state.steps),
         steps,
