@@ -691,16 +691,64 @@ fn since_time(name: &str, value: &str) -> Result<String, Failure> {
     jiff::Timestamp::now().checked_sub(d).map(|t| t.to_string()).map_err(|e| Failure::Usage(format!("{name}: {e}")))
 }
 
+/// `--since`/`--until` as the query of an insights route.
+fn window_query(a: &StatsArgs) -> Result<Vec<String>, Failure> {
+    let mut query = Vec::new();
+    if let Some(s) = &a.since {
+        query.push(format!("from={}", urlencode(&since_time("--since", s)?)));
+    }
+    if let Some(u) = &a.until {
+        query.push(format!("to={}", urlencode(&since_time("--until", u)?)));
+    }
+    Ok(query)
+}
+
+/// What-if: the candidate in `file` against the past requests of `policy` (its own id by default).
+pub async fn simulate(remote: &Remote, file: &Path, policy: Option<String>, window: StatsArgs, examples: u32) -> u8 {
+    finish(async {
+        let text = std::fs::read_to_string(file).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+        let candidate = signoff_engine::Policy::from_yaml(&text).map_err(|problems| {
+            let lines: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
+            Failure::Usage(format!("{}: {}", file.display(), lines.join("; ")))
+        })?;
+        let id = policy.unwrap_or_else(|| candidate.id.clone());
+        let mut query = window_query(&window)?;
+        query.push(format!("examples={examples}"));
+        let client = Client::from(remote)?;
+        let raw = client.call(Method::POST, &format!("/v1/policies/{}/simulate?{}", urlencode(&id), query.join("&")), Some(candidate.source.clone()), None).await?;
+        let v = &raw;
+        let mut lines = vec![format!(
+            "policy={} requests={} differ={} auto_approved_before={} auto_approved_after={}",
+            text_of(&v["policy"]), v["requests"], v["differ"], rate(&v["auto_approval_before"]), rate(&v["auto_approval_after"])
+        )];
+        for (kind, d) in v["differences"].as_object().into_iter().flatten() {
+            lines.push(format!("difference={kind} count={}", d["count"]));
+            for e in d["examples"].as_array().into_iter().flatten() {
+                lines.push(format!("  {} {}", text_of(&e["request"]), kv("detail", text_of(&e["detail"]))));
+            }
+        }
+        for l in v["load"].as_array().into_iter().flatten() {
+            lines.push(format!("load {}={} before={} after={} change={:+}", text_of(&l["kind"]), text_of(&l["id"]), l["before"], l["after"], l["change"].as_i64().unwrap_or(0)));
+        }
+        let t = &v["decision_time"];
+        let change = t["mean_change"].as_f64().unwrap_or(0.0);
+        lines.push(format!(
+            "decision_time before_p50={} after_p50={} mean_change={}{}",
+            seconds(&t["before_median"]), seconds(&t["after_median"]), if change < 0.0 { "-" } else { "+" }, seconds(&Value::from(change.abs()))
+        ));
+        print(remote, &raw, lines);
+        Ok(())
+    }.await)
+}
+
+fn text_of(v: &Value) -> &str {
+    v.as_str().unwrap_or("-")
+}
+
 /// Statistics of a window of requests, or one person's summary.
 pub async fn stats(remote: &Remote, a: StatsArgs) -> u8 {
     finish(async {
-        let mut query = Vec::new();
-        if let Some(s) = &a.since {
-            query.push(format!("from={}", urlencode(&since_time("--since", s)?)));
-        }
-        if let Some(u) = &a.until {
-            query.push(format!("to={}", urlencode(&since_time("--until", u)?)));
-        }
+        let mut query = window_query(&a)?;
         let client = Client::from(remote)?;
         if let Some(user) = &a.user {
             let path = format!("/v1/users/{}/summary?{}", urlencode(user), query.join("&"));

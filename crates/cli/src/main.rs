@@ -617,6 +617,27 @@ enum PolicyCommand {
         #[arg(long)]
         requester: Option<String>,
     },
+    /// What-if: replay the past requests of a policy through a candidate policy FILE and show
+    /// what would route differently, the change in auto-approval and load, and the expected
+    /// change in time to decision (admins and the policy's owners; nothing is stored).
+    Simulate {
+        #[command(flatten)]
+        remote: Remote,
+        /// The candidate policy (YAML).
+        file: PathBuf,
+        /// The live policy whose requests are replayed [default: the candidate's id].
+        #[arg(long)]
+        policy: Option<String>,
+        /// From when: a duration back from now (30d) or an RFC 3339 time [default: 30d].
+        #[arg(long)]
+        since: Option<String>,
+        /// Until when, likewise [default: now].
+        #[arg(long)]
+        until: Option<String>,
+        /// Example requests shown per kind of difference.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=100))]
+        examples: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -665,6 +686,9 @@ fn main() -> ExitCode {
             Command::Policy(PolicyCommand::List { remote }) => client::policy_list(&remote).await,
             Command::Wait { remote, id, timeout } => client::wait(&remote, &id, timeout.as_deref()).await,
             Command::Policy(PolicyCommand::Check { files, directory }) => client::policy_check(&files, directory.as_deref()),
+            Command::Policy(PolicyCommand::Simulate { remote, file, policy, since, until, examples }) => {
+                client::simulate(&remote, &file, policy, client::StatsArgs { since, until, policy: None, user: None }, examples).await
+            }
             Command::Policy(PolicyCommand::Plan { remote, input, requester }) => {
                 client::plan(&remote, &input.policy, &input.context, requester).await
             }

@@ -17,7 +17,7 @@ pub mod state;
 pub mod status;
 pub mod suggest;
 
-mod planner;
+pub mod planner;
 
 pub use code::Code;
 pub use directory::{Directory, User};

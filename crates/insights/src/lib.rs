@@ -5,6 +5,7 @@
 pub mod facts;
 pub mod heatmap;
 pub mod predict;
+pub mod simulate;
 pub mod stats;
 
 pub use facts::{Millis, RequestFacts};

@@ -416,7 +416,7 @@ impl Model {
         }
         let mut steps = Vec::new();
         // Steps still to start, one after another; the active ones, in parallel.
-        let (mut p50, mut p90, mut basis, mut samples) = (0.0f64, Some(0.0f64), Basis::Approvers, usize::MAX);
+        let (mut p50, mut p90, mut basis, mut samples) = (0.0f64, Some(0.0f64), Basis::Recent, usize::MAX);
         let mut active_p50 = 0.0f64;
         let mut active_p90 = Some(0.0f64);
         for s in &r.steps {

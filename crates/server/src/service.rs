@@ -860,6 +860,22 @@ impl Service {
         }))
     }
 
+    /// Replays the requests of policy `id` submitted in `[from, to)` through `candidate`.
+    pub async fn simulate(&self, caller: &Caller, id: &str, candidate: Policy, from: jiff::Timestamp, to: jiff::Timestamp, examples: usize) -> Result<signoff_insights::simulate::Report, Problem> {
+        self.insight_scope(caller, Some(id))?;
+        let catalog = self.catalog();
+        let live = catalog.policies.get(id).cloned().ok_or_else(|| Problem::not_found(format!("no policy `{id}` is loaded")))?;
+        let projection = self.insights().await?;
+        let facts = projection.snapshot();
+        let window = signoff_insights::stats::Window { from: from.as_millisecond(), to: to.as_millisecond(), policy: Some(id.to_string()) };
+        let dir = catalog.directory.clone();
+        let replay = move || {
+            let facts: Vec<&signoff_insights::RequestFacts> = facts.iter().map(|f| &**f).collect();
+            signoff_insights::simulate::simulate(&live, &candidate, &dir, &facts, &window, examples)
+        };
+        tokio::task::spawn_blocking(replay).await.map_err(|e| Problem::internal(format!("the simulation stopped: {e}")))
+    }
+
     /// When a pending request is expected to be decided, from this installation's history;
     /// `None` when it is closed or the history is too thin. Best effort: a store that cannot
     /// be read leaves the request without one.

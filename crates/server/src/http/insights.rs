@@ -50,7 +50,7 @@ fn time(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, Prob
 }
 
 /// `[from, to)` from the parameters, defaulting to the 30 days up to now.
-fn window(from: Option<&str>, to: Option<&str>, now: jiff::Timestamp) -> Result<(jiff::Timestamp, jiff::Timestamp), Problem> {
+pub(super) fn window(from: Option<&str>, to: Option<&str>, now: jiff::Timestamp) -> Result<(jiff::Timestamp, jiff::Timestamp), Problem> {
     let to = time("to", to)?.unwrap_or(now);
     let from = time("from", from)?.unwrap_or_else(|| to.checked_sub(DEFAULT_WINDOW).unwrap_or(jiff::Timestamp::MIN));
     if from > to {

@@ -35,7 +35,7 @@ pub(super) fn v1_routes() -> Router<AppState> {
     paths(
         super::requests::submit, super::requests::act, super::requests::request, super::requests::list, super::requests::events,
         super::requests::notifications, super::requests::inbox, super::admin::tasks, super::admin::me, super::admin::users, super::live::request_stream, super::live::user_stream,
-        super::live::wait, super::policies::policies, super::policies::policy, super::policies::validate_policy, super::policies::plan,
+        super::live::wait, super::policies::policies, super::policies::policy, super::policies::validate_policy, super::policies::plan, super::policies::simulate,
         super::admin::reload, super::audit::checkpoint, super::audit::consistency, super::audit::audit_events, super::audit::verify, super::insights::stats, super::insights::user_summary, super::insights::heatmap, super::operations::healthz, super::operations::readyz, super::operations::metrics_text,
         super::slack::slack_interactions, super::email::email_confirm, super::email::email_act, public_document,
         catalog_document,
@@ -73,6 +73,7 @@ const ERRORS: &[(&str, &str, &[u16])] = &[
     ("get", "/v1/stats", &[400, 401, 403, 404, 503]),
     ("get", "/v1/users/{id}/summary", &[400, 401, 403, 404, 503]),
     ("get", "/v1/insights/heatmap", &[400, 401, 403, 404, 503]),
+    ("post", "/v1/policies/{id}/simulate", &[400, 401, 403, 404, 413, 422, 503]),
     ("get", "/v1/requests/{id}/stream", &[400, 401, 404, 503]),
     ("get", "/v1/requests/{id}/wait", &[400, 401, 404, 503]),
     ("get", "/v1/stream", &[401, 503]),

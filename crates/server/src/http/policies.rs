@@ -21,6 +21,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/policies/validate", post(validate_policy))
         .route("/policies/{id}", get(policy))
         .route("/policies/{id}/plan", post(plan))
+        .route("/policies/{id}/simulate", post(simulate))
 }
 
 pub(super) fn summary(p: &Policy) -> PolicySummary {
@@ -78,4 +79,51 @@ pub(crate) async fn validate_policy(State(s): State<AppState>, Auth(_caller): Au
 pub(crate) async fn plan(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, body: JsonBody<PlanBody>) -> Result<Json<RequestState>, Problem> {
     let id = path(id)?;
     Ok(Json(s.plan(&caller, &id, body.value)?))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SimulateParams {
+    /// Requests submitted at or after this time (RFC 3339); 30 days before `to` by default.
+    #[param(format = DateTime)]
+    from: Option<String>,
+    /// Requests submitted before this time (RFC 3339); now by default.
+    #[param(format = DateTime)]
+    to: Option<String>,
+    /// Example requests kept per kind of difference, 0 to 100; 5 by default.
+    #[param(minimum = 0, maximum = 100)]
+    examples: Option<usize>,
+}
+
+/// What-if: replays the stored contexts of this policy's past requests through a candidate
+/// policy (YAML or JSON body) and reports what would route differently, the change in
+/// auto-approval and in each person's and group's load, and the expected change in time to
+/// decision. Nothing is stored. Admins and the policy's owners.
+#[utoipa::path(post, path = "/v1/policies/{id}/simulate", tag = "insights", params(("id" = String, Path), SimulateParams),
+    request_body(content = String, content_type = "application/yaml"), responses((status = 200, body = Object)))]
+pub(crate) async fn simulate(
+    State(s): State<AppState>,
+    Auth(caller): Auth,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<axum::extract::Query<SimulateParams>, axum::extract::rejection::QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let id = path(id)?;
+    let q = super::extract::query(q)?;
+    let bytes = body.map_err(body_error)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Problem::bad_parameter("the body must be UTF-8 text"))?;
+    let candidate = match Policy::from_yaml(text) {
+        Ok(p) => p,
+        Err(problems) => {
+            let n = problems.len();
+            return Ok(Problem::new(Code::InvalidPolicy, format!("the candidate policy has {n} problem(s)")).with(json!({ "errors": problems })).into_response());
+        }
+    };
+    let examples = q.examples.unwrap_or(5);
+    if examples > 100 {
+        return Err(Problem::bad_parameter("examples must be between 0 and 100"));
+    }
+    let (from, to) = super::insights::window(q.from.as_deref(), q.to.as_deref(), s.now())?;
+    Ok(Json(s.simulate(&caller, &id, candidate, from, to, examples).await?).into_response())
 }

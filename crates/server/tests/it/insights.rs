@@ -238,3 +238,64 @@ async fn a_pending_request_shows_its_predicted_decision() {
     let (_, r) = app.get("alice", &format!("/v1/requests/{closed}")).await;
     assert!(r.get("prediction").is_none(), "{r}");
 }
+
+async fn simulate(app: &App, user: &str, policy: &str, candidate: &str) -> (StatusCode, Value) {
+    let resp = app
+        .http
+        .post(format!("{}/v1/policies/{policy}/simulate", app.url))
+        .bearer_auth(format!("{user}-token"))
+        .header("content-type", "application/yaml")
+        .body(candidate.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn simulation_reports_exactly_what_a_policy_change_would_route_differently() {
+    let app = spawn_app().await;
+    let live = include_str!("../../../../examples/policies/quote-discount.yaml");
+    let mut ids = Vec::new();
+    for discount in [0.02, 0.07, 0.08, 0.12, 0.20] {
+        let r = app.submit("alice", "quote-discount", json!({"quote": {"total": 48000, "discount": discount, "margin": 0.30, "nonstandard_clause": false}})).await;
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    // The live policy itself: nothing differs.
+    let (status, same) = simulate(&app, "root", "quote-discount", live).await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!((&same["requests"], &same["differ"], &same["differences"], &same["load"]), (&json!(5), &json!(0), &json!({}), &json!([])), "{same}");
+    assert_eq!(same["decision_time"]["mean_change"], 0.0);
+    // The manager's threshold lowered from 10% to 5%: the 7% and 8% quotes gain the step, and
+    // mark (the sales managers) two more tasks.
+    let lower = live.replace("when: 'quote.discount > 0.10'", "when: 'quote.discount > 0.05'");
+    assert_ne!(lower, live);
+    let (status, r) = simulate(&app, "root", "quote-discount", &lower).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!((&r["requests"], &r["differ"]), (&json!(5), &json!(2)), "{r}");
+    let added = &r["differences"]["steps_added"];
+    assert_eq!(added["count"], 2, "{r}");
+    let examples: Vec<&str> = added["examples"].as_array().unwrap().iter().map(|e| e["request"].as_str().unwrap()).collect();
+    let mut expected = vec![ids[1].as_str(), ids[2].as_str()];
+    let mut got = examples.clone();
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "{r}");
+    assert_eq!(added["examples"][0]["detail"], "adds manager");
+    assert_eq!(r["differences"].as_object().unwrap().len(), 1, "nothing else differs: {r}");
+    let load: Vec<(String, i64)> = r["load"].as_array().unwrap().iter().map(|l| (l["id"].as_str().unwrap().to_string(), l["change"].as_i64().unwrap())).collect();
+    assert!(load.contains(&("mark".into(), 2)) && load.contains(&("sales-managers".into(), 2)), "{r}");
+    assert!(r["decision_time"]["mean_change"].as_f64().unwrap() >= 0.0, "an added step never makes it faster: {r}");
+    // Auto-approving everything under 50,000: all five.
+    let auto = live.replace("'quote.total < 1000'", "'quote.total < 50000'");
+    let (_, r) = simulate(&app, "root", "quote-discount", &auto).await;
+    assert_eq!((&r["differences"]["auto_approved"]["count"], &r["auto_approval_after"]["count"]), (&json!(5), &json!(5)), "{r}");
+    // Who may ask, and what a bad candidate gets.
+    let (status, _) = simulate(&app, "alice", "quote-discount", live).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, r) = simulate(&app, "root", "quote-discount", "id: x\nsteps: []\n").await;
+    assert_eq!((status, &r["code"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("invalid_policy")), "{r}");
+    let (status, _) = simulate(&app, "root", "nope", live).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
