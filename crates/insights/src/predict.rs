@@ -447,9 +447,10 @@ impl Model {
 
 fn coarser(a: Basis, b: Basis) -> Basis {
     let rank = |x: Basis| match x {
-        Basis::Recent | Basis::Approvers => 0,
-        Basis::Step => 1,
-        Basis::Policy => 2,
+        Basis::Recent => 0,
+        Basis::Approvers => 1,
+        Basis::Step => 2,
+        Basis::Policy => 3,
     };
     if rank(a) >= rank(b) { a } else { b }
 }
