@@ -741,6 +741,23 @@ pub async fn simulate(remote: &Remote, file: &Path, policy: Option<String>, wind
     }.await)
 }
 
+/// The Insights report, written to `out`.
+pub async fn report(remote: &Remote, out: &Path, policy: Option<&str>, days: u32) -> u8 {
+    finish(async {
+        let mut path = format!("/v1/insights/report?days={days}");
+        if let Some(p) = policy {
+            path.push_str(&format!("&policy={}", urlencode(p)));
+        }
+        let html = match Client::from(remote)?.call(Method::GET, &path, None, None).await? {
+            Value::String(html) => html,
+            other => return Err(Failure::Unreachable(format!("{}{path} answered JSON, not a report: {other}", remote.url))),
+        };
+        std::fs::write(out, &html).map_err(|e| Failure::Usage(format!("--out {}: {e}", out.display())))?;
+        println!("{}", [kv("report", &out.display().to_string()), format!("bytes={}", html.len())].join(" "));
+        Ok(())
+    }.await)
+}
+
 fn text_of(v: &Value) -> &str {
     v.as_str().unwrap_or("-")
 }

@@ -161,6 +161,21 @@ enum Command {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Write the Insights page as one self-contained HTML file: statistics, each step's times,
+    /// and the bottleneck heatmaps (admins and policy owners).
+    Report {
+        #[command(flatten)]
+        remote: Remote,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Only this policy's requests.
+        #[arg(long)]
+        policy: Option<String>,
+        /// The window up to now, in days.
+        #[arg(long, default_value_t = 30, value_parser = clap::builder::ValueParser::new(|d: &str| match d { "7" | "30" | "90" => Ok(d.parse::<u32>().unwrap_or(30)), _ => Err(format!("`{d}` is not one of 7, 30, 90")) }))]
+        days: u32,
+    },
     /// Who the token belongs to: user, groups, admin.
     Whoami {
         #[command(flatten)]
@@ -681,6 +696,7 @@ fn main() -> ExitCode {
                 client::requests(&remote, client::RequestFilter { status, policy, overdue, limit }).await
             }
             Command::Whoami { remote } => client::whoami(&remote).await,
+            Command::Report { remote, out, policy, days } => client::report(&remote, &out, policy.as_deref(), days).await,
             Command::Stats { remote, since, until, policy, user } => client::stats(&remote, client::StatsArgs { since, until, policy, user }).await,
             Command::Token(TokenCommand::New { user }) => client::token_new(&user),
             Command::Policy(PolicyCommand::List { remote }) => client::policy_list(&remote).await,

@@ -807,6 +807,12 @@ impl Service {
         found
     }
 
+    /// Whether `caller` may see insights at all: an admin, or the owner of some policy.
+    pub fn sees_insights(&self, caller: &Caller) -> bool {
+        let catalog = self.catalog();
+        caller.admin || catalog.policies.values().any(|p| p.owned_by(&caller.id, &catalog.directory))
+    }
+
     /// The policies whose statistics `caller` may see: every one for an admin, else those
     /// they own; `policy`, if given, must be one of them.
     fn insight_scope(&self, caller: &Caller, policy: Option<&str>) -> Result<Option<Vec<String>>, Problem> {

@@ -13,7 +13,7 @@ use signoff_insights::heatmap::{self, Measure};
 use signoff_insights::stats::{Stats, Summary};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/stats", get(stats)).route("/users/{id}/summary", get(user_summary)).route("/insights/heatmap", get(heatmap))
+    Router::new().route("/stats", get(stats)).route("/users/{id}/summary", get(user_summary)).route("/insights/heatmap", get(heatmap)).route("/insights/report", get(report))
 }
 
 /// How far back a window reaches when `from` is not given.
@@ -140,4 +140,24 @@ pub(crate) async fn heatmap(State(s): State<AppState>, Auth(caller): Auth, q: Re
         (_, Measure::Open) => "Steps open at once on average, by hour of the week (UTC)",
     };
     Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], heatmap::svg(&map, title, measure)).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportParams {
+    /// Only this policy's requests.
+    policy: Option<String>,
+    /// The window up to now: 7, 30 (the default) or 90 days.
+    #[param(inline, value_type = Option<u32>, minimum = 7, maximum = 90)]
+    days: Option<u32>,
+}
+
+/// The Insights page as one self-contained HTML file (styles and pictures inside), to keep or
+/// send. Admins see every policy; a policy's owners see theirs.
+#[utoipa::path(get, path = "/v1/insights/report", tag = "insights", params(ReportParams),
+    responses((status = 200, description = "an HTML document", content_type = "text/html", body = String)))]
+pub(crate) async fn report(State(s): State<AppState>, Auth(caller): Auth, q: Result<Query<ReportParams>, QueryRejection>) -> Result<axum::response::Response, Problem> {
+    let q = query(q)?;
+    super::web::insights::report(&s, &caller, super::web::insights::Filter { policy: q.policy, days: q.days }).await
 }

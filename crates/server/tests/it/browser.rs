@@ -289,3 +289,67 @@ async fn at_phone_width_nothing_runs_off_the_side_and_the_keyboard_reaches_every
         .await;
     assert_eq!(unnamed, "", "controls without a label");
 }
+
+/// Seeded history (deal desk and deploy guard, the last 30 days) in `app`'s store.
+async fn seeded(app: &App, requests: usize) {
+    let plan = signoff_server::seed::Plan {
+        scenarios: signoff_server::seed::Scenario::parse("deal-desk").unwrap().into_iter().chain(signoff_server::seed::Scenario::parse("deploy-guard").unwrap()).collect(),
+        requests,
+        days: 30,
+        until: app.service.now(),
+        seed: 5,
+    };
+    signoff_server::seed::run(&**app.service.store(), &app.service.catalog(), &plan).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_insights_page_shows_where_approvals_wait_and_the_report_is_the_same_in_one_file() {
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start(1280, 2300).await else { return };
+    seeded(&app, 1500).await;
+    sign_in(&browser, &app, "root").await;
+    browser.click_on("nav a[href='/insights']").await;
+    browser.wait_for_title("Insights · signoff").await;
+    let cards = browser.text(&browser.find("ul.cards").await).await;
+    for label in ["Requests", "Decided in (median)", "SLA met", "Escalated", "Timed out", "Auto-approved"] {
+        assert!(cards.contains(label), "{label} in {cards}");
+    }
+    assert_eq!(browser.execute("return document.querySelectorAll('section.heatmap svg').length").await, 3);
+    let steps = browser.text(&browser.find("#steps + table").await).await;
+    assert!(steps.contains("quote-discount/manager") && steps.contains("prod-deploy/sre"), "{steps}");
+    // The pictures fit the page: no sideways scrolling.
+    assert_eq!(browser.execute("return document.documentElement.scrollWidth <= window.innerWidth").await, true);
+    browser.screenshot(&screenshots(), "insights").await;
+    // One policy, a week.
+    browser.goto(&format!("{}/insights?policy=prod-deploy&days=7", app.url)).await;
+    browser.wait_for_title("Insights: prod-deploy · signoff").await;
+    let steps = browser.text(&browser.find("#steps + table").await).await;
+    assert!(steps.contains("prod-deploy/sre") && !steps.contains("quote-discount"), "{steps}");
+
+    // The report: the same, in one file that needs nothing else.
+    let report = app.http.get(format!("{}/v1/insights/report", app.url)).bearer_auth("root-token").send().await.unwrap();
+    assert_eq!(report.status(), StatusCode::OK);
+    let html = report.text().await.unwrap();
+    assert!(!html.contains("/assets/") && html.contains("<style>") && html.matches("<svg").count() == 3, "self-contained");
+    let file = screenshots().join("report.html");
+    std::fs::create_dir_all(screenshots()).unwrap();
+    std::fs::write(&file, &html).unwrap();
+    browser.goto(&format!("file://{}", file.display())).await;
+    browser.wait_for_title("Insights · signoff report").await;
+    assert_eq!(browser.execute("return getComputedStyle(document.querySelector('.card.metric')).borderRadius !== '0px'").await, true, "styled from inside the file");
+    browser.screenshot(&screenshots(), "report").await;
+
+    // A pending request says when it is expected to be decided, on its page and in the inbox.
+    let (_, pending) = app.get("root", "/v1/requests?status=pending&policy=quote-discount&limit=1").await;
+    let id = pending["items"][0]["id"].as_str().expect("a pending seeded quote").to_string();
+    browser.goto(&format!("{}/requests/{id}", app.url)).await;
+    let expected = browser.text(&browser.find("#expected").await).await;
+    assert!(expected.starts_with("about "), "{expected}");
+
+    // Someone who owns no policy is refused.
+    sign_in(&browser, &app, "alice").await;
+    assert_eq!(browser.execute("return document.querySelector(\"nav a[href='/insights']\") === null").await, true, "no link for alice");
+    browser.goto(&format!("{}/insights", app.url)).await;
+    let refused = browser.text(&browser.find("main").await).await;
+    assert!(refused.contains("forbidden"), "{refused}");
+}

@@ -36,6 +36,8 @@ struct AdminPage {
     user: String,
     csrf: String,
     admin: bool,
+    /// Whether the nav offers the Insights page.
+    insights: bool,
     approver: String,
     policy: String,
     overdue: bool,
@@ -80,6 +82,7 @@ async fn draw(s: &AppState, visitor: Visitor, filter: Filter, reloaded: Option<(
         user: visitor.caller.id,
         csrf: visitor.csrf,
         admin: true,
+        insights: true,
         approver: approver.unwrap_or_default(),
         policy,
         overdue,

@@ -70,6 +70,8 @@ struct InboxPage {
     user: String,
     csrf: String,
     admin: bool,
+    /// Whether the nav offers the Insights page.
+    insights: bool,
     /// The server's clock, in milliseconds, for the countdowns.
     now_ms: i64,
     rows: Vec<Row>,
@@ -131,6 +133,7 @@ pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, filter: Re
     let last = first + rows.len() as u64;
     let page = InboxPage {
         admin: visitor.caller.admin,
+        insights: s.sees_insights(&visitor.caller),
         user: visitor.caller.id,
         csrf: visitor.csrf,
         now_ms: now.as_millisecond(),

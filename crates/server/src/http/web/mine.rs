@@ -55,6 +55,8 @@ struct MinePage {
     user: String,
     csrf: String,
     admin: bool,
+    /// Whether the nav offers the Insights page.
+    insights: bool,
     status: String,
     statuses: &'static [&'static str],
     rows: Vec<Row>,
@@ -79,10 +81,12 @@ pub(super) async fn page(State(s): State<AppState>, visitor: Visitor, filter: Re
     };
     let status = status.unwrap_or_default();
     let next = page.next_cursor.map(|c| format!("/mine?status={status}&cursor={c}")).unwrap_or_default();
+    let insights = s.sees_insights(&visitor.caller);
     let view = MinePage {
         user: visitor.caller.id,
         csrf: visitor.csrf,
         admin: visitor.caller.admin,
+        insights,
         status,
         statuses: &["pending", "approved", "rejected", "expired", "cancelled"],
         rows: page.items.iter().map(Row::of).collect(),

@@ -7,6 +7,7 @@ mod admin;
 mod field;
 mod graph;
 mod inbox;
+pub(crate) mod insights;
 mod mine;
 mod new;
 mod request;
@@ -30,6 +31,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/mine", get(mine::page))
         .route("/new", get(new::page).post(new::post))
         .route("/admin", get(admin::page))
+        .route("/insights", get(insights::page))
         .route("/admin/reload", post(admin::reload))
         .route("/requests/{id}", get(request::page))
         .route("/requests/{id}/act", post(request::act))

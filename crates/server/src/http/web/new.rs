@@ -119,6 +119,8 @@ struct NewPage {
     user: String,
     csrf: String,
     admin: bool,
+    /// Whether the nav offers the Insights page.
+    insights: bool,
     key: String,
     policies: Vec<PolicyOption>,
     policy: String,
@@ -203,6 +205,7 @@ impl NewPage {
             user: visitor.caller.id.clone(),
             csrf: visitor.csrf.clone(),
             admin: visitor.caller.admin,
+            insights: s.sees_insights(&visitor.caller),
             key: if form.key.is_empty() { format!("web-new-{}", uuid::Uuid::now_v7().simple()) } else { form.key.clone() },
             policies,
             policy: form.policy.clone(),

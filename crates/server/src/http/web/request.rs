@@ -247,6 +247,8 @@ struct RequestPage {
     user: String,
     csrf: String,
     admin: bool,
+    /// Whether the nav offers the Insights page.
+    insights: bool,
     /// The server's clock, in milliseconds, for the countdowns.
     now_ms: i64,
     /// The idempotency key every form of this drawing carries.
@@ -341,6 +343,7 @@ async fn draw(s: &AppState, visitor: &Visitor, id: &str, trouble: Option<Trouble
         user: me.to_string(),
         csrf: visitor.csrf.clone(),
         admin: visitor.caller.admin,
+        insights: s.sees_insights(&visitor.caller),
         now_ms: now.as_millisecond(),
         key: form_key(&visitor.csrf, &state),
         problem,
