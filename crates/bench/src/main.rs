@@ -82,6 +82,23 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Insights: the HTTP workflow benchmark with the analytics follower on and off
+    /// (interleaved), then --requests seeded over --days: seeding, `/v1/stats` over the whole
+    /// window, heatmaps, predictions and a what-if simulation of every policy.
+    Insights {
+        #[arg(long, default_value_t = 100_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Over HTTP against `signoff serve`.
     Http {
         #[arg(long, default_value_t = 64)]
@@ -420,6 +437,114 @@ async fn telemetry_bench(clients: usize, seconds: u64, rounds: usize) {
     }
     println!("spans_received={}", otlp.spans().len());
     let _ = std::thread::spawn(move || drop(otlp)).join();
+}
+
+/// The insights benchmark (see `Scenario::Insights`).
+async fn insights_bench(requests: usize, days: u32, samples: usize, clients: usize, seconds: u64, rounds: usize) {
+    let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+    // 1. The write path with the projection followed in the background, and without.
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    for round in 0..rounds {
+        for (mode, extra) in [("on", vec![]), ("off", vec!["--insights".to_string(), "false".to_string()])] {
+            let dir = tempfile::tempdir_in(".").unwrap();
+            let (policies, directory) = write_fixtures(dir.path());
+            let server = spawn_binary_with(&bin, &dir.path().join("data"), &policies, &directory, &extra, &[]);
+            let start = Instant::now();
+            let (total, _) = run_workflows(std::slice::from_ref(&server.url), clients, seconds, Arc::new(AtomicUsize::new(0))).await;
+            let rate = total as f64 / start.elapsed().as_secs_f64();
+            println!("round={round} insights={mode} workflows_per_s={rate:.0}");
+            results.push((mode, rate));
+        }
+    }
+    let mean = |m: &str| {
+        let r: Vec<f64> = results.iter().filter(|(k, _)| *k == m).map(|(_, v)| *v).collect();
+        r.iter().sum::<f64>() / r.len() as f64
+    };
+    println!("insights=on mean_workflows_per_s={:.0} insights=off mean_workflows_per_s={:.0} cost_of_on={:+.1}%", mean("on"), mean("off"), (1.0 - mean("on") / mean("off")) * 100.0);
+
+    // 2. A seeded history, read by a server on the bundled policies and demo directory.
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let data = dir.path().join("data");
+    let start = Instant::now();
+    let out = Command::new(&bin).args(["seed", "--requests", &requests.to_string(), "--days", &days.to_string(), "--data"]).arg(&data).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    println!("{} wall_seconds={:.1}", String::from_utf8_lossy(&out.stdout).trim(), start.elapsed().as_secs_f64());
+    let mut child = Command::new(&bin).args(["serve", "--listen", "127.0.0.1:0", "--data"]).arg(&data).env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let l = lines.next().unwrap().unwrap();
+        if let Some(u) = l.strip_prefix("listening on ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let server = Spawned { child, url };
+    let http = reqwest::Client::new();
+    let from = (jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * i64::from(days))).to_string();
+    let get = |path: String| {
+        let http = http.clone();
+        let url = format!("{}{path}", server.url);
+        async move {
+            let t = Instant::now();
+            let resp = http.get(&url).bearer_auth("root-token").send().await.unwrap();
+            assert!(resp.status().is_success(), "{url}: {}", resp.status());
+            let bytes = resp.bytes().await.unwrap().len();
+            (t.elapsed(), bytes)
+        }
+    };
+    let (first, _) = get(format!("/v1/stats?from={from}")).await;
+    println!("call=stats_first_after_start ms={:.0} (loads the stored projection)", first.as_secs_f64() * 1000.0);
+    let mut stats = Vec::new();
+    for _ in 0..samples {
+        stats.push(get(format!("/v1/stats?from={from}")).await.0);
+    }
+    report(&format!("stats_{days}d"), stats);
+    for (kind, format) in [("approver", "json"), ("approver", "svg"), ("hour_of_week", "json"), ("hour_of_week", "svg")] {
+        let mut times = Vec::new();
+        for _ in 0..20 {
+            times.push(get(format!("/v1/insights/heatmap?kind={kind}&format={format}&from={from}")).await.0);
+        }
+        report(&format!("heatmap_{kind}_{format}"), times);
+    }
+    let (_, page) = (Instant::now(), http.get(format!("{}/v1/requests?status=pending&limit=20", server.url)).bearer_auth("root-token").send().await.unwrap().json::<Value>().await.unwrap());
+    let pending: Vec<String> = page["items"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_string()).collect();
+    let (fit, _) = get(format!("/v1/requests/{}", pending[0])).await;
+    println!("call=request_with_prediction_first ms={:.0} (fits the model)", fit.as_secs_f64() * 1000.0);
+    let mut predicted = Vec::new();
+    for id in pending.iter().cycle().take(samples) {
+        predicted.push(get(format!("/v1/requests/{id}")).await.0);
+    }
+    report("request_with_prediction", predicted);
+    let (_, report_bytes) = get("/v1/insights/report?days=90".to_string()).await;
+    println!("report_bytes={report_bytes}");
+    // What-if over every request: each bundled scenario's policy with one threshold moved.
+    let candidates = [
+        ("quote-discount", include_str!("../../../examples/policies/quote-discount.yaml").replace("'quote.discount > 0.10'", "'quote.discount > 0.15'")),
+        ("prod-deploy", include_str!("../../../examples/policies/prod-deploy.yaml").replace("quorum: 2", "quorum: 1")),
+        ("expenses", include_str!("../../../examples/policies/expenses.yaml").replace("'amount < 100'", "'amount < 250'")),
+    ];
+    let mut total = Duration::ZERO;
+    let mut replayed = 0;
+    for (policy, candidate) in candidates {
+        let t = Instant::now();
+        let r: Value = http
+            .post(format!("{}/v1/policies/{policy}/simulate?from={from}&examples=3", server.url))
+            .bearer_auth("root-token")
+            .body(candidate)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        total += took;
+        replayed += r["requests"].as_u64().unwrap_or(0);
+        println!("simulate policy={policy} requests={} differ={} seconds={:.2}", r["requests"], r["differ"], took.as_secs_f64());
+    }
+    println!("simulate_all requests={replayed} seconds={:.2}", total.as_secs_f64());
+    println!("server_rss_kb={} server_peak_rss_kb={}", rss_kb(server.child.id(), "VmRSS:"), rss_kb(server.child.id(), "VmHWM:"));
 }
 
 /// The workflow benchmark with the audit log on and off, `rounds` rounds interleaved, each on
@@ -1222,6 +1347,7 @@ fn main() {
             Scenario::Scale { requests, samples } => scale(requests, samples).await,
             Scenario::Inbox { tasks, samples, database_url } => inbox(tasks, samples, database_url).await,
             Scenario::WebInbox { tasks, samples } => web_inbox(tasks, samples).await,
+            Scenario::Insights { requests, days, samples, clients, seconds, rounds } => insights_bench(requests, days, samples, clients, seconds, rounds).await,
             Scenario::Memory { requests, clients, serve_args, server } => memory(requests, clients, serve_args, server).await,
             Scenario::Timers { requests, burst } => timers(requests, burst).await,
             Scenario::Webhooks { requests } => webhooks(requests).await,

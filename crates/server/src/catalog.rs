@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn built_in_catalog_loads_with_demo_tokens() {
         let c = Catalog::load(&Sources::default()).unwrap();
-        assert_eq!(c.policies.len(), 3);
+        assert_eq!(c.policies.len(), 4);
         assert!(c.demo_tokens.contains(&("alice".into(), "alice-token".into())));
         assert_eq!(c.directory.authenticate("mark-token").unwrap().id, "mark");
     }

@@ -148,8 +148,8 @@ pub(crate) async fn heatmap(State(s): State<AppState>, Auth(caller): Auth, q: Re
 pub(crate) struct ReportParams {
     /// Only this policy's requests.
     policy: Option<String>,
-    /// The window up to now: 7, 30 (the default) or 90 days.
-    #[param(inline, value_type = Option<u32>, minimum = 7, maximum = 90)]
+    /// The window up to now, in days: 1 to 366, 30 by default (the page offers 7, 30 and 90).
+    #[param(minimum = 1, maximum = 366)]
     days: Option<u32>,
 }
 

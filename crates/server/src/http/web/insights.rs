@@ -118,8 +118,8 @@ impl Insights {
 
 fn days(filter: &Filter) -> Result<u32, Problem> {
     match filter.days.unwrap_or(30) {
-        d @ (7 | 30 | 90) => Ok(d),
-        d => Err(Problem::bad_parameter(format!("days: {d} is not one of 7, 30, 90"))),
+        d @ 1..=366 => Ok(d),
+        d => Err(Problem::bad_parameter(format!("days: {d} is not between 1 and 366"))),
     }
 }
 
