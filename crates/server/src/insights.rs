@@ -152,12 +152,56 @@ impl Projection {
     }
 }
 
-/// Runs until dropped: keeps `projection` current every `FOLLOW_EVERY`.
+/// Runs until dropped: keeps `projection` current every `FOLLOW_EVERY`, on a thread of its own
+/// at the lowest CPU priority, so that under load the threads serving calls and committing go
+/// first and the projection catches up when they rest (every insights call still folds what is
+/// left before it answers).
 pub async fn follower(store: Arc<dyn Store>, projection: Arc<Projection>) {
-    loop {
-        tokio::time::sleep(FOLLOW_EVERY).await;
-        if let Err(e) = projection.refresh(&*store).await {
-            tracing::warn!(error = %e, "insights: cannot follow the audit log; retrying");
+    struct Stop(Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _stop = Stop(stop.clone());
+    let (s, p) = (store.clone(), projection.clone());
+    let spawned = std::thread::Builder::new().name("signoff-insights".into()).spawn(move || {
+        lowest_priority();
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(e) => return tracing::warn!(error = %e, "insights: no runtime for the follower; the projection catches up when read"),
+        };
+        runtime.block_on(async {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(FOLLOW_EVERY).await;
+                if let Err(e) = p.refresh(&*s).await {
+                    tracing::warn!(error = %e, "insights: cannot follow the audit log; retrying");
+                }
+            }
+        });
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "insights: no thread for the follower; following on the runtime");
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            if let Err(e) = projection.refresh(&*store).await {
+                tracing::warn!(error = %e, "insights: cannot follow the audit log; retrying");
+            }
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// Gives the calling thread (and the threads it starts) the lowest CPU priority (nice 19).
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take no pointers; on Linux the nice value of PRIO_PROCESS
+    // with a thread id is that thread's alone.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0 {
+            tracing::debug!("insights: could not lower the follower's priority");
         }
     }
 }
