@@ -521,7 +521,7 @@ async fn insights_bench(requests: usize, days: u32, samples: usize, clients: usi
     // What-if over every request: each bundled scenario's policy with one threshold moved.
     let candidates = [
         ("quote-discount", include_str!("../../../examples/policies/quote-discount.yaml").replace("'quote.discount > 0.10'", "'quote.discount > 0.15'")),
-        ("prod-deploy", include_str!("../../../examples/policies/prod-deploy.yaml").replace("quorum: 2", "quorum: 1")),
+        ("prod-deploy", include_str!("../../../examples/policies/prod-deploy.yaml").replace("approvers: { groups: [sre] }", "approvers: { groups: [sre], users: [oncall-lead] }")),
         ("expenses", include_str!("../../../examples/policies/expenses.yaml").replace("'amount < 100'", "'amount < 250'")),
     ];
     let mut total = Duration::ZERO;

@@ -299,3 +299,20 @@ async fn simulation_reports_exactly_what_a_policy_change_would_route_differently
     let (status, _) = simulate(&app, "root", "nope", live).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn on_postgresql_the_projection_follows_the_log_too() {
+    let Some(app) = spawn_app_on(On::Postgres, "insights on PostgreSQL").await else { return };
+    let r = app.submit("alice", "seq", json!({})).await;
+    let id = r["id"].as_str().unwrap().to_string();
+    app.approve("mark", &id, "first").await;
+    let (status, s) = app.get("root", "/v1/stats?policy=seq").await;
+    assert_eq!((status, &s["requests"], &s["outcomes"]["pending"]), (StatusCode::OK, &json!(1), &json!(1)), "{s}");
+    app.approve("fiona", &id, "second").await;
+    let (_, s) = app.get("root", "/v1/stats?policy=seq").await;
+    assert_eq!((&s["outcomes"]["approved"], &s["decision_time"]["count"]), (&json!(1), &json!(1)), "read after write: {s}");
+    let store = app.service.store();
+    assert_eq!(store.facts_cursor().await.unwrap(), store.log_size().await.unwrap().size);
+    let (_, m) = app.get("mark", "/v1/users/me/summary").await;
+    assert_eq!(m["approved"], 1, "{m}");
+}
