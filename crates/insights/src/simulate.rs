@@ -20,8 +20,17 @@ struct Route {
     auto: bool,
     /// Why the policy would refuse the submission (its error code), if it would.
     refused: Option<String>,
-    /// The steps not skipped, in policy order: id, the planned steps it waits for, approvers.
-    steps: Vec<(String, Vec<String>, Vec<String>)>,
+    /// The steps not skipped, in policy order.
+    steps: Vec<Planned>,
+}
+
+/// A step a route takes: the planned steps it waits for, whom it asks, how many must approve.
+#[derive(Debug, Clone, PartialEq)]
+struct Planned {
+    id: String,
+    after: Vec<String>,
+    approvers: Vec<String>,
+    quorum: signoff_engine::policy::Quorum,
 }
 
 fn route(policy: &Policy, dir: &Directory, r: &RequestFacts) -> Route {
@@ -53,7 +62,7 @@ fn route(policy: &Policy, dir: &Directory, r: &RequestFacts) -> Route {
         .map(|s| {
             let approvers = signoff_engine::planner::eligible(policy.separation, s, &s.approvers, dir, &state, &mut vars, at).map(|(a, _)| a).unwrap_or_default();
             let after = s.after.iter().filter(|a| planned.contains(&a.as_str())).cloned().collect();
-            (s.id.clone(), after, approvers)
+            Planned { id: s.id.clone(), after, approvers, quorum: s.quorum }
         })
         .collect();
     Route { auto, refused: None, steps }
@@ -102,7 +111,7 @@ pub struct Report {
     /// Of those, routed differently in some way.
     pub differ: usize,
     /// By kind: `auto_approved`, `no_longer_auto_approved`, `refused`, `steps_added`,
-    /// `steps_removed`, `steps_reordered`, `approvers_changed`.
+    /// `steps_removed`, `steps_reordered`, `approvers_changed`, `quorum_changed`.
     pub differences: BTreeMap<&'static str, Difference>,
     pub auto_approval_before: Rate,
     pub auto_approval_after: Rate,
@@ -139,9 +148,9 @@ impl Durations {
             return None;
         }
         let mut finish: HashMap<&str, Millis> = HashMap::new();
-        for (id, after, _) in &r.steps {
-            let start = after.iter().filter_map(|a| finish.get(a.as_str())).copied().max().unwrap_or(0);
-            finish.insert(id, start + self.by_step.get(id).copied().unwrap_or(self.overall));
+        for p in &r.steps {
+            let start = p.after.iter().filter_map(|a| finish.get(a.as_str())).copied().max().unwrap_or(0);
+            finish.insert(&p.id, start + self.by_step.get(&p.id).copied().unwrap_or(self.overall));
         }
         Some(finish.values().copied().max().unwrap_or(0))
     }
@@ -169,8 +178,8 @@ pub fn simulate(live: &Policy, candidate: &Policy, dir: &Directory, facts: &[&Re
         auto_before += usize::from(a.auto);
         auto_after += usize::from(b.auto);
         for (route, after) in [(&a, false), (&b, true)] {
-            for (_, _, approvers) in &route.steps {
-                for who in approvers {
+            for p in &route.steps {
+                for who in &p.approvers {
                     let e = load.entry(("user", who.clone())).or_default();
                     if after { e.1 += 1 } else { e.0 += 1 }
                     for g in dir.groups_of(who) {
@@ -213,19 +222,19 @@ pub fn simulate(live: &Policy, candidate: &Policy, dir: &Directory, facts: &[&Re
             note("steps_removed", &r.id, format!("drops {}", removed.join(", ")));
         }
         let common: Vec<&str> = sa.iter().filter(|s| sb.contains(s)).copied().collect();
-        let order = |steps: &[(String, Vec<String>, Vec<String>)]| -> Vec<(String, Vec<String>)> {
-            steps.iter().filter(|s| common.contains(&s.0.as_str())).map(|s| (s.0.clone(), s.1.iter().filter(|x| common.contains(&x.as_str())).cloned().collect())).collect()
+        let order = |steps: &[Planned]| -> Vec<(String, Vec<String>)> {
+            steps.iter().filter(|s| common.contains(&s.id.as_str())).map(|s| (s.id.clone(), s.after.iter().filter(|x| common.contains(&x.as_str())).cloned().collect())).collect()
         };
         if order(&a.steps) != order(&b.steps) {
             note("steps_reordered", &r.id, format!("{} in another order", common.join(", ")));
         }
-        for id in &common {
-            let who = |steps: &[(String, Vec<String>, Vec<String>)]| steps.iter().find(|s| s.0 == *id).map(|s| s.2.clone()).unwrap_or_default();
-            let (x, y) = (who(&a.steps), who(&b.steps));
-            if x != y {
-                note("approvers_changed", &r.id, format!("{id}: {} instead of {}", y.join(", "), x.join(", ")));
-                break;
-            }
+        let step = |steps: &'_ [Planned], id: &str| steps.iter().find(|s| s.id == id).cloned();
+        let pairs: Vec<(Planned, Planned)> = common.iter().filter_map(|id| step(&a.steps, id).zip(step(&b.steps, id))).collect();
+        if let Some((x, y)) = pairs.iter().find(|(x, y)| x.approvers != y.approvers) {
+            note("approvers_changed", &r.id, format!("{}: {} instead of {}", x.id, y.approvers.join(", "), x.approvers.join(", ")));
+        }
+        if let Some((x, y)) = pairs.iter().find(|(x, y)| x.quorum != y.quorum) {
+            note("quorum_changed", &r.id, format!("{}: {} to approve instead of {}", x.id, quorum(y.quorum), quorum(x.quorum)));
         }
     }
     let mut load: Vec<Load> = load
@@ -252,6 +261,13 @@ pub fn simulate(live: &Policy, candidate: &Policy, dir: &Directory, facts: &[&Re
     }
 }
 
-fn ids(steps: &[(String, Vec<String>, Vec<String>)]) -> Vec<&str> {
-    steps.iter().map(|s| s.0.as_str()).collect()
+fn ids(steps: &[Planned]) -> Vec<&str> {
+    steps.iter().map(|s| s.id.as_str()).collect()
+}
+
+fn quorum(q: signoff_engine::policy::Quorum) -> String {
+    match q {
+        signoff_engine::policy::Quorum::Count(n) => n.to_string(),
+        signoff_engine::policy::Quorum::All => "all".into(),
+    }
 }

@@ -49,6 +49,15 @@ impl Projection {
         Ok(at)
     }
 
+    /// Loads the stored projection if nothing has yet (without folding what the log gained
+    /// since): for readers that may be a moment behind, such as predictions.
+    pub async fn loaded(&self, store: &dyn Store) -> Result<(), StoreError> {
+        if self.follow.lock().await.is_some() {
+            return Ok(());
+        }
+        self.refresh(store).await.map(|_| ())
+    }
+
     /// Reads the stored projection; answers its cursor.
     async fn load(&self, store: &dyn Store) -> Result<u64, StoreError> {
         let cursor = store.facts_cursor().await?;

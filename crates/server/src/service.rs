@@ -883,16 +883,15 @@ impl Service {
     }
 
     /// When a pending request is expected to be decided, from this installation's history;
-    /// `None` when it is closed or the history is too thin. Best effort: a store that cannot
-    /// be read leaves the request without one.
+    /// `None` when it is closed or the history is too thin. Best effort, and from the
+    /// projection as the follower last left it (a second behind at most): a read of a request
+    /// never writes, and a store that cannot be read leaves the request without one.
     pub async fn prediction(&self, id: &str) -> Option<signoff_insights::predict::Prediction> {
-        let projection = match self.insights().await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e.detail, "insights: no prediction");
-                return None;
-            }
-        };
+        if let Err(e) = self.insights.loaded(&*self.store).await {
+            tracing::warn!(error = %e, "insights: no prediction");
+            return None;
+        }
+        let projection = &self.insights;
         let facts = projection.get(id)?;
         if facts.status.is_terminal() {
             return None;

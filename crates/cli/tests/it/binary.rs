@@ -981,3 +981,51 @@ fn the_readme_curl_tour_runs_as_written() {
     assert_eq!(stdout.trim_end().lines().last(), Some("approved"), "{stdout}");
     server.kill9();
 }
+
+/// Insights through the real binary: a seeded history, then statistics, a person's summary,
+/// the report and a what-if simulation from the command line.
+#[test]
+fn seeded_history_gives_statistics_a_report_and_a_simulation_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = Command::new(BIN).args(["seed", "--requests", "600", "--days", "14", "--data"]).arg(&data).output().unwrap();
+    let seeded = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{seeded}{}", String::from_utf8_lossy(&out.stderr));
+    let requests: usize = field(&seeded, "requests").parse().unwrap();
+    assert!(requests >= 600, "{seeded}");
+    let server = Server::start(BIN, &data);
+
+    let (code, stats, err) = server.client("root-token", &["stats", "--since", "15d"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(field(stats.lines().next().unwrap(), "requests"), requests.to_string(), "{stats}");
+    assert!(stats.lines().any(|l| l.starts_with("step=quote-discount/manager ")), "{stats}");
+    // dana owns the deal desk: her statistics are its alone; alice owns nothing.
+    let (code, dana, _) = server.client("dana-token", &["stats", "--since", "15d"]);
+    assert_eq!(code, 0);
+    assert!(dana.lines().skip(3).all(|l| l.starts_with("step=quote-discount/")), "{dana}");
+    let (code, _, err) = server.client("alice-token", &["stats"]);
+    assert_eq!(code, 1, "refused: {err}");
+    assert!(err.contains("forbidden"), "{err}");
+    let (code, me, _) = server.client("mark-token", &["stats", "--user", "me", "--since", "15d"]);
+    assert_eq!(code, 0);
+    assert!(field(&me, "approved").parse::<u32>().unwrap() > 0, "{me}");
+
+    let report = dir.path().join("insights.html");
+    let (code, _, err) = server.client("dana-token", &["report", "--out", report.to_str().unwrap(), "--days", "30"]);
+    assert_eq!(code, 0, "{err}");
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(html.contains("Insights") && html.matches("<svg").count() == 3, "the report holds its pictures");
+
+    let live = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policies/quote-discount.yaml")).unwrap();
+    let candidate = dir.path().join("candidate.yaml");
+    std::fs::write(&candidate, live.replace("'quote.total < 1000'", "'quote.total < 20000'")).unwrap();
+    let (code, sim, err) = server.client("dana-token", &["policy", "simulate", candidate.to_str().unwrap(), "--since", "15d"]);
+    assert_eq!(code, 0, "{err}");
+    let first = sim.lines().next().unwrap();
+    assert!(field(first, "differ").parse::<u32>().unwrap() > 0, "{sim}");
+    assert!(sim.lines().any(|l| l.starts_with("difference=auto_approved ")), "{sim}");
+    std::fs::write(&candidate, &live).unwrap();
+    let (_, same, _) = server.client("dana-token", &["policy", "simulate", candidate.to_str().unwrap(), "--since", "15d"]);
+    assert_eq!(field(same.lines().next().unwrap(), "differ"), "0", "{same}");
+    server.kill9();
+}

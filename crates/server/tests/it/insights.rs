@@ -291,6 +291,11 @@ async fn simulation_reports_exactly_what_a_policy_change_would_route_differently
     let auto = live.replace("'quote.total < 1000'", "'quote.total < 50000'");
     let (_, r) = simulate(&app, "root", "quote-discount", &auto).await;
     assert_eq!((&r["differences"]["auto_approved"]["count"], &r["auto_approval_after"]["count"]), (&json!(5), &json!(5)), "{r}");
+    // Two of three SREs become one: a changed quorum.
+    app.submit("alice", "prod-deploy", json!({"service": "billing", "image": "r/billing:1", "replicas": 2, "canary_percent": 10})).await;
+    let deploy = include_str!("../../../../examples/policies/prod-deploy.yaml");
+    let (_, r) = simulate(&app, "root", "prod-deploy", &deploy.replace("quorum: 2", "quorum: 1")).await;
+    assert_eq!((&r["differ"], &r["differences"]["quorum_changed"]["examples"][0]["detail"]), (&json!(1), &json!("sre: 1 to approve instead of 2")), "{r}");
     // Who may ask, and what a bad candidate gets.
     let (status, _) = simulate(&app, "alice", "quote-discount", live).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
