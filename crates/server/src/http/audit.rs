@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
-use super::extract::{Auth, path, query};
+use super::extract::{Auth, path, query, time};
 use crate::audit::{ConsistencyProof, RequestVerification};
 use crate::error::Problem;
 use signoff_audit::checkpoint::Checkpoint;
@@ -88,10 +88,6 @@ pub(crate) struct EventsParams {
     /// Resume from this log index (the `cursor` of the last line read, or a record's `index` + 1).
     #[param(minimum = 0)]
     cursor: Option<u64>,
-}
-
-fn time(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, Problem> {
-    value.map(|v| v.parse::<jiff::Timestamp>().map_err(|e| Problem::bad_parameter(format!("{name}: `{v}` is not an RFC 3339 time: {e}")))).transpose()
 }
 
 /// The audit trail as NDJSON, streamed in log (commit) order: one record per event, then a

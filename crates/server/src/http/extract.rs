@@ -128,6 +128,11 @@ pub(super) fn path(p: Result<Path<String>, PathRejection>) -> Result<String, Pro
     p.map(|Path(id)| id).map_err(|e| Problem::bad_parameter(e.body_text()))
 }
 
+/// A time parameter (RFC 3339), if given; a bad one is 400 `bad_parameter` naming it.
+pub(super) fn time(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, Problem> {
+    value.map(|v| v.parse::<jiff::Timestamp>().map_err(|e| Problem::bad_parameter(format!("{name}: `{v}` is not an RFC 3339 time: {e}")))).transpose()
+}
+
 pub(super) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
     q.map(|Query(t)| t).map_err(|e| Problem::bad_parameter(e.body_text()))
 }

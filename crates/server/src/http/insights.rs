@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::AppState;
-use super::extract::{Auth, path, query};
+use super::extract::{Auth, path, query, time};
 use crate::error::Problem;
 use signoff_insights::heatmap::{self, Measure};
 use signoff_insights::stats::{Stats, Summary};
@@ -43,10 +43,6 @@ pub(crate) struct SummaryParams {
     /// Decisions made before this time (RFC 3339); now by default.
     #[param(format = DateTime)]
     to: Option<String>,
-}
-
-fn time(name: &str, value: Option<&str>) -> Result<Option<jiff::Timestamp>, Problem> {
-    value.map(|v| v.parse::<jiff::Timestamp>().map_err(|e| Problem::bad_parameter(format!("{name}: `{v}` is not an RFC 3339 time: {e}")))).transpose()
 }
 
 /// `[from, to)` from the parameters, defaulting to the 30 days up to now.
