@@ -82,9 +82,11 @@ pub fn by_hour<'a>(facts: impl IntoIterator<Item = &'a RequestFacts>, window: &W
     let end = window.to.min(now);
     let mut waits: BTreeMap<Row, Vec<Vec<Millis>>> = BTreeMap::new();
     let mut load: BTreeMap<Row, Vec<f64>> = BTreeMap::new();
+    let mut first: Option<Millis> = None;
     for r in facts.into_iter().filter(|r| window.policy.as_ref().is_none_or(|p| *p == r.policy)) {
         for s in &r.steps {
             let Some(from) = s.activated else { continue };
+            first = Some(first.map_or(from, |f| f.min(from)));
             let until = s.decided.unwrap_or(now);
             let row = || Row { policy: r.policy.clone(), step: s.id.clone() };
             if from >= window.from && from < window.to {
@@ -103,9 +105,10 @@ pub fn by_hour<'a>(facts: impl IntoIterator<Item = &'a RequestFacts>, window: &W
             }
         }
     }
-    // How much of each hour of the week the window covers: the mean's denominator.
+    // How much of each hour of the week the window covers: the mean's denominator (from the
+    // first activation on, so a window opened at year 1 costs no more than its history).
     let mut covered = [0.0f64; WEEK_HOURS];
-    let mut t = window.from;
+    let mut t = window.from.max(first.unwrap_or(end));
     while t < end {
         let next = ((t.div_euclid(HOUR)) + 1) * HOUR;
         covered[hour_of_week(t)] += (next.min(end) - t) as f64 / HOUR as f64;
@@ -272,6 +275,55 @@ mod tests {
         assert_eq!(hour_of_week(monday), 0);
         assert_eq!(hour_of_week(monday + 25 * HOUR), 25);
         assert_eq!(hour_of_week(monday - HOUR), 167);
+    }
+
+    fn request(id: &str, activated: Millis, decided: Option<Millis>) -> RequestFacts {
+        use crate::facts::{Assignment, StepFacts, Verdict};
+        use signoff_engine::state::StepStatus;
+        RequestFacts {
+            id: id.into(),
+            policy: "p".into(),
+            version: 1,
+            requester: "alice".into(),
+            submitted: activated,
+            status: if decided.is_some() { signoff_engine::RequestStatus::Approved } else { signoff_engine::RequestStatus::Pending },
+            decided,
+            expires: None,
+            auto_approved: false,
+            resubmits: None,
+            context: serde_json::json!({}),
+            steps: vec![StepFacts {
+                id: "a".into(),
+                status: if decided.is_some() { StepStatus::Approved } else { StepStatus::Active },
+                activated: Some(activated),
+                due: None,
+                deadline: None,
+                decided,
+                escalations: 0,
+                timed_out: false,
+                assignments: vec![Assignment { approver: "mark".into(), from: activated, acted: decided, verdict: decided.map(|_| Verdict::Approved), released: None }],
+            }],
+        }
+    }
+
+    #[test]
+    fn heatmaps_by_hand() {
+        // Monday 10:00 UTC: one step decided at 12:00, one activated at 10:30 still open at 11:30.
+        let monday = 1_764_547_200_000; // 2025-12-01T00:00Z
+        let (ten, now) = (monday + 10 * HOUR, monday + 11 * HOUR + HOUR / 2);
+        let facts = [request("r1", ten, Some(ten + 2 * HOUR)), request("r2", ten + HOUR / 2, None)];
+        let window = Window { from: 0, to: Millis::MAX, policy: None };
+        let by_hour = by_hour(&facts, &window, now);
+        let (mon10, mon11) = (&by_hour.cells[0][10], &by_hour.cells[0][11]);
+        // Both started in Monday's 10 o'clock: 2 h and (so far) 1 h, nearest-rank median 1 h.
+        assert_eq!((mon10.count, mon10.median_wait), (2, Some(3600.0)));
+        // Open at 10: r1 the whole hour, r2 half of it; at 11 (up to now, 11:30) both, for the
+        // half hour the window has: means of 1.5 and 2.
+        assert_eq!((mon10.open, mon11.open), (1.5, 2.0));
+        assert_eq!(by_hour.columns[10], "Mon 10");
+        let by_approver = by_approver(&facts, &window, now);
+        assert_eq!(by_approver.columns, ["mark"]);
+        assert_eq!(by_approver.cells[0][0], Cell { count: 2, median_wait: Some(3600.0), open: 1.0 });
     }
 
     #[test]
