@@ -741,6 +741,16 @@ pub async fn simulate(remote: &Remote, file: &Path, policy: Option<String>, wind
     }.await)
 }
 
+/// `/healthz` (or `/readyz`): `status=ok` and exit 0, or the refusal and exit 1.
+pub async fn health(remote: &Remote, ready: bool) -> u8 {
+    finish(async {
+        let path = if ready { "/readyz" } else { "/healthz" };
+        let v = Client::new(&remote.url, None).call(Method::GET, path, None, None).await?;
+        print(remote, &v, vec![kv("status", v["status"].as_str().unwrap_or("ok"))]);
+        Ok(())
+    }.await)
+}
+
 /// The Insights report, written to `out`.
 pub async fn report(remote: &Remote, out: &Path, policy: Option<&str>, days: u32) -> u8 {
     finish(async {

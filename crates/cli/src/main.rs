@@ -176,6 +176,15 @@ enum Command {
         #[arg(long, default_value_t = 30, value_parser = clap::builder::ValueParser::new(|d: &str| match d { "7" | "30" | "90" => Ok(d.parse::<u32>().unwrap_or(30)), _ => Err(format!("`{d}` is not one of 7, 30, 90")) }))]
         days: u32,
     },
+    /// Ask a server whether it is up (`/healthz`), or with --ready whether it can serve
+    /// (`/readyz`: its store answers): exit 0 if so, 1 if not, 3 if it cannot be reached. For
+    /// container and service health checks.
+    Health {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        ready: bool,
+    },
     /// Who the token belongs to: user, groups, admin.
     Whoami {
         #[command(flatten)]
@@ -696,6 +705,7 @@ fn main() -> ExitCode {
                 client::requests(&remote, client::RequestFilter { status, policy, overdue, limit }).await
             }
             Command::Whoami { remote } => client::whoami(&remote).await,
+            Command::Health { remote, ready } => client::health(&remote, ready).await,
             Command::Report { remote, out, policy, days } => client::report(&remote, &out, policy.as_deref(), days).await,
             Command::Stats { remote, since, until, policy, user } => client::stats(&remote, client::StatsArgs { since, until, policy, user }).await,
             Command::Token(TokenCommand::New { user }) => client::token_new(&user),

@@ -6,3 +6,4 @@ mod binary;
 mod metrics;
 mod traces;
 mod openapi;
+mod packaging;
