@@ -182,6 +182,7 @@ enum Command {
     Health {
         #[command(flatten)]
         remote: Remote,
+        /// Ask whether it can serve (`/readyz`) rather than whether it is up.
         #[arg(long)]
         ready: bool,
     },
