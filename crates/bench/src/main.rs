@@ -310,6 +310,12 @@ fn spawn_binary_with(bin: &Path, data: &Path, policies: &Path, directory: &Path,
     Spawned { child, url }
 }
 
+/// The mean rate of the runs of `mode` among interleaved (mode, rate) runs.
+fn mean_rate(results: &[(&str, f64)], mode: &str) -> f64 {
+    let r: Vec<f64> = results.iter().filter(|(k, _)| *k == mode).map(|(_, v)| *v).collect();
+    r.iter().sum::<f64>() / r.len() as f64
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -427,10 +433,7 @@ async fn telemetry_bench(clients: usize, seconds: u64, rounds: usize) {
             results.push((mode, rate));
         }
     }
-    let mean = |m: &str| {
-        let r: Vec<f64> = results.iter().filter(|(k, _)| *k == m).map(|(_, v)| *v).collect();
-        r.iter().sum::<f64>() / r.len() as f64
-    };
+    let mean = |m: &str| mean_rate(&results, m);
     let off = mean("off");
     for (mode, _) in &modes {
         println!("telemetry={mode} mean_workflows_per_s={:.0} cost_vs_off={:+.1}%", mean(mode), (1.0 - mean(mode) / off) * 100.0);
@@ -456,10 +459,7 @@ async fn insights_bench(requests: usize, days: u32, samples: usize, clients: usi
             results.push((mode, rate));
         }
     }
-    let mean = |m: &str| {
-        let r: Vec<f64> = results.iter().filter(|(k, _)| *k == m).map(|(_, v)| *v).collect();
-        r.iter().sum::<f64>() / r.len() as f64
-    };
+    let mean = |m: &str| mean_rate(&results, m);
     println!("insights=on mean_workflows_per_s={:.0} insights=off mean_workflows_per_s={:.0} cost_of_on={:+.1}%", mean("on"), mean("off"), (1.0 - mean("on") / mean("off")) * 100.0);
 
     // 2. A seeded history, read by a server on the bundled policies and demo directory.
@@ -571,10 +571,7 @@ async fn audit_log_bench(clients: usize, seconds: u64, rounds: usize) {
             results.push((mode, rate));
         }
     }
-    let mean = |m: &str| {
-        let r: Vec<f64> = results.iter().filter(|(k, _)| *k == m).map(|(_, v)| *v).collect();
-        r.iter().sum::<f64>() / r.len() as f64
-    };
+    let mean = |m: &str| mean_rate(&results, m);
     println!("audit_log=on mean_workflows_per_s={:.0} audit_log=off mean_workflows_per_s={:.0} cost_of_log={:+.1}%", mean("on"), mean("off"), (1.0 - mean("on") / mean("off")) * 100.0);
 }
 

@@ -706,8 +706,8 @@ fn window_query(a: &StatsArgs) -> Result<Vec<String>, Failure> {
 /// What-if: the candidate in `file` against the past requests of `policy` (its own id by default).
 pub async fn simulate(remote: &Remote, file: &Path, policy: Option<String>, window: StatsArgs, examples: u32) -> u8 {
     finish(async {
-        let text = std::fs::read_to_string(file).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
-        let candidate = signoff_engine::Policy::from_yaml(&text).map_err(|problems| {
+        let source = std::fs::read_to_string(file).map_err(|e| Failure::Usage(format!("{}: {e}", file.display())))?;
+        let candidate = signoff_engine::Policy::from_yaml(&source).map_err(|problems| {
             let lines: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.path, p.message)).collect();
             Failure::Usage(format!("{}: {}", file.display(), lines.join("; ")))
         })?;
@@ -719,16 +719,16 @@ pub async fn simulate(remote: &Remote, file: &Path, policy: Option<String>, wind
         let v = &raw;
         let mut lines = vec![format!(
             "policy={} requests={} differ={} auto_approved_before={} auto_approved_after={}",
-            text_of(&v["policy"]), v["requests"], v["differ"], rate(&v["auto_approval_before"]), rate(&v["auto_approval_after"])
+            text(&v["policy"], "-"), v["requests"], v["differ"], rate(&v["auto_approval_before"]), rate(&v["auto_approval_after"])
         )];
         for (kind, d) in v["differences"].as_object().into_iter().flatten() {
             lines.push(format!("difference={kind} count={}", d["count"]));
             for e in d["examples"].as_array().into_iter().flatten() {
-                lines.push(format!("  {} {}", text_of(&e["request"]), kv("detail", text_of(&e["detail"]))));
+                lines.push(format!("  {} {}", text(&e["request"], "-"), kv("detail", text(&e["detail"], "-"))));
             }
         }
         for l in v["load"].as_array().into_iter().flatten() {
-            lines.push(format!("load {}={} before={} after={} change={:+}", text_of(&l["kind"]), text_of(&l["id"]), l["before"], l["after"], l["change"].as_i64().unwrap_or(0)));
+            lines.push(format!("load {}={} before={} after={} change={:+}", text(&l["kind"], "-"), text(&l["id"], "-"), l["before"], l["after"], l["change"].as_i64().unwrap_or(0)));
         }
         let t = &v["decision_time"];
         let change = t["mean_change"].as_f64().unwrap_or(0.0);
@@ -766,10 +766,6 @@ pub async fn report(remote: &Remote, out: &Path, policy: Option<&str>, days: u32
         println!("{}", [kv("report", &out.display().to_string()), format!("bytes={}", html.len())].join(" "));
         Ok(())
     }.await)
-}
-
-fn text_of(v: &Value) -> &str {
-    v.as_str().unwrap_or("-")
 }
 
 /// Statistics of a window of requests, or one person's summary.
