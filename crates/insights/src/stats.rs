@@ -19,6 +19,11 @@ pub struct Window {
 }
 
 impl Window {
+    /// `[from, to)` of `policy` (every policy when none).
+    pub fn between(from: jiff::Timestamp, to: jiff::Timestamp, policy: Option<String>) -> Window {
+        Window { from: from.as_millisecond(), to: to.as_millisecond(), policy }
+    }
+
     pub fn covers(&self, r: &RequestFacts) -> bool {
         r.submitted >= self.from && r.submitted < self.to && self.policy.as_ref().is_none_or(|p| *p == r.policy)
     }

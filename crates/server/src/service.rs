@@ -807,26 +807,31 @@ impl Service {
         found
     }
 
-    /// Whether `caller` may see insights at all: an admin, or the owner of some policy.
-    pub fn sees_insights(&self, caller: &Caller) -> bool {
+    /// The policies whose insights `caller` sees: every loaded one for an admin, else those
+    /// they own.
+    pub fn insight_policies(&self, caller: &Caller) -> Vec<String> {
         let catalog = self.catalog();
-        caller.admin || catalog.policies.values().any(|p| p.owned_by(&caller.id, &catalog.directory))
+        catalog.policies.values().filter(|p| caller.admin || p.owned_by(&caller.id, &catalog.directory)).map(|p| p.id.clone()).collect()
     }
 
-    /// The policies whose statistics `caller` may see: every one for an admin, else those
-    /// they own; `policy`, if given, must be one of them.
+    /// Whether `caller` may see insights at all: an admin, or the owner of some policy.
+    pub fn sees_insights(&self, caller: &Caller) -> bool {
+        caller.admin || !self.insight_policies(caller).is_empty()
+    }
+
+    /// The policies whose statistics `caller` may see: every one for an admin (`None`), else
+    /// those they own; `policy`, if given, must be one of them.
     fn insight_scope(&self, caller: &Caller, policy: Option<&str>) -> Result<Option<Vec<String>>, Problem> {
-        let catalog = self.catalog();
         if let Some(p) = policy
-            && !catalog.policies.contains_key(p)
             && !caller.admin
+            && !self.catalog().policies.contains_key(p)
         {
             return Err(Problem::not_found(format!("no policy `{p}`")));
         }
         if caller.admin {
             return Ok(None);
         }
-        let owned: Vec<String> = catalog.policies.values().filter(|p| p.owned_by(&caller.id, &catalog.directory)).map(|p| p.id.clone()).collect();
+        let owned = self.insight_policies(caller);
         match policy {
             Some(p) if owned.iter().any(|o| o == p) => Ok(Some(vec![p.to_string()])),
             Some(p) => Err(Problem::forbidden(format!("only admins and the owners of `{p}` see its statistics"))),
@@ -835,17 +840,20 @@ impl Service {
         }
     }
 
+    /// Runs `f` over the facts of the requests `caller` may see insights of (of `policy`
+    /// alone, if given), with the projection brought up to date first.
+    pub async fn read_insights<T>(&self, caller: &Caller, policy: Option<&str>, f: impl FnOnce(Vec<&signoff_insights::RequestFacts>) -> T) -> Result<T, Problem> {
+        let scope = self.insight_scope(caller, policy)?;
+        let projection = self.insights().await?;
+        Ok(projection.read(|facts| f(facts.filter(|r| scope.as_ref().is_none_or(|s| s.contains(&r.policy))).collect())))
+    }
+
     /// Statistics of the requests submitted in `[from, to)` (of `policy`, or of every policy
     /// the caller may see).
     pub async fn stats(&self, caller: &Caller, from: jiff::Timestamp, to: jiff::Timestamp, policy: Option<String>) -> Result<signoff_insights::stats::Stats, Problem> {
-        let scope = self.insight_scope(caller, policy.as_deref())?;
-        let projection = self.insights().await?;
-        let window = signoff_insights::stats::Window { from: from.as_millisecond(), to: to.as_millisecond(), policy };
         let now = self.now().as_millisecond();
-        Ok(projection.read(|facts| {
-            let facts = facts.filter(|f| scope.as_ref().is_none_or(|s| s.contains(&f.policy)));
-            signoff_insights::stats::stats(facts, &window, now)
-        }))
+        let window = signoff_insights::stats::Window::between(from, to, policy);
+        self.read_insights(caller, window.policy.as_deref(), |facts| signoff_insights::stats::stats(facts, &window, now)).await
     }
 
     /// A bottleneck heatmap (`approver` or `hour_of_week`) of the steps activated in `[from, to)`.
@@ -856,14 +864,12 @@ impl Service {
             "hour_of_week" => true,
             other => return Err(Problem::bad_parameter(format!("kind: `{other}` is neither approver nor hour_of_week"))),
         };
-        let scope = self.insight_scope(caller, policy.as_deref())?;
-        let projection = self.insights().await?;
-        let window = signoff_insights::stats::Window { from: from.as_millisecond(), to: to.as_millisecond(), policy };
         let now = self.now().as_millisecond();
-        Ok(projection.read(|facts| {
-            let facts: Vec<&signoff_insights::RequestFacts> = facts.filter(|f| scope.as_ref().is_none_or(|s| s.contains(&f.policy))).collect();
+        let window = signoff_insights::stats::Window::between(from, to, policy);
+        self.read_insights(caller, window.policy.as_deref(), |facts| {
             if hourly { heatmap::by_hour(facts, &window, now) } else { heatmap::by_approver(facts, &window, now) }
-        }))
+        })
+        .await
     }
 
     /// Replays the requests of policy `id` submitted in `[from, to)` through `candidate`.
@@ -873,7 +879,7 @@ impl Service {
         let live = catalog.policies.get(id).cloned().ok_or_else(|| Problem::not_found(format!("no policy `{id}` is loaded")))?;
         let projection = self.insights().await?;
         let facts = projection.snapshot();
-        let window = signoff_insights::stats::Window { from: from.as_millisecond(), to: to.as_millisecond(), policy: Some(id.to_string()) };
+        let window = signoff_insights::stats::Window::between(from, to, Some(id.to_string()));
         let dir = catalog.directory.clone();
         let replay = move || {
             let facts: Vec<&signoff_insights::RequestFacts> = facts.iter().map(|f| &**f).collect();
@@ -909,7 +915,7 @@ impl Service {
             return Err(Problem::not_found(format!("no user `{user}` in the directory")));
         }
         let projection = self.insights().await?;
-        let window = signoff_insights::stats::Window { from: from.as_millisecond(), to: to.as_millisecond(), policy: None };
+        let window = signoff_insights::stats::Window::between(from, to, None);
         let now = self.now().as_millisecond();
         Ok(projection.read(|facts| signoff_insights::stats::summary(facts, user, &window, now)))
     }

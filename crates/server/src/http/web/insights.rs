@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use signoff_insights::heatmap::{self, Measure, short};
-use signoff_insights::stats::{Percentiles, Rate, Stats};
+use signoff_insights::stats::{Percentiles, Rate, Stats, Window};
 
 use super::{AppState, Page, Visitor};
 use crate::error::Problem;
@@ -70,11 +70,14 @@ impl Insights {
     pub(crate) async fn gather(s: &Service, caller: &Caller, policy: Option<String>, days: u32) -> Result<Insights, Problem> {
         let to = s.now();
         let from = to.checked_sub(jiff::SignedDuration::from_hours(24 * i64::from(days))).unwrap_or(jiff::Timestamp::MIN);
-        let stats: Stats = s.stats(caller, from, to, policy.clone()).await?;
-        let by_approver = s.heatmap(caller, "approver", from, to, policy.clone()).await?;
-        let by_hour = s.heatmap(caller, "hour_of_week", from, to, policy.clone()).await?;
-        let catalog = s.catalog();
-        let policies = catalog.policies.values().filter(|p| caller.admin || p.owned_by(&caller.id, &catalog.directory)).map(|p| p.id.clone()).collect();
+        // One read of the projection for the numbers and both heatmaps.
+        let (now, window) = (to.as_millisecond(), Window::between(from, to, policy.clone()));
+        let (stats, by_approver, by_hour): (Stats, _, _) = s
+            .read_insights(caller, policy.as_deref(), |facts| {
+                (signoff_insights::stats::stats(facts.iter().copied(), &window, now), heatmap::by_approver(facts.iter().copied(), &window, now), heatmap::by_hour(facts, &window, now))
+            })
+            .await?;
+        let policies = s.insight_policies(caller);
         let cards = vec![
             Card { label: "Requests", value: stats.requests.to_string(), note: format!("{} pending", stats.outcomes.get("pending").copied().unwrap_or(0)) },
             Card { label: "Decided in (median)", value: of(&stats.decision_time, |p| p.p50), note: format!("p90 {} · p99 {}", of(&stats.decision_time, |p| p.p90), of(&stats.decision_time, |p| p.p99)) },
