@@ -181,25 +181,23 @@ pub async fn follower(store: Arc<dyn Store>, projection: Arc<Projection>) {
             Ok(r) => r,
             Err(e) => return tracing::warn!(error = %e, "insights: no runtime for the follower; the projection catches up when read"),
         };
-        runtime.block_on(async {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                tokio::time::sleep(FOLLOW_EVERY).await;
-                if let Err(e) = p.refresh(&*s).await {
-                    tracing::warn!(error = %e, "insights: cannot follow the audit log; retrying");
-                }
-            }
-        });
+        runtime.block_on(follow(&*s, &p, || !stop.load(std::sync::atomic::Ordering::Relaxed)));
     });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "insights: no thread for the follower; following on the runtime");
-        loop {
-            tokio::time::sleep(FOLLOW_EVERY).await;
-            if let Err(e) = projection.refresh(&*store).await {
-                tracing::warn!(error = %e, "insights: cannot follow the audit log; retrying");
-            }
-        }
+        follow(&*store, &projection, || true).await;
     }
     std::future::pending::<()>().await
+}
+
+/// Refreshes `projection` every `FOLLOW_EVERY` while `running` holds.
+async fn follow(store: &dyn Store, projection: &Projection, running: impl Fn() -> bool) {
+    while running() {
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        if let Err(e) = projection.refresh(store).await {
+            tracing::warn!(error = %e, "insights: cannot follow the audit log; retrying");
+        }
+    }
 }
 
 /// Gives the calling thread (and the threads it starts) the lowest CPU priority (nice 19).

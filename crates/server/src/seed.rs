@@ -321,6 +321,8 @@ struct Simulation<'a> {
     live: HashMap<RequestId, Arc<RequestState>>,
     /// The timer each live request has queued.
     timers: HashMap<RequestId, i64>,
+    /// Closed requests kept in memory until the re-submission queued for them links to them.
+    awaiting_resubmission: std::collections::HashSet<RequestId>,
     /// Requests of each lineage so far.
     lineages: HashMap<LineageId, u32>,
     pending: HashMap<RequestId, Pending>,
@@ -375,7 +377,7 @@ impl Simulation<'_> {
             other => return Err(format!("seeding: the store refused a commit ({other:?}); is a server writing to this database?")),
         }
         // Closed requests nobody will re-submit leave memory once stored.
-        self.live.retain(|id, s| s.status == RequestStatus::Pending || self.timers.contains_key(id));
+        self.live.retain(|id, s| s.status == RequestStatus::Pending || self.timers.contains_key(id) || self.awaiting_resubmission.contains(id));
         Ok(())
     }
 
@@ -389,7 +391,7 @@ impl Simulation<'_> {
                     continue;
                 }
                 let Some(habit) = self.habits.get(&(scenario, who.clone())) else { continue };
-                if let Some(t) = habit.clone().answer(now, &mut self.dice) {
+                if let Some(t) = habit.answer(now, &mut self.dice) {
                     self.at(t, Happening::Answer { scenario, id: after.id.clone(), step: step.id.clone(), who: who.clone() });
                 }
             }
@@ -406,15 +408,15 @@ impl Simulation<'_> {
         }
         if after.status.is_terminal() && before.is_some_and(|b| !b.status.is_terminal()) {
             let lineage = after.lineage.clone().unwrap_or_else(|| LineageId::started_by(&after.id));
-            let limit = self.policy(scenario).resubmission.as_ref().and_then(|r| r.max_per_lineage).unwrap_or(u32::MAX);
+            let rules = self.policy(scenario).resubmission.clone();
+            let limit = rules.as_ref().and_then(|r| r.max_per_lineage).unwrap_or(u32::MAX);
             if self.lineages.get(&lineage).copied().unwrap_or(1) < limit
                 && let Some((delay, context)) = resubmission(scenario, after, &mut self.dice)
             {
-                let cooldown = self.policy(scenario).resubmission.as_ref().and_then(|r| r.cooldown).map_or(0, |c| c.as_millis() as i64);
+                let cooldown = rules.as_ref().and_then(|r| r.cooldown).map_or(0, |c| c.as_millis() as i64);
                 let requester = after.requester.clone();
                 self.at(now + delay.max(cooldown + MINUTE), Happening::Submit { scenario, requester, context, resubmits: Some(after.id.clone()) });
-                // Kept in memory until the re-submission links to it.
-                self.timers.insert(after.id.clone(), i64::MAX);
+                self.awaiting_resubmission.insert(after.id.clone());
             }
         }
     }
@@ -468,7 +470,7 @@ impl Simulation<'_> {
             self.report.resubmissions += 1;
             let link = Command { actor: signoff_engine::SYSTEM_ACTOR.into(), action: Action::NoteResubmission { by: id } };
             let d = machine::decide(&policy, dir, &e, &link, now);
-            self.timers.remove(&e.id);
+            self.awaiting_resubmission.remove(&e.id);
             self.record(Some(e), d.events, d.state);
         }
         self.follow(scenario, None, &state, now.as_millisecond());
@@ -570,6 +572,7 @@ pub async fn run(store: &dyn Store, catalog: &Catalog, plan: &Plan) -> Result<Re
         next: 0,
         live: HashMap::new(),
         timers: HashMap::new(),
+        awaiting_resubmission: Default::default(),
         lineages: HashMap::new(),
         pending: HashMap::new(),
         statuses: HashMap::new(),
