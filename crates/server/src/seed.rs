@@ -162,15 +162,9 @@ impl Dice {
     }
 }
 
-fn hour_and_weekday(t: i64) -> (i64, i64) {
-    // 1970-01-01 was a Thursday (weekday 3 with Monday 0).
-    let days = t.div_euclid(DAY);
-    (t.rem_euclid(DAY) / HOUR, (days + 3).rem_euclid(7))
-}
-
+/// Office hours as the insights see them: 08:00 to 18:00 UTC, Monday to Friday.
 fn is_office(t: i64) -> bool {
-    let (h, wd) = hour_and_weekday(t);
-    wd < 5 && (8..18).contains(&h)
+    signoff_insights::predict::time_class(t) == 0
 }
 
 /// The next moment at or after `t` within office hours.
@@ -203,8 +197,7 @@ impl Habit {
             Hours::Office if phone => {}
             Hours::Office => t = next_office(t, dice),
             Hours::OnCall => {
-                let (h, _) = hour_and_weekday(t);
-                if !(7..22).contains(&h) {
+                if !(7..22).contains(&(signoff_insights::heatmap::hour_of_week(t) % 24)) {
                     minutes *= 2.5;
                 }
             }
