@@ -47,6 +47,20 @@ enum Scenario {
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
     },
+    /// The HTTP workflow benchmark with rate limits off, on (far above the load) and over TLS,
+    /// interleaved; TLS handshakes beside plain connections; and the workflow's latencies while
+    /// a flood of bad tokens comes from another address, beside a quiet run.
+    Hardening {
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Bad-token calls in the flood.
+        #[arg(long, default_value_t = 10_000)]
+        flood: usize,
+    },
     /// The HTTP workflow benchmark with telemetry off, metrics on, and every span exported.
     Telemetry {
         #[arg(long, default_value_t = 64)]
@@ -233,7 +247,7 @@ async fn workflow_in_process(s: &Service, i: usize) {
 async fn engine(workflows: usize, concurrency: usize) {
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
-    let config = Config { database: Database::Sqlite(dir.path().join("bench.db")), sources: Sources { policies: Some(policies), directory: Some(directory) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+    let config = Config::new(Database::Sqlite(dir.path().join("bench.db")), Sources { policies: Some(policies), directory: Some(directory) });
     let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
@@ -291,6 +305,9 @@ fn spawn_binary(bin: &Path, data: &Path, policies: &Path, directory: &Path, extr
 /// `spawn_binary` with `env` set for the server.
 fn spawn_binary_with(bin: &Path, data: &Path, policies: &Path, directory: &Path, extra: &[String], env: &[(&str, String)]) -> Spawned {
     let mut child = Command::new(bin)
+        // The workloads run far above the default rate limits; the hardening scenario measures
+        // them, with limits of its own.
+        .env("SIGNOFF_RATE_LIMITS", "false")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -362,6 +379,11 @@ async fn timed<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: &str
 /// The workflows done, and each call's latencies (submit, manager, finance, legal).
 async fn run_workflows(urls: &[String], clients: usize, seconds: u64, completed: Arc<AtomicUsize>) -> (usize, [Vec<Duration>; 4]) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().unwrap();
+    run_workflows_with(http, urls, clients, seconds, completed).await
+}
+
+/// `run_workflows` with the client `http`.
+async fn run_workflows_with(http: reqwest::Client, urls: &[String], clients: usize, seconds: u64, completed: Arc<AtomicUsize>) -> (usize, [Vec<Duration>; 4]) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -440,6 +462,135 @@ async fn telemetry_bench(clients: usize, seconds: u64, rounds: usize) {
     }
     println!("spans_received={}", otlp.spans().len());
     let _ = std::thread::spawn(move || drop(otlp)).join();
+}
+
+/// Rate limits far above the workflow benchmark's load, for every class; failed
+/// authentications keep their default.
+const LIMITS_ABOVE_THE_LOAD: &str = "[rate_limits]\nsubmissions = { caller = \"1000000/s\", address = \"1000000/s\" }\n\
+actions = { caller = \"1000000/s\", address = \"1000000/s\" }\nreads = { caller = \"1000000/s\", address = \"1000000/s\" }\n";
+
+/// See `Scenario::Hardening`.
+async fn hardening_bench(clients: usize, seconds: u64, rounds: usize, flood: usize) {
+    use signoff_testkit::certs::Authority;
+    let bin = std::env::current_exe().unwrap().with_file_name("signoff");
+    let certs = tempfile::tempdir_in(".").unwrap();
+    let ca = Authority::new("bench CA");
+    let (cert, key) = ca.server().write(certs.path(), "server");
+    let limits = certs.path().join("limits.toml");
+    std::fs::write(&limits, LIMITS_ABOVE_THE_LOAD).unwrap();
+    let trusting = || reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()]);
+    let path = |p: &Path| p.display().to_string();
+    let modes: [(&str, Vec<String>, Vec<(&str, String)>); 3] = [
+        ("limits_off", vec![], vec![]),
+        ("limits_on", vec!["--config".into(), path(&limits)], vec![("SIGNOFF_RATE_LIMITS", "true".into())]),
+        ("tls", vec!["--tls-cert".into(), path(&cert), "--tls-key".into(), path(&key)], vec![]),
+    ];
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    for round in 0..rounds {
+        for (mode, extra, env) in &modes {
+            let dir = tempfile::tempdir_in(".").unwrap();
+            let (policies, directory) = write_fixtures(dir.path());
+            let server = spawn_binary_with(&bin, &dir.path().join("data"), &policies, &directory, extra, env);
+            let http = trusting().pool_max_idle_per_host(clients).build().unwrap();
+            let start = Instant::now();
+            let (total, _) = run_workflows_with(http, std::slice::from_ref(&server.url), clients, seconds, Arc::new(AtomicUsize::new(0))).await;
+            let rate = total as f64 / start.elapsed().as_secs_f64();
+            println!("round={round} mode={mode} workflows_per_s={rate:.0}");
+            results.push((mode, rate));
+        }
+    }
+    let off = mean_rate(&results, "limits_off");
+    for (mode, _, _) in &modes {
+        let mean = mean_rate(&results, mode);
+        println!("mode={mode} mean_workflows_per_s={mean:.0} cost_vs_limits_off={:+.1}%", (1.0 - mean / off) * 100.0);
+    }
+
+    // New connections per second, each making one call: plain TCP, and TCP with a TLS handshake.
+    for (mode, extra) in [("plain", &modes[0].1), ("tls", &modes[2].1)] {
+        let dir = tempfile::tempdir_in(".").unwrap();
+        let (policies, directory) = write_fixtures(dir.path());
+        let server = spawn_binary_with(&bin, &dir.path().join("data"), &policies, &directory, extra, &[]);
+        let http = trusting().pool_max_idle_per_host(0).build().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (http, url) = (http.clone(), format!("{}/healthz", server.url));
+                tokio::spawn(async move {
+                    let mut n = 0usize;
+                    while Instant::now() < deadline {
+                        assert!(http.get(&url).send().await.unwrap().status().is_success());
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        println!("connections={mode} new_connections_per_s={:.0}", total as f64 / start.elapsed().as_secs_f64());
+    }
+
+    // The workflow's latencies, quiet and under a flood of bad tokens from 127.0.0.2 (another
+    // client address on loopback), on servers with limits above the load and the default
+    // failed-authentication limit; interleaved.
+    let mut p99s: Vec<(&str, f64)> = Vec::new();
+    for round in 0..rounds {
+        for flooded in [false, true] {
+            let dir = tempfile::tempdir_in(".").unwrap();
+            let (policies, directory) = write_fixtures(dir.path());
+            let server = spawn_binary_with(&bin, &dir.path().join("data"), &policies, &directory, &modes[1].1, &modes[1].2);
+            let flooder = flooded.then(|| {
+                let http = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
+                let url = format!("{}/v1/inbox", server.url);
+                let next = Arc::new(AtomicUsize::new(0));
+                let tasks: Vec<_> = (0..32)
+                    .map(|_| {
+                        let (http, url, next) = (http.clone(), url.clone(), next.clone());
+                        tokio::spawn(async move {
+                            let (mut unauthenticated, mut limited) = (0usize, 0usize);
+                            while next.fetch_add(1, Ordering::Relaxed) < flood {
+                                match http.get(&url).bearer_auth("not-a-token").send().await.unwrap().status().as_u16() {
+                                    401 => unauthenticated += 1,
+                                    429 => limited += 1,
+                                    other => panic!("a bad token got {other}"),
+                                }
+                            }
+                            (unauthenticated, limited)
+                        })
+                    })
+                    .collect();
+                let started = Instant::now();
+                tokio::spawn(async move {
+                    let (mut u, mut l) = (0, 0);
+                    for t in tasks {
+                        let (a, b) = t.await.unwrap();
+                        u += a;
+                        l += b;
+                    }
+                    (u, l, started.elapsed())
+                })
+            });
+            let (total, all) = run_workflows(std::slice::from_ref(&server.url), clients, seconds, Arc::new(AtomicUsize::new(0))).await;
+            let mut every: Vec<Duration> = all.into_iter().flatten().collect();
+            every.sort();
+            let p99 = percentile(&every, 0.99);
+            let mode = if flooded { "flooded" } else { "quiet" };
+            let flood_said = match flooder {
+                Some(f) => {
+                    let (u, l, took) = f.await.unwrap();
+                    format!(" flood_401={u} flood_429={l} flood_seconds={:.2}", took.as_secs_f64())
+                }
+                None => String::new(),
+            };
+            println!("round={round} load={mode} workflows={total} p50_ms={:.2} p99_ms={p99:.2}{flood_said}", percentile(&every, 0.5));
+            p99s.push((mode, p99));
+        }
+    }
+    let (quiet, flooded) = (mean_rate(&p99s, "quiet"), mean_rate(&p99s, "flooded"));
+    println!("mean_p99_ms quiet={quiet:.2} flooded={flooded:.2} change={:+.1}%", (flooded / quiet - 1.0) * 100.0);
 }
 
 /// The insights benchmark (see `Scenario::Insights`).
@@ -591,7 +742,7 @@ async fn audit_export_bench(events: usize) {
     let data = dir.path().join("data");
     let db = data.join("signoff.db");
     {
-        let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+        let config = Config::new(Database::Sqlite(db.clone()), Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) });
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         workflow_in_process(&service, 0).await;
         let per = service.store().log_size().await.unwrap().queued as usize;
@@ -655,7 +806,7 @@ async fn audit_purge_bench(requests: usize, clients: usize, seconds: u64) {
     let dir = tempfile::tempdir_in(".").unwrap();
     let (policies, directory) = write_fixtures(dir.path());
     let db = dir.path().join("data").join("signoff.db");
-    let config = Config { database: Database::Sqlite(db.clone()), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+    let config = Config::new(Database::Sqlite(db.clone()), Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) });
     let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
     let start = Instant::now();
     workflows_in_process(&service, 0..requests).await;
@@ -812,7 +963,7 @@ async fn scale(requests: usize, samples: usize) {
     let data = dir.path().join("data");
     {
         // Seed through the real service, in-process, then close it.
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+        let config = Config::new(Database::Sqlite(data.join("signoff.db")), Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) });
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let start = Instant::now();
         seed_with(&service, requests, |i| {
@@ -895,7 +1046,7 @@ async fn timers(requests: usize, burst: usize) {
     let due = Timestamp::now().round(jiff::Unit::Second).unwrap() + SignedDuration::from_secs(150);
     let ids = {
         let clock = Arc::new(signoff_server::ManualClock::new(due - SignedDuration::from_secs(20)));
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+        let config = Config::new(Database::Sqlite(data.join("signoff.db")), Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) });
         let service = signoff_server::build(&config, clock.clone()).await.unwrap();
         let start = Instant::now();
         let step = SignedDuration::from_nanos(1_000_000_000 / burst.max(1) as i64);
@@ -952,7 +1103,7 @@ async fn webhooks(requests: usize) {
     let notify: toml_config::Wrapper = toml::from_str(&notify_toml).unwrap();
     // Build the backlog with the dispatcher not running.
     let expected = {
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: notify.notify, limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+        let config = Config { notify: notify.notify, ..Config::new(Database::Sqlite(data.join("signoff.db")), Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }) };
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let clock = signoff_server::ManualClock::new(jiff::Timestamp::now());
         let ids = seed(&service, &clock, "later", requests, jiff::SignedDuration::ZERO).await;
@@ -997,7 +1148,7 @@ async fn streams(clients: usize, writers: usize) {
     let (policies, directory) = write_fixtures(dir.path());
     let data = dir.path().join("data");
     let ids = {
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+        let config = Config::new(Database::Sqlite(data.join("signoff.db")), Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) });
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let clock = signoff_server::ManualClock::new(jiff::Timestamp::now());
         seed(&service, &clock, "later", clients, jiff::SignedDuration::ZERO).await
@@ -1120,7 +1271,7 @@ async fn web_inbox(tasks: usize, samples: usize) {
     let (policies, directory) = write_fixtures(dir.path());
     let data = dir.path().join("data");
     {
-        let config = Config { database: Database::Sqlite(data.join("signoff.db")), sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+        let config = Config::new(Database::Sqlite(data.join("signoff.db")), Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) });
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         seed_with(&service, tasks, |i| {
             let body = SubmitBody {
@@ -1203,7 +1354,7 @@ async fn inbox(tasks: usize, samples: usize, database_url: Option<String>) {
         None => Database::Sqlite(data.join("signoff.db")),
     };
     {
-        let config = Config { database, sources: Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) }, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+        let config = Config::new(database, Sources { policies: Some(policies.clone()), directory: Some(directory.clone()) });
         let service = signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap();
         let start = Instant::now();
         // mark reviews `tasks` requests; u1 reviews 20 (one in 10,000), the same mix otherwise.
@@ -1338,6 +1489,7 @@ fn main() {
             Scenario::Engine { workflows, concurrency } => engine(workflows, concurrency).await,
             Scenario::Http { clients, seconds, database_url, instances } => http_bench(clients, seconds, database_url, instances).await,
             Scenario::Telemetry { clients, seconds, rounds } => telemetry_bench(clients, seconds, rounds).await,
+            Scenario::Hardening { clients, seconds, rounds, flood } => hardening_bench(clients, seconds, rounds, flood).await,
             Scenario::AuditLog { clients, seconds, rounds } => audit_log_bench(clients, seconds, rounds).await,
             Scenario::AuditExport { events } => audit_export_bench(events).await,
             Scenario::AuditPurge { requests, clients, seconds } => audit_purge_bench(requests, clients, seconds).await,

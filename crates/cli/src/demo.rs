@@ -21,7 +21,7 @@ pub async fn run() -> u8 {
 
 async fn walk() -> Result<(), Failure> {
     let dir = tempfile::tempdir().map_err(|e| Failure::Usage(format!("temporary directory: {e}")))?;
-    let config = Config { database: Database::Sqlite(dir.path().join("signoff.db")), sources: Sources::default(), notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+    let config = Config::new(Database::Sqlite(dir.path().join("signoff.db")), Sources::default());
     let service = signoff_server::build(&config, Arc::new(SystemClock)).await.map_err(|e| Failure::Usage(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| Failure::Usage(e.to_string()))?;
     let url = format!("http://{}", listener.local_addr().map_err(|e| Failure::Usage(e.to_string()))?);

@@ -62,9 +62,26 @@ pub struct ServeArgs {
     /// false it catches up when it is read [default: true].
     #[arg(long, env = "SIGNOFF_INSIGHTS", value_name = "BOOL")]
     insights: Option<bool>,
+    /// Limit calls per caller and per client address (submissions, actions, reads, failed
+    /// authentications), answering 429 past a limit; the limits are set in the config file's
+    /// [rate_limits] [default: true].
+    #[arg(long, env = "SIGNOFF_RATE_LIMITS", value_name = "BOOL")]
+    rate_limits: Option<bool>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. Reloaded on
+    /// SIGHUP: new connections get the new certificate, open ones keep theirs.
+    #[arg(long, env = "SIGNOFF_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "SIGNOFF_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Require a client certificate that chains to one of these PEM CAs (mutual TLS); a client
+    /// without one cannot connect. Needs --tls-cert.
+    #[arg(long, env = "SIGNOFF_CLIENT_CA")]
+    client_ca: Option<PathBuf>,
     /// A TOML file with any of: listen, data, database_url, policies, directory, header_timeout,
     /// body_timeout, max_connections, shutdown_grace, state_cache_mb, page_mb, log_format,
-    /// metrics_listen, audit_key, insights, and [notify].
+    /// metrics_listen, audit_key, insights, tls_cert, tls_key, client_ca, [notify], [retention]
+    /// and [rate_limits].
     #[arg(long, env = "SIGNOFF_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -90,6 +107,10 @@ impl ServeArgs {
             notify: None,
             retention: None,
             insights: self.insights,
+            tls_cert: self.tls_cert,
+            tls_key: self.tls_key,
+            client_ca: self.client_ca,
+            rate_limits: self.rate_limits.map(|enabled| signoff_server::throttle::RateLimitsFile { enabled: Some(enabled), ..Default::default() }),
         };
         (layer, self.config)
     }
@@ -203,8 +224,12 @@ pub async fn run(args: ServeArgs) -> u8 {
     }
     {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on http://{addr}");
-        let _ = writeln!(out, "web inbox: http://{addr}/ (sign in with a token)");
+        let scheme = if service.tls().is_some() { "https" } else { "http" };
+        let _ = writeln!(out, "listening on {scheme}://{addr}");
+        let _ = writeln!(out, "web inbox: {scheme}://{addr}/ (sign in with a token)");
+        if service.tls().is_some_and(|t| t.requires_client_certificates()) {
+            let _ = writeln!(out, "clients must present a certificate from the --client-ca authorities");
+        }
         if let Some(m) = metrics_addr {
             let _ = writeln!(out, "metrics: http://{m}/metrics");
         }

@@ -16,6 +16,8 @@ pub mod seed;
 pub mod service;
 pub mod settings;
 pub mod telemetry;
+pub mod throttle;
+pub mod tls;
 pub mod traces;
 pub mod transfer;
 pub mod transport;
@@ -119,9 +121,30 @@ pub struct Config {
     pub retention: Option<retention::RetentionConfig>,
     /// Keep the analytics projection current in the background (it catches up when read).
     pub insights: bool,
+    /// Rate limits; none, nothing is limited. (`signoff serve` turns the defaults on.)
+    pub rate_limits: Option<throttle::RateLimits>,
+    /// Serve HTTPS with these certificates (and require client certificates, if it says so).
+    pub tls: Option<tls::TlsFiles>,
 }
 
 impl Config {
+    /// The data in `database`, the policies and directory of `sources`, and every other
+    /// setting at its default (no notifications, no rate limits).
+    pub fn new(database: Database, sources: Sources) -> Config {
+        Config {
+            database,
+            sources,
+            notify: Default::default(),
+            limits: Default::default(),
+            memory: Default::default(),
+            audit_key: None,
+            retention: None,
+            insights: true,
+            rate_limits: None,
+            tls: None,
+        }
+    }
+
     /// Retention, checked: archives go to `archive/` beside the embedded database by default.
     pub fn retention(&self) -> Result<retention::Retention, StartError> {
         let default = match &self.database {
@@ -182,6 +205,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
     install_tls();
     telemetry::install();
     config.notify.check().map_err(StartError::Setting)?;
+    let tls = config.tls.clone().map(tls::Tls::load).transpose().map_err(StartError::Setting)?;
     let store = config.database.open_with(&config.memory).await?;
     let retention = config.retention()?;
     let key = config.audit_key()?;
@@ -189,7 +213,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
         tracing::warn!("the audit log has no signing key (`audit-key`): no checkpoints are published");
     }
     let service = Service::start(store, config.sources.clone(), clock).await?;
-    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key).with_retention(retention).with_insights(config.insights)))
+    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key).with_retention(retention).with_insights(config.insights).with_rate_limits(config.rate_limits.clone()).with_tls(tls.map(Arc::new))))
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: live streams end,
@@ -206,6 +230,12 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
                 match s.reload().await {
                     Ok(c) => tracing::info!(policies = c.policies.len(), "reloaded policies and directory"),
                     Err(e) => tracing::error!(error = %e, "reload failed; keeping the previous policies and directory"),
+                }
+                if let Some(tls) = s.tls() {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("reloaded the TLS certificates; connections already open keep theirs"),
+                        Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous certificates"),
+                    }
                 }
             }
         });
@@ -239,5 +269,6 @@ pub async fn serve_http(service: Arc<Service>, listener: TcpListener, shutdown: 
         shutdown.await;
         closing.begin_shutdown();
     };
-    transport::serve(router, listener, limits, shutdown).await
+    let tls = service.tls().cloned();
+    transport::serve(router, listener, limits, tls, shutdown).await
 }

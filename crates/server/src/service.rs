@@ -161,6 +161,10 @@ pub struct Service {
     /// The analytics projection, and whether it follows the log in the background.
     insights: Arc<crate::insights::Projection>,
     follow_insights: bool,
+    /// Rate limits, when they are on.
+    throttle: Option<crate::throttle::Throttle>,
+    /// The listener's certificates, when it serves HTTPS.
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Stripes of `request_locks`; unrelated requests rarely share one.
@@ -198,6 +202,8 @@ impl Service {
             retention: crate::retention::RetentionConfig::default().check(None).expect("the defaults are valid"),
             insights: Arc::new(crate::insights::Projection::default()),
             follow_insights: true,
+            throttle: None,
+            tls: None,
         };
         service.record_policies(&service.catalog()).await?;
         if let Some(changes) = service.store.changes() {
@@ -266,6 +272,28 @@ impl Service {
                 Err(e) => tracing::warn!(error = %e, "retention failed; trying again at its next run"),
             }
         }
+    }
+
+    /// Limits calls by `limits` (none: no limits).
+    pub fn with_rate_limits(mut self, limits: Option<crate::throttle::RateLimits>) -> Self {
+        self.throttle = limits.map(|l| crate::throttle::Throttle::new(l, self.store.clone()));
+        self
+    }
+
+    /// Serves HTTPS with `tls` (none: plain HTTP).
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// The listener's certificates, when it serves HTTPS.
+    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+        self.tls.as_ref()
+    }
+
+    /// The rate limits in force, if any.
+    pub fn throttle(&self) -> Option<&crate::throttle::Throttle> {
+        self.throttle.as_ref()
     }
 
     /// Whether the analytics projection follows the log in the background.

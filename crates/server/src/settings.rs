@@ -43,6 +43,14 @@ pub struct Layer {
     /// Keep the analytics projection current in the background (default true); off, it
     /// catches up when it is read.
     pub insights: Option<bool>,
+    /// Rate limits (`[rate_limits]`; `--rate-limits` sets `enabled`).
+    pub rate_limits: Option<crate::throttle::RateLimitsFile>,
+    /// PEM certificate chain to serve HTTPS with (with `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CAs client certificates must chain to; with it every client needs one.
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Layer {
@@ -72,6 +80,13 @@ impl Layer {
             notify: self.notify.or(lower.notify),
             retention: self.retention.or(lower.retention),
             insights: self.insights.or(lower.insights),
+            tls_cert: self.tls_cert.or(lower.tls_cert),
+            tls_key: self.tls_key.or(lower.tls_key),
+            client_ca: self.client_ca.or(lower.client_ca),
+            rate_limits: match (self.rate_limits, lower.rate_limits) {
+                (Some(upper), Some(lower)) => Some(crate::throttle::RateLimitsFile { enabled: upper.enabled.or(lower.enabled), ..lower }),
+                (upper, lower) => upper.or(lower),
+            },
         }
     }
 }
@@ -124,7 +139,26 @@ impl Settings {
             None => None,
             Some(a) => Some(a.parse().map_err(|_| setting(format!("metrics-listen: `{a}` is not an address like 127.0.0.1:9100")))?),
         };
-        Ok(Settings { listen, config: Config { database, sources, notify, limits, memory, audit_key: layer.audit_key, retention: layer.retention, insights: layer.insights.unwrap_or(true) }, log_format, metrics_listen })
+        let rate_limits = layer.rate_limits.unwrap_or_default().resolve().map_err(setting)?;
+        let tls = match (layer.tls_cert, layer.tls_key, layer.client_ca) {
+            (None, None, None) => None,
+            (Some(cert), Some(key), client_ca) => Some(crate::tls::TlsFiles { cert, key, client_ca }),
+            (Some(_), None, _) => return Err(setting("tls-key: --tls-cert needs --tls-key, the certificate's private key".into())),
+            (None, Some(_), _) => return Err(setting("tls-cert: --tls-key needs --tls-cert, the certificate chain it goes with".into())),
+            (None, None, Some(_)) => return Err(setting("client-ca: client certificates need TLS: give --tls-cert and --tls-key too".into())),
+        };
+        let config = Config {
+            notify,
+            limits,
+            memory,
+            audit_key: layer.audit_key,
+            retention: layer.retention,
+            insights: layer.insights.unwrap_or(true),
+            rate_limits,
+            tls,
+            ..Config::new(database, sources)
+        };
+        Ok(Settings { listen, config, log_format, metrics_listen })
     }
 }
 

@@ -28,6 +28,8 @@ pub const NOTIFICATION_ATTEMPTS: &str = "signoff_notification_attempts_total";
 pub const NOTIFICATION_FAILURES: &str = "signoff_notification_failures_total";
 pub const HTTP_REQUESTS: &str = "signoff_http_requests_total";
 pub const CONNECTIONS_REFUSED: &str = "signoff_connections_refused_total";
+pub const RATE_LIMITED: &str = "signoff_rate_limited_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "signoff_tls_handshake_failures_total";
 /// Histograms.
 pub const DECISION_LATENCY: &str = "signoff_decision_latency_seconds";
 pub const TIMER_LAG: &str = "signoff_timer_lag_seconds";
@@ -91,6 +93,8 @@ fn describe() {
     describe_counter!(NOTIFICATION_FAILURES, "Delivery attempts that failed, by channel.");
     describe_counter!(HTTP_REQUESTS, "HTTP calls answered, by method, route and status.");
     describe_counter!(CONNECTIONS_REFUSED, "Connections refused because the server was at its connection limit.");
+    describe_counter!(TLS_HANDSHAKE_FAILURES, "TLS handshakes that failed or timed out (a client without a valid certificate, when one is required, among them).");
+    describe_counter!(RATE_LIMITED, "Calls refused 429 by a rate limit, by class (submissions, actions, reads, failed_auth) and by whom the limit counts (caller, address).");
     describe_histogram!(DECISION_LATENCY, Unit::Seconds, "Time from submission to a terminal status, by policy and outcome.");
     describe_histogram!(TIMER_LAG, Unit::Seconds, "Time from a timer's due time to its firing, by kind (escalation, reminder, timeout, expiry).");
     describe_histogram!(HTTP_DURATION, Unit::Seconds, "Time to answer an HTTP call, by method and route.");
@@ -113,11 +117,14 @@ pub fn known(policies: &[String], channels: &[String]) {
         metrics::counter!(NOTIFICATION_ATTEMPTS, "channel" => channel.clone()).increment(0);
         metrics::counter!(NOTIFICATION_FAILURES, "channel" => channel.clone()).increment(0);
     }
-    for family in [COMMIT_CONFLICTS, REFUSALS_UNRECORDED, CONNECTIONS_REFUSED] {
+    for family in [COMMIT_CONFLICTS, REFUSALS_UNRECORDED, CONNECTIONS_REFUSED, TLS_HANDSHAKE_FAILURES] {
         metrics::counter!(family).increment(0);
     }
     for family in [SSE_STREAMS, LONG_POLLS] {
         metrics::gauge!(family).increment(0.0);
+    }
+    for (class, by) in [("submissions", "caller"), ("submissions", "address"), ("actions", "caller"), ("actions", "address"), ("reads", "caller"), ("reads", "address"), ("failed_auth", "address")] {
+        metrics::counter!(RATE_LIMITED, "class" => class, "by" => by).increment(0);
     }
 }
 

@@ -68,7 +68,7 @@ const HYPER_HEAD_BUFFER: usize = 64 * 1024;
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, lets calls in
 /// flight finish (live streams and long polls end on the service's own shutdown signal) and
 /// returns at the latest `limits.shutdown_grace` later.
-pub async fn serve(router: Router, listener: TcpListener, limits: Limits, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+pub async fn serve(router: Router, listener: TcpListener, limits: Limits, tls: Option<Arc<crate::tls::Tls>>, shutdown: impl Future<Output = ()>) -> io::Result<()> {
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     // Connections over the cap are answered by at most this many tasks at once; beyond them a
     // connection is closed unanswered, so a flood cannot turn refusals into a descriptor leak.
@@ -95,8 +95,24 @@ pub async fn serve(router: Router, listener: TcpListener, limits: Limits, shutdo
         match permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 let (router, closed) = (router.clone(), closed.clone());
+                // Each connection takes the certificates in force when it arrives (a reload
+                // changes later ones only).
+                let tls = tls.as_ref().map(|t| tokio_rustls::TlsAcceptor::from(t.current()));
                 connections.spawn(async move {
-                    connection(stream, peer, router, limits, closed).await;
+                    match tls {
+                        None => connection(stream, peer, router, limits, closed).await,
+                        Some(acceptor) => {
+                            // The handshake counts against the time to send a request head.
+                            match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => connection(stream, peer, router, limits, closed).await,
+                                Ok(Err(e)) => {
+                                    metrics::counter!(crate::telemetry::TLS_HANDSHAKE_FAILURES).increment(1);
+                                    tracing::debug!(address = %peer.ip(), error = %e, "TLS handshake failed");
+                                }
+                                Err(_) => metrics::counter!(crate::telemetry::TLS_HANDSHAKE_FAILURES).increment(1),
+                            }
+                        }
+                    }
                     drop(permit);
                 });
             }
@@ -130,7 +146,10 @@ fn is_connection_error(e: &io::Error) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
 
-async fn connection(stream: TcpStream, peer: std::net::SocketAddr, router: Router, limits: Limits, mut closed: tokio::sync::watch::Receiver<bool>) {
+async fn connection<S>(stream: S, peer: std::net::SocketAddr, router: Router, limits: Limits, mut closed: tokio::sync::watch::Receiver<bool>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(ProblemIo::new(stream));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

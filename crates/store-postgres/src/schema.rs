@@ -454,6 +454,15 @@ CREATE TABLE insight_cursor (
     one    INTEGER PRIMARY KEY CHECK (one = 1),
     cursor BIGINT NOT NULL
 );
+"#, r#"
+-- Rate-limit buckets every instance draws from. Unlogged: losing them in a crash only refills
+-- them, and writing them skips the WAL.
+CREATE UNLOGGED TABLE rate_buckets (
+    key    TEXT PRIMARY KEY,
+    tokens DOUBLE PRECISION NOT NULL,
+    at     BIGINT NOT NULL
+);
+CREATE INDEX rate_buckets_at ON rate_buckets (at);
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -45,6 +45,8 @@ pub struct SqliteStore {
     readers: Readers,
     cache: Arc<StateCache>,
     timers: TimerClaims,
+    /// Rate-limit buckets: in memory, since this process is the only one on the file.
+    buckets: signoff_store::rate::Buckets,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -82,7 +84,7 @@ impl SqliteStore {
         let conn = open_writer(&path)?;
         let cache = Arc::new(signoff_store::state_cache(state_cache_bytes));
         let writer = Writer::start(conn, cache.clone())?;
-        Ok(SqliteStore { _lock: lock, writer, readers: Readers::new(path), cache, timers: TimerClaims::default() })
+        Ok(SqliteStore { _lock: lock, writer, readers: Readers::new(path), cache, timers: TimerClaims::default(), buckets: Default::default() })
     }
 }
 
@@ -220,6 +222,10 @@ impl Store for SqliteStore {
 
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {
         self.writer.call(|reply| WriteOp::UseOnce(key.to_string(), at, reply)).await
+    }
+
+    async fn take_token(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>> {
+        Ok(self.buckets.take(key, rate, now))
     }
 
     async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {

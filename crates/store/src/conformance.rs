@@ -87,6 +87,7 @@ where
     outbox_delivery_states(&*fresh().await).await;
     outbox_coalescing(&*fresh().await).await;
     keys_are_used_once(&*fresh().await).await;
+    rate_buckets_fill_and_empty(&*fresh().await).await;
     sessions_live_until_they_end(&*fresh().await).await;
     gauges_are_read_from_the_store(&*fresh().await).await;
     the_audit_log_takes_every_event_in_commit_order(&*fresh().await).await;
@@ -580,6 +581,29 @@ pub async fn keys_are_used_once(store: &dyn Store) {
     assert!(!store.use_once("sig-1", t0()).await.unwrap(), "a second use is refused");
     assert!(store.use_once("sig-2", t0()).await.unwrap());
     assert!(!store.use_once("sig-1", t0() + SignedDuration::from_hours(20)).await.unwrap(), "kept at least a day");
+}
+
+pub async fn rate_buckets_fill_and_empty(store: &dyn Store) {
+    use crate::rate::Rate;
+    let rate = Rate { per_second: 2.0, burst: 3 };
+    for _ in 0..3 {
+        assert_eq!(store.take_token("caller:ann:submissions", rate, t0()).await.unwrap(), None, "a full bucket grants its burst");
+    }
+    let wait = store.take_token("caller:ann:submissions", rate, t0()).await.unwrap().expect("the burst is spent");
+    assert_eq!(wait.as_millis(), 500, "one token flows in every half second");
+    assert_eq!(store.take_token("caller:bob:submissions", rate, t0()).await.unwrap(), None, "buckets are by key");
+    let later = t0() + SignedDuration::from_millis(499);
+    assert!(store.take_token("caller:ann:submissions", rate, later).await.unwrap().is_some(), "not yet a whole token");
+    let later = t0() + SignedDuration::from_millis(500);
+    assert_eq!(store.take_token("caller:ann:submissions", rate, later).await.unwrap(), None, "refilled");
+    assert!(store.take_token("caller:ann:submissions", rate, later).await.unwrap().is_some());
+    let much_later = t0() + SignedDuration::from_hours(1);
+    for _ in 0..3 {
+        assert_eq!(store.take_token("caller:ann:submissions", rate, much_later).await.unwrap(), None, "refilled up to the burst");
+    }
+    assert!(store.take_token("caller:ann:submissions", rate, much_later).await.unwrap().is_some(), "and no more");
+    let earlier = t0() + SignedDuration::from_mins(30);
+    assert!(store.take_token("caller:ann:submissions", rate, earlier).await.unwrap().is_some(), "a clock behind adds nothing");
 }
 
 pub async fn sessions_live_until_they_end(store: &dyn Store) {

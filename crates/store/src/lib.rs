@@ -20,6 +20,7 @@ pub use log::LogLeaf;
 
 pub mod cache;
 pub mod log;
+pub mod rate;
 pub mod rows;
 pub mod sql;
 #[cfg(feature = "conformance")]
@@ -544,6 +545,11 @@ pub trait Store: Send + Sync + 'static {
     /// Records `key` as used at `at`; false if it was used before (replayed signatures, spent
     /// single-use links). Keys are kept at least a day.
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool>;
+
+    /// Takes a token from the rate-limit bucket `key` at `now`, filling by `rate`: `None` when
+    /// there was one, else how long until there is. Every instance on the store draws from the
+    /// same buckets.
+    async fn take_token(&self, key: &str, rate: rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>>;
 
     /// Requests matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page>;

@@ -91,15 +91,21 @@ pub async fn spawn_app_notifying(clock: Arc<dyn Clock>, directory_extra: &str, n
 
 /// As `spawn_app`, with what the transport allows each client.
 pub async fn spawn_app_limited(limits: signoff_server::transport::Limits) -> App {
-    build_app(Arc::new(SystemClock), "", Default::default(), None, limits).await
+    spawn_app_configured(Arc::new(SystemClock), None, |c| c.limits = limits).await
 }
 
 /// As `spawn_app_notifying`, on `database` (a temporary SQLite file by default).
 pub async fn spawn_app_full(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff_server::notify::NotifyConfig, database: Option<Database>) -> App {
-    build_app(clock, directory_extra, notify, database, Default::default()).await
+    build_app(clock, directory_extra, database, |c| c.notify = notify).await
 }
 
-async fn build_app(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff_server::notify::NotifyConfig, database: Option<Database>, limits: signoff_server::transport::Limits) -> App {
+/// An app on `database` (a temporary SQLite file by default) with the test policies and
+/// directory, and whatever `configure` sets.
+pub async fn spawn_app_configured(clock: Arc<dyn Clock>, database: Option<Database>, configure: impl FnOnce(&mut Config)) -> App {
+    build_app(clock, "", database, configure).await
+}
+
+async fn build_app(clock: Arc<dyn Clock>, directory_extra: &str, database: Option<Database>, configure: impl FnOnce(&mut Config)) -> App {
     let dir = tempfile::tempdir().unwrap();
     let policies = dir.path().join("policies");
     std::fs::create_dir(&policies).unwrap();
@@ -108,16 +114,14 @@ async fn build_app(clock: Arc<dyn Clock>, directory_extra: &str, notify: signoff
     }
     let directory = dir.path().join("directory.yaml");
     std::fs::write(&directory, directory_yaml(directory_extra)).unwrap();
-    let config = Config {
-        database: database.unwrap_or_else(|| Database::Sqlite(dir.path().join("signoff.db"))),
-        sources: Sources { policies: Some(policies), directory: Some(directory) },
-        notify,
-        limits,
-        memory: Default::default(),
+    let mut config = Config {
         audit_key: Some(dir.path().join("audit.key")),
-        retention: None,
-        insights: true,
+        ..Config::new(
+            database.unwrap_or_else(|| Database::Sqlite(dir.path().join("signoff.db"))),
+            Sources { policies: Some(policies), directory: Some(directory) },
+        )
     };
+    configure(&mut config);
     let service = signoff_server::build(&config, clock).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -3,6 +3,7 @@
 
 mod audit;
 mod binary;
+mod hardening;
 mod metrics;
 mod traces;
 mod openapi;

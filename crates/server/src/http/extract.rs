@@ -25,6 +25,7 @@ impl FromRequestParts<AppState> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, service: &AppState) -> Result<Self, Problem> {
         let mut caller = caller(parts, service).await?;
+        super::throttle::by_caller(service, parts, &caller.id).await?;
         caller.origin = Some(origin(parts));
         Ok(Auth(caller))
     }
@@ -49,14 +50,23 @@ async fn caller(parts: &Parts, service: &AppState) -> Result<Caller, Problem> {
             None => Err(Problem::new(Code::Unauthenticated, "send Authorization: Bearer <token>")),
         };
     };
+    // An address that failed too often is not heard until its bucket refills.
+    let address = super::throttle::client_of(service, parts.extensions.get(), &parts.headers);
+    super::throttle::shut_out(service, address)?;
     let token = header
         .to_str()
         .ok()
         .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| Problem::new(Code::Unauthenticated, "the Authorization header must be `Bearer <token>`"))?;
-    service.authenticate(token).ok_or_else(|| Problem::new(Code::Unauthenticated, "unknown token"))
+        .filter(|t| !t.is_empty());
+    let refusal = match token {
+        Some(token) => match service.authenticate(token) {
+            Some(caller) => return Ok(caller),
+            None => Problem::new(Code::Unauthenticated, "unknown token"),
+        },
+        None => Problem::new(Code::Unauthenticated, "the Authorization header must be `Bearer <token>`"),
+    };
+    Err(super::throttle::failed(service, address, refusal).await)
 }
 
 /// The caller of a live session cookie; for anything but a read, only with its CSRF token.

@@ -17,6 +17,7 @@ mod policies;
 pub mod problem;
 mod requests;
 mod slack;
+mod throttle;
 pub mod web;
 
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub fn router(service: Arc<Service>) -> Router {
         .method_not_allowed_fallback(|| async { Problem::new(Code::MethodNotAllowed, "this route does not take that method") })
         // `read_body` bounds every body (`Limits::max_body_bytes`) before an extractor sees it.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // Limited after the body is read: a refusal leaves the connection ready for the next call.
+        .layer(middleware::from_fn_with_state(service.clone(), throttle::by_address))
         .layer(middleware::from_fn_with_state(service.clone(), body::read_body))
         .layer(middleware::from_fn(operations::record_metrics))
         // A span per call (method, route, status) around everything it logs, continuing the

@@ -108,7 +108,7 @@ fn describe(status: u16) -> &'static str {
         410 => "The link has expired (`link_expired`)",
         413 => "The body is larger than the limit (`too_large`)",
         422 => "Understood but refused: `invalid_context`, `invalid_policy`, `planning_error`, `no_eligible_approvers`, `unknown_policy`, `comment_required`, edits refused, …",
-        429 => "`resubmit_cooldown` or `lineage_limit` (with Retry-After)",
+        429 => "Too many calls (`rate_limited`), or `resubmit_cooldown`, `lineage_limit`; with Retry-After",
         503 => "The database is unavailable, or the request changes too fast (`unavailable`, `busy`); retry",
         _ => "Error",
     }
@@ -277,6 +277,16 @@ fn complete(doc: &mut Value) {
             assert!(op.is_object(), "the error table names {method} {path}, which the document lacks");
             for status in *statuses {
                 op["responses"][status.to_string()] = json!({"description": describe(*status), "content": content});
+            }
+        }
+    }
+    // Rate limits answer any call but the probes and the scrape.
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut().filter(|(p, _)| !matches!(p.as_str(), "/healthz" | "/readyz" | "/metrics")) {
+            // (The emailed-link pages answer as pages, as their other errors do.)
+            let content = if path == "/email/act" { &page } else { &problem };
+            for op in item.as_object_mut().into_iter().flat_map(|m| m.values_mut()).filter(|op| op.get("responses").is_some()) {
+                op["responses"]["429"] = json!({"description": describe(429), "content": content, "headers": {"Retry-After": {"schema": {"type": "integer"}}}});
             }
         }
     }

@@ -62,16 +62,21 @@ pub(super) async fn record_metrics(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".into());
     let method = req.method().to_string();
     let path = req.uri().path().to_string();
+    let address = req.extensions().get::<crate::transport::Peer>().map(|p| p.0.ip());
     let start = Instant::now();
     let resp = next.run(req).await;
     // Every refused or failed call is one log line: what was asked, the answer and why.
     if let Some(r) = resp.extensions().get::<super::problem::Refused>() {
         let status = resp.status().as_u16();
         let trace_id = crate::traces::current_trace_id();
+        let address = address.map_or_else(String::new, |a| a.to_string());
         if status >= 500 {
-            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, %trace_id, "failed");
+            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, %address, %trace_id, "failed");
+        } else if r.code == signoff_engine::Code::RateLimited {
+            // A flood is counted (`signoff_rate_limited_total`), not logged line by line.
+            tracing::debug!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, %address, %trace_id, "refused");
         } else {
-            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, %trace_id, "refused");
+            tracing::warn!(%method, %path, status, code = r.code.as_str(), detail = %r.detail, %address, %trace_id, "refused");
         }
     }
     let status = resp.status().as_u16().to_string();

@@ -210,16 +210,7 @@ async fn two_postgres_instances_append_one_log_in_one_order() {
     use signoff_server::{Config, Database, Sources, SystemClock};
     let Some(db) = signoff_store_postgres::testing::TestDatabase::create("one audit log for two instances") else { return };
     let keys = tempfile::tempdir().unwrap();
-    let config = Config {
-        database: Database::Postgres(db.url.clone()),
-        sources: Sources::default(),
-        notify: Default::default(),
-        limits: Default::default(),
-        memory: Default::default(),
-        audit_key: Some(keys.path().join("audit.key")),
-        retention: None,
-        insights: true,
-    };
+    let config = Config { audit_key: Some(keys.path().join("audit.key")), ..Config::new(Database::Postgres(db.url.clone()), Sources::default()) };
     let (a, b) = (signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap(), signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap());
     let alice = Caller { id: "alice".into(), admin: false, origin: None };
     let mark = Caller { id: "mark".into(), admin: false, origin: None };

@@ -22,7 +22,7 @@ fn quote_submission(subject: Option<&str>) -> SubmitBody {
 
 /// An instance on `db` with the bundled policies and the system clock.
 async fn instance(db: &TestDatabase) -> Arc<Service> {
-    let config = Config { database: Database::Postgres(db.url.clone()), sources: Sources::default(), notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+    let config = Config::new(Database::Postgres(db.url.clone()), Sources::default());
     signoff_server::build(&config, Arc::new(SystemClock)).await.unwrap()
 }
 
@@ -94,7 +94,7 @@ async fn a_timer_set_by_an_instance_that_died_is_fired_by_another() {
     let policies = tempfile::tempdir().unwrap();
     std::fs::write(policies.path().join("quick.yaml"), "id: quick\nsteps:\n  - {id: only, approvers: {users: [mark]}, sla: 10m, on_timeout: approve}\n").unwrap();
     let sources = Sources { policies: Some(policies.path().to_path_buf()), directory: None };
-    let config = Config { database: Database::Postgres(db.url.clone()), sources, notify: Default::default(), limits: Default::default(), memory: Default::default(), audit_key: None, retention: None, insights: true };
+    let config = Config::new(Database::Postgres(db.url.clone()), sources);
     let clock = Arc::new(signoff_server::ManualClock::new("2026-11-22T09:00:00Z".parse().unwrap()));
     // a sets the timer and runs no scheduler (as if it died right after); b's scheduler is asleep
     // before the timer exists, and no commit of b's tells it about it.

@@ -76,6 +76,9 @@ impl Store for Contended {
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {
         self.inner.use_once(key, at).await
     }
+    async fn take_token(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>> {
+        self.inner.take_token(key, rate, now).await
+    }
     async fn put_session(&self, s: &signoff_store::Session) -> Result<()> {
         self.inner.put_session(s).await
     }

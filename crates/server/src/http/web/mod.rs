@@ -70,6 +70,16 @@ impl Page {
     }
 }
 
+/// A page for a call refused by a rate limit, with its `Retry-After`.
+pub(super) fn limited(e: Problem) -> Response {
+    let retry = e.retry_after;
+    let mut resp = Page::problem(e);
+    if let Some(secs) = retry {
+        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    }
+    resp
+}
+
 /// A problem as a page says it: its detail, then its code.
 pub(super) fn sentence(e: &Problem) -> String {
     format!("{} ({})", e.detail, e.code)

@@ -4,6 +4,10 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::Extension;
+use signoff_engine::Code;
+use crate::error::Problem;
+use crate::transport::Peer;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -55,20 +59,31 @@ pub(super) async fn page(State(s): State<AppState>) -> Response {
 }
 
 /// The sign-in form's POST: a known token starts a session and goes to the inbox.
-pub(super) async fn sign_in(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub(super) async fn sign_in(State(s): State<AppState>, peer: Option<Extension<Peer>>, headers: HeaderMap, body: Bytes) -> Response {
     if !same_origin(&headers) {
         return Page::refused(StatusCode::FORBIDDEN, "This sign-in came from another site.");
     }
+    let address = crate::http::throttle::client_of(&s, peer.as_ref().map(|p| &p.0), &headers);
+    if let Err(p) = crate::http::throttle::shut_out(&s, address) {
+        return super::limited(p);
+    }
     let token = serde_urlencoded::from_bytes::<SignInForm>(&body).map(|f| f.token.trim().to_string()).unwrap_or_default();
     let Some(caller) = s.authenticate(&token) else {
-        let message = if token.is_empty() { "Paste your token." } else { "That token is not known here (unauthenticated)." };
-        return (StatusCode::UNAUTHORIZED, SignIn::new(&s, Some(message))).into_response();
+        if token.is_empty() {
+            return (StatusCode::UNAUTHORIZED, SignIn::new(&s, Some("Paste your token."))).into_response();
+        }
+        let refusal = Problem::new(Code::Unauthenticated, "That token is not known here");
+        let refusal = crate::http::throttle::failed(&s, address, refusal).await;
+        if refusal.code == Code::RateLimited {
+            return super::limited(refusal);
+        }
+        return (StatusCode::UNAUTHORIZED, SignIn::new(&s, Some("That token is not known here (unauthenticated)."))).into_response();
     };
     match s.start_session(&caller.id).await {
         Ok((secret, _)) => {
             let mut resp = Redirect::to("/").into_response();
             let max_age = crate::service::SESSION_LIFETIME.as_secs();
-            resp.headers_mut().insert(header::SET_COOKIE, cookie(&secret, max_age, over_https(&headers)));
+            resp.headers_mut().insert(header::SET_COOKIE, cookie(&secret, max_age, s.tls().is_some() || over_https(&headers)));
             resp
         }
         Err(e) => Page::problem(e),
@@ -97,7 +112,7 @@ pub(super) async fn sign_out(State(s): State<AppState>, headers: HeaderMap, body
         }
     }
     let mut resp = Redirect::to("/signin").into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, cookie("", 0, over_https(&headers)));
+    resp.headers_mut().insert(header::SET_COOKIE, cookie("", 0, s.tls().is_some() || over_https(&headers)));
     resp
 }
 

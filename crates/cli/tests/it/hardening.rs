@@ -1,0 +1,70 @@
+//! What production adds, through the real binary: rate limits set in the configuration file
+//! (429 with `Retry-After`, the metric, failed authentication logged with the client's
+//! address), and start-up refusing a bad limit by name.
+
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use signoff_testkit::binary::Server;
+
+const BIN: &str = env!("CARGO_BIN_EXE_signoff");
+
+#[test]
+fn rate_limits_from_the_config_file_answer_429_count_and_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signoff.toml");
+    std::fs::write(&config, "[rate_limits]\nsubmissions = { caller = \"2/min\" }\nfailed_auth = \"2/min\"\n").unwrap();
+    let log = dir.path().join("stderr.log");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let server = Server::serve(BIN, &dir.path().join("data"), &["--config".as_ref(), config.as_os_str()], Stdio::from(stderr));
+    signoff_server::install_tls();
+    let http = reqwest::blocking::Client::new();
+    let submit = |token: &str| {
+        http.post(format!("{}/v1/requests", server.url))
+            .bearer_auth(token)
+            .json(&json!({"policy": "quote-discount", "context": {"quote": {"total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false}}}))
+            .send()
+            .unwrap()
+    };
+    for _ in 0..2 {
+        let resp = submit("alice-token");
+        assert_eq!(resp.status().as_u16(), 201, "{}", resp.text().unwrap());
+    }
+    let limited = submit("alice-token");
+    assert_eq!(limited.status().as_u16(), 429);
+    let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=30).contains(&retry), "a token every 30 s: {retry}");
+    let body: Value = limited.json().unwrap();
+    assert_eq!(body["code"], "rate_limited");
+
+    for guess in ["guess-1", "guess-2"] {
+        assert_eq!(submit(guess).status().as_u16(), 401);
+    }
+    assert_eq!(submit("guess-3").status().as_u16(), 429, "the third failure in the minute");
+    let scrape = http.get(format!("{}/metrics", server.url)).send().unwrap().text().unwrap();
+    let count = |class: &str, by: &str| {
+        scrape
+            .lines()
+            .find(|l| l.starts_with("signoff_rate_limited_total{") && l.contains(&format!("class=\"{class}\"")) && l.contains(&format!("by=\"{by}\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(count("submissions", "caller"), Some(1.0), "{scrape}");
+    assert_eq!(count("failed_auth", "address"), Some(1.0));
+    assert_eq!(count("reads", "address"), Some(0.0), "every family is there from the start");
+    drop(server);
+    let log = std::fs::read_to_string(&log).unwrap();
+    let failures: Vec<&str> = log.lines().filter(|l| l.contains("failed authentication")).collect();
+    assert_eq!(failures.len(), 3, "{log}");
+    assert!(failures.iter().all(|l| l.contains("address=127.0.0.1")), "{failures:?}");
+}
+
+#[test]
+fn a_bad_limit_stops_start_up_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signoff.toml");
+    std::fs::write(&config, "[rate_limits]\nactions = { caller = \"lots\" }\n").unwrap();
+    let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: rate_limits.actions.caller: `lots` is not a rate"), "{stderr}");
+}
