@@ -70,17 +70,38 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(url: &str, token: Option<String>) -> Client {
+    /// A client of `remote`'s server (trusting its CA, presenting its client certificate) that
+    /// sends `token`.
+    pub fn new(remote: &Remote, token: Option<String>) -> Result<Client, Failure> {
         // (The user agent names the CLI in the audit trail's origin of what it does.)
-        let http = reqwest::Client::builder().user_agent(concat!("signoff-cli/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default();
-        Client { http, url: url.trim_end_matches('/').to_string(), token }
+        let mut builder = reqwest::Client::builder().user_agent(concat!("signoff-cli/", env!("CARGO_PKG_VERSION")));
+        let read = |flag: &str, path: &Path| std::fs::read(path).map_err(|e| Failure::Usage(format!("{flag}: {}: {e}", path.display())));
+        if let Some(path) = &remote.ca_cert {
+            let ca = reqwest::Certificate::from_pem(&read("--ca-cert", path)?)
+                .map_err(|e| Failure::Usage(format!("--ca-cert: {}: not a PEM certificate: {e}", path.display())))?;
+            builder = builder.add_root_certificate(ca);
+        }
+        match (&remote.client_cert, &remote.client_key) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                let mut pem = read("--client-cert", cert)?;
+                pem.push(b'\n');
+                pem.extend(read("--client-key", key)?);
+                let identity = reqwest::Identity::from_pem(&pem)
+                    .map_err(|e| Failure::Usage(format!("--client-cert, --client-key: not a PEM certificate and key: {e}")))?;
+                builder = builder.identity(identity);
+            }
+            _ => return Err(Failure::Usage("--client-cert and --client-key go together".into())),
+        }
+        let http = builder.build().map_err(|e| Failure::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        Ok(Client { http, url: remote.url.trim_end_matches('/').to_string(), token })
     }
 
     /// A client for `remote`, once its URL is one and it has a token.
     pub fn from(remote: &Remote) -> Result<Client, Failure> {
         check_url(&remote.url)?;
         match &remote.token {
-            Some(t) if !t.trim().is_empty() => Ok(Client::new(&remote.url, Some(t.clone()))),
+            Some(t) if !t.trim().is_empty() => Client::new(remote, Some(t.clone())),
             _ => Err(Failure::Usage(
                 "no token: set SIGNOFF_TOKEN or pass --token (with the demo directory each user's token is <id>-token, e.g. SIGNOFF_TOKEN=alice-token)".into(),
             )),
@@ -745,7 +766,7 @@ pub async fn simulate(remote: &Remote, file: &Path, policy: Option<String>, wind
 pub async fn health(remote: &Remote, ready: bool) -> u8 {
     finish(async {
         let path = if ready { "/readyz" } else { "/healthz" };
-        let v = Client::new(&remote.url, None).call(Method::GET, path, None, None).await?;
+        let v = Client::new(remote, None)?.call(Method::GET, path, None, None).await?;
         print(remote, &v, vec![kv("status", v["status"].as_str().unwrap_or("ok"))]);
         Ok(())
     }.await)

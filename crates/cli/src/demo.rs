@@ -33,19 +33,20 @@ async fn walk() -> Result<(), Failure> {
     println!("# signoff demo: a server on a temporary database");
     println!("$ signoff serve --listen 127.0.0.1:0 --data {}", dir.path().display());
     println!("listening on {url}");
-    let as_user = |user: &str| Client::new(&url, Some(format!("{user}-token")));
+    let remote = crate::Remote { url: url.clone(), token: None, json: false, ca_cert: None, client_cert: None, client_key: None };
+    let as_user = |user: &str| Client::new(&remote, Some(format!("{user}-token")));
     let quote = json!({ "quote": { "id": "Q-2026-0120", "customer": "ACME", "total": 48000, "discount": 0.18, "margin": 0.21, "nonstandard_clause": false } });
 
     println!();
     println!("# alice submits a quote: 18% discount (manager) and 21% margin (finance)");
     println!("$ SIGNOFF_TOKEN=alice-token signoff submit --policy quote-discount --subject Q-2026-0120 --context quote.json");
     let body = SubmitBody { policy: "quote-discount".into(), title: Some("ACME renewal".into()), subject: Some("Q-2026-0120".into()), context: quote, evidence: Vec::new(), resubmits: None };
-    let state: RequestState = as_user("alice").send(Method::POST, "/v1/requests", Some(&body), None).await?.value;
+    let state: RequestState = as_user("alice")?.send(Method::POST, "/v1/requests", Some(&body), None).await?.value;
     println!("{}", submit_line(&state));
     let id = state.id;
 
     println!("$ signoff status {id}");
-    let state: RequestState = as_user("alice").get(&format!("/v1/requests/{id}")).await?.value;
+    let state: RequestState = as_user("alice")?.get(&format!("/v1/requests/{id}")).await?.value;
     status_lines(&state).iter().for_each(|l| println!("{l}"));
 
     for (user, step, comment) in [("mark", "manager", "discount is within my band"), ("fiona", "finance", "margin acceptable for a 3-year term")] {
@@ -53,16 +54,16 @@ async fn walk() -> Result<(), Failure> {
         println!("# {user} approves the {step} step");
         println!("$ SIGNOFF_TOKEN={user}-token signoff action {id} --step {step} --action approve --comment \"{comment}\"");
         let body = ActionBody::Approve { step: step.into(), comment: Some(comment.into()), edits: None };
-        let state: RequestState = as_user(user).send(Method::POST, &format!("/v1/requests/{id}/actions"), Some(&body), None).await?.value;
+        let state: RequestState = as_user(user)?.send(Method::POST, &format!("/v1/requests/{id}/actions"), Some(&body), None).await?.value;
         println!("{}", action_line(&state, Some(step)));
     }
 
     println!();
     println!("$ signoff status {id}");
-    let state: RequestState = as_user("alice").get(&format!("/v1/requests/{id}")).await?.value;
+    let state: RequestState = as_user("alice")?.get(&format!("/v1/requests/{id}")).await?.value;
     status_lines(&state).iter().for_each(|l| println!("{l}"));
     println!("$ signoff history {id}");
-    let events = as_user("alice").call(Method::GET, &format!("/v1/requests/{id}/events"), None, None).await?;
+    let events = as_user("alice")?.call(Method::GET, &format!("/v1/requests/{id}/events"), None, None).await?;
     for e in events["items"].as_array().into_iter().flatten() {
         println!("{}", event_line(e));
     }

@@ -38,6 +38,17 @@ pub struct Remote {
     /// Print the API's JSON instead of key=value lines.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Trust the server's certificate if it chains to this PEM CA (an https URL with a private
+    /// authority), besides the system's.
+    #[arg(long, env = "SIGNOFF_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Present this PEM client certificate (a server started with --client-ca needs one); with
+    /// --client-key.
+    #[arg(long, env = "SIGNOFF_CLIENT_CERT", global = true)]
+    pub client_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --client-cert.
+    #[arg(long, env = "SIGNOFF_CLIENT_KEY", global = true)]
+    pub client_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]

@@ -68,3 +68,53 @@ fn a_bad_limit_stops_start_up_and_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.starts_with("error: rate_limits.actions.caller: `lots` is not a rate"), "{stderr}");
 }
+
+#[test]
+fn https_with_client_certificates_and_a_certificate_reloaded_on_sighup() {
+    use signoff_testkit::certs::Authority;
+    let dir = tempfile::tempdir().unwrap();
+    let (servers, renewed, clients) = (Authority::new("server CA"), Authority::new("renewed CA"), Authority::new("client CA"));
+    let (cert, key) = servers.server().write(dir.path(), "server");
+    let client_ca = clients.write(dir.path(), "clients");
+    let (client_cert, client_key) = clients.client("ops").write(dir.path(), "ops");
+    let (servers_pem, renewed_pem) = (servers.write(dir.path(), "servers-ca"), renewed.write(dir.path(), "renewed-ca"));
+    let args = ["--tls-cert".as_ref(), cert.as_os_str(), "--tls-key".as_ref(), key.as_os_str(), "--client-ca".as_ref(), client_ca.as_os_str()];
+    let server = Server::serve(BIN, &dir.path().join("data"), &args, Stdio::null());
+    assert!(server.url.starts_with("https://127.0.0.1:"), "{}", server.url);
+
+    // The CLI, trusting the server's authority and presenting its certificate.
+    let cli = |ca: &std::path::Path, with_cert: bool, args: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(args).env("SIGNOFF_URL", &server.url).env("SIGNOFF_TOKEN", "mark-token").env("SIGNOFF_CA_CERT", ca);
+        if with_cert {
+            c.env("SIGNOFF_CLIENT_CERT", &client_cert).env("SIGNOFF_CLIENT_KEY", &client_key);
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    let (code, said) = cli(&servers_pem, true, &["health", "--ready"]);
+    assert_eq!((code, said.trim()), (Some(0), "status=ready"));
+    assert_eq!(cli(&servers_pem, true, &["inbox"]).0, Some(0));
+    assert_eq!(cli(&servers_pem, false, &["health"]).0, Some(3), "no client certificate: no connection");
+
+    // A connection kept open across the reload.
+    signoff_server::install_tls();
+    let identity = reqwest::Identity::from_pem(format!("{}\n{}", std::fs::read_to_string(&client_cert).unwrap(), std::fs::read_to_string(&client_key).unwrap()).as_bytes()).unwrap();
+    let trusting = |ca: &Authority| {
+        reqwest::blocking::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap()])
+            .identity(identity.clone())
+            .build()
+            .unwrap()
+    };
+    let kept = trusting(&servers);
+    let healthz = format!("{}/healthz", server.url);
+    assert!(kept.get(&healthz).send().unwrap().status().is_success());
+    renewed.server().write(dir.path(), "server");
+    let hup = Command::new("kill").args(["-HUP", &server.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    signoff_testkit::poll::until("the renewed certificate", std::time::Duration::from_secs(10), || trusting(&renewed).get(&healthz).send().ok());
+    assert!(kept.get(&healthz).send().unwrap().status().is_success(), "the connection opened before the reload still answers");
+    assert_eq!(cli(&renewed_pem, true, &["inbox"]).0, Some(0));
+    assert_eq!(cli(&servers_pem, true, &["health"]).0, Some(3), "new connections no longer get the old certificate");
+}
