@@ -80,8 +80,8 @@ pub struct ServeArgs {
     client_ca: Option<PathBuf>,
     /// A TOML file with any of: listen, data, database_url, policies, directory, header_timeout,
     /// body_timeout, max_connections, shutdown_grace, state_cache_mb, page_mb, log_format,
-    /// metrics_listen, audit_key, insights, tls_cert, tls_key, client_ca, [notify], [retention]
-    /// and [rate_limits].
+    /// metrics_listen, audit_key, insights, tls_cert, tls_key, client_ca, [notify], [retention],
+    /// [rate_limits] and [oidc].
     #[arg(long, env = "SIGNOFF_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -107,6 +107,7 @@ impl ServeArgs {
             notify: None,
             retention: None,
             insights: self.insights,
+            oidc: None,
             tls_cert: self.tls_cert,
             tls_key: self.tls_key,
             client_ca: self.client_ca,

@@ -1,5 +1,10 @@
 //! The directory: who exists, which groups they are in, who is an admin, which token hashes
-//! map to whom, and out-of-office delegations. Loaded from YAML; read-only to the engine.
+//! map to whom, and out-of-office delegations. Loaded from YAML, with the changes made through
+//! the API applied over it (`changes`); read-only to the engine.
+
+mod changes;
+
+pub use changes::{Change, IssuedToken, Refused};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -40,6 +45,16 @@ pub struct OutOfOffice {
     pub to: String,
     pub starts: Timestamp,
     pub ends: Timestamp,
+    /// Set through the API (which may replace or clear it), not in the file.
+    #[serde(skip)]
+    pub by_api: bool,
+}
+
+/// Whom a token hash belongs to, and for a token issued through the API, what it is.
+#[derive(Debug, Clone)]
+struct Grant {
+    user: String,
+    issued: Option<IssuedToken>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -70,7 +85,7 @@ pub struct Directory {
     groups: BTreeMap<String, Vec<String>>,
     member_of: HashMap<String, Vec<String>>,
     admins: BTreeSet<String>,
-    tokens: HashMap<String, String>,
+    tokens: HashMap<String, Grant>,
     delegations: Vec<OutOfOffice>,
 }
 
@@ -111,7 +126,7 @@ impl Directory {
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
                 problems.push(format!("tokens: the hash for `{}` is not 64 hex digits", t.user));
             }
-            tokens.insert(hash, t.user);
+            tokens.insert(hash, Grant { user: t.user, issued: None });
         }
         for d in &doc.delegations {
             known(&d.from, "delegations", &mut problems);
@@ -135,7 +150,7 @@ impl Directory {
 
     /// Adds a token for `user` (demo mode); the token itself is not kept, only its hash.
     pub fn add_token(&mut self, user: &str, token: &str) {
-        self.tokens.insert(token_hash(token), user.to_string());
+        self.tokens.insert(token_hash(token), Grant { user: user.to_string(), issued: None });
     }
 
     pub fn user(&self, id: &str) -> Option<&User> {
@@ -158,9 +173,13 @@ impl Directory {
         self.member_of.get(id).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The user a bearer token belongs to.
-    pub fn authenticate(&self, token: &str) -> Option<&User> {
-        self.tokens.get(&token_hash(token)).and_then(|id| self.users.get(id))
+    /// The user a bearer token belongs to at `now` (a token issued with an expiry stops at it).
+    pub fn authenticate_at(&self, token: &str, now: Timestamp) -> Option<&User> {
+        let grant = self.tokens.get(&token_hash(token))?;
+        if grant.issued.as_ref().and_then(|t| t.expires).is_some_and(|expires| now >= expires) {
+            return None;
+        }
+        self.users.get(&grant.user)
     }
 
     /// A user as CEL sees it (`requester`, `approver`): id, name, email, groups, manager,
@@ -214,8 +233,8 @@ mod tests {
         assert_eq!(d.group("finance").unwrap(), ["fiona", "frank"]);
         assert!(d.is_admin("root"));
         d.add_token("alice", "alice-token");
-        assert_eq!(d.authenticate("alice-token").unwrap().id, "alice");
-        assert!(d.authenticate("nope").is_none());
+        assert_eq!(d.authenticate_at("alice-token", Timestamp::UNIX_EPOCH).unwrap().id, "alice");
+        assert!(d.authenticate_at("nope", Timestamp::UNIX_EPOCH).is_none());
     }
 
     #[test]

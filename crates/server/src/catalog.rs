@@ -143,7 +143,7 @@ mod tests {
         let c = Catalog::load(&Sources::default()).unwrap();
         assert_eq!(c.policies.len(), 4);
         assert!(c.demo_tokens.contains(&("alice".into(), "alice-token".into())));
-        assert_eq!(c.directory.authenticate("mark-token").unwrap().id, "mark");
+        assert_eq!(c.directory.authenticate_at("mark-token", jiff::Timestamp::UNIX_EPOCH).unwrap().id, "mark");
     }
 
     #[test]

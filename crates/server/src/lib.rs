@@ -10,6 +10,8 @@ pub mod http;
 pub mod insights;
 pub mod live;
 pub mod notify;
+pub mod oidc;
+pub mod people;
 pub mod retention;
 pub mod scheduler;
 pub mod seed;
@@ -125,6 +127,8 @@ pub struct Config {
     pub rate_limits: Option<throttle::RateLimits>,
     /// Serve HTTPS with these certificates (and require client certificates, if it says so).
     pub tls: Option<tls::TlsFiles>,
+    /// Single sign-on: JWT bearer tokens from this issuer, and the web inbox's sign-in.
+    pub oidc: Option<oidc::OidcConfig>,
 }
 
 impl Config {
@@ -142,6 +146,7 @@ impl Config {
             insights: true,
             rate_limits: None,
             tls: None,
+            oidc: None,
         }
     }
 
@@ -206,6 +211,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
     telemetry::install();
     config.notify.check().map_err(StartError::Setting)?;
     let tls = config.tls.clone().map(tls::Tls::load).transpose().map_err(StartError::Setting)?;
+    let oidc = config.oidc.clone().map(oidc::Oidc::new).transpose().map_err(StartError::Setting)?;
     let store = config.database.open_with(&config.memory).await?;
     let retention = config.retention()?;
     let key = config.audit_key()?;
@@ -213,7 +219,7 @@ pub async fn build(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<Service
         tracing::warn!("the audit log has no signing key (`audit-key`): no checkpoints are published");
     }
     let service = Service::start(store, config.sources.clone(), clock).await?;
-    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key).with_retention(retention).with_insights(config.insights).with_rate_limits(config.rate_limits.clone()).with_tls(tls.map(Arc::new))))
+    Ok(Arc::new(service.with_notify(config.notify.clone()).with_limits(config.limits).with_memory(config.memory).with_audit_key(key).with_retention(retention).with_insights(config.insights).with_rate_limits(config.rate_limits.clone()).with_tls(tls.map(Arc::new)).with_oidc(oidc.map(Arc::new))))
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains: live streams end,
@@ -240,6 +246,20 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
             }
         });
     }
+    // Directory changes other instances make reach this one within a second.
+    let people = {
+        let s = service.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if let Err(e) = s.catch_up_directory().await {
+                    tracing::warn!(error = %e, "cannot read the directory's changes; retrying");
+                }
+            }
+        })
+    };
     let Workers { scheduler, dispatcher, sequencer, follower } = service.workers();
     let follower = follower.map(tokio::spawn);
     let scheduler = tokio::spawn(scheduler.run());
@@ -253,6 +273,7 @@ pub async fn serve(service: Arc<Service>, listener: TcpListener, shutdown: impl 
     dispatcher.abort();
     sequencer.abort();
     retention.abort();
+    people.abort();
     if let Some(f) = follower {
         f.abort();
     }

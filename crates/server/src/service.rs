@@ -165,6 +165,10 @@ pub struct Service {
     throttle: Option<crate::throttle::Throttle>,
     /// The listener's certificates, when it serves HTTPS.
     tls: Option<Arc<crate::tls::Tls>>,
+    /// The directory changes made through the API, applied over the directory file.
+    people: crate::people::People,
+    /// Single sign-on, when an issuer is configured.
+    oidc: Option<Arc<crate::oidc::Oidc>>,
 }
 
 /// Stripes of `request_locks`; unrelated requests rarely share one.
@@ -204,7 +208,10 @@ impl Service {
             follow_insights: true,
             throttle: None,
             tls: None,
+            people: Default::default(),
+            oidc: None,
         };
+        service.people.catch_up(&*service.store, &service.catalog).await?;
         service.record_policies(&service.catalog()).await?;
         if let Some(changes) = service.store.changes() {
             tokio::spawn(service.feed.clone().follow(service.store.clone(), changes));
@@ -278,6 +285,50 @@ impl Service {
     pub fn with_rate_limits(mut self, limits: Option<crate::throttle::RateLimits>) -> Self {
         self.throttle = limits.map(|l| crate::throttle::Throttle::new(l, self.store.clone()));
         self
+    }
+
+    /// Accepts JWT bearer tokens from (and signs the web inbox in through) `oidc`.
+    pub fn with_oidc(mut self, oidc: Option<Arc<crate::oidc::Oidc>>) -> Self {
+        self.oidc = oidc;
+        self
+    }
+
+    /// Single sign-on, when an issuer is configured.
+    pub fn oidc(&self) -> Option<&Arc<crate::oidc::Oidc>> {
+        self.oidc.as_ref()
+    }
+
+    /// The caller an issuer's `identity` names: a directory user, whose group memberships
+    /// follow the token's groups when a groups claim is configured (recorded as directory
+    /// changes by `oidc`, only when they differ).
+    pub async fn caller_of(&self, identity: crate::oidc::Identity) -> Result<Caller, String> {
+        use signoff_engine::directory::Change;
+        let catalog = self.catalog();
+        if catalog.directory.user(&identity.user).is_none() {
+            return Err(format!("`{}` is no user of the directory", identity.user));
+        }
+        if let Some(groups) = &identity.groups {
+            let changes: Vec<Change> = catalog
+                .directory
+                .groups()
+                .filter_map(|(id, members)| {
+                    let member = members.contains(&identity.user);
+                    let wanted = groups.contains(id);
+                    (member != wanted).then(|| {
+                        let mut members: Vec<String> = members.iter().filter(|m| **m != identity.user).cloned().collect();
+                        if wanted {
+                            members.push(identity.user.clone());
+                        }
+                        Change::PutGroup { id: id.clone(), members }
+                    })
+                })
+                .collect();
+            for change in changes {
+                self.people.change(&*self.store, &self.catalog, "oidc", None, change, self.now()).await.map_err(|e| e.detail)?;
+            }
+        }
+        let catalog = self.catalog();
+        Ok(Caller { id: identity.user.clone(), admin: catalog.directory.is_admin(&identity.user), origin: None })
     }
 
     /// Serves HTTPS with `tls` (none: plain HTTP).
@@ -358,15 +409,15 @@ impl Service {
     /// new policies are stored before they go live, so every request can find the exact policy
     /// it was planned with.
     pub async fn reload(&self) -> Result<Arc<Catalog>, ReloadError> {
-        let fresh = Arc::new(Catalog::load(&self.sources).map_err(ReloadError::Invalid)?);
+        let fresh = Catalog::load(&self.sources).map_err(ReloadError::Invalid)?;
         self.record_policies(&fresh).await.map_err(ReloadError::Store)?;
-        self.catalog.store(fresh.clone());
-        Ok(fresh)
+        // The API's changes apply over the reloaded file as they did over the old one.
+        Ok(self.people.install(&fresh, &self.catalog).await)
     }
 
     pub fn authenticate(&self, token: &str) -> Option<Caller> {
         let catalog = self.catalog.load();
-        let user = catalog.directory.authenticate(token)?;
+        let user = catalog.directory.authenticate_at(token, self.now())?;
         Some(Caller { id: user.id.clone(), admin: catalog.directory.is_admin(&user.id), origin: None })
     }
 
@@ -806,6 +857,30 @@ impl Service {
     }
 
     /// The caller's directory entry.
+    /// Records a change to the directory by `caller` (an admin; anyone for their own
+    /// out-of-office) and puts it in force.
+    pub async fn change_directory(&self, caller: &Caller, change: signoff_engine::directory::Change) -> Result<crate::people::Record, Problem> {
+        use signoff_engine::directory::Change;
+        let own = matches!(&change, Change::SetOutOfOffice { user, .. } | Change::ClearOutOfOffice { user } if *user == caller.id);
+        if !caller.admin && !own {
+            return Err(Problem::forbidden("only admins change the directory (anyone may set their own out-of-office)"));
+        }
+        self.people.change(&*self.store, &self.catalog, &caller.id, caller.origin.clone(), change, self.now()).await
+    }
+
+    /// Applies the directory changes other instances recorded since this one last looked.
+    pub async fn catch_up_directory(&self) -> Result<(), signoff_store::StoreError> {
+        self.people.catch_up(&*self.store, &self.catalog).await
+    }
+
+    /// The recorded directory changes after number `after` (admins).
+    pub async fn directory_changes(&self, caller: &Caller, after: u64, limit: usize) -> Result<Vec<crate::people::Record>, Problem> {
+        if !caller.admin {
+            return Err(Problem::forbidden("only admins read the directory's changes"));
+        }
+        Ok(self.people.records(&*self.store, after, limit).await?)
+    }
+
     pub fn me(&self, caller: &Caller) -> signoff_api::Me {
         let catalog = self.catalog();
         let dir = &catalog.directory;

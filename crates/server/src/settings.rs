@@ -45,6 +45,8 @@ pub struct Layer {
     pub insights: Option<bool>,
     /// Rate limits (`[rate_limits]`; `--rate-limits` sets `enabled`).
     pub rate_limits: Option<crate::throttle::RateLimitsFile>,
+    /// Single sign-on (`[oidc]`); only in the file, since it holds the client secret.
+    pub oidc: Option<crate::oidc::OidcConfig>,
     /// PEM certificate chain to serve HTTPS with (with `tls_key`).
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -80,6 +82,7 @@ impl Layer {
             notify: self.notify.or(lower.notify),
             retention: self.retention.or(lower.retention),
             insights: self.insights.or(lower.insights),
+            oidc: self.oidc.or(lower.oidc),
             tls_cert: self.tls_cert.or(lower.tls_cert),
             tls_key: self.tls_key.or(lower.tls_key),
             client_ca: self.client_ca.or(lower.client_ca),
@@ -140,6 +143,9 @@ impl Settings {
             Some(a) => Some(a.parse().map_err(|_| setting(format!("metrics-listen: `{a}` is not an address like 127.0.0.1:9100")))?),
         };
         let rate_limits = layer.rate_limits.unwrap_or_default().resolve().map_err(setting)?;
+        if let Some(o) = &layer.oidc {
+            o.check().map_err(setting)?;
+        }
         let tls = match (layer.tls_cert, layer.tls_key, layer.client_ca) {
             (None, None, None) => None,
             (Some(cert), Some(key), client_ca) => Some(crate::tls::TlsFiles { cert, key, client_ca }),
@@ -156,6 +162,7 @@ impl Settings {
             insights: layer.insights.unwrap_or(true),
             rate_limits,
             tls,
+            oidc: layer.oidc,
             ..Config::new(database, sources)
         };
         Ok(Settings { listen, config, log_format, metrics_listen })

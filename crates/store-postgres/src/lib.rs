@@ -483,6 +483,24 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn directory_changes(&self, after: u64) -> Result<Vec<(u64, String)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT seq, body FROM directory_changes WHERE seq > $1 ORDER BY seq", &[&(after as i64)])
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.iter().map(|r| (r.get::<_, i64>(0) as u64, r.get(1))).collect())
+    }
+
+    async fn append_directory_change(&self, seq: u64, body: &str) -> Result<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute("INSERT INTO directory_changes (seq, body) VALUES ($1, $2) ON CONFLICT DO NOTHING", &[&(seq as i64), &body])
+            .await
+            .map_err(unavailable)?;
+        Ok(n == 1)
+    }
+
     async fn take_token(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>> {
         let client = self.client().await?;
         let (now, burst) = (now.as_millisecond(), rate.burst as f64);

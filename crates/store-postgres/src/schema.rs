@@ -463,6 +463,12 @@ CREATE UNLOGGED TABLE rate_buckets (
     at     BIGINT NOT NULL
 );
 CREATE INDEX rate_buckets_at ON rate_buckets (at);
+"#, r#"
+-- Changes to the directory made through the API, in order (each hash-chained to the last).
+CREATE TABLE directory_changes (
+    seq  BIGINT PRIMARY KEY,
+    body TEXT NOT NULL
+);
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -224,6 +224,14 @@ impl Store for SqliteStore {
         self.writer.call(|reply| WriteOp::UseOnce(key.to_string(), at, reply)).await
     }
 
+    async fn directory_changes(&self, after: u64) -> Result<Vec<(u64, String)>> {
+        self.readers.run(move |c| read::directory_changes(c, after)).await
+    }
+
+    async fn append_directory_change(&self, seq: u64, body: &str) -> Result<bool> {
+        self.writer.call(|reply| WriteOp::DirectoryChange(seq, body.to_string(), reply)).await
+    }
+
     async fn take_token(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>> {
         Ok(self.buckets.take(key, rate, now))
     }

@@ -252,3 +252,9 @@ mod tests {
         }
     }
 }
+
+pub(crate) fn directory_changes(c: &Connection, after: u64) -> Result<Vec<(u64, String)>> {
+    let mut stmt = c.prepare_cached("SELECT seq, body FROM directory_changes WHERE seq > ?1 ORDER BY seq").map_err(unavailable)?;
+    let rows = stmt.query_map(params![after as i64], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, String>(1)?))).map_err(unavailable)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(unavailable)
+}

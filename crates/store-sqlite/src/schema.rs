@@ -193,6 +193,12 @@ CREATE TABLE insight_cursor (
     one    INTEGER PRIMARY KEY CHECK (one = 1),
     cursor INTEGER NOT NULL
 );
+"#, r#"
+-- Changes to the directory made through the API, in order (each hash-chained to the last).
+CREATE TABLE directory_changes (
+    seq  INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
+);
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -22,6 +22,8 @@ pub(crate) enum WriteOp {
     PutPolicy(PolicyRecord, oneshot::Sender<Result<()>>),
     Attempts(Vec<Attempt>, oneshot::Sender<Result<()>>),
     UseOnce(String, Timestamp, oneshot::Sender<Result<bool>>),
+    /// Records a directory change under its number, unless that number is taken.
+    DirectoryChange(u64, String, oneshot::Sender<Result<bool>>),
     Session(SessionWrite, oneshot::Sender<Result<()>>),
     /// Appends queued events to the audit log (a transaction of its own).
     SequenceLog(u32, oneshot::Sender<Result<u64>>),
@@ -127,7 +129,7 @@ fn answer(op: WriteOp, result: Result<CommitOutcome>, cache: &StateCache) {
             let _ = reply.send(r.map(|_| ()));
         }
         (WriteOp::Claim { .. }, _) | (WriteOp::SequenceLog(..), _) | (WriteOp::Purge { .. }, _) | (WriteOp::Prune(..), _) | (WriteOp::PutFacts(..), _) => {}
-        (WriteOp::UseOnce(_, _, reply), r) => {
+        (WriteOp::UseOnce(_, _, reply), r) | (WriteOp::DirectoryChange(_, _, reply), r) => {
             let _ = reply.send(r.map(|o| o == CommitOutcome::Committed));
         }
     }
@@ -181,6 +183,13 @@ fn apply(tx: &Connection, op: &WriteOp) -> Result<CommitOutcome> {
         }
         WriteOp::UseOnce(key, at, _) => {
             if use_once(tx, key, *at)? { CommitOutcome::Committed } else { CommitOutcome::VersionConflict }
+        }
+        WriteOp::DirectoryChange(seq, body, _) => {
+            let fresh = tx
+                .prepare_cached("INSERT OR IGNORE INTO directory_changes (seq, body) VALUES (?1, ?2)")
+                .and_then(|mut s| s.execute(params![*seq as i64, body]))
+                .map_err(unavailable)?;
+            if fresh == 1 { CommitOutcome::Committed } else { CommitOutcome::VersionConflict }
         }
     })
 }

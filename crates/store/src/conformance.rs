@@ -88,6 +88,7 @@ where
     outbox_coalescing(&*fresh().await).await;
     keys_are_used_once(&*fresh().await).await;
     rate_buckets_fill_and_empty(&*fresh().await).await;
+    directory_changes_are_appended_once_in_order(&*fresh().await).await;
     sessions_live_until_they_end(&*fresh().await).await;
     gauges_are_read_from_the_store(&*fresh().await).await;
     the_audit_log_takes_every_event_in_commit_order(&*fresh().await).await;
@@ -581,6 +582,16 @@ pub async fn keys_are_used_once(store: &dyn Store) {
     assert!(!store.use_once("sig-1", t0()).await.unwrap(), "a second use is refused");
     assert!(store.use_once("sig-2", t0()).await.unwrap());
     assert!(!store.use_once("sig-1", t0() + SignedDuration::from_hours(20)).await.unwrap(), "kept at least a day");
+}
+
+pub async fn directory_changes_are_appended_once_in_order(store: &dyn Store) {
+    assert!(store.directory_changes(0).await.unwrap().is_empty());
+    assert!(store.append_directory_change(1, r#"{"op":"a"}"#).await.unwrap());
+    assert!(store.append_directory_change(2, r#"{"op":"b"}"#).await.unwrap());
+    assert!(!store.append_directory_change(2, r#"{"op":"late"}"#).await.unwrap(), "number 2 is taken");
+    let all = store.directory_changes(0).await.unwrap();
+    assert_eq!(all, vec![(1, r#"{"op":"a"}"#.to_string()), (2, r#"{"op":"b"}"#.to_string())]);
+    assert_eq!(store.directory_changes(1).await.unwrap(), vec![(2, r#"{"op":"b"}"#.to_string())]);
 }
 
 pub async fn rate_buckets_fill_and_empty(store: &dyn Store) {

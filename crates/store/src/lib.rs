@@ -546,6 +546,14 @@ pub trait Store: Send + Sync + 'static {
     /// single-use links). Keys are kept at least a day.
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool>;
 
+    /// The directory changes made through the API after number `after`, in order: (number,
+    /// the change as stored).
+    async fn directory_changes(&self, after: u64) -> Result<Vec<(u64, String)>>;
+
+    /// Records directory change number `seq` (durably, before returning); false if another
+    /// writer recorded that number first (read the changes since, and decide again).
+    async fn append_directory_change(&self, seq: u64, body: &str) -> Result<bool>;
+
     /// Takes a token from the rate-limit bucket `key` at `now`, filling by `rate`: `None` when
     /// there was one, else how long until there is. Every instance on the store draws from the
     /// same buckets.

@@ -118,3 +118,59 @@ fn https_with_client_certificates_and_a_certificate_reloaded_on_sighup() {
     assert_eq!(cli(&renewed_pem, true, &["inbox"]).0, Some(0));
     assert_eq!(cli(&servers_pem, true, &["health"]).0, Some(3), "new connections no longer get the old certificate");
 }
+
+#[test]
+fn people_and_tokens_by_api_and_single_sign_on_through_the_binary() {
+    use signoff_testkit::peers::oidc::{CLIENT_ID, start_issuer};
+    // The issuer runs on a runtime of its own for the whole test.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let issuer = runtime.block_on(start_issuer());
+    let dir = tempfile::tempdir().unwrap();
+    let directory = dir.path().join("directory.yaml");
+    std::fs::write(&directory, "users: [{id: root}, {id: ann, name: Ann}]\nadmins: [root]\ntokens:\n  - {user: root, sha256: ".to_string() + &signoff_engine::directory::token_hash("root-secret") + "}\n").unwrap();
+    let config = dir.path().join("signoff.toml");
+    std::fs::write(&config, format!("[oidc]\nissuer = \"{}\"\nclient_id = \"{CLIENT_ID}\"\n", issuer.url)).unwrap();
+    let args = ["--directory".as_ref(), directory.as_os_str(), "--config".as_ref(), config.as_os_str()];
+    let data = dir.path().join("data");
+    signoff_server::install_tls();
+    let http = reqwest::blocking::Client::new();
+    let issued = {
+        let server = Server::serve(BIN, &data, &args, Stdio::null());
+        let resp = http
+            .put(format!("{}/v1/admin/users/bo", server.url))
+            .bearer_auth("root-secret")
+            .json(&json!({"name": "Bo", "manager": "ann"}))
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().unwrap());
+        let resp = http.post(format!("{}/v1/admin/tokens", server.url)).bearer_auth("root-secret").json(&json!({"user": "bo", "name": "agent"})).send().unwrap();
+        assert_eq!(resp.status().as_u16(), 201);
+        let issued: Value = resp.json().unwrap();
+        // A bearer JWT from the issuer names a directory user.
+        let now = jiff::Timestamp::now().as_second();
+        let jwt = issuer.sign(&issuer.claims("ann", now));
+        let me: Value = http.get(format!("{}/v1/me", server.url)).bearer_auth(&jwt).send().unwrap().json().unwrap();
+        assert_eq!(me["id"], "ann");
+        issued
+    };
+    // Restarted on the same data, the API's changes are still there.
+    let server = Server::serve(BIN, &data, &args, Stdio::null());
+    let token = issued["token"].as_str().unwrap();
+    let me: Value = http.get(format!("{}/v1/me", server.url)).bearer_auth(token).send().unwrap().json().unwrap();
+    assert_eq!((me["id"].as_str(), me["manager"].as_str()), (Some("bo"), Some("ann")));
+    let changes: Value = http.get(format!("{}/v1/admin/directory/changes", server.url)).bearer_auth("root-secret").send().unwrap().json().unwrap();
+    assert_eq!(changes["items"].as_array().unwrap().len(), 2);
+    drop(server);
+    drop(runtime);
+}
+
+#[test]
+fn a_bad_single_sign_on_setting_stops_start_up_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("signoff.toml");
+    std::fs::write(&config, "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"signoff\"\nclock_skew = \"1h\"\n").unwrap();
+    let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: oidc.clock_skew:"), "{stderr}");
+}

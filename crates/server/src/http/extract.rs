@@ -60,6 +60,19 @@ async fn caller(parts: &Parts, service: &AppState) -> Result<Caller, Problem> {
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let refusal = match token {
+        Some(token) if service.oidc().is_some() && crate::oidc::Oidc::looks_like_jwt(token) => {
+            let verified = match service.oidc() {
+                Some(oidc) => oidc.verify(token, service.now(), None).await,
+                None => Err("single sign-on is not configured".into()),
+            };
+            match verified {
+                Ok(identity) => match service.caller_of(identity).await {
+                    Ok(caller) => return Ok(caller),
+                    Err(why) => Problem::new(Code::Unauthenticated, why),
+                },
+                Err(why) => Problem::new(Code::Unauthenticated, why),
+            }
+        }
         Some(token) => match service.authenticate(token) {
             Some(caller) => return Ok(caller),
             None => Problem::new(Code::Unauthenticated, "unknown token"),

@@ -13,6 +13,7 @@ mod insights;
 mod live;
 pub mod openapi;
 mod operations;
+mod people;
 mod policies;
 pub mod problem;
 mod requests;
@@ -46,6 +47,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .merge(live::routes())
         .merge(policies::routes())
         .merge(admin::routes())
+        .merge(people::routes())
         .merge(audit::routes())
         .merge(insights::routes())
         .merge(openapi::v1_routes());

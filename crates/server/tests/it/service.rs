@@ -76,6 +76,12 @@ impl Store for Contended {
     async fn use_once(&self, key: &str, at: Timestamp) -> Result<bool> {
         self.inner.use_once(key, at).await
     }
+    async fn directory_changes(&self, after: u64) -> Result<Vec<(u64, String)>> {
+        self.inner.directory_changes(after).await
+    }
+    async fn append_directory_change(&self, seq: u64, body: &str) -> Result<bool> {
+        self.inner.append_directory_change(seq, body).await
+    }
     async fn take_token(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>> {
         self.inner.take_token(key, rate, now).await
     }

@@ -12,6 +12,7 @@ mod mine;
 mod new;
 mod request;
 pub mod session;
+mod sso;
 
 use askama::Template;
 use axum::extract::FromRequestParts;
@@ -36,6 +37,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/requests/{id}", get(request::page))
         .route("/requests/{id}/act", post(request::act))
         .route("/signin", get(session::page).post(session::sign_in))
+        .route("/signin/sso", get(sso::start))
+        .route("/signin/sso/callback", get(sso::callback))
         .route("/signout", post(session::sign_out))
         .route("/assets/{name}", get(asset))
         // Pages and assets go out compressed to a browser that takes it (never the SSE feeds,
@@ -159,11 +162,13 @@ struct Refused<'a> {
 pub(super) struct SignIn {
     error: Option<String>,
     demo: Vec<(String, String)>,
+    /// Single sign-on is configured: offer it first.
+    sso: bool,
 }
 
 impl SignIn {
     pub(super) fn new(service: &Service, error: Option<&str>) -> SignIn {
-        SignIn { error: error.map(str::to_string), demo: service.catalog().demo_tokens.clone() }
+        SignIn { error: error.map(str::to_string), demo: service.catalog().demo_tokens.clone(), sso: service.oidc().is_some() }
     }
 }
 
