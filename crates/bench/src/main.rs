@@ -57,7 +57,7 @@ enum Scenario {
         seconds: u64,
         #[arg(long, default_value_t = 2)]
         rounds: usize,
-        /// Bad-token calls in the flood.
+        /// Bad-token calls in the flood, at least: it goes on for as long as the load does.
         #[arg(long, default_value_t = 10_000)]
         flood: usize,
     },
@@ -542,6 +542,7 @@ async fn hardening_bench(clients: usize, seconds: u64, rounds: usize, flood: usi
             let dir = tempfile::tempdir_in(".").unwrap();
             let (policies, directory) = write_fixtures(dir.path());
             let server = spawn_binary_with(&bin, &dir.path().join("data"), &policies, &directory, &modes[1].1, &modes[1].2);
+            let deadline = Instant::now() + Duration::from_secs(seconds);
             let flooder = flooded.then(|| {
                 let http = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
                 let url = format!("{}/v1/inbox", server.url);
@@ -551,7 +552,7 @@ async fn hardening_bench(clients: usize, seconds: u64, rounds: usize, flood: usi
                         let (http, url, next) = (http.clone(), url.clone(), next.clone());
                         tokio::spawn(async move {
                             let (mut unauthenticated, mut limited) = (0usize, 0usize);
-                            while next.fetch_add(1, Ordering::Relaxed) < flood {
+                            while next.fetch_add(1, Ordering::Relaxed) < flood || Instant::now() < deadline {
                                 match http.get(&url).bearer_auth("not-a-token").send().await.unwrap().status().as_u16() {
                                     401 => unauthenticated += 1,
                                     429 => limited += 1,

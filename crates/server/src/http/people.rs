@@ -61,7 +61,7 @@ pub(crate) struct PersonBody {
 }
 
 /// Add a person, or replace what is known of them (admins).
-#[utoipa::path(put, path = "/v1/admin/users/{id}", tag = "people", request_body = PersonBody, responses((status = 200, body = Object)))]
+#[utoipa::path(put, path = "/v1/admin/users/{id}", tag = "people", params(("id" = String, Path)), request_body = PersonBody, responses((status = 200, body = Object)))]
 pub(crate) async fn put_user(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, body: JsonBody<PersonBody>) -> Result<Json<Value>, Problem> {
     admin_only(&caller)?;
     let id = path(id)?;
@@ -74,7 +74,7 @@ pub(crate) async fn put_user(State(s): State<AppState>, Auth(caller): Auth, id: 
 }
 
 /// Remove a person, with their memberships, tokens and out-of-office (admins).
-#[utoipa::path(delete, path = "/v1/admin/users/{id}", tag = "people", responses((status = 200, body = Object)))]
+#[utoipa::path(delete, path = "/v1/admin/users/{id}", tag = "people", params(("id" = String, Path)), responses((status = 200, body = Object)))]
 pub(crate) async fn remove_user(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, Problem> {
     admin_only(&caller)?;
     let id = path(id)?;
@@ -102,7 +102,7 @@ pub(crate) struct GroupBody {
 }
 
 /// Set a group's members, creating it (admins).
-#[utoipa::path(put, path = "/v1/admin/groups/{id}", tag = "people", request_body = GroupBody, responses((status = 200, body = Object)))]
+#[utoipa::path(put, path = "/v1/admin/groups/{id}", tag = "people", params(("id" = String, Path)), request_body = GroupBody, responses((status = 200, body = Object)))]
 pub(crate) async fn put_group(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, body: JsonBody<GroupBody>) -> Result<Json<Value>, Problem> {
     admin_only(&caller)?;
     let id = path(id)?;
@@ -112,7 +112,7 @@ pub(crate) async fn put_group(State(s): State<AppState>, Auth(caller): Auth, id:
 }
 
 /// Remove a group (admins).
-#[utoipa::path(delete, path = "/v1/admin/groups/{id}", tag = "people", responses((status = 200, body = Object)))]
+#[utoipa::path(delete, path = "/v1/admin/groups/{id}", tag = "people", params(("id" = String, Path)), responses((status = 200, body = Object)))]
 pub(crate) async fn remove_group(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, Problem> {
     admin_only(&caller)?;
     let id = path(id)?;
@@ -170,7 +170,7 @@ pub(crate) async fn issue_token(State(s): State<AppState>, Auth(caller): Auth, b
 }
 
 /// Revoke a token issued through the API (admins); it stops working at once.
-#[utoipa::path(delete, path = "/v1/admin/tokens/{id}", tag = "people", responses((status = 200, body = Object)))]
+#[utoipa::path(delete, path = "/v1/admin/tokens/{id}", tag = "people", params(("id" = String, Path)), responses((status = 200, body = Object)))]
 pub(crate) async fn revoke_token(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, Problem> {
     admin_only(&caller)?;
     let id = path(id)?;
@@ -216,7 +216,7 @@ pub(crate) struct OutOfOfficeBody {
 
 /// Set a person's out-of-office (their own, or anyone's for an admin): their tasks go to `to`
 /// from `starts` to `ends`. Replaces an out-of-office set through the API before.
-#[utoipa::path(put, path = "/v1/users/{id}/out-of-office", tag = "people", request_body = OutOfOfficeBody, responses((status = 200, body = Object)))]
+#[utoipa::path(put, path = "/v1/users/{id}/out-of-office", tag = "people", params(("id" = String, Path)), request_body = OutOfOfficeBody, responses((status = 200, body = Object)))]
 pub(crate) async fn set_out_of_office(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>, body: JsonBody<OutOfOfficeBody>) -> Result<Json<Value>, Problem> {
     let id = path(id)?;
     let b = body.value;
@@ -229,7 +229,7 @@ pub(crate) async fn set_out_of_office(State(s): State<AppState>, Auth(caller): A
 }
 
 /// End a person's out-of-office set through the API (their own, or anyone's for an admin).
-#[utoipa::path(delete, path = "/v1/users/{id}/out-of-office", tag = "people", responses((status = 200, body = Object)))]
+#[utoipa::path(delete, path = "/v1/users/{id}/out-of-office", tag = "people", params(("id" = String, Path)), responses((status = 200, body = Object)))]
 pub(crate) async fn clear_out_of_office(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, Problem> {
     let id = path(id)?;
     let record = s.change_directory(&caller, Change::ClearOutOfOffice { user: id.clone() }).await?;
@@ -239,7 +239,7 @@ pub(crate) async fn clear_out_of_office(State(s): State<AppState>, Auth(caller):
 }
 
 /// A person's directory entry: groups, admin, out-of-office (themselves, or an admin).
-#[utoipa::path(get, path = "/v1/users/{id}/directory", tag = "people", responses((status = 200, body = Object)))]
+#[utoipa::path(get, path = "/v1/users/{id}/directory", tag = "people", params(("id" = String, Path)), responses((status = 200, body = Object)))]
 pub(crate) async fn person(State(s): State<AppState>, Auth(caller): Auth, id: Result<Path<String>, PathRejection>) -> Result<Json<Value>, Problem> {
     let id = path(id)?;
     if !caller.admin && caller.id != id {

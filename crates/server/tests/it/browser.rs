@@ -353,3 +353,22 @@ async fn the_insights_page_shows_where_approvals_wait_and_the_report_is_the_same
     let refused = browser.text(&browser.find("main").await).await;
     assert!(refused.contains("forbidden"), "{refused}");
 }
+
+#[tokio::test]
+async fn single_sign_on_in_chromium_goes_to_the_issuer_and_back_to_the_inbox() {
+    use signoff_testkit::peers::oidc::start_issuer;
+    let issuer = start_issuer().await;
+    let (app, clock) = crate::sso::sso_app(&issuer).await;
+    let Some(browser) = Browser::start(1000, 760).await else { return };
+    let body = json!({"policy": "quote-discount", "title": "ACME renewal, 3 years", "subject": "Q-2026-0120", "context": quote(0.18, 0.25)});
+    assert_eq!(app.post("alice", "/v1/requests", body).await.0, StatusCode::CREATED);
+    *issuer.next_login.lock().unwrap() = issuer.claims("mark", signoff_server::Clock::now(clock.as_ref()).as_second());
+
+    browser.goto(&format!("{}/", app.url)).await;
+    browser.wait_for_title("Sign in · signoff").await;
+    browser.screenshot(&screenshots(), "signin-sso").await;
+    browser.click(&browser.find("#sso-sign-in").await).await;
+    browser.wait_for_title("(1) Inbox · signoff").await;
+    let first = browser.text(&browser.find("li.task .title").await).await;
+    assert_eq!(first, "ACME renewal, 3 years");
+}

@@ -12,7 +12,7 @@ use signoff_server::oidc::OidcConfig;
 use signoff_testkit::app::*;
 use signoff_testkit::peers::oidc::{CLIENT_ID, CLIENT_SECRET, Issuer, start_issuer};
 
-async fn sso_app(issuer: &Issuer) -> (App, Arc<ManualClock>) {
+pub(crate) async fn sso_app(issuer: &Issuer) -> (App, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(jiff::Timestamp::now()));
     let config = OidcConfig {
         issuer: issuer.url.clone(),
