@@ -59,17 +59,6 @@ fn rate_limits_from_the_config_file_answer_429_count_and_log() {
 }
 
 #[test]
-fn a_bad_limit_stops_start_up_and_is_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("signoff.toml");
-    std::fs::write(&config, "[rate_limits]\nactions = { caller = \"lots\" }\n").unwrap();
-    let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: rate_limits.actions.caller: `lots` is not a rate"), "{stderr}");
-}
-
-#[test]
 fn https_with_client_certificates_and_a_certificate_reloaded_on_sighup() {
     use signoff_testkit::certs::Authority;
     let dir = tempfile::tempdir().unwrap();
@@ -164,13 +153,29 @@ fn people_and_tokens_by_api_and_single_sign_on_through_the_binary() {
     drop(runtime);
 }
 
-#[test]
-fn a_bad_single_sign_on_setting_stops_start_up_and_is_named() {
+/// What `signoff serve` says on stderr when started with `config` (a TOML file's text) and
+/// `flags`; it must exit 2.
+fn refused_at_start(config: &str, flags: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("signoff.toml");
-    std::fs::write(&config, "[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"signoff\"\nclock_skew = \"1h\"\n").unwrap();
-    let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&config).output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.starts_with("error: oidc.clock_skew:"), "{stderr}");
+    let file = dir.path().join("signoff.toml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(BIN).args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&file).args(flags).current_dir(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{config} {flags:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_limits_tls_and_single_sign_on_settings_stop_start_up_and_are_named() {
+    for (config, flags, said) in [
+        ("[rate_limits]\nactions = { caller = \"lots\" }\n", &[][..], "error: rate_limits.actions.caller: `lots` is not a rate"),
+        ("[rate_limits]\ntrusted_proxies = [\"10.0.0.0/40\"]\n", &[], "error: rate_limits.trusted_proxies: `10.0.0.0/40`"),
+        ("[oidc]\nissuer = \"https://idp.example\"\nclient_id = \"signoff\"\nclock_skew = \"1h\"\n", &[], "error: oidc.clock_skew:"),
+        ("[oidc]\nissuer = \"idp.example\"\nclient_id = \"signoff\"\n", &[], "error: oidc.issuer:"),
+        ("", &["--tls-cert", "server.crt"], "error: tls-key: --tls-cert needs --tls-key"),
+        ("", &["--tls-cert", "missing.crt", "--tls-key", "missing.key"], "error: tls-cert: missing.crt:"),
+        ("", &["--client-ca", "ca.crt"], "error: client-ca: client certificates need TLS"),
+    ] {
+        let stderr = refused_at_start(config, flags);
+        assert!(stderr.starts_with(said), "{config} {flags:?}: {stderr}");
+    }
 }
