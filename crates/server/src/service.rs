@@ -308,19 +308,16 @@ impl Service {
             return Err(format!("`{}` is no user of the directory", identity.user));
         }
         if let Some(groups) = &identity.groups {
+            // Joins and leaves one membership at a time, so that two people signing in at once
+            // cannot undo each other's.
+            let user = &identity.user;
             let changes: Vec<Change> = catalog
                 .directory
                 .groups()
-                .filter_map(|(id, members)| {
-                    let member = members.contains(&identity.user);
-                    let wanted = groups.contains(id);
-                    (member != wanted).then(|| {
-                        let mut members: Vec<String> = members.iter().filter(|m| **m != identity.user).cloned().collect();
-                        if wanted {
-                            members.push(identity.user.clone());
-                        }
-                        Change::PutGroup { id: id.clone(), members }
-                    })
+                .filter_map(|(id, members)| match (members.contains(user), groups.contains(id)) {
+                    (false, true) => Some(Change::JoinGroup { group: id.clone(), user: user.clone() }),
+                    (true, false) => Some(Change::LeaveGroup { group: id.clone(), user: user.clone() }),
+                    _ => None,
                 })
                 .collect();
             for change in changes {

@@ -22,6 +22,10 @@ pub enum Change {
     /// Sets a group's members (creating the group).
     PutGroup { id: String, members: Vec<String> },
     RemoveGroup { id: String },
+    /// Adds `user` to the existing group `group` (a no-op if a member already).
+    JoinGroup { group: String, user: String },
+    /// Takes `user` out of `group` (a no-op if not a member).
+    LeaveGroup { group: String, user: String },
     /// A token for `user`, kept as its hash only; it stops working at `expires`, if set.
     IssueToken {
         id: String,
@@ -117,6 +121,18 @@ impl Directory {
                 }
                 self.index_groups();
             }
+            Change::JoinGroup { group, user } | Change::LeaveGroup { group, user } => {
+                if !self.users.contains_key(user) {
+                    return Err(Refused::UnknownUser(user.clone()));
+                }
+                let members = self.groups.get_mut(group).ok_or_else(|| Refused::UnknownGroup(group.clone()))?;
+                members.retain(|m| m != user);
+                if matches!(change, Change::JoinGroup { .. }) {
+                    members.push(user.clone());
+                    members.sort();
+                }
+                self.index_groups();
+            }
             Change::IssueToken { id, user, sha256, name, expires } => {
                 if !self.users.contains_key(user) {
                     return Err(Refused::UnknownUser(user.clone()));
@@ -208,6 +224,10 @@ mod tests {
         assert_eq!(d.groups_of("cy"), ["ops"]);
         assert_eq!(d.apply(&Change::PutGroup { id: "ops".into(), members: vec!["zed".into()] }), Err(Refused::UnknownUser("zed".into())));
         assert_eq!(d.group("ops").unwrap(), ["ann", "cy"], "unchanged");
+        d.apply(&Change::JoinGroup { group: "ops".into(), user: "bob".into() }).unwrap();
+        d.apply(&Change::LeaveGroup { group: "ops".into(), user: "ann".into() }).unwrap();
+        assert_eq!(d.group("ops").unwrap(), ["bob", "cy"]);
+        assert_eq!(d.apply(&Change::JoinGroup { group: "nope".into(), user: "bob".into() }), Err(Refused::UnknownGroup("nope".into())));
         let hash = super::super::token_hash("cy-secret");
         d.apply(&Change::IssueToken { id: "tok_1".into(), user: "cy".into(), sha256: hash, name: Some("laptop".into()), expires: Some(at("2026-12-31T00:00:00Z")) }).unwrap();
         assert_eq!(d.authenticate_at("cy-secret", at("2026-12-01T00:00:00Z")).unwrap().id, "cy");
@@ -220,7 +240,7 @@ mod tests {
         d.apply(&Change::ClearOutOfOffice { user: "ann".into() }).unwrap();
         assert_eq!(d.final_delegate("ann", at("2026-12-02T00:00:00Z")).unwrap(), "ann");
         d.apply(&Change::RemoveUser { id: "cy".into() }).unwrap();
-        assert_eq!(d.group("ops").unwrap(), ["ann"]);
+        assert_eq!(d.group("ops").unwrap(), ["bob"]);
         assert!(d.groups_of("cy").is_empty());
         let wire = serde_json::to_value(Change::RemoveUser { id: "cy".into() }).unwrap();
         assert_eq!(wire, serde_json::json!({"op": "remove_user", "id": "cy"}));
