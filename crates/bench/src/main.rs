@@ -60,6 +60,10 @@ enum Scenario {
         /// Bad-token calls in the flood, at least: it goes on for as long as the load does.
         #[arg(long, default_value_t = 10_000)]
         flood: usize,
+        /// Only the limits on/off comparison, each run on a fresh database of the PostgreSQL at
+        /// 127.0.0.1:5432, where every instance shares the buckets.
+        #[arg(long)]
+        postgres: bool,
     },
     /// The HTTP workflow benchmark with telemetry off, metrics on, and every span exported.
     Telemetry {
@@ -470,7 +474,7 @@ const LIMITS_ABOVE_THE_LOAD: &str = "[rate_limits]\nsubmissions = { caller = \"1
 actions = { caller = \"1000000/s\", address = \"1000000/s\" }\nreads = { caller = \"1000000/s\", address = \"1000000/s\" }\n";
 
 /// See `Scenario::Hardening`.
-async fn hardening_bench(clients: usize, seconds: u64, rounds: usize, flood: usize) {
+async fn hardening_bench(clients: usize, seconds: u64, rounds: usize, flood: usize, postgres: bool) {
     use signoff_testkit::certs::Authority;
     let bin = std::env::current_exe().unwrap().with_file_name("signoff");
     let certs = tempfile::tempdir_in(".").unwrap();
@@ -485,12 +489,18 @@ async fn hardening_bench(clients: usize, seconds: u64, rounds: usize, flood: usi
         ("limits_on", vec!["--config".into(), path(&limits)], vec![("SIGNOFF_RATE_LIMITS", "true".into())]),
         ("tls", vec!["--tls-cert".into(), path(&cert), "--tls-key".into(), path(&key)], vec![]),
     ];
+    let modes = if postgres { &modes[..2] } else { &modes[..] };
     let mut results: Vec<(&str, f64)> = Vec::new();
     for round in 0..rounds {
-        for (mode, extra, env) in &modes {
+        for (mode, extra, env) in modes {
             let dir = tempfile::tempdir_in(".").unwrap();
             let (policies, directory) = write_fixtures(dir.path());
-            let server = spawn_binary_with(&bin, &dir.path().join("data"), &policies, &directory, extra, env);
+            let db = postgres.then(|| signoff_store_postgres::testing::TestDatabase::create_on(&signoff_store_postgres::testing::admin_url(), true, "bench").unwrap());
+            let mut extra = extra.clone();
+            if let Some(db) = &db {
+                extra.extend(["--database-url".to_string(), db.url.clone()]);
+            }
+            let server = spawn_binary_with(&bin, &dir.path().join("data"), &policies, &directory, &extra, env);
             let http = trusting().pool_max_idle_per_host(clients).build().unwrap();
             let start = Instant::now();
             let (total, _) = run_workflows_with(http, std::slice::from_ref(&server.url), clients, seconds, Arc::new(AtomicUsize::new(0))).await;
@@ -500,9 +510,12 @@ async fn hardening_bench(clients: usize, seconds: u64, rounds: usize, flood: usi
         }
     }
     let off = mean_rate(&results, "limits_off");
-    for (mode, _, _) in &modes {
+    for (mode, _, _) in modes {
         let mean = mean_rate(&results, mode);
         println!("mode={mode} mean_workflows_per_s={mean:.0} cost_vs_limits_off={:+.1}%", (1.0 - mean / off) * 100.0);
+    }
+    if postgres {
+        return;
     }
 
     // New connections per second, each making one call: plain TCP, and TCP with a TLS handshake.
@@ -1490,7 +1503,7 @@ fn main() {
             Scenario::Engine { workflows, concurrency } => engine(workflows, concurrency).await,
             Scenario::Http { clients, seconds, database_url, instances } => http_bench(clients, seconds, database_url, instances).await,
             Scenario::Telemetry { clients, seconds, rounds } => telemetry_bench(clients, seconds, rounds).await,
-            Scenario::Hardening { clients, seconds, rounds, flood } => hardening_bench(clients, seconds, rounds, flood).await,
+            Scenario::Hardening { clients, seconds, rounds, flood, postgres } => hardening_bench(clients, seconds, rounds, flood, postgres).await,
             Scenario::AuditLog { clients, seconds, rounds } => audit_log_bench(clients, seconds, rounds).await,
             Scenario::AuditExport { events } => audit_export_bench(events).await,
             Scenario::AuditPurge { requests, clients, seconds } => audit_purge_bench(requests, clients, seconds).await,

@@ -564,7 +564,14 @@ async fn transfer(db: StoreArgs, file: Option<PathBuf>, export: bool) -> u8 {
     };
     match result {
         Ok(c) => {
-            eprintln!("{} requests={} events={} policies={}", if export { "exported" } else { "imported" }, c.requests, c.events, c.policies);
+            eprintln!(
+                "{} requests={} events={} policies={} directory_changes={}",
+                if export { "exported" } else { "imported" },
+                c.requests,
+                c.events,
+                c.policies,
+                c.directory_changes
+            );
             0
         }
         Err(e) => {

@@ -44,6 +44,21 @@ impl Record {
     }
 }
 
+/// Reads record number `seq` as stored (`body`) and checks that it follows `head` (the hash of
+/// the record before, `GENESIS` for the first) and hashes to what it says.
+pub fn checked(seq: u64, body: &str, head: &str) -> Result<Record, String> {
+    let record: Record = serde_json::from_str(body).map_err(|e| format!("directory change {seq}: {e}"))?;
+    if record.seq != seq || record.prev != head || record.digest() != record.hash {
+        return Err(format!("directory change {seq}: its hash chain does not hold"));
+    }
+    Ok(record)
+}
+
+/// The hash a chain of directory changes starts from.
+pub fn genesis() -> &'static str {
+    GENESIS
+}
+
 /// How far this instance has applied the recorded changes.
 struct Applied {
     seq: u64,
@@ -93,10 +108,7 @@ impl People {
         }
         let mut fresh = Vec::with_capacity(rows.len());
         for (seq, body) in rows {
-            let record: Record = serde_json::from_str(&body).map_err(|e| corrupt(seq, &e.to_string()))?;
-            if record.seq != seq || record.prev != applied.head || record.digest() != record.hash {
-                return Err(corrupt(seq, "its hash chain does not hold"));
-            }
+            let record = checked(seq, &body, &applied.head).map_err(StoreError::Corrupt)?;
             applied.seq = seq;
             applied.head = record.hash.clone();
             fresh.push(record.change);

@@ -218,11 +218,23 @@ pub struct Throttle {
     /// Addresses whose failed-authentication bucket was empty, until it has a token again: their
     /// calls are refused without a trip to the store (and without checking what they send).
     shut_out: Mutex<HashMap<IpAddr, Timestamp>>,
+    /// Tokens this instance took from a bucket ahead of need, by key: a busy bucket is taken
+    /// from a tenth of its burst at a time (at most 100), so that it is not one row every call
+    /// of every instance waits on.
+    leased: Mutex<HashMap<String, u32>>,
 }
+
+/// How many tokens to take from a bucket of `rate` at once.
+fn batch(rate: Rate) -> u32 {
+    (rate.burst / 10).clamp(1, 100)
+}
+
+/// Leases are forgotten (their tokens unused) once this many keys hold some.
+const LEASED_KEYS: usize = 16_384;
 
 impl Throttle {
     pub fn new(limits: RateLimits, store: Arc<dyn Store>) -> Throttle {
-        Throttle { limits, store, shut_out: Mutex::new(HashMap::new()) }
+        Throttle { limits, store, shut_out: Mutex::new(HashMap::new()), leased: Mutex::new(HashMap::new()) }
     }
 
     /// The client a call came from: the peer, or behind a trusted proxy the last address its
@@ -285,9 +297,10 @@ impl Throttle {
     pub async fn failed_auth(&self, address: Option<IpAddr>, now: Timestamp, refusal: Problem) -> Problem {
         tracing::warn!(address = %address.map_or_else(|| "unknown".to_string(), |a| a.to_string()), detail = %refusal.detail, "failed authentication");
         let (Some(rate), Some(ip)) = (self.limits.failed_auth, address) else { return refusal };
-        match self.store.take_token(&format!("failed_auth:{ip}"), rate, now).await {
-            Ok(None) => refusal,
-            Ok(Some(wait)) => {
+        // (One at a time: every failure counts, on whichever instance.)
+        match self.store.take_tokens(&format!("failed_auth:{ip}"), rate, now, 1).await {
+            Ok(Ok(_)) => refusal,
+            Ok(Err(wait)) => {
                 let until = now + jiff::SignedDuration::try_from(wait).unwrap_or_default();
                 self.shut_out.lock().unwrap_or_else(|e| e.into_inner()).insert(ip, until);
                 metrics::counter!(crate::telemetry::RATE_LIMITED, "class" => "failed_auth", "by" => "address").increment(1);
@@ -301,9 +314,25 @@ impl Throttle {
     }
 
     async fn take(&self, key: &str, rate: Rate, now: Timestamp, class: &'static str, by: &'static str, what: impl FnOnce() -> String) -> Result<(), Problem> {
-        match self.store.take_token(key, rate, now).await {
-            Ok(None) => Ok(()),
-            Ok(Some(wait)) => {
+        {
+            let mut leased = self.leased.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = leased.get_mut(key).filter(|n| **n > 0) {
+                *n -= 1;
+                return Ok(());
+            }
+        }
+        match self.store.take_tokens(key, rate, now, batch(rate)).await {
+            Ok(Ok(granted)) => {
+                if granted > 1 {
+                    let mut leased = self.leased.lock().unwrap_or_else(|e| e.into_inner());
+                    if leased.len() >= LEASED_KEYS {
+                        leased.clear();
+                    }
+                    *leased.entry(key.to_string()).or_default() += granted - 1;
+                }
+                Ok(())
+            }
+            Ok(Err(wait)) => {
                 metrics::counter!(crate::telemetry::RATE_LIMITED, "class" => class, "by" => by).increment(1);
                 Err(limited(what(), wait))
             }

@@ -1,7 +1,7 @@
 //! Moving data between stores (SQLite and PostgreSQL, either way) as JSON Lines: a header, the
-//! policies requests were planned with, then each request's full history, oldest request first.
-//! Import checks each hash chain and rebuilds each state by folding its events, so what arrives
-//! is exactly what left.
+//! policies requests were planned with, each request's full history, oldest request first, then
+//! the directory changes made through the API, in order. Import checks each hash chain and
+//! rebuilds each state by folding its events, so what arrives is exactly what left.
 
 use std::io::{BufRead, Seek, SeekFrom, Write};
 
@@ -18,6 +18,7 @@ pub struct Counts {
     pub policies: usize,
     pub requests: usize,
     pub events: usize,
+    pub directory_changes: usize,
 }
 
 pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts, String> {
@@ -45,6 +46,11 @@ pub async fn export(store: &dyn Store, out: &mut dyn Write) -> Result<Counts, St
         counts.events += events.len();
         counts.requests += 1;
         line(out, json!({ "request": id, "events": events }))?;
+    }
+    // (As stored, byte for byte: each is hashed and chained to the one before.)
+    for (seq, body) in store.directory_changes(0).await.map_err(|e| e.to_string())? {
+        line(out, json!({ "directory_change": seq, "record": body }))?;
+        counts.directory_changes += 1;
     }
     Ok(counts)
 }
@@ -82,12 +88,15 @@ async fn check_lines(store: Option<&dyn Store>, input: &mut dyn BufRead) -> Resu
 enum Item {
     Policy(PolicyRecord),
     Request { at: usize, id: String, events: Vec<Event>, state: RequestState },
+    DirectoryChange { at: usize, seq: u64, body: String },
 }
 
 /// Reads every line of an export, hands each item to `check`, and writes it to `store` when
 /// `write` (without a store, nothing is written or looked up).
 async fn read_export(store: Option<&dyn Store>, input: &mut dyn BufRead, check: &mut dyn FnMut(&Item) -> Result<(), String>, write: bool) -> Result<Counts, String> {
     let mut counts = Counts::default();
+    // The directory changes' chain, as read so far.
+    let mut head = crate::people::genesis().to_string();
     for (i, line) in input.lines().enumerate() {
         let line = line.map_err(|e| format!("read: {e}"))?;
         let at = i + 1;
@@ -110,8 +119,17 @@ async fn read_export(store: Option<&dyn Store>, input: &mut dyn BufRead, check: 
             verify_chain(&events).map_err(|e| format!("line {at}: request {id}: {e}"))?;
             let state = RequestState::fold(&events).map_err(|e| format!("line {at}: request {id}: {e}"))?;
             Item::Request { at, id: id.to_string(), events, state }
+        } else if let Some(seq) = v.get("directory_change") {
+            let seq = seq.as_u64().ok_or_else(|| format!("line {at}: directory_change is not a number"))?;
+            let body = v["record"].as_str().ok_or_else(|| format!("line {at}: a directory change without its record"))?.to_string();
+            let expected = counts.directory_changes as u64 + 1;
+            if seq != expected {
+                return Err(format!("line {at}: directory change {seq} where {expected} was due"));
+            }
+            head = crate::people::checked(seq, &body, &head).map_err(|e| format!("line {at}: {e}"))?.hash;
+            Item::DirectoryChange { at, seq, body }
         } else {
-            return Err(format!("line {at}: neither a policy nor a request"));
+            return Err(format!("line {at}: neither a policy, a request nor a directory change"));
         };
         check(&item)?;
         match item {
@@ -135,6 +153,19 @@ async fn read_export(store: Option<&dyn Store>, input: &mut dyn BufRead, check: 
                 match store.commit(commit).await.map_err(|e| format!("line {at}: {e}"))? {
                     CommitOutcome::Committed => {}
                     _ => return Err(format!("line {at}: request {id} was written to the target store while importing")),
+                }
+            }
+            Item::DirectoryChange { at, seq, body } => {
+                counts.directory_changes += 1;
+                let Some(store) = store else { continue };
+                if !write {
+                    if seq == 1 && !store.directory_changes(0).await.map_err(|e| format!("line {at}: {e}"))?.is_empty() {
+                        return Err(format!("line {at}: the target store already has directory changes of its own"));
+                    }
+                    continue;
+                }
+                if !store.append_directory_change(seq, &body).await.map_err(|e| format!("line {at}: {e}"))? {
+                    return Err(format!("line {at}: directory change {seq} was written to the target store while importing"));
                 }
             }
         }

@@ -501,29 +501,36 @@ impl Store for PostgresStore {
         Ok(n == 1)
     }
 
-    async fn take_token(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>> {
+    async fn take_tokens(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp, want: u32) -> Result<std::result::Result<u32, std::time::Duration>> {
         let client = self.client().await?;
-        let (now, burst) = (now.as_millisecond(), rate.burst as f64);
-        // One statement takes the token if the refilled bucket holds one; a bucket seen for
-        // the first time starts full.
+        let (now, burst, want) = (now.as_millisecond(), rate.burst as f64, want.max(1) as f64);
+        // One statement takes as many whole tokens as the refilled bucket holds, up to `want`,
+        // if it holds one (and says how many in `granted`); a new bucket starts full.
         let taken = client
             .query_opt(
-                "INSERT INTO rate_buckets AS b (key, tokens, at) VALUES ($1, $2::float8 - 1, $3::int8) \
-                 ON CONFLICT (key) DO UPDATE SET tokens = LEAST($2::float8, b.tokens + GREATEST(0, $3::int8 - b.at) * $4::float8 / 1000.0) - 1, at = GREATEST(b.at, $3::int8) \
-                 WHERE LEAST($2::float8, b.tokens + GREATEST(0, $3::int8 - b.at) * $4::float8 / 1000.0) >= 1 RETURNING tokens",
-                &[&key, &burst, &now, &rate.per_second],
+                "INSERT INTO rate_buckets AS b (key, tokens, at, granted) \
+                 VALUES ($1, $2::float8 - LEAST($5::float8, floor($2::float8)), $3::int8, LEAST($5::float8, floor($2::float8))) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                   granted = LEAST($5::float8, floor(LEAST($2::float8, b.tokens + GREATEST(0, $3::int8 - b.at) * $4::float8 / 1000.0))), \
+                   tokens = LEAST($2::float8, b.tokens + GREATEST(0, $3::int8 - b.at) * $4::float8 / 1000.0) \
+                          - LEAST($5::float8, floor(LEAST($2::float8, b.tokens + GREATEST(0, $3::int8 - b.at) * $4::float8 / 1000.0))), \
+                   at = GREATEST(b.at, $3::int8) \
+                 WHERE LEAST($2::float8, b.tokens + GREATEST(0, $3::int8 - b.at) * $4::float8 / 1000.0) >= 1 \
+                 RETURNING granted",
+                &[&key, &burst, &now, &rate.per_second, &want],
             )
             .await
             .map_err(unavailable)?;
-        if taken.is_some() {
+        if let Some(row) = taken {
             // Now and then, forget buckets untouched for a day (full again, for any sane rule).
             if fastrand::u32(..1024) == 0 {
                 client.execute("DELETE FROM rate_buckets WHERE at < $1", &[&(now - 86_400_000)]).await.map_err(unavailable)?;
             }
-            return Ok(None);
+            let granted: f64 = row.get(0);
+            return Ok(Ok(granted as u32));
         }
         let row = client.query_one("SELECT tokens, at FROM rate_buckets WHERE key = $1", &[&key]).await.map_err(unavailable)?;
-        Ok(Some(rate.wait(rate.refill(row.get(0), row.get(1), now))))
+        Ok(Err(rate.wait(rate.refill(row.get(0), row.get(1), now))))
     }
 
     async fn list(&self, q: &ListQuery) -> Result<Page> {

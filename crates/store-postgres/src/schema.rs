@@ -464,6 +464,10 @@ CREATE UNLOGGED TABLE rate_buckets (
 );
 CREATE INDEX rate_buckets_at ON rate_buckets (at);
 "#, r#"
+-- How many tokens the last take of a bucket got (an instance takes several at once and hands
+-- them out itself, so that a busy bucket is not one row every call waits on).
+ALTER TABLE rate_buckets ADD COLUMN granted DOUBLE PRECISION NOT NULL DEFAULT 0;
+"#, r#"
 -- Changes to the directory made through the API, in order (each hash-chained to the last).
 CREATE TABLE directory_changes (
     seq  BIGINT PRIMARY KEY,

@@ -232,8 +232,8 @@ impl Store for SqliteStore {
         self.writer.call(|reply| WriteOp::DirectoryChange(seq, body.to_string(), reply)).await
     }
 
-    async fn take_token(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>> {
-        Ok(self.buckets.take(key, rate, now))
+    async fn take_tokens(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp, want: u32) -> Result<std::result::Result<u32, std::time::Duration>> {
+        Ok(self.buckets.take(key, rate, now, want))
     }
 
     async fn lineage(&self, lineage: &str) -> Result<Vec<RequestState>> {

@@ -597,24 +597,25 @@ pub async fn directory_changes_are_appended_once_in_order(store: &dyn Store) {
 pub async fn rate_buckets_fill_and_empty(store: &dyn Store) {
     use crate::rate::Rate;
     let rate = Rate { per_second: 2.0, burst: 3 };
+    let take = |key: &'static str, at: Timestamp, want: u32| async move { store.take_tokens(key, rate, at, want).await.unwrap() };
     for _ in 0..3 {
-        assert_eq!(store.take_token("caller:ann:submissions", rate, t0()).await.unwrap(), None, "a full bucket grants its burst");
+        assert_eq!(take("caller:ann:submissions", t0(), 1).await, Ok(1), "a full bucket grants its burst");
     }
-    let wait = store.take_token("caller:ann:submissions", rate, t0()).await.unwrap().expect("the burst is spent");
+    let wait = take("caller:ann:submissions", t0(), 1).await.expect_err("the burst is spent");
     assert_eq!(wait.as_millis(), 500, "one token flows in every half second");
-    assert_eq!(store.take_token("caller:bob:submissions", rate, t0()).await.unwrap(), None, "buckets are by key");
+    assert_eq!(take("caller:bob:submissions", t0(), 1).await, Ok(1), "buckets are by key");
     let later = t0() + SignedDuration::from_millis(499);
-    assert!(store.take_token("caller:ann:submissions", rate, later).await.unwrap().is_some(), "not yet a whole token");
+    assert!(take("caller:ann:submissions", later, 1).await.is_err(), "not yet a whole token");
     let later = t0() + SignedDuration::from_millis(500);
-    assert_eq!(store.take_token("caller:ann:submissions", rate, later).await.unwrap(), None, "refilled");
-    assert!(store.take_token("caller:ann:submissions", rate, later).await.unwrap().is_some());
+    assert_eq!(take("caller:ann:submissions", later, 1).await, Ok(1), "refilled");
+    assert!(take("caller:ann:submissions", later, 1).await.is_err());
     let much_later = t0() + SignedDuration::from_hours(1);
-    for _ in 0..3 {
-        assert_eq!(store.take_token("caller:ann:submissions", rate, much_later).await.unwrap(), None, "refilled up to the burst");
-    }
-    assert!(store.take_token("caller:ann:submissions", rate, much_later).await.unwrap().is_some(), "and no more");
+    assert_eq!(take("caller:ann:submissions", much_later, 10).await, Ok(3), "several at once, up to what it holds");
+    assert!(take("caller:ann:submissions", much_later, 1).await.is_err(), "and no more");
     let earlier = t0() + SignedDuration::from_mins(30);
-    assert!(store.take_token("caller:ann:submissions", rate, earlier).await.unwrap().is_some(), "a clock behind adds nothing");
+    assert!(take("caller:ann:submissions", earlier, 1).await.is_err(), "a clock behind adds nothing");
+    assert_eq!(take("caller:cy:reads", t0(), 2).await, Ok(2), "a new bucket gives what is asked of its burst");
+    assert_eq!(take("caller:cy:reads", t0(), 5).await, Ok(1));
 }
 
 pub async fn sessions_live_until_they_end(store: &dyn Store) {

@@ -554,10 +554,10 @@ pub trait Store: Send + Sync + 'static {
     /// writer recorded that number first (read the changes since, and decide again).
     async fn append_directory_change(&self, seq: u64, body: &str) -> Result<bool>;
 
-    /// Takes a token from the rate-limit bucket `key` at `now`, filling by `rate`: `None` when
-    /// there was one, else how long until there is. Every instance on the store draws from the
-    /// same buckets.
-    async fn take_token(&self, key: &str, rate: rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>>;
+    /// Takes up to `want` tokens from the rate-limit bucket `key` at `now`, filling by `rate`:
+    /// `Ok(n)`, the n (at least one) it held; `Err(wait)` when it held none, and how long until
+    /// it does. Every instance on the store draws from the same buckets.
+    async fn take_tokens(&self, key: &str, rate: rate::Rate, now: Timestamp, want: u32) -> Result<std::result::Result<u32, std::time::Duration>>;
 
     /// Requests matching `query`, newest first.
     async fn list(&self, query: &ListQuery) -> Result<Page>;

@@ -50,9 +50,9 @@ pub struct Buckets {
 }
 
 impl Buckets {
-    /// Takes a token from the bucket `key` at `now`: `None` when there was one, else how long
-    /// until there is.
-    pub fn take(&self, key: &str, rate: Rate, now: Timestamp) -> Option<Duration> {
+    /// Takes up to `want` tokens from the bucket `key` at `now`: how many (at least one), or
+    /// how long until there is one.
+    pub fn take(&self, key: &str, rate: Rate, now: Timestamp, want: u32) -> Result<u32, Duration> {
         let now = now.as_millisecond();
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         if held.len() > PRUNE_ABOVE {
@@ -65,11 +65,12 @@ impl Buckets {
         let tokens = rate.refill(bucket.tokens, bucket.at, now);
         if tokens < 1.0 {
             // Refused: the bucket is left as it was, so it refills from its last grant.
-            return Some(rate.wait(tokens));
+            return Err(rate.wait(tokens));
         }
+        let granted = (tokens.floor() as u32).min(want.max(1));
         bucket.at = bucket.at.max(now);
-        bucket.tokens = tokens - 1.0;
+        bucket.tokens = tokens - granted as f64;
         bucket.full_at = bucket.at + ((rate.burst as f64 - bucket.tokens) / rate.per_second * 1000.0).ceil() as i64;
-        None
+        Ok(granted)
     }
 }

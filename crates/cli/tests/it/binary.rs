@@ -550,6 +550,9 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
         resp.json().unwrap()
     };
     let before = read_events(&server, &deep_id);
+    // A person added through the API moves with the data.
+    let zoe = http().put(format!("{}/v1/admin/users/zoe", server.url)).bearer_auth("root-token").json(&serde_json::json!({"name": "Zoe"})).send().unwrap();
+    assert_eq!(zoe.status().as_u16(), 200);
     server.kill9();
     let server = Server::start(BIN, &data);
     assert_eq!(read_events(&server, &deep_id), before, "the same history after a restart");
@@ -562,7 +565,7 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
     };
     let first = dir.path().join("first.jsonl");
     let report = run(&["export", "--data", data.to_str().unwrap(), "--out", first.to_str().unwrap()]);
-    assert!(report.contains("requests=6"), "{report}");
+    assert!(report.contains("requests=6") && report.contains("directory_changes=1"), "{report}");
 
     // SQLite -> SQLite always; SQLite -> PostgreSQL -> SQLite when PostgreSQL runs here.
     let source = if let Some(middle) = TestDatabase::create("export/import through PostgreSQL") {
@@ -597,6 +600,8 @@ fn export_import_moves_everything_between_sqlite_and_postgres() {
         let events: Vec<signoff_engine::Event> = serde_json::from_value(events["items"].clone()).unwrap();
         signoff_engine::event::verify_chain(&events).unwrap();
     }
+    let zoe = http().get(format!("{}/v1/users/zoe/directory", server.url)).bearer_auth("root-token").send().unwrap();
+    assert_eq!(zoe.status().as_u16(), 200, "the API's directory changes came along");
     server.kill9();
 }
 

@@ -82,8 +82,8 @@ impl Store for Contended {
     async fn append_directory_change(&self, seq: u64, body: &str) -> Result<bool> {
         self.inner.append_directory_change(seq, body).await
     }
-    async fn take_token(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp) -> Result<Option<std::time::Duration>> {
-        self.inner.take_token(key, rate, now).await
+    async fn take_tokens(&self, key: &str, rate: signoff_store::rate::Rate, now: Timestamp, want: u32) -> Result<std::result::Result<u32, std::time::Duration>> {
+        self.inner.take_tokens(key, rate, now, want).await
     }
     async fn put_session(&self, s: &signoff_store::Session) -> Result<()> {
         self.inner.put_session(s).await
