@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use signoff_engine::Code;
+use signoff_engine::Directory;
 use signoff_engine::directory::{Change, Refused};
 use signoff_engine::event::Origin;
 use signoff_store::{Store, StoreError};
@@ -17,8 +18,8 @@ use signoff_store::{Store, StoreError};
 use crate::catalog::Catalog;
 use crate::error::Problem;
 
-/// The hash a chain starts from.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// The hash a chain of directory changes starts from.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// One recorded change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,11 +55,6 @@ pub fn checked(seq: u64, body: &str, head: &str) -> Result<Record, String> {
     Ok(record)
 }
 
-/// The hash a chain of directory changes starts from.
-pub fn genesis() -> &'static str {
-    GENESIS
-}
-
 /// How far this instance has applied the recorded changes.
 struct Applied {
     seq: u64,
@@ -86,6 +82,11 @@ fn over(catalog: &Catalog, changes: &[Change]) -> Catalog {
             tracing::warn!(error = %e, change = %serde_json::to_string(change).unwrap_or_default(), "a directory change made through the API no longer applies to the file; skipped");
         }
     }
+    with_directory(catalog, directory)
+}
+
+/// `catalog` with `directory` in place of its own.
+fn with_directory(catalog: &Catalog, directory: Directory) -> Catalog {
     Catalog { directory: Arc::new(directory), ..catalog.clone() }
 }
 
@@ -142,7 +143,7 @@ impl People {
                 applied.seq = record.seq;
                 applied.head = record.hash.clone();
                 applied.changes.push(change);
-                catalog.store(Arc::new(Catalog { directory: Arc::new(directory), ..(**catalog.load()).clone() }));
+                catalog.store(Arc::new(with_directory(&catalog.load(), directory)));
                 tracing::info!(seq = record.seq, actor, change = %serde_json::to_string(&record.change).unwrap_or_default(), "directory changed");
                 return Ok(record);
             }
@@ -150,7 +151,8 @@ impl People {
         Err(Problem::new(Code::Busy, "the directory is changing too fast; retry"))
     }
 
-    /// Every recorded change after number `after`, checked, oldest first.
+    /// Every recorded change after number `after`, oldest first, as stored (their chain is
+    /// checked as they are applied, `catch_up`).
     pub async fn records(&self, store: &dyn Store, after: u64, limit: usize) -> Result<Vec<Record>, StoreError> {
         let rows = store.directory_changes(after).await?;
         rows.into_iter()

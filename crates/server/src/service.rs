@@ -298,6 +298,15 @@ impl Service {
         self.oidc.as_ref()
     }
 
+    /// The caller a bearer token names: a JWT from the single sign-on issuer, when one is
+    /// configured and the token is one, else a token of the directory; else why not.
+    pub async fn authenticate_bearer(&self, token: &str) -> Result<Caller, String> {
+        match self.oidc() {
+            Some(oidc) if crate::oidc::Oidc::looks_like_jwt(token) => self.caller_of(oidc.verify(token, self.now(), None).await?).await,
+            _ => self.authenticate(token).ok_or_else(|| "unknown token".to_string()),
+        }
+    }
+
     /// The caller an issuer's `identity` names: a directory user, whose group memberships
     /// follow the token's groups when a groups claim is configured (recorded as directory
     /// changes by `oidc`, only when they differ).

@@ -279,11 +279,7 @@ impl Throttle {
         let Some(ip) = address else { return Ok(()) };
         let mut shut = self.shut_out.lock().unwrap_or_else(|e| e.into_inner());
         match shut.get(&ip) {
-            Some(until) if *until > now => {
-                metrics::counter!(crate::telemetry::RATE_LIMITED, "class" => "failed_auth", "by" => "address").increment(1);
-                let wait = until.duration_since(now).unsigned_abs();
-                Err(limited(format!("too many failed authentications from {ip}"), wait))
-            }
+            Some(until) if *until > now => Err(shut_out_refusal(ip, until.duration_since(now).unsigned_abs())),
             Some(_) => {
                 shut.remove(&ip);
                 Ok(())
@@ -303,8 +299,7 @@ impl Throttle {
             Ok(Err(wait)) => {
                 let until = now + jiff::SignedDuration::try_from(wait).unwrap_or_default();
                 self.shut_out.lock().unwrap_or_else(|e| e.into_inner()).insert(ip, until);
-                metrics::counter!(crate::telemetry::RATE_LIMITED, "class" => "failed_auth", "by" => "address").increment(1);
-                limited(format!("too many failed authentications from {ip}"), wait)
+                shut_out_refusal(ip, wait)
             }
             Err(e) => {
                 tracing::warn!(error = %e, "rate limits unavailable; not limiting");
@@ -344,6 +339,12 @@ impl Throttle {
             }
         }
     }
+}
+
+/// The 429 of an address shut out for failing to authenticate too often, counted.
+fn shut_out_refusal(ip: IpAddr, wait: Duration) -> Problem {
+    metrics::counter!(crate::telemetry::RATE_LIMITED, "class" => "failed_auth", "by" => "address").increment(1);
+    limited(format!("too many failed authentications from {ip}"), wait)
 }
 
 /// 429 `rate_limited`, retry in `wait` (whole seconds, at least one).

@@ -59,27 +59,14 @@ async fn caller(parts: &Parts, service: &AppState) -> Result<Caller, Problem> {
         .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    let refusal = match token {
-        Some(token) if service.oidc().is_some() && crate::oidc::Oidc::looks_like_jwt(token) => {
-            let verified = match service.oidc() {
-                Some(oidc) => oidc.verify(token, service.now(), None).await,
-                None => Err("single sign-on is not configured".into()),
-            };
-            match verified {
-                Ok(identity) => match service.caller_of(identity).await {
-                    Ok(caller) => return Ok(caller),
-                    Err(why) => Problem::new(Code::Unauthenticated, why),
-                },
-                Err(why) => Problem::new(Code::Unauthenticated, why),
-            }
-        }
-        Some(token) => match service.authenticate(token) {
-            Some(caller) => return Ok(caller),
-            None => Problem::new(Code::Unauthenticated, "unknown token"),
+    let why = match token {
+        Some(token) => match service.authenticate_bearer(token).await {
+            Ok(caller) => return Ok(caller),
+            Err(why) => why,
         },
-        None => Problem::new(Code::Unauthenticated, "the Authorization header must be `Bearer <token>`"),
+        None => "the Authorization header must be `Bearer <token>`".to_string(),
     };
-    Err(super::throttle::failed(service, address, refusal).await)
+    Err(super::throttle::failed(service, address, Problem::new(Code::Unauthenticated, why)).await)
 }
 
 /// The caller of a live session cookie; for anything but a read, only with its CSRF token.

@@ -19,19 +19,24 @@ pub const COOKIE: &str = "signoff_session";
 
 /// The session secret a request's cookie carries, if any.
 pub fn secret(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, COOKIE).map(str::to_string)
+}
+
+/// The value of the cookie `name` a request carries, if it carries one that is not empty.
+pub(super) fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, value)| *name == COOKIE && !value.is_empty())
-        .map(|(_, value)| value.to_string())
+        .find(|(n, value)| *n == name && !value.is_empty())
+        .map(|(_, value)| value)
 }
 
-/// Whether the page was served over HTTPS (directly, or behind a proxy that says so).
-fn over_https(headers: &HeaderMap) -> bool {
-    headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+/// Whether the page reaches the browser over HTTPS: served so, or behind a proxy that says so.
+pub(super) fn over_https(s: &AppState, headers: &HeaderMap) -> bool {
+    s.tls().is_some() || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 pub(super) fn cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
@@ -83,7 +88,7 @@ pub(super) async fn sign_in(State(s): State<AppState>, peer: Option<Extension<Pe
         Ok((secret, _)) => {
             let mut resp = Redirect::to("/").into_response();
             let max_age = crate::service::SESSION_LIFETIME.as_secs();
-            resp.headers_mut().insert(header::SET_COOKIE, cookie(&secret, max_age, s.tls().is_some() || over_https(&headers)));
+            resp.headers_mut().insert(header::SET_COOKIE, cookie(&secret, max_age, over_https(&s, &headers)));
             resp
         }
         Err(e) => Page::problem(e),
@@ -112,7 +117,7 @@ pub(super) async fn sign_out(State(s): State<AppState>, headers: HeaderMap, body
         }
     }
     let mut resp = Redirect::to("/signin").into_response();
-    resp.headers_mut().insert(header::SET_COOKIE, cookie("", 0, s.tls().is_some() || over_https(&headers)));
+    resp.headers_mut().insert(header::SET_COOKIE, cookie("", 0, over_https(&s, &headers)));
     resp
 }
 

@@ -20,23 +20,14 @@ fn redirect_uri(s: &AppState, headers: &HeaderMap) -> String {
         Some(url) => url.trim_end_matches('/').to_string(),
         None => {
             let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
-            let https = s.tls().is_some() || headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
-            format!("{}://{host}", if https { "https" } else { "http" })
+            format!("{}://{host}", if super::session::over_https(s, headers) { "https" } else { "http" })
         }
     };
     format!("{base}/signin/sso/callback")
 }
 
 fn pending(headers: &HeaderMap) -> Option<(String, String, String)> {
-    let value = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)?
-        .1;
-    let mut parts = value.split('.');
+    let mut parts = super::session::cookie_value(headers, COOKIE)?.split('.');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(state), Some(nonce), Some(verifier), None) => Some((state.into(), nonce.into(), verifier.into())),
         _ => None,
