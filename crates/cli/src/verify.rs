@@ -25,6 +25,9 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint, String> {
 
 fn describe(p: &Problem) -> String {
     let place = match (&p.request, p.seq) {
+        // (The directory's own findings name their change already.)
+        (Some(r), Some(_)) if r == signoff_store::log::DIRECTORY && p.detail.starts_with("directory change") => String::new(),
+        (Some(r), Some(s)) if r == signoff_store::log::DIRECTORY => format!("directory change {s}: "),
         (Some(r), Some(s)) => format!("request {r}, event {s}: "),
         (Some(r), None) => format!("request {r}: "),
         _ => "audit log: ".to_string(),
@@ -108,9 +111,13 @@ pub async fn offline(db: &StoreArgs, checkpoint: Option<&Path>, json: bool) -> u
         if report.archived > 0 {
             queued.push_str(&format!(", {} of them archived by retention", report.archived));
         }
+        let what = match report.directory_changes {
+            0 => format!("{} requests and {} events", report.requests, report.events),
+            n => format!("{} requests, {} events and {n} directory change{}", report.requests, report.events, if n == 1 { "" } else { "s" }),
+        };
         println!(
-            "verified: {} requests and {} events, every hash chain intact and every request as its events say; the audit log holds {} events{queued}{against}",
-            report.requests, report.events, report.log_size
+            "verified: {what}, every hash chain intact and every request as its events say; the audit log holds {} entries{queued}{against}",
+            report.log_size
         );
     } else {
         report_problems(&report.problems);

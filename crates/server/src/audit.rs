@@ -277,6 +277,28 @@ async fn read_request(store: &dyn Store, id: &str) -> Result<(Vec<Event>, Vec<Pr
     Ok((events, problems))
 }
 
+/// The directory's recorded changes as stored, and what is wrong with them (only those before
+/// the first broken one are answered).
+async fn read_directory(store: &dyn Store) -> Result<(Vec<crate::people::Record>, Vec<Problem>), StoreError> {
+    let mut records = Vec::new();
+    let mut head = crate::people::GENESIS.to_string();
+    for (i, (seq, body)) in store.directory_changes(0).await?.into_iter().enumerate() {
+        let expected = i as u64 + 1;
+        if seq != expected {
+            let detail = format!("directory change {expected} is missing (the next stored one is {seq}): a change was removed");
+            return Ok((records, vec![Problem::at(log::DIRECTORY, Some(expected), "sequence_gap", detail)]));
+        }
+        match crate::people::checked(seq, &body, &head) {
+            Ok(record) => {
+                head = record.hash.clone();
+                records.push(record);
+            }
+            Err(broken) => return Ok((records, vec![Problem::at(log::DIRECTORY, Some(seq), broken.code, broken.to_string())])),
+        }
+    }
+    Ok((records, Vec::new()))
+}
+
 /// What `verify_request` answers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestVerification {
@@ -344,6 +366,9 @@ pub struct StoreVerification {
     /// Events in the log whose requests retention archived and purged (`signoff verify
     /// --archive` checks an archive file).
     pub archived: u64,
+    /// Changes to the directory made through the API (leaves of the log too).
+    #[serde(default)]
+    pub directory_changes: u64,
     pub problems: Vec<Problem>,
 }
 
@@ -410,6 +435,17 @@ pub async fn verify_store(
             None => break,
         }
     }
+    // The directory's changes: their chain, and their leaves as the log names them.
+    let (records, problems) = read_directory(store).await?;
+    if !problems.is_empty() {
+        unreadable.insert(log::DIRECTORY.to_string());
+    }
+    report.problems.extend(problems);
+    report.directory_changes = records.len() as u64;
+    leaves_of.insert(
+        log::DIRECTORY.to_string(),
+        records.iter().map(|r| Some(signoff_audit::event_leaf(log::DIRECTORY, r.seq, &r.hash))).collect(),
+    );
     let size = store.log_size().await?;
     report.log_size = size.size;
     report.queued = size.queued;
@@ -556,13 +592,23 @@ pub struct AuditRecord {
     /// through the API.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub origin: Option<signoff_engine::event::Origin>,
+    /// The request's policy and payload hash (none for a directory change).
     #[serde(flatten)]
-    pub provenance: Provenance,
-    /// The request's status now.
-    pub status: String,
+    pub provenance: Option<Provenance>,
+    /// The request's status now (none for a directory change).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     /// The event itself, hash and chain included.
-    pub event: Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
+    /// For `directory_changed` (request `directory`): the change made through the API, its
+    /// hash and chain included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory_change: Option<crate::people::Record>,
 }
+
+/// The type a directory change has in an audit export.
+pub const DIRECTORY_CHANGED: &str = "directory_changed";
 
 /// How many leaves one read of an export takes.
 const EXPORT_PAGE: u32 = 1_000;
@@ -595,13 +641,40 @@ impl Export {
         self.cursor = last.leaf.index + 1;
         let mut records = Vec::new();
         for row in rows {
-            if self.filter.policy.as_ref().is_some_and(|p| *p != row.policy_id) || self.filter.status.as_ref().is_some_and(|s| *s != row.status) {
+            let f = &self.filter;
+            let outside = |kind: &str, actor: &str, at: jiff::Timestamp| {
+                f.kind.as_ref().is_some_and(|k| k != kind) || f.actor.as_ref().is_some_and(|a| a != actor) || f.from.is_some_and(|t| at < t) || f.to.is_some_and(|t| at >= t)
+            };
+            let (Some(policy_id), Some(status)) = (row.policy_id, row.status) else {
+                // A directory change: it has no policy or status to match.
+                let record: crate::people::Record = signoff_store::decode(&row.body)?;
+                if f.policy.is_some() || f.status.is_some() || outside(DIRECTORY_CHANGED, &record.actor, record.at) {
+                    continue;
+                }
+                records.push(AuditRecord {
+                    index: row.leaf.index,
+                    request: row.leaf.request_id,
+                    seq: row.leaf.seq,
+                    at: record.at,
+                    kind: DIRECTORY_CHANGED.to_string(),
+                    actor: record.actor.clone(),
+                    step: None,
+                    decision: None,
+                    approvers: None,
+                    origin: record.origin.clone(),
+                    provenance: None,
+                    status: None,
+                    event: None,
+                    directory_change: Some(record),
+                });
+                continue;
+            };
+            if f.policy.as_ref().is_some_and(|p| *p != policy_id) || f.status.as_ref().is_some_and(|s| *s != status) {
                 continue;
             }
             let event: Event = signoff_store::decode(&row.body)?;
             let kind = event.kind.type_name();
-            let f = &self.filter;
-            if f.kind.as_ref().is_some_and(|k| k != kind) || f.actor.as_ref().is_some_and(|a| *a != event.actor) || f.from.is_some_and(|t| event.at < t) || f.to.is_some_and(|t| event.at >= t) {
+            if outside(kind, &event.actor, event.at) {
                 continue;
             }
             let provenance = self.provenance_of(&row.leaf.request_id, &event).await?;
@@ -625,9 +698,10 @@ impl Export {
                 decision,
                 approvers,
                 origin: event.origin.clone(),
-                provenance,
-                status: row.status,
-                event,
+                provenance: Some(provenance),
+                status: Some(status),
+                event: Some(event),
+                directory_change: None,
             });
         }
         Ok(Some(records))

@@ -90,7 +90,8 @@ impl Projection {
         let mut changed: HashMap<String, RequestFacts> = HashMap::new();
         {
             let known = self.facts.read().unwrap_or_else(|e| e.into_inner());
-            for row in rows {
+            // (The directory's changes are in the log too; they are no request's facts.)
+            for row in rows.into_iter().filter(|r| r.leaf.request_id != signoff_store::log::DIRECTORY) {
                 let event: Event = signoff_store::decode(&row.body)?;
                 let id = row.leaf.request_id;
                 if let Some(f) = changed.get_mut(&id) {

@@ -45,12 +45,34 @@ impl Record {
     }
 }
 
+/// What is wrong with a stored change: a verification finding's code (`unreadable`,
+/// `sequence_gap`, `chain_broken`, `event_altered`) and what it means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broken {
+    pub seq: u64,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "directory change {}: {}", self.seq, self.detail)
+    }
+}
+
 /// Reads record number `seq` as stored (`body`) and checks that it follows `head` (the hash of
 /// the record before, `GENESIS` for the first) and hashes to what it says.
-pub fn checked(seq: u64, body: &str, head: &str) -> Result<Record, String> {
-    let record: Record = serde_json::from_str(body).map_err(|e| format!("directory change {seq}: {e}"))?;
-    if record.seq != seq || record.prev != head || record.digest() != record.hash {
-        return Err(format!("directory change {seq}: its hash chain does not hold"));
+pub fn checked(seq: u64, body: &str, head: &str) -> Result<Record, Broken> {
+    let broken = |code, detail: String| Broken { seq, code, detail };
+    let record: Record = serde_json::from_str(body).map_err(|e| broken("unreadable", format!("cannot be read, so it was changed outside signoff: {e}")))?;
+    if record.seq != seq {
+        return Err(broken("sequence_gap", format!("the record stored as number {seq} says it is number {}: a change was removed or reordered", record.seq)));
+    }
+    if record.digest() != record.hash {
+        return Err(broken("event_altered", "was changed after it was written: its content no longer matches its hash".into()));
+    }
+    if record.prev != head {
+        return Err(broken("chain_broken", "does not follow the change before it: an earlier change was changed, removed or reordered".into()));
     }
     Ok(record)
 }
@@ -109,7 +131,7 @@ impl People {
         }
         let mut fresh = Vec::with_capacity(rows.len());
         for (seq, body) in rows {
-            let record = checked(seq, &body, &applied.head).map_err(StoreError::Corrupt)?;
+            let record = checked(seq, &body, &applied.head).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             applied.seq = seq;
             applied.head = record.hash.clone();
             fresh.push(record.change);

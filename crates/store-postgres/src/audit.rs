@@ -28,8 +28,9 @@ pub(crate) async fn sequence(client: &mut deadpool_postgres::Object, limit: u32)
     }
     let rows = tx
         .query(
-            "SELECT q.n, q.request_id, q.seq, e.body FROM audit_queue q
+            "SELECT q.n, q.request_id, q.seq, COALESCE(e.body, d.body) FROM audit_queue q
              LEFT JOIN events e ON e.request_id = q.request_id AND e.seq = q.seq
+             LEFT JOIN directory_changes d ON q.request_id = 'directory' AND d.seq = q.seq
              ORDER BY q.n LIMIT $1",
             &[&(limit as i64)],
         )
@@ -138,10 +139,11 @@ fn leaf(r: &Row) -> LogLeaf {
 pub(crate) async fn audit_rows(c: &impl GenericClient, from: u64, limit: u32) -> Result<Vec<log::AuditRow>> {
     let rows = c
         .query(
-            "SELECT l.idx, l.request_id, l.seq, e.body, r.policy_id, r.status FROM audit_leaves l
-             JOIN events e ON e.request_id = l.request_id AND e.seq = l.seq
-             JOIN requests r ON r.id = l.request_id
-             WHERE l.idx >= $1 ORDER BY l.idx LIMIT $2",
+            "SELECT l.idx, l.request_id, l.seq, COALESCE(e.body, d.body), r.policy_id, r.status FROM audit_leaves l
+             LEFT JOIN events e ON e.request_id = l.request_id AND e.seq = l.seq
+             LEFT JOIN requests r ON r.id = l.request_id
+             LEFT JOIN directory_changes d ON l.request_id = 'directory' AND d.seq = l.seq
+             WHERE (r.id IS NOT NULL AND e.body IS NOT NULL OR d.seq IS NOT NULL) AND l.idx >= $1 ORDER BY l.idx LIMIT $2",
             &[&(from as i64), &(limit as i64)],
         )
         .await

@@ -473,6 +473,18 @@ CREATE TABLE directory_changes (
     seq  BIGINT PRIMARY KEY,
     body TEXT NOT NULL
 );
+"#, r#"
+-- Directory changes are leaves of the audit log too, under the name `directory`
+-- (signoff_store::log::DIRECTORY): queued as they are written; those made before join it now.
+CREATE FUNCTION signoff_queue_directory_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO audit_queue (request_id, seq) SELECT 'directory', seq FROM added ORDER BY seq;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER directory_changes_audit AFTER INSERT ON directory_changes REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION signoff_queue_directory_audit();
+INSERT INTO audit_queue (request_id, seq) SELECT 'directory', seq FROM directory_changes ORDER BY seq;
 "#];
 
 pub async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {

@@ -19,8 +19,9 @@ pub(crate) fn sequence(conn: &mut Connection, limit: u32) -> Result<u64> {
     let queued: Vec<Queued> = {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT q.n, q.request_id, q.seq, e.body FROM audit_queue q
+                "SELECT q.n, q.request_id, q.seq, COALESCE(e.body, d.body) FROM audit_queue q
                  LEFT JOIN events e ON e.request_id = q.request_id AND e.seq = q.seq
+                 LEFT JOIN directory_changes d ON q.request_id = 'directory' AND d.seq = q.seq
                  ORDER BY q.n LIMIT ?1",
             )
             .map_err(unavailable)?;
@@ -140,10 +141,11 @@ fn leaves_where(c: &Connection, sql: &str, args: impl rusqlite::Params) -> Resul
 pub(crate) fn audit_rows(c: &Connection, from: u64, limit: u32) -> Result<Vec<log::AuditRow>> {
     let mut stmt = c
         .prepare_cached(
-            "SELECT l.idx, l.request_id, l.seq, e.body, r.policy_id, r.status FROM audit_leaves l
-             JOIN events e ON e.request_id = l.request_id AND e.seq = l.seq
-             JOIN requests r ON r.id = l.request_id
-             WHERE l.idx >= ?1 ORDER BY l.idx LIMIT ?2",
+            "SELECT l.idx, l.request_id, l.seq, COALESCE(e.body, d.body), r.policy_id, r.status FROM audit_leaves l
+             LEFT JOIN events e ON e.request_id = l.request_id AND e.seq = l.seq
+             LEFT JOIN requests r ON r.id = l.request_id
+             LEFT JOIN directory_changes d ON l.request_id = 'directory' AND d.seq = l.seq
+             WHERE (r.id IS NOT NULL AND e.body IS NOT NULL OR d.seq IS NOT NULL) AND l.idx >= ?1 ORDER BY l.idx LIMIT ?2",
         )
         .map_err(unavailable)?;
     let rows = stmt

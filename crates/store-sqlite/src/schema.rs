@@ -199,6 +199,13 @@ CREATE TABLE directory_changes (
     seq  INTEGER PRIMARY KEY,
     body TEXT NOT NULL
 );
+"#, r#"
+-- Directory changes are leaves of the audit log too, under the name `directory`
+-- (signoff_store::log::DIRECTORY): queued as they are written; those made before join it now.
+CREATE TRIGGER directory_changes_audit AFTER INSERT ON directory_changes BEGIN
+    INSERT INTO audit_queue (request_id, seq) VALUES ('directory', NEW.seq);
+END;
+INSERT INTO audit_queue (request_id, seq) SELECT 'directory', seq FROM directory_changes ORDER BY seq;
 "#];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -692,9 +692,21 @@ pub async fn the_audit_log_takes_every_event_in_commit_order(store: &dyn Store) 
     assert_eq!(rows.iter().map(|r| r.leaf.clone()).collect::<Vec<_>>(), leaves[1..4].to_vec());
     for r in &rows {
         assert_eq!(decode::<Event>(&r.body).unwrap(), *event_of(&r.leaf));
-        assert_eq!((r.policy_id.as_str(), r.status.as_str()), ("conf", "pending"));
+        assert_eq!((r.policy_id.as_deref(), r.status.as_deref()), (Some("conf"), Some("pending")));
     }
     assert!(store.audit_rows(total, 10).await.unwrap().is_empty());
+
+    // A directory change joins the log like an event, under the directory's name.
+    let change = r#"{"seq":1,"hash":"5d41402abc4b2a76b9719d911017c592"}"#;
+    assert!(store.append_directory_change(1, change).await.unwrap());
+    assert_eq!(store.log_size().await.unwrap(), LogSize { size: total, queued: 1 });
+    assert_eq!(store.sequence_log(100).await.unwrap(), total + 1);
+    let leaf = LogLeaf { index: total, request_id: crate::log::DIRECTORY.into(), seq: 1 };
+    assert_eq!(store.log_leaves_of(crate::log::DIRECTORY).await.unwrap(), vec![leaf.clone()]);
+    let rows = store.audit_rows(total, 10).await.unwrap();
+    assert_eq!(rows, vec![crate::log::AuditRow { leaf, body: change.into(), policy_id: None, status: None }]);
+    expected.append(signoff_audit::event_leaf(crate::log::DIRECTORY, 1, "5d41402abc4b2a76b9719d911017c592"));
+    assert_eq!(crate::log::build(store, &merkle::root(total + 1)).await.unwrap(), expected.root());
 }
 
 pub async fn retention_purges_closed_requests_and_prunes_what_expires(store: &dyn Store) {

@@ -18,19 +18,25 @@ pub struct LogLeaf {
     pub seq: u64,
 }
 
+/// The name the directory's changes go by in the log, in place of a request id (no request's
+/// id has this form: signoff mints them `req_…`). Change number `seq` is the leaf of
+/// (`DIRECTORY`, `seq`, the change's hash), like an event of a request.
+pub const DIRECTORY: &str = "directory";
+
 /// A leaf with what an audit export needs of its event and request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRow {
     pub leaf: LogLeaf,
-    /// The event as stored (JSON text).
+    /// The event as stored (JSON text); for a leaf of `DIRECTORY`, the directory change.
     pub body: String,
-    pub policy_id: String,
-    /// The request's status now.
-    pub status: String,
+    /// The request's policy (none for a directory change).
+    pub policy_id: Option<String>,
+    /// The request's status now (none for a directory change).
+    pub status: Option<String>,
 }
 
-/// A queued event, as sequencing reads it: its queue position, which event, and the event as
-/// stored (for its hash).
+/// A queued event (or directory change), as sequencing reads it: its queue position, which
+/// event, and the event as stored (for its hash).
 #[derive(Debug, Clone)]
 pub struct Queued {
     pub n: i64,

@@ -149,7 +149,17 @@ fn people_and_tokens_by_api_and_single_sign_on_through_the_binary() {
     assert_eq!((me["id"].as_str(), me["manager"].as_str()), (Some("bo"), Some("ann")));
     let changes: Value = http.get(format!("{}/v1/admin/directory/changes", server.url)).bearer_auth("root-secret").send().unwrap().json().unwrap();
     assert_eq!(changes["items"].as_array().unwrap().len(), 2);
+    // Audited like any other event: in the export, and in the log an offline check verifies.
+    let (code, out, err) = server.client("root-secret", &["audit", "export", "--type", "directory_changed"]);
+    assert_eq!(code, 0, "{err}");
+    let exported: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(exported.iter().map(|r| r["directory_change"]["change"]["op"].as_str().unwrap()).collect::<Vec<_>>(), ["put_user", "issue_token"], "{out}");
+    assert!(exported.iter().all(|r| r["request"] == "directory" && r["actor"] == "root"), "{out}");
     drop(server);
+    let out = Command::new(BIN).args(["verify", "--data"]).arg(&data).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.starts_with("verified: 0 requests, 0 events and 2 directory changes,"), "{said}");
     drop(runtime);
 }
 

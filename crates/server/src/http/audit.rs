@@ -90,7 +90,8 @@ pub(crate) struct EventsParams {
     cursor: Option<u64>,
 }
 
-/// The audit trail as NDJSON, streamed in log (commit) order: one record per event, then a
+/// The audit trail as NDJSON, streamed in log (commit) order: one record per event (and per
+/// directory change made through the API, type `directory_changed`), then a
 /// last line `{"complete": true, "cursor": N, "records": K}`. A stream that ends without it was
 /// cut short: ask again from the last record's `index` + 1. Admins only.
 #[utoipa::path(get, path = "/v1/audit/events", tag = "audit", params(EventsParams),

@@ -322,6 +322,73 @@ async fn the_audit_export_streams_every_event_filtered_and_resumable() {
     assert_eq!(app.get("root", "/v1/audit/events?status=asleep").await.0, 400);
 }
 
+/// Changes to the directory made through the API are audited like events: leaves of the same
+/// log (under the name `directory`), in the export with who, when and from where, and checked
+/// by verification, which finds one changed, removed or dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directory_changes_are_leaves_of_the_log_exported_and_verified() {
+    let (app, before) = history().await;
+    let (status, _) = app.call("root", reqwest::Method::PUT, "/v1/admin/users/nia", Some(json!({"name": "Nia Okafor"})), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = app.call("root", reqwest::Method::PUT, "/v1/admin/users/omar", Some(json!({"name": "Omar"})), None).await;
+    assert_eq!(status, 200);
+    let checkpoint = app.service.audit_checkpoint().await.unwrap();
+    assert_eq!(checkpoint.size, before.size + 2, "each change is a leaf");
+
+    let (all, _) = export(&app, "").await;
+    assert_eq!(all.len() as u64, checkpoint.size);
+    let changes: Vec<_> = all.iter().filter(|r| r["type"] == "directory_changed").collect();
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    for (i, r) in changes.iter().enumerate() {
+        assert_eq!((r["request"].as_str(), r["seq"].as_u64(), r["actor"].as_str()), (Some("directory"), Some(i as u64 + 1), Some("root")), "{r}");
+        assert_eq!(r["origin"]["address"], "127.0.0.1", "{r}");
+        assert_eq!(r["directory_change"]["change"]["op"], "put_user", "{r}");
+        assert_eq!(r["directory_change"]["at"], r["at"]);
+        assert!(r.get("policy").is_none() && r.get("status").is_none() && r.get("event").is_none(), "{r}");
+    }
+    assert_eq!(changes[1]["directory_change"]["prev"], changes[0]["directory_change"]["hash"]);
+    assert_eq!(export(&app, "?type=directory_changed").await.0.len(), 2);
+    assert_eq!(export(&app, "?actor=root").await.0.len(), 2);
+    assert!(export(&app, "?policy=quote-discount").await.0.iter().all(|r| r["type"] != "directory_changed"));
+    assert!(export(&app, "?status=pending").await.0.iter().all(|r| r["type"] != "directory_changed"));
+
+    // The analytics follower reads past them.
+    let projection = signoff_server::insights::Projection::default();
+    assert_eq!(projection.refresh(&**app.service.store()).await.unwrap(), checkpoint.size);
+    assert_eq!(projection.snapshot().len(), 4);
+
+    let db = db_of(&app);
+    let clean = verify_copy(&db, Some(&checkpoint), |_| {}).await;
+    assert!(clean.verified(), "{:?}", clean.problems);
+    assert_eq!((clean.directory_changes, clean.log_size), (2, clean.events + 2));
+
+    let on_directory = |v: &StoreVerification| v.problems.iter().filter(|p| p.request.as_deref() == Some("directory")).map(|p| (p.code.clone(), p.seq)).collect::<Vec<_>>();
+    // A change rewritten (who made it): its hash no longer holds.
+    let v = verify_copy(&db, None, |c| {
+        c.execute("UPDATE directory_changes SET body = replace(body, '\"actor\":\"root\"', '\"actor\":\"mark\"') WHERE seq = 1", []).unwrap();
+    })
+    .await;
+    assert_eq!(on_directory(&v), [("event_altered".to_string(), Some(1))], "{:?}", v.problems);
+    // The first change removed: the numbers have a gap.
+    let v = verify_copy(&db, None, |c| {
+        c.execute("DELETE FROM directory_changes WHERE seq = 1", []).unwrap();
+    })
+    .await;
+    assert_eq!(on_directory(&v), [("sequence_gap".to_string(), Some(1))], "{:?}", v.problems);
+    // The last one removed: the chain that is left holds, but the log still has its leaf.
+    let v = verify_copy(&db, None, |c| {
+        c.execute("DELETE FROM directory_changes WHERE seq = 2", []).unwrap();
+    })
+    .await;
+    assert_eq!(on_directory(&v), [("event_missing".to_string(), Some(2))], "{:?}", v.problems);
+    // And its leaf with it (the log's last): the checkpoint kept from before shows it.
+    let v = verify_copy(&db, Some(&checkpoint), |c| {
+        c.execute_batch("DELETE FROM directory_changes WHERE seq = 2; DELETE FROM audit_leaves WHERE request_id = 'directory' AND seq = 2;").unwrap();
+    })
+    .await;
+    assert!(codes(&v).contains(&"checkpoint_mismatch"), "{:?}", v.problems);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_archives_verifies_and_purges_closed_requests_and_the_log_still_proves_everything() {
     use signoff_server::retention::{Mode, RetentionConfig, RuleConfig, run, verify_archive};
