@@ -73,27 +73,43 @@ impl Client {
     /// A client of `remote`'s server (trusting its CA, presenting its client certificate) that
     /// sends `token`.
     pub fn new(remote: &Remote, token: Option<String>) -> Result<Client, Failure> {
-        // (The user agent names the CLI in the audit trail's origin of what it does.)
-        let mut builder = reqwest::Client::builder().user_agent(concat!("signoff-cli/", env!("CARGO_PKG_VERSION")));
         let read = |flag: &str, path: &Path| std::fs::read(path).map_err(|e| Failure::Usage(format!("{flag}: {}: {e}", path.display())));
-        if let Some(path) = &remote.ca_cert {
-            let ca = reqwest::Certificate::from_pem(&read("--ca-cert", path)?)
-                .map_err(|e| Failure::Usage(format!("--ca-cert: {}: not a PEM certificate: {e}", path.display())))?;
-            builder = builder.add_root_certificate(ca);
-        }
-        match (&remote.client_cert, &remote.client_key) {
-            (None, None) => {}
+        let ca = match &remote.ca_cert {
+            Some(path) => Some(
+                reqwest::Certificate::from_pem(&read("--ca-cert", path)?)
+                    .map_err(|e| Failure::Usage(format!("--ca-cert: {}: not a PEM certificate: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let identity = match (&remote.client_cert, &remote.client_key) {
+            (None, None) => None,
             (Some(cert), Some(key)) => {
                 let mut pem = read("--client-cert", cert)?;
                 pem.push(b'\n');
                 pem.extend(read("--client-key", key)?);
-                let identity = reqwest::Identity::from_pem(&pem)
-                    .map_err(|e| Failure::Usage(format!("--client-cert, --client-key: not a PEM certificate and key: {e}")))?;
-                builder = builder.identity(identity);
+                Some(
+                    reqwest::Identity::from_pem(&pem)
+                        .map_err(|e| Failure::Usage(format!("--client-cert, --client-key: not a PEM certificate and key: {e}")))?,
+                )
             }
             _ => return Err(Failure::Usage("--client-cert and --client-key go together".into())),
+        };
+        let make = || {
+            // (The user agent names the CLI in the audit trail's origin of what it does.)
+            let mut builder = reqwest::Client::builder().user_agent(concat!("signoff-cli/", env!("CARGO_PKG_VERSION")));
+            if let Some(ca) = &ca {
+                builder = builder.add_root_certificate(ca.clone());
+            }
+            if let Some(identity) = &identity {
+                builder = builder.identity(identity.clone());
+            }
+            builder
+        };
+        let (http, trusted) = signoff_server::outgoing_client(make).map_err(|e| Failure::Usage(format!("cannot set up the HTTP client: {e}")))?;
+        // Without the system's authorities, plain HTTP (a container's health check) still works.
+        if !trusted && ca.is_none() && remote.url.starts_with("https:") {
+            return Err(Failure::Usage("this system has no CA certificates to check the server's with: install them (ca-certificates) or pass --ca-cert".into()));
         }
-        let http = builder.build().map_err(|e| Failure::Usage(format!("cannot set up the HTTP client: {e}")))?;
         Ok(Client { http, url: remote.url.trim_end_matches('/').to_string(), token })
     }
 

@@ -193,6 +193,20 @@ pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// An outgoing HTTP client from `make`, trusting the system's certificate authorities (and any
+/// `make` adds). On a system without any (a container image without `ca-certificates`), one
+/// that trusts only those `make` adds: plain HTTP still works and an HTTPS call fails with an
+/// error of its own, where building the client the usual way fails (and `Client::new` panics).
+/// The second value says whether the system's authorities were found.
+pub fn outgoing_client(make: impl Fn() -> reqwest::ClientBuilder) -> Result<(reqwest::Client, bool), reqwest::Error> {
+    install_tls();
+    match make().build() {
+        Ok(client) => Ok((client, true)),
+        // (The only difference between the two is where trust comes from.)
+        Err(e) => make().tls_certs_only([]).build().map(|client| (client, false)).map_err(|_| e),
+    }
+}
+
 /// The background workers beside the HTTP API (`Service::workers` builds them).
 pub struct Workers {
     /// Fires due timers.

@@ -112,8 +112,10 @@ fn claim_text(claims: &Value, name: &str) -> Option<String> {
 impl Oidc {
     pub fn new(config: OidcConfig) -> Result<Oidc, String> {
         let skew = config.check()?;
-        crate::install_tls();
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| format!("oidc: {e}"))?;
+        let (http, trusted) = crate::outgoing_client(|| reqwest::Client::builder().timeout(Duration::from_secs(10))).map_err(|e| format!("oidc: {e}"))?;
+        if !trusted && config.issuer.starts_with("https:") {
+            return Err("oidc.issuer: this system has no CA certificates to check the issuer's with (install ca-certificates)".into());
+        }
         Ok(Oidc { config, skew, http, discovery: tokio::sync::OnceCell::new(), keys: ArcSwap::from_pointee(HashMap::new()), refetched: tokio::sync::Mutex::new(None) })
     }
 

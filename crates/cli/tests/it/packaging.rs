@@ -94,3 +94,26 @@ fn the_health_check_command_says_up_ready_or_unreachable() {
     let out = Command::new(BIN).args(["health", "--url", &url]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "a stopped server is unreachable");
 }
+
+/// A system without CA certificates (an image without `ca-certificates`): the server still
+/// starts and serves, the health check over plain HTTP still answers, and a client asked to
+/// check an HTTPS server's certificate says what is missing. (The certificate store is pointed
+/// at an empty file and folder, as rustls-native-certs allows.)
+#[test]
+fn without_ca_certificates_the_server_serves_and_the_health_check_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let none = dir.path().join("no-certs");
+    std::fs::create_dir(&none).unwrap();
+    std::fs::write(none.join("none.pem"), "").unwrap();
+    let (file, folder) = (none.join("none.pem"), none.clone());
+    let env = [("SSL_CERT_FILE", file.to_str().unwrap()), ("SSL_CERT_DIR", folder.to_str().unwrap())];
+    let server = Server::serve_with(BIN, &dir.path().join("data"), &[], std::process::Stdio::null(), &env);
+    let out = Command::new(BIN).args(["health", "--url", &server.url]).envs(env).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, out, err) = server.client("alice-token", &["inbox"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let out = Command::new(BIN).args(["inbox", "--url", "https://127.0.0.1:9", "--token", "alice-token"]).envs(env).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("no CA certificates") && said.contains("--ca-cert"), "{said}");
+}

@@ -59,7 +59,11 @@ const LEASE: SignedDuration = SignedDuration::from_secs(2 * TIMEOUT.as_secs() as
 
 impl Dispatcher {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, channels: Arc<Channels>, wake: Arc<Notify>) -> Arc<Dispatcher> {
-        let http = reqwest::Client::builder().timeout(TIMEOUT).pool_max_idle_per_host(CONCURRENCY).build().unwrap_or_default();
+        let make = || reqwest::Client::builder().timeout(TIMEOUT).pool_max_idle_per_host(CONCURRENCY);
+        let (http, trusted) = crate::outgoing_client(make).expect("an HTTP client that trusts no certificate authority always builds");
+        if !trusted {
+            tracing::warn!("this system has no CA certificates (install ca-certificates): notifications over HTTPS (Slack, webhooks) will fail");
+        }
         Arc::new(Dispatcher { store, clock, channels, wake, http, slots: Arc::new(Semaphore::new(CONCURRENCY)), done: Notify::new() })
     }
 
