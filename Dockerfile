@@ -16,6 +16,7 @@ FROM debian:bookworm-slim
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 signoff \
     && useradd --system --uid 10001 --gid signoff --home-dir /var/lib/signoff --shell /usr/sbin/nologin signoff \
