@@ -25,8 +25,6 @@ fn read_checkpoint(path: &Path) -> Result<Checkpoint, String> {
 
 fn describe(p: &Problem) -> String {
     let place = match (&p.request, p.seq) {
-        // (The directory's own findings name their change already.)
-        (Some(r), Some(_)) if r == signoff_store::log::DIRECTORY && p.detail.starts_with("directory change") => String::new(),
         (Some(r), Some(s)) if r == signoff_store::log::DIRECTORY => format!("directory change {s}: "),
         (Some(r), Some(s)) => format!("request {r}, event {s}: "),
         (Some(r), None) => format!("request {r}: "),

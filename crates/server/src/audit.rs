@@ -285,7 +285,7 @@ async fn read_directory(store: &dyn Store) -> Result<(Vec<crate::people::Record>
     for (i, (seq, body)) in store.directory_changes(0).await?.into_iter().enumerate() {
         let expected = i as u64 + 1;
         if seq != expected {
-            let detail = format!("directory change {expected} is missing (the next stored one is {seq}): a change was removed");
+            let detail = format!("missing (the next stored one is {seq}): a change was removed");
             return Ok((records, vec![Problem::at(log::DIRECTORY, Some(expected), "sequence_gap", detail)]));
         }
         match crate::people::checked(seq, &body, &head) {
@@ -293,7 +293,8 @@ async fn read_directory(store: &dyn Store) -> Result<(Vec<crate::people::Record>
                 head = record.hash.clone();
                 records.push(record);
             }
-            Err(broken) => return Ok((records, vec![Problem::at(log::DIRECTORY, Some(seq), broken.code, broken.to_string())])),
+            // (The finding names the change by its place; the detail says what is wrong with it.)
+            Err(broken) => return Ok((records, vec![Problem::at(log::DIRECTORY, Some(seq), broken.code, broken.detail)])),
         }
     }
     Ok((records, Vec::new()))

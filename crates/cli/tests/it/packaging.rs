@@ -102,10 +102,10 @@ fn the_health_check_command_says_up_ready_or_unreachable() {
 #[test]
 fn without_ca_certificates_the_server_serves_and_the_health_check_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let none = dir.path().join("no-certs");
-    std::fs::create_dir(&none).unwrap();
-    std::fs::write(none.join("none.pem"), "").unwrap();
-    let (file, folder) = (none.join("none.pem"), none.clone());
+    let folder = dir.path().join("no-certs");
+    let file = folder.join("none.pem");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::write(&file, "").unwrap();
     let env = [("SSL_CERT_FILE", file.to_str().unwrap()), ("SSL_CERT_DIR", folder.to_str().unwrap())];
     let server = Server::serve_with(BIN, &dir.path().join("data"), &[], std::process::Stdio::null(), &env);
     let out = Command::new(BIN).args(["health", "--url", &server.url]).envs(env).output().unwrap();
